@@ -1,0 +1,3 @@
+from tideflow.cli.main import app
+
+app(prog_name="tideflow")

@@ -1,0 +1,1 @@
+"""The ``tideflow`` command line."""

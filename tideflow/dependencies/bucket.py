@@ -1,0 +1,5 @@
+"""``BucketDependencyBuilder``, where the BuildFlow tutorial imports it from."""
+
+from tideflow.dependencies.builders import BucketDependencyBuilder
+
+__all__ = ["BucketDependencyBuilder"]

@@ -1,0 +1,219 @@
+"""A folder used as a bucket.
+
+Writes are atomic (temp file, fsync, rename, fsync of the folder) and each one gets
+a generation number from the bucket's SQLite journal in the same step, so the event
+exists on disk before the writer is told it succeeded. Keys are validated: no
+absolute paths, no ``..``, no control characters, at most 1,024 bytes. Files put into
+the folder by other programs are picked up by ``LocalFileChangeStream``.
+
+The client mirrors the google-cloud-storage calls the BuildFlow tutorial uses::
+
+    bucket_dep.bucket.blob(name).upload_from_file(file, content_type="image/png")
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import tempfile
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO, Any
+
+from tideflow.exceptions import ObjectNotFoundError, PrimitiveError
+from tideflow.home import state_path
+from tideflow.io.keys import RESERVED_PREFIX, validate_key
+from tideflow.io.local.journal import Journal, ObjectRecord
+from tideflow.io.primitive import PlanAction, PlanStep, Primitive
+
+TEMP_DIR = f"{RESERVED_PREFIX}-tmp"
+_COPY_CHUNK = 1024 * 1024
+
+
+class LocalBucket(Primitive):
+    """A bucket backed by the folder ``path`` (relative paths live in the state dir)."""
+
+    def __init__(self, path: str | os.PathLike[str], *, bucket_name: str | None = None) -> None:
+        self._path = Path(path)
+        self.bucket_name = bucket_name or self._path.name
+        validate_key(self.bucket_name)
+
+    @property
+    def root(self) -> Path:
+        return state_path(self._path)
+
+    @property
+    def journal_path(self) -> Path:
+        return state_path("journal") / f"{self.bucket_name}.sqlite3"
+
+    def journal(self) -> Journal:
+        return Journal.open(self.journal_path)
+
+    def primitive_id(self) -> str:
+        return f"local-bucket:{self.bucket_name}"
+
+    def plan(self) -> PlanStep:
+        exists = self.root.is_dir() and self.journal_path.exists()
+        action = PlanAction.NO_CHANGE if exists else PlanAction.CREATE
+        return self.step(action, str(self.root))
+
+    def plan_destroy(self) -> PlanStep:
+        exists = self.root.exists() or self.journal_path.exists()
+        return self.step(PlanAction.DELETE if exists else PlanAction.NO_CHANGE, str(self.root))
+
+    def apply(self) -> PlanStep:
+        step = self.plan()
+        try:
+            (self.root / TEMP_DIR).mkdir(parents=True, exist_ok=True)
+            self.journal()
+        except OSError as exc:
+            raise PrimitiveError(f"cannot create bucket folder {self.root}: {exc}") from exc
+        return step
+
+    def destroy(self) -> PlanStep:
+        step = self.plan_destroy()
+        shutil.rmtree(self.root, ignore_errors=True)
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{self.journal_path}{suffix}").unlink(missing_ok=True)
+        return step
+
+    def client(self) -> LocalBucketClient:
+        return LocalBucketClient(self)
+
+    def read_bytes(self, key: str, *, generation: int | None = None) -> bytes:
+        return self.client().blob(key).download_as_bytes()
+
+
+class LocalBucketClient:
+    """The run-time handle on a ``LocalBucket``, shaped like a google-cloud-storage Bucket."""
+
+    def __init__(self, bucket: LocalBucket) -> None:
+        self.primitive = bucket
+        self.name = bucket.bucket_name
+        self.root = bucket.root
+
+    def blob(self, name: str) -> LocalBlob:
+        return LocalBlob(self, validate_key(name))
+
+    def get_blob(self, name: str) -> LocalBlob | None:
+        blob = self.blob(name)
+        return blob if blob.exists() else None
+
+    def list_blobs(self, *, prefix: str = "") -> Iterator[LocalBlob]:
+        for key in sorted(iter_keys(self.root)):
+            if key.startswith(prefix):
+                yield LocalBlob(self, key)
+
+
+class LocalBlob:
+    """One object in a local bucket."""
+
+    def __init__(self, bucket: LocalBucketClient, name: str) -> None:
+        self.bucket = bucket
+        self.name = name
+        self.path = bucket.root / name
+        self.generation: int | None = None
+
+    def exists(self) -> bool:
+        return self.path.is_file() and not self.path.is_symlink()
+
+    def _record(self) -> ObjectRecord | None:
+        return self.bucket.primitive.journal().get_object(self.name)
+
+    @property
+    def size(self) -> int | None:
+        return self.path.stat().st_size if self.exists() else None
+
+    @property
+    def metadata(self) -> dict[str, Any]:
+        record = self._record()
+        return {} if record is None else record.metadata
+
+    def upload_from_file(
+        self,
+        file_obj: IO[bytes],
+        *,
+        content_type: str | None = None,
+        metadata: dict[str, str] | None = None,
+        max_bytes: int | None = None,
+    ) -> int:
+        """Store the rest of ``file_obj``; returns the new generation.
+
+        With ``max_bytes``, a longer stream raises ``ValueError`` and nothing is stored.
+        """
+        temp_dir = self.bucket.root / TEMP_DIR
+        temp_dir.mkdir(parents=True, exist_ok=True)
+        fd, temp_name = tempfile.mkstemp(dir=temp_dir, prefix=uuid.uuid4().hex)
+        try:
+            with os.fdopen(fd, "wb") as temp:
+                written = 0
+                while chunk := file_obj.read(_COPY_CHUNK):
+                    written += len(chunk)
+                    if max_bytes is not None and written > max_bytes:
+                        raise ValueError(f"object is larger than {max_bytes} bytes")
+                    temp.write(chunk)
+                temp.flush()
+                os.fsync(temp.fileno())
+            object_metadata = dict(metadata or {})
+            if content_type:
+                object_metadata["content_type"] = content_type
+            self.generation = self.bucket.primitive.journal().record_write(
+                self.name,
+                publish=lambda: self._publish(Path(temp_name)),
+                metadata=object_metadata,
+            )
+            return self.generation
+        finally:
+            Path(temp_name).unlink(missing_ok=True)
+
+    def upload_from_string(self, data: bytes | str, *, content_type: str | None = None) -> int:
+        payload = data.encode() if isinstance(data, str) else data
+        return self.upload_from_file(io.BytesIO(payload), content_type=content_type)
+
+    def _publish(self, temp_path: Path) -> os.stat_result:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(temp_path, self.path)
+        _fsync_dir(self.path.parent)
+        return os.stat(self.path)
+
+    def download_as_bytes(self) -> bytes:
+        try:
+            # O_NOFOLLOW: a symlink dropped into the folder must not expose other files.
+            fd = os.open(self.path, os.O_RDONLY | os.O_NOFOLLOW)
+        except FileNotFoundError as exc:
+            raise ObjectNotFoundError(
+                f"no object {self.name!r} in bucket {self.bucket.name}"
+            ) from exc
+        except OSError as exc:
+            raise ObjectNotFoundError(f"cannot read {self.name!r}: {exc.strerror}") from exc
+        with os.fdopen(fd, "rb") as handle:
+            return handle.read()
+
+    def delete(self) -> None:
+        try:
+            self.path.unlink()
+        except FileNotFoundError as exc:
+            raise ObjectNotFoundError(
+                f"no object {self.name!r} in bucket {self.bucket.name}"
+            ) from exc
+        self.bucket.primitive.journal().forget(self.name)
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def iter_keys(root: Path) -> Iterator[str]:
+    """Keys of the regular files under ``root``, skipping tideflow's own folders and links."""
+    for folder, dirs, files in os.walk(root):
+        dirs[:] = [d for d in dirs if not d.startswith(RESERVED_PREFIX)]
+        for name in files:
+            path = Path(folder, name)
+            if not path.is_symlink():
+                yield path.relative_to(root).as_posix()

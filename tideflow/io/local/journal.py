@@ -1,0 +1,392 @@
+"""The SQLite journal behind a local bucket: object generations and stream events.
+
+One database per bucket, in WAL mode with ``synchronous=FULL``: a write returns only
+once its object row and its events are on disk, so an upload that was answered
+"accepted" survives ``kill -9`` and power loss. Every change that matters runs in a
+``BEGIN IMMEDIATE`` transaction, which serialises writers across processes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+from tideflow.exceptions import SourceError
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS objects (
+    key TEXT PRIMARY KEY,
+    generation INTEGER NOT NULL,
+    size INTEGER NOT NULL,
+    mtime_ns INTEGER NOT NULL,
+    inode INTEGER NOT NULL,
+    metadata TEXT NOT NULL DEFAULT '{}'
+);
+CREATE TABLE IF NOT EXISTS streams (stream_id TEXT PRIMARY KEY, created REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS events (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    stream_id TEXT NOT NULL,
+    key TEXT NOT NULL,
+    generation INTEGER NOT NULL,
+    size INTEGER NOT NULL,
+    event_time REAL NOT NULL,
+    metadata TEXT NOT NULL DEFAULT '{}',
+    state TEXT NOT NULL DEFAULT 'pending',
+    attempts INTEGER NOT NULL DEFAULT 0,
+    lease_until REAL NOT NULL DEFAULT 0,
+    last_error TEXT,
+    updated REAL NOT NULL,
+    UNIQUE (stream_id, key, generation)
+);
+CREATE INDEX IF NOT EXISTS events_by_state ON events (stream_id, state, lease_until, id);
+CREATE INDEX IF NOT EXISTS events_by_key ON events (stream_id, key, id);
+"""
+
+PENDING, LEASED, DONE, DEAD = "pending", "leased", "done", "dead"
+
+
+@dataclass(frozen=True)
+class EventRecord:
+    id: int
+    key: str
+    generation: int
+    size: int
+    event_time: float
+    metadata: dict[str, Any]
+    state: str
+    attempts: int
+    last_error: str | None
+    updated: float
+
+
+@dataclass(frozen=True)
+class ObjectRecord:
+    key: str
+    generation: int
+    size: int
+    mtime_ns: int
+    inode: int
+    metadata: dict[str, Any]
+
+
+class Journal:
+    """Thread-safe access to one bucket's journal; use ``Journal.open(path)``."""
+
+    _open: ClassVar[dict[Path, Journal]] = {}
+    _open_lock: ClassVar[threading.Lock] = threading.Lock()
+
+    @classmethod
+    def open(cls, path: Path) -> Journal:
+        """The process-wide journal for ``path``, so writers can wake up local pullers."""
+        path = path.resolve()
+        with cls._open_lock:
+            if path not in cls._open:
+                cls._open[path] = cls(path)
+            return cls._open[path]
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._local = threading.local()
+        self._changed = threading.Condition()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with self._transaction() as db:
+            db.executescript(_SCHEMA)
+
+    # -- connections ------------------------------------------------------------
+
+    def _db(self) -> sqlite3.Connection:
+        db: sqlite3.Connection | None = getattr(self._local, "db", None)
+        if db is None:
+            db = sqlite3.connect(self.path, timeout=30.0, isolation_level=None)
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=FULL")
+            db.row_factory = sqlite3.Row
+            self._local.db = db
+        return db
+
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        db = self._db()
+        try:
+            db.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            raise SourceError(f"cannot open the event journal {self.path}: {exc}") from exc
+        try:
+            yield db
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        else:
+            db.execute("COMMIT")
+
+    def _notify(self) -> None:
+        with self._changed:
+            self._changed.notify_all()
+
+    def wait_for_change(self, timeout: float) -> None:
+        """Sleep until a writer in this process journals something, or ``timeout``."""
+        with self._changed:
+            self._changed.wait(timeout)
+
+    # -- objects ----------------------------------------------------------------
+
+    def _next_generation(self, db: sqlite3.Connection) -> int:
+        row = db.execute(
+            "INSERT INTO counters (name, value) VALUES ('generation', 1) "
+            "ON CONFLICT (name) DO UPDATE SET value = value + 1 RETURNING value"
+        ).fetchone()
+        return int(row[0])
+
+    def _store_generation(
+        self,
+        db: sqlite3.Connection,
+        key: str,
+        stat: os.stat_result,
+        metadata: dict[str, Any],
+    ) -> int:
+        generation = self._next_generation(db)
+        meta = json.dumps(metadata)
+        db.execute(
+            "INSERT INTO objects (key, generation, size, mtime_ns, inode, metadata) "
+            "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (key) DO UPDATE SET "
+            "generation = excluded.generation, size = excluded.size, "
+            "mtime_ns = excluded.mtime_ns, inode = excluded.inode, metadata = excluded.metadata",
+            (key, generation, stat.st_size, stat.st_mtime_ns, stat.st_ino, meta),
+        )
+        now = time.time()
+        db.execute(
+            "INSERT INTO events (stream_id, key, generation, size, event_time, metadata, updated) "
+            "SELECT stream_id, ?, ?, ?, ?, ?, ? FROM streams",
+            (key, generation, stat.st_size, now, meta, now),
+        )
+        return generation
+
+    def record_write(
+        self,
+        key: str,
+        *,
+        publish: Callable[[], os.stat_result],
+        metadata: dict[str, Any],
+    ) -> int:
+        """Run ``publish`` (which makes the file visible) and journal it, atomically.
+
+        Holding the write lock across ``publish`` keeps the folder watcher from
+        journaling the same file a second time.
+        """
+        with self._transaction() as db:
+            generation = self._store_generation(db, key, publish(), metadata)
+        self._notify()
+        return generation
+
+    def observe(self, key: str, stat: Callable[[], os.stat_result | None]) -> int | None:
+        """Journal a file found in the folder if it is new or changed; its generation."""
+        with self._transaction() as db:
+            current = stat()
+            if current is None:
+                db.execute("DELETE FROM objects WHERE key = ?", (key,))
+                return None
+            known = db.execute(
+                "SELECT size, mtime_ns, inode FROM objects WHERE key = ?", (key,)
+            ).fetchone()
+            if known is not None and tuple(known) == (
+                current.st_size,
+                current.st_mtime_ns,
+                current.st_ino,
+            ):
+                return None
+            generation = self._store_generation(db, key, current, {})
+        self._notify()
+        return generation
+
+    def forget(self, key: str) -> None:
+        with self._transaction() as db:
+            db.execute("DELETE FROM objects WHERE key = ?", (key,))
+
+    def get_object(self, key: str) -> ObjectRecord | None:
+        row = self._db().execute("SELECT * FROM objects WHERE key = ?", (key,)).fetchone()
+        if row is None:
+            return None
+        return ObjectRecord(
+            key=row["key"],
+            generation=row["generation"],
+            size=row["size"],
+            mtime_ns=row["mtime_ns"],
+            inode=row["inode"],
+            metadata=json.loads(row["metadata"]),
+        )
+
+    def known_keys(self) -> set[str]:
+        return {row[0] for row in self._db().execute("SELECT key FROM objects")}
+
+    # -- streams ----------------------------------------------------------------
+
+    def has_stream(self, stream_id: str) -> bool:
+        query = "SELECT 1 FROM streams WHERE stream_id = ?"
+        return self._db().execute(query, (stream_id,)).fetchone() is not None
+
+    def add_stream(self, stream_id: str) -> bool:
+        with self._transaction() as db:
+            cursor = db.execute(
+                "INSERT INTO streams (stream_id, created) VALUES (?, ?) ON CONFLICT DO NOTHING",
+                (stream_id, time.time()),
+            )
+            return cursor.rowcount > 0
+
+    def remove_stream(self, stream_id: str) -> bool:
+        with self._transaction() as db:
+            db.execute("DELETE FROM events WHERE stream_id = ?", (stream_id,))
+            return db.execute("DELETE FROM streams WHERE stream_id = ?", (stream_id,)).rowcount > 0
+
+    # -- events -----------------------------------------------------------------
+
+    def lease(
+        self,
+        stream_id: str,
+        *,
+        max_events: int,
+        lease_seconds: float,
+        max_attempts: int,
+    ) -> list[EventRecord]:
+        """Lease up to ``max_events`` deliverable events, oldest first.
+
+        An expired lease whose attempts are used up is dead-lettered instead: the
+        replica holding it died on it every time.
+        """
+        now = time.time()
+        with self._transaction() as db:
+            db.execute(
+                "UPDATE events SET state = ?, updated = ?, last_error = COALESCE(last_error, "
+                "'the consumer never finished it (replica crashed or timed out)') "
+                "WHERE stream_id = ? AND state = ? AND lease_until < ? AND attempts >= ?",
+                (DEAD, now, stream_id, LEASED, now, max_attempts),
+            )
+            rows = db.execute(
+                "UPDATE events SET state = ?, attempts = attempts + 1, lease_until = ?, "
+                "updated = ? WHERE id IN (SELECT id FROM events WHERE stream_id = ? AND "
+                "(state = ? OR (state = ? AND lease_until < ?)) ORDER BY id LIMIT ?) "
+                "RETURNING *",
+                (
+                    LEASED,
+                    now + lease_seconds,
+                    now,
+                    stream_id,
+                    PENDING,
+                    LEASED,
+                    now,
+                    max_events,
+                ),
+            ).fetchall()
+        return sorted((_event(row) for row in rows), key=lambda e: e.id)
+
+    def ack(self, ids: Sequence[int]) -> None:
+        if not ids:
+            return
+        marks = ",".join("?" * len(ids))
+        with self._transaction() as db:
+            db.execute(
+                f"UPDATE events SET state = ?, updated = ?, last_error = NULL "
+                f"WHERE id IN ({marks}) AND state = ?",
+                (DONE, time.time(), *ids, LEASED),
+            )
+
+    def nack(self, event_id: int, *, error: str, retryable: bool, max_attempts: int) -> str:
+        """Release a failed event for redelivery, or dead-letter it; the new state."""
+        with self._transaction() as db:
+            row = db.execute(
+                "SELECT attempts FROM events WHERE id = ? AND state = ?",
+                (event_id, LEASED),
+            ).fetchone()
+            if row is None:
+                return "gone"
+            state = PENDING if retryable and row[0] < max_attempts else DEAD
+            db.execute(
+                "UPDATE events SET state = ?, lease_until = 0, last_error = ?, updated = ? "
+                "WHERE id = ?",
+                (state, error, time.time(), event_id),
+            )
+        if state == PENDING:
+            self._notify()
+        return state
+
+    def extend(self, ids: Sequence[int], *, seconds: float) -> None:
+        if not ids:
+            return
+        marks = ",".join("?" * len(ids))
+        with self._transaction() as db:
+            db.execute(
+                f"UPDATE events SET lease_until = ? WHERE id IN ({marks}) AND state = ?",
+                (time.time() + seconds, *ids, LEASED),
+            )
+
+    def release_all(self, stream_id: str) -> int:
+        with self._transaction() as db:
+            count = db.execute(
+                "UPDATE events SET state = ?, lease_until = 0 WHERE stream_id = ? AND state = ?",
+                (PENDING, stream_id, LEASED),
+            ).rowcount
+        self._notify()
+        return count
+
+    def counts(self, stream_id: str) -> dict[str, int]:
+        rows = self._db().execute(
+            "SELECT state, COUNT(*) FROM events WHERE stream_id = ? GROUP BY state",
+            (stream_id,),
+        )
+        return {state: count for state, count in rows}
+
+    def dead(self, stream_id: str, *, limit: int) -> list[EventRecord]:
+        rows = self._db().execute(
+            "SELECT * FROM events WHERE stream_id = ? AND state = ? ORDER BY updated DESC LIMIT ?",
+            (stream_id, DEAD, limit),
+        )
+        return [_event(row) for row in rows]
+
+    def latest_for_key(self, stream_id: str, key: str) -> EventRecord | None:
+        row = (
+            self._db()
+            .execute(
+                "SELECT * FROM events WHERE stream_id = ? AND key = ? ORDER BY id DESC LIMIT 1",
+                (stream_id, key),
+            )
+            .fetchone()
+        )
+        return None if row is None else _event(row)
+
+    def retry(self, stream_id: str, ids: Sequence[int] | None) -> int:
+        """Move dead events (all when ``ids`` is None) back to pending, attempts reset."""
+        query = "UPDATE events SET state = ?, attempts = 0, lease_until = 0, updated = ? "
+        query += "WHERE stream_id = ? AND state = ?"
+        params: list[Any] = [PENDING, time.time(), stream_id, DEAD]
+        if ids is not None:
+            if not ids:
+                return 0
+            query += f" AND id IN ({','.join('?' * len(ids))})"
+            params.extend(ids)
+        with self._transaction() as db:
+            count = db.execute(query, params).rowcount
+        self._notify()
+        return count
+
+
+def _event(row: sqlite3.Row) -> EventRecord:
+    return EventRecord(
+        id=row["id"],
+        key=row["key"],
+        generation=row["generation"],
+        size=row["size"],
+        event_time=row["event_time"],
+        metadata=json.loads(row["metadata"]),
+        state=row["state"],
+        attempts=row["attempts"],
+        last_error=row["last_error"],
+        updated=row["updated"],
+    )

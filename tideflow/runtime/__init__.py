@@ -1,0 +1,1 @@
+"""Running a flow: replica processes, the pull/process/write/ack loop, the HTTP server."""

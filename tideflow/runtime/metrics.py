@@ -1,0 +1,64 @@
+"""Prometheus metrics of the run process (served at ``/metrics``)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+from prometheus_client import Counter, Histogram
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import REGISTRY, Collector
+
+from tideflow.types import SourceStats
+
+EVENTS_PROCESSED = Counter(
+    "tideflow_events_processed",
+    "Events whose rows were written and acked.",
+    ["consumer"],
+)
+EVENTS_FAILED = Counter(
+    "tideflow_events_failed",
+    "Event deliveries that failed and were nacked.",
+    ["consumer"],
+)
+PROCESSING_SECONDS = Histogram(
+    "tideflow_event_processing_seconds",
+    "Time the consumer function spent on one event.",
+    ["consumer"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+)
+
+
+class QueueCollector(Collector):
+    """Reads queue depth and dead letters from each consumer's source at scrape time."""
+
+    def __init__(self) -> None:
+        self._sources: dict[str, Callable[[], SourceStats]] = {}
+
+    def watch(self, consumer: str, stats: Callable[[], SourceStats]) -> None:
+        self._sources[consumer] = stats
+
+    def clear(self) -> None:
+        self._sources.clear()
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        depth = GaugeMetricFamily(
+            "tideflow_queue_depth",
+            "Events waiting or in flight.",
+            labels=["consumer", "state"],
+        )
+        dead = GaugeMetricFamily(
+            "tideflow_dead_letters",
+            "Events in the dead-letter list.",
+            labels=["consumer"],
+        )
+        for consumer, read_stats in self._sources.items():
+            stats = read_stats()
+            depth.add_metric([consumer, "pending"], stats.pending)
+            depth.add_metric([consumer, "in_flight"], stats.in_flight)
+            dead.add_metric([consumer], stats.dead_lettered)
+        yield depth
+        yield dead
+
+
+QUEUES = QueueCollector()
+REGISTRY.register(QUEUES)

@@ -1,0 +1,198 @@
+"""Consumer replicas: one OS process each, holding its REPLICA-scoped dependencies.
+
+The parent sends batches of events over a pipe; the replica answers with one outcome
+per event. A replica whose parent disappears sees the pipe close and exits.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+import multiprocessing
+import multiprocessing.connection
+import os
+import signal
+import time
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from tideflow.dependencies import Resolver, Scope, get_dependant
+from tideflow.exceptions import NonRetryableError, TideflowError
+from tideflow.runtime.loader import load_flow
+from tideflow.types import FileChangeEvent
+
+logger = logging.getLogger("tideflow.replica")
+
+_BUILD_SCOPES = {Scope.GLOBAL, Scope.PROCESS, Scope.REPLICA}
+
+
+class ReplicaError(TideflowError):
+    """A replica died, timed out, or could not build its dependencies."""
+
+
+@dataclasses.dataclass(frozen=True)
+class ReplicaSpec:
+    entry_point: str
+    project_dir: str
+    consumer_name: str
+    index: int
+    global_values: dict[Any, Any]
+    log_level: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Outcome:
+    ok: bool
+    rows: list[Any]
+    error: str | None
+    retryable: bool
+    seconds: float
+
+
+def replica_main(spec: ReplicaSpec, conn: multiprocessing.connection.Connection) -> None:
+    # Ctrl-C reaches the whole process group; the run process decides when replicas stop.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    logging.basicConfig(level=spec.log_level, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        consumer = load_flow(spec.entry_point, Path(spec.project_dir)).consumer(spec.consumer_name)
+        resolver = Resolver(global_values=spec.global_values)
+        resolver.warm_up(consumer.function, scopes=_BUILD_SCOPES)
+    except Exception as exc:
+        conn.send(("failed", f"{exc}\n{traceback.format_exc()}"))
+        return
+    conn.send(("ready", os.getpid()))
+    dependant = get_dependant(consumer.function)
+    try:
+        while True:
+            try:
+                message = conn.recv()
+            except EOFError:
+                break
+            if message[0] == "stop":
+                break
+            events: list[FileChangeEvent] = message[1]
+            outcomes = [
+                _process(consumer.function, consumer.event_param, dependant, resolver, event)
+                for event in events
+            ]
+            conn.send(("done", outcomes))
+    finally:
+        resolver.close()
+
+
+def _process(
+    function: Callable[..., Any],
+    event_param: str,
+    dependant: Any,
+    resolver: Resolver,
+    event: FileChangeEvent,
+) -> Outcome:
+    started = time.perf_counter()
+    try:
+        with contextlib.ExitStack() as call_stack:
+            kwargs = resolver.solve(dependant, call_stack)
+            result = function(**{event_param: event}, **kwargs)
+    except NonRetryableError as exc:
+        return Outcome(False, [], str(exc), False, time.perf_counter() - started)
+    except Exception as exc:
+        logger.debug("consumer failed on %s", event.event_id, exc_info=True)
+        error = f"{type(exc).__name__}: {exc}"
+        return Outcome(False, [], error, True, time.perf_counter() - started)
+    rows = [] if result is None else list(result) if isinstance(result, list) else [result]
+    return Outcome(True, rows, None, True, time.perf_counter() - started)
+
+
+class ReplicaProcess:
+    """The run process's handle on one replica process."""
+
+    def __init__(self, spec: ReplicaSpec) -> None:
+        self.spec = spec
+        self._context = multiprocessing.get_context("spawn")
+        self._process: multiprocessing.process.BaseProcess | None = None
+        self._conn: multiprocessing.connection.Connection | None = None
+        self.ready = False
+
+    @property
+    def name(self) -> str:
+        return f"{self.spec.consumer_name}[{self.spec.index}]"
+
+    def start(self, *, timeout: float, should_stop: Callable[[], bool]) -> None:
+        """Start the process (replacing any old one) and wait for its dependencies."""
+        self.kill()
+        parent_conn, child_conn = self._context.Pipe()
+        process = self._context.Process(
+            target=replica_main,
+            args=(self.spec, child_conn),
+            name=f"tideflow-{self.name}",
+        )
+        process.daemon = True
+        process.start()
+        child_conn.close()
+        self._process, self._conn = process, parent_conn
+        deadline = time.monotonic() + timeout
+        while not parent_conn.poll(0.2):
+            if not process.is_alive():
+                raise ReplicaError(f"replica {self.name} exited with code {process.exitcode}")
+            if should_stop():
+                return
+            if time.monotonic() > deadline:
+                self.kill()
+                raise ReplicaError(f"replica {self.name} was not ready after {timeout:.0f}s")
+        kind, detail = parent_conn.recv()
+        if kind == "failed":
+            process.join(5)
+            raise ReplicaError(f"replica {self.name} could not start: {detail}")
+        self.ready = True
+        logger.info("replica %s ready (pid %s)", self.name, detail)
+
+    def process_batch(
+        self,
+        events: list[FileChangeEvent],
+        *,
+        timeout: float,
+        heartbeat: Callable[[], None],
+    ) -> list[Outcome]:
+        """Outcomes for ``events``; ``heartbeat`` runs every few seconds while waiting."""
+        if self._conn is None or self._process is None:
+            raise ReplicaError(f"replica {self.name} is not running")
+        try:
+            self._conn.send(("events", events))
+        except (BrokenPipeError, OSError) as exc:
+            raise ReplicaError(f"replica {self.name} is gone: {exc}") from exc
+        deadline = time.monotonic() + timeout
+        while not self._conn.poll(2.0):
+            if not self._process.is_alive():
+                raise ReplicaError(
+                    f"replica {self.name} died (exit code {self._process.exitcode}) "
+                    "while processing"
+                )
+            if time.monotonic() > deadline:
+                self.kill()
+                raise ReplicaError(f"replica {self.name} took longer than {timeout:.0f}s")
+            heartbeat()
+        try:
+            _, outcomes = self._conn.recv()
+        except (EOFError, OSError) as exc:
+            raise ReplicaError(f"replica {self.name} died while answering: {exc}") from exc
+        return outcomes
+
+    def stop(self, *, timeout: float = 5.0) -> None:
+        self.ready = False
+        if self._conn is not None:
+            with contextlib.suppress(OSError):
+                self._conn.send(("stop", None))
+        if self._process is not None:
+            self._process.join(timeout)
+        self.kill()
+
+    def kill(self) -> None:
+        self.ready = False
+        if self._process is not None and self._process.is_alive():
+            self._process.kill()
+            self._process.join(5)
+        if self._conn is not None:
+            self._conn.close()
+        self._process = self._conn = None

@@ -1,0 +1,231 @@
+"""``tideflow run``: the service, the consumers and their replicas in one run process.
+
+Start-up: take the stack's run lock, apply missing primitives, build GLOBAL
+dependencies, release leases a crashed run left behind, start each source's watcher,
+one worker thread plus replica process per replica, then the HTTP server. SIGINT or
+SIGTERM stops intake, lets in-flight batches finish (or hands them back), and exits 0.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import uvicorn
+from fastapi import FastAPI
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from tideflow import infra
+from tideflow.consumer import Consumer
+from tideflow.dependencies import Resolver, Scope
+from tideflow.exceptions import ConfigError
+from tideflow.flow import Flow
+from tideflow.io.strategies import Sink, Source
+from tideflow.runtime import metrics
+from tideflow.runtime.admin import admin_app, socket_path
+from tideflow.runtime.lock import run_lock
+from tideflow.runtime.replica import ReplicaProcess, ReplicaSpec
+from tideflow.runtime.worker import ConsumerWorker
+
+logger = logging.getLogger("tideflow.run")
+
+STOP_GRACE_SECONDS = 8.0
+
+
+@dataclasses.dataclass(frozen=True)
+class RunOptions:
+    entry_point: str
+    project_dir: Path
+    home: Path
+    host: str = "127.0.0.1"
+    port: int = 8000
+    replicas: int | None = None
+    only: str | None = None
+    log_level: str = "INFO"
+    event_timeout: float = 300.0
+
+
+@dataclasses.dataclass
+class _RunningConsumer:
+    consumer: Consumer
+    source: Source
+    sink: Sink
+    workers: list[ConsumerWorker]
+
+
+class FlowRunner:
+    def __init__(self, flow: Flow, options: RunOptions) -> None:
+        if options.only not in (None, "service", "consumers"):
+            raise ConfigError(f"--only takes 'service' or 'consumers', got {options.only!r}")
+        self.flow = flow
+        self.options = options
+        self.stop_event = threading.Event()
+        self.fatal_error: str | None = None
+        self._consumers: list[_RunningConsumer] = []
+        self._servers: list[tuple[uvicorn.Server, threading.Thread]] = []
+
+    @property
+    def runs_consumers(self) -> bool:
+        return self.options.only in (None, "consumers")
+
+    @property
+    def runs_service(self) -> bool:
+        return self.options.only in (None, "service") and bool(self.flow.services)
+
+    def consumers_ready(self) -> bool:
+        workers = [w for c in self._consumers for w in c.workers]
+        return bool(workers) and all(w.replica.ready for w in workers)
+
+    def run(self) -> int:
+        """Run until a signal arrives; the process exit code."""
+        sock = socket_path(self.options.home)
+        info = {
+            "url": f"http://{self.options.host}:{self.options.port}",
+            "admin_socket": str(sock),
+        }
+        with run_lock(self.options.home, info):
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                signal.signal(signum, lambda *_: self.stop_event.set())
+            started = time.monotonic()
+            self._apply_missing()
+            resolver = Resolver()
+            for consumer in self.flow.consumers:
+                resolver.warm_up(consumer.function, scopes={Scope.GLOBAL})
+            if self.runs_service:
+                self._serve(
+                    self._http_app(resolver),
+                    host=self.options.host,
+                    port=self.options.port,
+                )
+            if self.runs_consumers:
+                for consumer in self.flow.consumers:
+                    self._start_consumer(consumer, resolver.global_values)
+                self._serve_admin(sock)
+            logger.info("started in %.2fs", time.monotonic() - started)
+            self.stop_event.wait()
+            self._shutdown()
+        if self.fatal_error:
+            logger.error("stopped: %s", self.fatal_error)
+            return 1
+        return 0
+
+    def _fatal(self, message: str) -> None:
+        self.fatal_error = self.fatal_error or message
+        self.stop_event.set()
+
+    def _apply_missing(self) -> None:
+        for step in infra.apply(self.flow):
+            if step.changes:
+                logger.info(
+                    "applied %s: %s %s",
+                    step.primitive_id,
+                    step.action.value,
+                    step.detail,
+                )
+
+    def _start_consumer(self, consumer: Consumer, global_values: dict[Any, Any]) -> None:
+        source = consumer.source.source()
+        released = source.release_all()
+        if released:
+            logger.info(
+                "%s: %d event(s) leased by an earlier run are redelivered",
+                consumer.name,
+                released,
+            )
+        source.start()
+        sink = consumer.sink.sink()
+        count = consumer.num_replicas or self.options.replicas
+        count = count or self.flow.options.num_replicas or os.cpu_count() or 1
+        lease_seconds = float(getattr(consumer.source, "lease_seconds", 60.0))
+        workers = []
+        for index in range(count):
+            spec = ReplicaSpec(
+                entry_point=self.options.entry_point,
+                project_dir=str(self.options.project_dir),
+                consumer_name=consumer.name,
+                index=index,
+                global_values=global_values,
+                log_level=self.options.log_level,
+            )
+            worker = ConsumerWorker(
+                replica=ReplicaProcess(spec),
+                source=source,
+                sink=sink,
+                batch_size=consumer.batch_size,
+                lease_seconds=lease_seconds,
+                event_timeout=self.options.event_timeout,
+                stop=self.stop_event,
+                on_fatal=self._fatal,
+            )
+            worker.start()
+            workers.append(worker)
+        metrics.QUEUES.watch(consumer.name, source.stats)
+        self._consumers.append(_RunningConsumer(consumer, source, sink, workers))
+        logger.info("consumer %s: %d replica(s) starting", consumer.name, count)
+
+    def _http_app(self, resolver: Resolver) -> FastAPI:
+        app = self.flow.services[0].build_app(resolver=resolver)
+
+        @app.get("/healthz", include_in_schema=False)
+        def healthz() -> JSONResponse:
+            return JSONResponse({"status": "ok", "consumers_ready": self.consumers_ready()})
+
+        @app.get("/metrics", include_in_schema=False)
+        def prometheus_metrics() -> Response:
+            return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+        return app
+
+    def _serve(self, app: Any, *, host: str = "", port: int = 0, uds: str | None = None) -> None:
+        config = uvicorn.Config(
+            app,
+            host=host,
+            port=port,
+            uds=uds,
+            log_level=self.options.log_level.lower(),
+            access_log=False,
+            timeout_graceful_shutdown=3,
+        )
+        server = uvicorn.Server(config)
+        # Uvicorn off the main thread leaves signal handling to us.
+        thread = threading.Thread(target=server.run, name="tideflow-http", daemon=True)
+        thread.start()
+        while not server.started:
+            if not thread.is_alive():
+                where = uds or f"{host}:{port}"
+                raise ConfigError(f"the HTTP server could not start on {where} (port in use?)")
+            time.sleep(0.02)
+        self._servers.append((server, thread))
+
+    def _serve_admin(self, sock: Path) -> None:
+        readers = [c.sink.reader() for c in self.flow.consumers]
+        if readers:
+            sock.unlink(missing_ok=True)
+            self._serve(admin_app(readers[0]), uds=str(sock))
+
+    def _shutdown(self) -> None:
+        logger.info("stopping")
+        deadline = time.monotonic() + STOP_GRACE_SECONDS
+        for server, _ in self._servers:
+            server.should_exit = True
+        for running in self._consumers:
+            for worker in running.workers:
+                worker.join(max(0.0, deadline - time.monotonic()))
+        for running in self._consumers:
+            for worker in running.workers:
+                if worker.is_alive():
+                    worker.replica.kill()
+            # Hand back whatever a worker could not finish, for the next run.
+            running.source.release_all()
+            running.source.close()
+            running.sink.close()
+        for _, thread in self._servers:
+            thread.join(max(0.5, deadline + 1.5 - time.monotonic()))
+        metrics.QUEUES.clear()
