@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from operator import methodcaller
 
 from tideflow.exceptions import PrimitiveError, TideflowError
 from tideflow.flow import Flow
@@ -32,18 +33,18 @@ def _each(
 
 
 def plan(flow: Flow, *, on_step: OnStep = None) -> list[PlanStep]:
-    return _each(flow.primitives(), Primitive.plan, on_step)
+    return _each(flow.primitives(), methodcaller("plan"), on_step)
 
 
 def apply(flow: Flow, *, on_step: OnStep = None) -> list[PlanStep]:
     """Create what is missing; a second call changes nothing."""
-    return _each(flow.primitives(), Primitive.apply, on_step)
+    return _each(flow.primitives(), methodcaller("apply"), on_step)
 
 
 def plan_destroy(flow: Flow, *, on_step: OnStep = None) -> list[PlanStep]:
-    return _each(flow.primitives()[::-1], Primitive.plan_destroy, on_step)
+    return _each(flow.primitives()[::-1], methodcaller("plan_destroy"), on_step)
 
 
 def destroy(flow: Flow, *, on_step: OnStep = None) -> list[PlanStep]:
     """Remove everything, dependants first."""
-    return _each(flow.primitives()[::-1], Primitive.destroy, on_step)
+    return _each(flow.primitives()[::-1], methodcaller("destroy"), on_step)

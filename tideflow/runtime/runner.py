@@ -189,7 +189,7 @@ class FlowRunner:
             host=host,
             port=port,
             uds=uds,
-            log_level=self.options.log_level.lower(),
+            log_level="warning" if uds else self.options.log_level.lower(),
             access_log=False,
             timeout_graceful_shutdown=3,
         )

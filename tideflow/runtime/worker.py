@@ -41,17 +41,17 @@ class ConsumerWorker(threading.Thread):
         self.batch_size = batch_size
         self.lease_seconds = lease_seconds
         self.event_timeout = event_timeout
-        self._stop = stop
+        self._stop_event = stop
         self._on_fatal = on_fatal
         self._consumer = replica.spec.consumer_name
 
     def run(self) -> None:
         try:
-            self.replica.start(timeout=self.event_timeout, should_stop=self._stop.is_set)
+            self.replica.start(timeout=self.event_timeout, should_stop=self._stop_event.is_set)
         except ReplicaError as exc:
             self._on_fatal(str(exc))
             return
-        while not self._stop.is_set():
+        while not self._stop_event.is_set():
             deliveries = self.source.pull(max_messages=self.batch_size, timeout=0.5)
             if deliveries:
                 self._handle(deliveries)
@@ -116,9 +116,9 @@ class ConsumerWorker(threading.Thread):
         )
 
     def _restart(self) -> None:
-        while not self._stop.is_set():
+        while not self._stop_event.is_set():
             try:
-                self.replica.start(timeout=self.event_timeout, should_stop=self._stop.is_set)
+                self.replica.start(timeout=self.event_timeout, should_stop=self._stop_event.is_set)
                 return
             except ReplicaError as exc:
                 logger.error("restarting failed: %s; trying again in 2s", exc)

@@ -98,8 +98,7 @@ class Journal:
         self._local = threading.local()
         self._changed = threading.Condition()
         path.parent.mkdir(parents=True, exist_ok=True)
-        with self._transaction() as db:
-            db.executescript(_SCHEMA)
+        self._db().executescript(_SCHEMA)
 
     # -- connections ------------------------------------------------------------
 

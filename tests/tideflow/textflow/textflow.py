@@ -1,0 +1,86 @@
+"""A small non-image flow for the framework's integration tests.
+
+It counts the words of each text file. Knobs, read from the environment so tests can
+steer a real ``tideflow run``: TEXTFLOW_DELAY (seconds per event) and a ``fault-fixed``
+file in the state directory that cures "POISON" files.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import os
+import time
+
+from tideflow import Flow, FlowOptions, Scope, Service, consumer, dependency
+from tideflow.dependencies.bucket import BucketDependencyBuilder
+from tideflow.home import tideflow_home
+from tideflow.io.duckdb import DuckDBDataset, DuckDBTable
+from tideflow.io.local import LocalBucket, LocalFileChangeStream
+from tideflow.requests import UploadFile
+from tideflow.types import FileChangeEvent
+
+
+@dataclasses.dataclass
+class Word:
+    text: str
+    position: int
+
+
+@dataclasses.dataclass
+class TextRow:
+    key: str
+    generation: int
+    size: int
+    words: list[Word]
+    replica_pid: int
+    processed_at: datetime.datetime
+
+
+bucket = LocalBucket("files")
+file_change_stream = LocalFileChangeStream(bucket, max_attempts=3, lease_seconds=10)
+dataset = DuckDBDataset("warehouse.duckdb")
+table = DuckDBTable(dataset, "texts").options(schema=TextRow)
+
+
+@dependency(scope=Scope.REPLICA)
+class ReplicaState:
+    """Records each construction, so tests can count them per replica process."""
+
+    def __init__(self) -> None:
+        self.pid = os.getpid()
+        with open(tideflow_home() / "replica-builds.txt", "a") as log:
+            log.write(f"{self.pid}\n")
+
+
+BucketDep = BucketDependencyBuilder(bucket)
+service = Service(service_id="textflow")
+
+
+@service.endpoint("/upload", method="POST", status_code=202)
+def upload(text_file: UploadFile, bucket_dep: BucketDep) -> dict[str, object]:
+    blob = bucket_dep.bucket.blob(text_file.filename or "unnamed.txt")
+    generation = blob.upload_from_file(text_file.file)
+    return {"key": blob.name, "generation": generation}
+
+
+@consumer(source=file_change_stream, sink=table, batch_size=4)
+def count_words(file_event: FileChangeEvent, state: ReplicaState) -> TextRow:
+    text = file_event.blob.decode()
+    if text.startswith("POISON") and not (tideflow_home() / "fault-fixed").exists():
+        raise ValueError(f"cannot digest {file_event.file_path}")
+    time.sleep(float(os.environ.get("TEXTFLOW_DELAY", "0")))
+    return TextRow(
+        key=file_event.file_path,
+        generation=file_event.generation,
+        size=file_event.size,
+        words=[Word(text=w, position=i) for i, w in enumerate(text.split())],
+        replica_pid=state.pid,
+        processed_at=datetime.datetime.now(datetime.UTC),
+    )
+
+
+app = Flow(flow_options=FlowOptions(stack="local"))
+app.manage(bucket, dataset, table, file_change_stream)
+app.add_service(service)
+app.add_consumer(count_words)
