@@ -13,6 +13,7 @@ import os
 import time
 
 from tideflow import Flow, FlowOptions, Scope, Service, consumer, dependency
+from tideflow.dependencies import TableDependencyBuilder
 from tideflow.dependencies.bucket import BucketDependencyBuilder
 from tideflow.home import tideflow_home
 from tideflow.io.duckdb import DuckDBDataset, DuckDBTable
@@ -54,7 +55,15 @@ class ReplicaState:
 
 
 BucketDep = BucketDependencyBuilder(bucket)
+TableDep = TableDependencyBuilder(table)
 service = Service(service_id="textflow")
+
+
+@service.endpoint("/rows", method="GET")
+def rows(table_dep: TableDep) -> dict[str, int]:
+    """Rows per key, read through the run process while the consumer writes."""
+    result = table_dep.table.query("SELECT key, count(*) FROM {table} GROUP BY key")
+    return dict(result.rows)
 
 
 @service.endpoint("/upload", method="POST", status_code=202)

@@ -1,0 +1,118 @@
+"""Shared fixtures: run a real ``tideflow`` command line against a project in a temp state dir."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class TideflowProcess:
+    """A ``tideflow run`` subprocess on a free port with its own ``TIDEFLOW_HOME``."""
+
+    def __init__(self, *, project_dir: Path, home: Path, env: dict[str, str] | None = None) -> None:
+        self.project_dir = project_dir
+        self.home = home
+        self.port = free_port()
+        self.env = {
+            **os.environ,
+            "TIDEFLOW_HOME": str(home),
+            "PYTHONDONTWRITEBYTECODE": "1",
+            "PYTHONUNBUFFERED": "1",
+            "COLUMNS": "200",  # keep Rich tables unwrapped
+            **(env or {}),
+        }
+        self.process: subprocess.Popen[bytes] | None = None
+        self.log_path = home.parent / f"{home.name}-run.log"
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def cli(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "tideflow", *args],
+            cwd=self.project_dir,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+
+    def start(self, *args: str, wait_consumers: bool = True, timeout: float = 120) -> None:
+        log = open(self.log_path, "ab")  # noqa: SIM115 - closed with the process
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "tideflow", "run", "--port", str(self.port), *args],
+            cwd=self.project_dir,
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        log.close()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise AssertionError(f"tideflow run exited early:\n{self.log()}")
+            try:
+                health = httpx.get(f"{self.base_url}/healthz", timeout=2).json()
+                if health["consumers_ready"] or not wait_consumers:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        raise AssertionError(f"tideflow run not ready after {timeout}s:\n{self.log()}")
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 15) -> int:
+        assert self.process is not None
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+        try:
+            return self.process.wait(timeout)
+        finally:
+            self.process = None
+
+    def kill9(self) -> None:
+        assert self.process is not None
+        self.process.kill()
+        self.process.wait(10)
+        self.process = None
+
+    def close(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(10)
+
+
+@pytest.fixture
+def tideflow_factory(tmp_path: Path) -> Iterator[Callable[..., TideflowProcess]]:
+    """``factory(project_dir, env=...)`` -> a not yet started ``TideflowProcess``."""
+    started: list[TideflowProcess] = []
+
+    def factory(project_dir: Path, *, env: dict[str, str] | None = None) -> TideflowProcess:
+        app = TideflowProcess(project_dir=project_dir, home=tmp_path / "home", env=env)
+        started.append(app)
+        return app
+
+    yield factory
+    for app in started:
+        app.close()
