@@ -1,0 +1,200 @@
+"""The ``Classifier`` every engine returns, and the tensor-engine implementation."""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Sequence
+from typing import Protocol
+
+import numpy as np
+
+from .datatypes import Classification, ClassifiedImage
+from .errors import ConfigurationError, InvalidImageError
+from .preprocess import PreprocessSpec, decode_image
+
+# Batches are run in chunks of at most this many images, bounding the memory a large
+# classify_batch call can take (32 x 3 x 224 x 224 float32 = 19 MB).
+MAX_CHUNK = 32
+
+
+class Classifier(abc.ABC):
+    """A loaded model. Build it with ``load_classifier``; it is meant to live for the process.
+
+    Thread-safe for concurrent ``classify*`` calls (ONNX Runtime sessions and torch modules in
+    inference mode are).
+    """
+
+    def __init__(
+        self,
+        *,
+        model: str,
+        engine: str,
+        labels: Sequence[str],
+        preprocess: PreprocessSpec,
+        weights_sha256: str,
+    ) -> None:
+        self.model = model
+        self.engine = engine
+        self.labels: tuple[str, ...] = tuple(labels)
+        self.preprocess = preprocess
+        self.weights_sha256 = weights_sha256
+
+    @property
+    def model_id(self) -> str:
+        """Which model, weights, engine and preprocessing produced a result, for storing with it.
+
+        ``<model>@<first 12 hex of the weights' sha256>/<engine>/<preprocessing version>``.
+        """
+        return f"{self.model}@{self.weights_sha256[:12]}/{self.engine}/{self.preprocess.version}"
+
+    def classify(self, image: bytes, top_k: int = 5) -> list[Classification]:
+        """Top-k labels of one encoded image (JPEG, PNG, ...), best first."""
+        return self._classify_images([image], top_k)[0].classifications
+
+    def classify_with_info(self, image: bytes, top_k: int = 5) -> ClassifiedImage:
+        """Like ``classify``, plus the image's format and displayed width/height (no extra cost)."""
+        return self._classify_images([image], top_k)[0]
+
+    def classify_batch(self, images: Sequence[bytes], top_k: int = 5) -> list[list[Classification]]:
+        """Top-k labels of several images, one model run per chunk. One bad image raises
+        ``InvalidImageError`` with ``.index`` set; classify one at a time to isolate bad files."""
+        return [result.classifications for result in self._classify_images(images, top_k)]
+
+    def classify_batch_with_info(
+        self, images: Sequence[bytes], top_k: int = 5
+    ) -> list[ClassifiedImage]:
+        return self._classify_images(images, top_k)
+
+    def classify_pixels(self, pixels: np.ndarray, top_k: int = 5) -> list[list[Classification]]:
+        """Top-k labels of already preprocessed input, float32 N x 3 x crop x crop."""
+        return [self._top_k(row, top_k) for row in self.probabilities(pixels)]
+
+    def probabilities(self, pixels: np.ndarray) -> np.ndarray:
+        """Softmax probabilities, N x len(labels), for preprocessed input (tensor engines)."""
+        raise ConfigurationError(
+            f"The {self.engine} engine classifies images, not tensors; use classify()."
+        )
+
+    def close(self) -> None:  # noqa: B027 - engines with resources override it
+        """Release the engine's resources; the classifier cannot be used afterwards."""
+
+    def __enter__(self) -> Classifier:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.model_id}>"
+
+    @abc.abstractmethod
+    def _classify_images(self, images: Sequence[bytes], top_k: int) -> list[ClassifiedImage]: ...
+
+    def _check_top_k(self, top_k: int) -> None:
+        if not 1 <= top_k <= len(self.labels):
+            raise ValueError(f"top_k must be between 1 and {len(self.labels)}, got {top_k}")
+
+    def _top_k(self, probabilities: np.ndarray, top_k: int) -> list[Classification]:
+        self._check_top_k(top_k)
+        # Stable sort of the negated scores: ties keep the lower class id first, so the order is
+        # deterministic and identical across engines.
+        order = np.argsort(-probabilities, kind="stable")[:top_k]
+        return [Classification(self.labels[i], float(probabilities[i])) for i in order]
+
+
+class Runner(Protocol):
+    """What a tensor engine provides: N x 3 x H x W float32 in, N x classes scores out.
+
+    ``outputs_probabilities``: True if the scores are already softmax probabilities, False for
+    logits, None when unknown (custom ONNX models): then rows that are valid distributions are
+    taken as probabilities.
+    """
+
+    outputs_probabilities: bool | None
+
+    def run(self, pixels: np.ndarray) -> np.ndarray: ...
+
+    def close(self) -> None: ...
+
+
+class TensorClassifier(Classifier):
+    """Our preprocessing, then a tensor engine (ONNX Runtime or PyTorch)."""
+
+    def __init__(
+        self,
+        runner: Runner,
+        *,
+        model: str,
+        engine: str,
+        labels: Sequence[str],
+        preprocess: PreprocessSpec,
+        weights_sha256: str,
+    ) -> None:
+        super().__init__(
+            model=model,
+            engine=engine,
+            labels=labels,
+            preprocess=preprocess,
+            weights_sha256=weights_sha256,
+        )
+        self._runner = runner
+
+    def probabilities(self, pixels: np.ndarray) -> np.ndarray:
+        crop = self.preprocess.crop
+        if pixels.ndim != 4 or pixels.shape[1:] != (3, crop, crop):
+            raise ValueError(f"pixels must be N x 3 x {crop} x {crop}, got {pixels.shape}")
+        pixels = np.ascontiguousarray(pixels, dtype=np.float32)
+        chunks = [
+            self._scores(pixels[start : start + MAX_CHUNK])
+            for start in range(0, len(pixels), MAX_CHUNK)
+        ]
+        return np.concatenate(chunks) if chunks else np.zeros((0, len(self.labels)))
+
+    def close(self) -> None:
+        self._runner.close()
+
+    def _classify_images(self, images: Sequence[bytes], top_k: int) -> list[ClassifiedImage]:
+        self._check_top_k(top_k)
+        decoded = []
+        for index, data in enumerate(images):
+            try:
+                decoded.append(decode_image(data, self.preprocess))
+            except InvalidImageError as exc:
+                if len(images) == 1:
+                    raise
+                raise InvalidImageError(f"Image {index}: {exc}", index=index) from exc
+        if not decoded:
+            return []
+        probabilities = self.probabilities(np.stack([item.pixels for item in decoded]))
+        return [
+            ClassifiedImage(info=item.info, classifications=self._top_k(row, top_k))
+            for item, row in zip(decoded, probabilities, strict=True)
+        ]
+
+    def _scores(self, pixels: np.ndarray) -> np.ndarray:
+        scores = np.asarray(self._runner.run(pixels), dtype=np.float64)
+        if scores.ndim != 2 or scores.shape[1] != len(self.labels):
+            raise ConfigurationError(
+                f"The model outputs shape {scores.shape} but there are {len(self.labels)} labels; "
+                "the labels file does not match the model."
+            )
+        if self._runner.outputs_probabilities or (
+            self._runner.outputs_probabilities is None and _is_distribution(scores)
+        ):
+            return scores
+        return softmax(scores)
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = logits - logits.max(axis=1, keepdims=True)
+    exp = np.exp(shifted)
+    return exp / exp.sum(axis=1, keepdims=True)
+
+
+def _is_distribution(scores: np.ndarray) -> bool:
+    return bool(
+        scores.size
+        and scores.min() >= 0.0
+        and scores.max() <= 1.0
+        and np.allclose(scores.sum(axis=1), 1.0, atol=1e-3)
+    )
