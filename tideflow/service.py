@@ -40,7 +40,7 @@ class Service:
         self.version = version
         self._routes: list[_Route] = []
         self._mounts: list[tuple[str, ASGIApp, str | None]] = []
-        self._middleware: list[tuple[type, dict[str, Any]]] = []
+        self._middleware: list[tuple[Any, dict[str, Any]]] = []
         self._exception_handlers: list[tuple[type[Exception] | int, Callable[..., Any]]] = []
 
     def endpoint(
@@ -64,7 +64,8 @@ class Service:
         """Serve another ASGI app (e.g. ``StaticFiles``) under ``path``."""
         self._mounts.append((path, app, name))
 
-    def add_middleware(self, middleware_class: type, **options: Any) -> None:
+    def add_middleware(self, middleware_class: Any, **options: Any) -> None:
+        """Wrap the app in a Starlette middleware class, as ``FastAPI.add_middleware``."""
         self._middleware.append((middleware_class, options))
 
     def exception_handler(

@@ -39,7 +39,7 @@ def _dependency_in(annotation: Any) -> DependencySpec | None:
 @functools.cache
 def get_dependant(call: Callable[..., Any]) -> Dependant:
     """Analyse ``call``'s signature; classes are analysed through ``__init__``."""
-    target = call.__init__ if inspect.isclass(call) else call  # type: ignore[misc]
+    target = call.__init__ if inspect.isclass(call) else call
     try:
         hints = typing.get_type_hints(target, include_extras=True)
         signature = inspect.signature(call)
