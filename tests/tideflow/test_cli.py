@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import shutil
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -93,9 +95,6 @@ def test_apply_without_yes_asks_and_stops_on_no(
     tideflow_factory: Callable[..., TideflowProcess],
 ) -> None:
     app = tideflow_factory(TEXTFLOW)
-    import subprocess
-    import sys
-
     answered = subprocess.run(
         [sys.executable, "-m", "tideflow", "apply"],
         cwd=app.project_dir,

@@ -1,0 +1,104 @@
+"""The DuckDB warehouse: schema from dataclasses, idempotent writes, portable reads."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+from pathlib import Path
+
+import pytest
+
+from tideflow.io.duckdb import DuckDBDataset, DuckDBTable
+from tideflow.io.primitive import PlanAction
+from tideflow.io.strategies import ItemFilter
+
+
+@dataclasses.dataclass
+class Label:
+    label: str
+    confidence: float
+
+
+@dataclasses.dataclass
+class Row:
+    name: str
+    labels: list[Label]
+    at: datetime.datetime
+    note: str | None = None
+
+
+@dataclasses.dataclass
+class RowV2(Row):
+    score: float | None = None
+
+
+@pytest.fixture
+def table(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> DuckDBTable:
+    monkeypatch.setenv("TIDEFLOW_HOME", str(tmp_path))
+    dataset = DuckDBDataset("warehouse.duckdb")
+    table = DuckDBTable(dataset, "rows").options(schema=Row)
+    dataset.apply()
+    table.apply()
+    yield table
+    dataset.destroy()
+
+
+def _row(name: str, *labels: tuple[str, float], minute: int = 0) -> Row:
+    at = datetime.datetime(2026, 1, 1, 12, minute, tzinfo=datetime.UTC)
+    return Row(name, [Label(label, conf) for label, conf in labels], at)
+
+
+def test_apply_is_idempotent_and_additive(table: DuckDBTable) -> None:
+    assert table.plan().action is PlanAction.NO_CHANGE
+    table.options(schema=RowV2)
+    step = table.plan()
+    assert step.action is PlanAction.UPDATE
+    assert "score" in step.detail
+    table.apply()
+    assert table.plan().action is PlanAction.NO_CHANGE
+
+
+def test_options_rejects_unknown_settings(table: DuckDBTable) -> None:
+    with pytest.raises(TypeError, match="unknown option 'shema'"):
+        table.options(shema=Row)
+
+
+def test_writes_are_idempotent_on_row_id(table: DuckDBTable) -> None:
+    sink = table.sink()
+    sink.write([("e1:0", _row("a", ("cat", 0.9))), ("e2:0", _row("b", ("dog", 0.8)))])
+    sink.write([("e1:0", _row("a-again", ("cat", 0.9)))])  # a redelivery
+    reader = table.reader()
+    assert reader.count() == 2
+    names = [r[0] for r in reader.query("SELECT name FROM {table} ORDER BY name").rows]
+    assert names == ["a", "b"]
+
+
+def test_select_filters_items_orders_and_pages(table: DuckDBTable) -> None:
+    table.sink().write(
+        [
+            ("1", _row("cat-photo", ("Tabby", 0.7), ("Egyptian cat", 0.2), minute=1)),
+            ("2", _row("dog-photo", ("beagle", 0.9), minute=2)),
+            ("3", _row("cat-low", ("tabby", 0.1), minute=3)),
+        ]
+    )
+    reader = table.reader()
+    newest = reader.select(order_by="at", limit=2)
+    assert [r[0] for r in newest.rows] == ["cat-low", "dog-photo"]
+    assert "_tideflow_row_id" not in newest.columns
+    assert [r[0] for r in reader.select(order_by="at", limit=2, offset=2).rows] == ["cat-photo"]
+
+    tabby = ItemFilter(column="labels", field="label", value="TABBY")
+    assert reader.count(item=tabby) == 2
+    confident = ItemFilter(
+        column="labels", field="label", value="tabby", score_field="confidence", min_score=0.5
+    )
+    assert [r[0] for r in reader.select(item=confident).rows] == ["cat-photo"]
+    assert reader.count(where={"name": "dog-photo"}) == 1
+    record = reader.select(where={"name": "dog-photo"}).records()[0]
+    assert record["labels"] == [{"label": "beagle", "confidence": 0.9}]
+
+
+def test_table_without_schema_says_how_to_declare_it(tmp_path: Path) -> None:
+    table = DuckDBTable(DuckDBDataset(tmp_path / "w.duckdb"), "t")
+    with pytest.raises(Exception, match=r"options\(schema=YourRowDataclass\)"):
+        table.plan()
