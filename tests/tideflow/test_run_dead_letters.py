@@ -39,3 +39,21 @@ def test_retry_needs_ids_or_all(textflow: Callable[..., TideflowProcess]) -> Non
     result = textflow().cli("dead-letters", "retry")
     assert result.returncode == 2
     assert "name dead-letter ids to retry, or pass --all" in result.stderr
+
+
+def test_replica_that_dies_is_restarted_and_its_event_dead_lettered(
+    textflow: Callable[..., TideflowProcess],
+) -> None:
+    app = textflow()
+    app.start("--replicas", "1")
+    assert upload(app, "crash.txt", "CRASH now").status_code == 202
+    for i in range(3):
+        assert upload(app, f"after-{i}.txt", "still working").status_code == 202
+    found = wait_for_rows(app, 3, timeout=90)
+    assert found == {f"after-{i}.txt": 1 for i in range(3)}
+    deadline = time.monotonic() + 60
+    while "crash.txt" not in (listing := app.cli("dead-letters", "list")).stdout:
+        assert time.monotonic() < deadline, listing.stdout + app.log()
+        time.sleep(0.3)
+    assert "died (exit code 3)" in listing.stdout
+    assert app.log().count("replica count_words[0] ready") == 4  # first start + 3 restarts

@@ -165,10 +165,7 @@ class ReplicaProcess:
         deadline = time.monotonic() + timeout
         while not self._conn.poll(2.0):
             if not self._process.is_alive():
-                raise ReplicaError(
-                    f"replica {self.name} died (exit code {self._process.exitcode}) "
-                    "while processing"
-                )
+                raise self._died()
             if time.monotonic() > deadline:
                 self.kill()
                 raise ReplicaError(f"replica {self.name} took longer than {timeout:.0f}s")
@@ -176,8 +173,14 @@ class ReplicaProcess:
         try:
             _, outcomes = self._conn.recv()
         except (EOFError, OSError) as exc:
-            raise ReplicaError(f"replica {self.name} died while answering: {exc}") from exc
+            raise self._died() from exc
         return outcomes
+
+    def _died(self) -> ReplicaError:
+        assert self._process is not None
+        self._process.join(2)  # a closed pipe can come a moment before the exit status
+        code = self._process.exitcode
+        return ReplicaError(f"replica {self.name} died (exit code {code}) while processing")
 
     def stop(self, *, timeout: float = 5.0) -> None:
         self.ready = False

@@ -1,8 +1,9 @@
 """A small non-image flow for the framework's integration tests.
 
 It counts the words of each text file. Knobs, read from the environment so tests can
-steer a real ``tideflow run``: TEXTFLOW_DELAY (seconds per event) and a ``fault-fixed``
-file in the state directory that cures "POISON" files.
+steer a real ``tideflow run``: TEXTFLOW_DELAY (seconds per event), a ``fault-fixed``
+file in the state directory that cures "POISON" files, and "CRASH" files that kill
+the replica process.
 """
 
 from __future__ import annotations
@@ -76,6 +77,8 @@ def upload(text_file: UploadFile, bucket_dep: BucketDep) -> dict[str, object]:
 @consumer(source=file_change_stream, sink=table, batch_size=4)
 def count_words(file_event: FileChangeEvent, state: ReplicaState) -> TextRow:
     text = file_event.blob.decode()
+    if text.startswith("CRASH"):
+        os._exit(3)  # the replica process dies mid-event
     if text.startswith("POISON") and not (tideflow_home() / "fault-fixed").exists():
         raise ValueError(f"cannot digest {file_event.file_path}")
     time.sleep(float(os.environ.get("TEXTFLOW_DELAY", "0")))
