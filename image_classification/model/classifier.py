@@ -48,7 +48,8 @@ class Classifier(abc.ABC):
         return f"{self.model}@{self.weights_sha256[:12]}/{self.engine}/{self.preprocess.version}"
 
     def classify(self, image: bytes, top_k: int = 5) -> list[Classification]:
-        """Top-k labels of one encoded image (JPEG, PNG, ...), best first."""
+        """Top-k labels of one encoded image (JPEG, PNG, ...), best first (at most as many as
+        the model has labels)."""
         return self._classify_images([image], top_k)[0].classifications
 
     def classify_with_info(self, image: bytes, top_k: int = 5) -> ClassifiedImage:
@@ -91,8 +92,10 @@ class Classifier(abc.ABC):
     def _classify_images(self, images: Sequence[bytes], top_k: int) -> list[ClassifiedImage]: ...
 
     def _check_top_k(self, top_k: int) -> None:
-        if not 1 <= top_k <= len(self.labels):
-            raise ValueError(f"top_k must be between 1 and {len(self.labels)}, got {top_k}")
+        # More than the number of labels is fine (a 3-class custom model asked for the usual
+        # top 5 returns 3); less than one is a bug in the caller.
+        if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
+            raise ValueError(f"top_k must be a positive integer, got {top_k!r}")
 
     def _top_k(self, probabilities: np.ndarray, top_k: int) -> list[Classification]:
         self._check_top_k(top_k)

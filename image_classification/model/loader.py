@@ -115,6 +115,11 @@ def _load_custom_onnx(
 
     # None: the model may end in a softmax or not; the classifier checks the outputs.
     runner = OnnxRunner(path, threads=threads, outputs_probabilities=None)
+    if runner.num_classes is not None and runner.num_classes != len(labels):
+        raise ConfigurationError(
+            f"{path.name} outputs {runner.num_classes} classes but the labels file has "
+            f"{len(labels)} labels; they must match (one label per line, in class order)."
+        )
     if preprocess is None:
         preprocess = _preprocess_for_shape(runner.input_shape)
     return TensorClassifier(

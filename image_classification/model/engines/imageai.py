@@ -119,7 +119,9 @@ class ImageAIClassifier(Classifier):
                 if len(images) == 1:
                     raise
                 raise InvalidImageError(f"Image {index}: {exc}", index=index) from exc
-            labels, percentages = self._prediction.classifyImage(image, result_count=top_k)
+            labels, percentages = self._prediction.classifyImage(
+                image, result_count=min(top_k, len(self.labels))
+            )
             classifications = [
                 Classification(label, percent / 100.0)
                 for label, percent in zip(labels, percentages, strict=True)

@@ -87,6 +87,11 @@ class OnnxRunner:
             )
         self.input_name: str = inputs[0].name
         self.input_shape: list[int | str | None] = list(inputs[0].shape)
+        output_shape = self._session.get_outputs()[0].shape
+        # The number of classes when the graph states it (N x classes), else None.
+        self.num_classes: int | None = (
+            output_shape[1] if len(output_shape) == 2 and isinstance(output_shape[1], int) else None
+        )
         self.outputs_probabilities = outputs_probabilities
 
     def run(self, pixels: np.ndarray) -> np.ndarray:
