@@ -1,0 +1,50 @@
+"""The consumer: each new object in the bucket becomes one row of top-k labels."""
+
+from __future__ import annotations
+
+import posixpath
+import time
+
+from image_classification import primitives
+from image_classification.dependencies import ModelDep
+from image_classification.image_ids import image_id_for
+from image_classification.model import InvalidImageError
+from image_classification.processors.uploads import IMAGE_NAME_METADATA, display_name, mime_type_of
+from image_classification.schemas import Classification, ImageClassificationRow
+from tideflow import consumer
+from tideflow.exceptions import NonRetryableError, ObjectNotFoundError
+from tideflow.types import FileChangeEvent
+
+
+@consumer(source=primitives.file_change_stream, sink=primitives.table)
+def classify_image(file_event: FileChangeEvent, model: ModelDep) -> ImageClassificationRow:
+    """Classify one stored image.
+
+    A file that can never be classified (not an image, corrupt, a decompression bomb, or
+    deleted before its turn) raises ``NonRetryableError``: it is dead-lettered at once with
+    the reason, which the status API and the results page show as ``failed``.
+    """
+    started = time.perf_counter()
+    try:
+        result = model.classifier.classify_with_info(file_event.blob, top_k=model.top_k)
+    except InvalidImageError as exc:
+        raise NonRetryableError(str(exc)) from exc
+    except ObjectNotFoundError as exc:
+        raise NonRetryableError("The file was deleted before it could be classified.") from exc
+    latency_ms = (time.perf_counter() - started) * 1000
+    # Uploads carry the client's file name; files copied into the bucket have their own.
+    name = file_event.metadata.get(IMAGE_NAME_METADATA) or posixpath.basename(file_event.file_path)
+    return ImageClassificationRow(
+        image_id=image_id_for(file_event.file_path, file_event.generation),
+        image_name=display_name(name),
+        upload=file_event.event_time,
+        classifications=[
+            Classification(label=c.label, confidence=c.confidence) for c in result.classifications
+        ],
+        model_id=model.classifier.model_id,
+        width=result.width,
+        height=result.height,
+        size_bytes=file_event.size,
+        content_type=mime_type_of(result.format),
+        latency_ms=round(latency_ms, 3),
+    )

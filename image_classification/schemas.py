@@ -1,0 +1,35 @@
+"""The warehouse table: one row per classified image (stored object key + generation)."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+
+
+@dataclasses.dataclass(frozen=True)
+class Classification:
+    """One of an image's top-k labels; ``confidence`` is the softmax probability (0..1)."""
+
+    label: str
+    confidence: float
+
+
+@dataclasses.dataclass(frozen=True)
+class ImageClassificationRow:
+    """A classified image.
+
+    ``image_id`` identifies the stored object version (see ``image_ids``); ``image_name`` is
+    the uploader's original file name, display text only; ``upload`` is when the object was
+    stored (UTC); ``latency_ms`` is the consumer's time to read, decode and classify it.
+    """
+
+    image_id: str
+    image_name: str
+    upload: datetime.datetime
+    classifications: list[Classification]
+    model_id: str
+    width: int
+    height: int
+    size_bytes: int
+    content_type: str
+    latency_ms: float
