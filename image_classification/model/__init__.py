@@ -32,7 +32,9 @@ Public API:
 * ``Classification(label, confidence)``: frozen; label as ImageAI prints it ("tabby").
 * ``probe_image(data) -> ImageInfo``: header-only check of an upload (format, width, height,
   mode), raises ``InvalidImageError``; ``decode_image(data, spec) -> DecodedImage`` (``info``
-  plus the normalized 3 x 224 x 224 float32 ``pixels``).
+  plus the normalized 3 x 224 x 224 float32 ``pixels``); ``open_image(data, min_size=None)
+  -> (PIL RGB image, ImageInfo)``, the same safe decoder for other uses (thumbnails), with
+  ``min_size`` letting big JPEGs decode at a reduced scale.
 * Errors: ``ModelError`` and its subclasses ``InvalidImageError`` (bad upload; do not retry),
   ``WeightsNotFoundError``, ``InvalidWeightsError``, ``ConfigurationError``, ``DownloadError``.
 
@@ -58,7 +60,7 @@ from .errors import (
 )
 from .labels import imagenet_labels
 from .loader import load_classifier
-from .preprocess import ALLOWED_FORMATS, PreprocessSpec, decode_image, probe_image
+from .preprocess import ALLOWED_FORMATS, PreprocessSpec, decode_image, open_image, probe_image
 from .registry import DEFAULT_ENGINE, DEFAULT_MODEL, ENGINES, MODELS
 
 __all__ = [
@@ -82,5 +84,6 @@ __all__ = [
     "decode_image",
     "imagenet_labels",
     "load_classifier",
+    "open_image",
     "probe_image",
 ]

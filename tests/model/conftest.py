@@ -40,6 +40,11 @@ PHOTO_FILES = {
 
 
 @pytest.fixture(scope="session")
+def photo_files() -> dict[str, Path]:
+    return dict(PHOTO_FILES)
+
+
+@pytest.fixture(scope="session")
 def photos() -> dict[str, bytes]:
     return {name: path.read_bytes() for name, path in PHOTO_FILES.items()}
 

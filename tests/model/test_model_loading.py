@@ -152,18 +152,16 @@ def test_export_is_cached_by_weights_hash(
 
 
 def test_onnxruntime_start_up_does_not_import_torch(
-    lite0_onnx: Classifier, onnx_cache: Path
+    lite0_onnx: Classifier, onnx_cache: Path, photo_files: dict[str, Path]
 ) -> None:
     # lite0_onnx already filled the cache: a new replica must start from it without torch.
-    from conftest import PHOTO_FILES
-
     script = textwrap.dedent(
         f"""
         import sys
         import image_classification.model as model
         assert "torch" not in sys.modules and "onnxruntime" not in sys.modules
         clf = model.load_classifier(cache_dir={str(onnx_cache)!r}, threads=1)
-        data = open({str(PHOTO_FILES["espresso"])!r}, "rb").read()
+        data = open({str(photo_files["espresso"])!r}, "rb").read()
         print(clf.model_id, clf.classify(data, top_k=1)[0].label, "torch" in sys.modules)
         """
     )
