@@ -231,10 +231,12 @@ def _to_rgb(image: Image.Image) -> Image.Image:
         return background
     if mode.startswith("I;16") or mode == "I":
         # 16-bit grayscale (PNG/TIFF): convert("L") would clip at 255, turning the photo white.
-        values = np.asarray(image)
-        if values.max(initial=0) > 255:
+        # "I" (32-bit) is what some decoders give for 16-bit files too; there, values that all
+        # fit in 8 bits are taken as 8-bit data.
+        values = np.asarray(image).astype(np.int64)
+        if mode != "I" or values.max(initial=0) > 255:
             values = np.clip(values, 0, 65535) // 257
-        return Image.fromarray(values.astype(np.uint8)).convert("RGB")
+        return Image.fromarray(np.clip(values, 0, 255).astype(np.uint8)).convert("RGB")
     if mode == "F":
         values = np.nan_to_num(np.asarray(image, dtype=np.float32))
         if values.max(initial=0.0) <= 1.0:

@@ -117,6 +117,16 @@ def test_accepted_formats(cat_image: Image.Image, encode: Encode, fmt: str) -> N
     assert decoded.pixels.shape == (3, 224, 224) and decoded.pixels.dtype == np.float32
 
 
+def test_mpo_camera_jpeg_is_a_jpeg(cat_image: Image.Image, encode: Encode) -> None:
+    # Many phones write MPO (a JPEG followed by more JPEGs); Pillow calls it "MPO".
+    data = encode(cat_image, "MPO", save_all=True, append_images=[cat_image])
+    decoded = decode_image(data)
+    assert decoded.format == "JPEG"
+    np.testing.assert_allclose(
+        decoded.pixels, decode_image(encode(cat_image, "JPEG")).pixels, atol=1e-5
+    )
+
+
 def test_gif_uses_the_first_frame(encode: Encode) -> None:
     frames = [Image.new("RGB", (64, 64), color) for color in ((255, 0, 0), (0, 0, 255))]
     data = encode(frames[0], "GIF", save_all=True, append_images=frames[1:], duration=100)
@@ -142,6 +152,9 @@ def test_16_bit_png_is_scaled_not_clipped(
     decoded8 = decode_image(encode(Image.fromarray(gray8.astype(np.uint8)), "PNG"))
     np.testing.assert_allclose(decoded16.pixels, decoded8.pixels, atol=1e-5)
     assert top1(lite0_onnx, data16) == top1(lite0_onnx, encode(cat_image.convert("L"), "PNG"))
+    # A dark 16-bit image (all values < 256 of 65535) stays black, not stretched to 8 bits.
+    dark, _ = open_image(encode(Image.fromarray(np.full((64, 64), 200, np.uint16)), "PNG"))
+    assert dark.getpixel((0, 0)) == (0, 0, 0)
 
 
 @pytest.mark.parametrize("mode", ["RGBA", "LA", "P", "L", "1", "I", "F", "YCbCr"])
