@@ -1,7 +1,8 @@
 """The app's settings, read once from the environment and ``.env`` (see ``template.env``).
 
-Environment variables win over ``.env``; an empty value means "use the default". A bad value
-stops the app at start with one ``ConfigError`` line that names the setting.
+Environment variables win over ``.env``; an empty value, in either, means "use the default"
+(so an empty environment variable also overrides a value in ``.env``). A bad value stops the
+app at start with one ``ConfigError`` line that names the setting.
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from __future__ import annotations
 import functools
 import os
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_core import ErrorDetails
@@ -31,7 +32,6 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_file=".env",
         env_file_encoding="utf-8",
-        env_ignore_empty=True,
         extra="ignore",
     )
 
@@ -50,6 +50,13 @@ class Settings(BaseSettings):
     bigquery_dataset: str = "image_classification"
     bigquery_table: str = "image_classification"
     gcp_service_account_info: SecretStr | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _empty_means_default(cls, values: Any) -> Any:
+        if isinstance(values, dict):
+            return {name: value for name, value in values.items() if value != ""}
+        return values
 
     @field_validator("model")
     @classmethod

@@ -1,0 +1,47 @@
+"""Image ids: URL-safe, reversible to (key, generation), and never an unsafe key."""
+
+from __future__ import annotations
+
+import base64
+import re
+
+import pytest
+
+from image_classification.image_ids import InvalidImageIdError, image_id_for, parse_image_id
+
+
+@pytest.mark.parametrize(
+    "key", ["uploads/0f3a.jpg", "holiday photos/IMG 001.JPG", "été/ünïcode.png", "a"]
+)
+def test_round_trip_and_url_safe(key: str) -> None:
+    image_id = image_id_for(key, 42)
+    assert re.fullmatch(r"[A-Za-z0-9_.-]+", image_id)
+    assert parse_image_id(image_id) == (key, 42)
+
+
+def test_each_generation_has_its_own_id() -> None:
+    assert image_id_for("a.png", 1) != image_id_for("a.png", 2)
+
+
+def _encoded(raw: bytes, suffix: str = ".1") -> str:
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=") + suffix
+
+
+@pytest.mark.parametrize(
+    "image_id",
+    [
+        "",
+        "abc",
+        "abc.",
+        "abc.x",
+        _encoded(b"../secret"),
+        _encoded(b"/etc/passwd"),
+        _encoded(b"a/../../b"),
+        _encoded(b".tideflow-tmp/x"),
+        _encoded(b"\xff\xfe"),
+        _encoded(b"ok.png") + "=",
+    ],
+)
+def test_malformed_or_unsafe_ids_are_refused(image_id: str) -> None:
+    with pytest.raises(InvalidImageIdError):
+        parse_image_id(image_id)

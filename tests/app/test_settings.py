@@ -1,0 +1,83 @@
+"""Settings: defaults, empty values, and one clear error naming a bad setting."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from image_classification.settings import Settings, get_settings
+from tideflow.exceptions import ConfigError
+
+
+@pytest.fixture(autouse=True)
+def isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
+    monkeypatch.chdir(tmp_path)  # no .env here
+    get_settings.cache_clear()
+    yield
+    get_settings.cache_clear()
+
+
+def test_defaults() -> None:
+    settings = get_settings()
+    assert settings.stack == "local"
+    assert (settings.model, settings.engine) == ("efficientnet_lite0", "onnxruntime")
+    assert (settings.max_upload_mb, settings.top_k) == (20, 5)
+    assert settings.api_token is None
+    assert settings.threads_per_model >= 1
+
+
+def test_dotenv_is_read_and_empty_environment_values_mean_default(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    (tmp_path / ".env").write_text("MAX_UPLOAD_MB=7\nAPI_TOKEN=from-dotenv-123\nMODEL_PATH=\n")
+    monkeypatch.setenv("API_TOKEN", "")
+    settings = get_settings()
+    assert settings.max_upload_mb == 7
+    assert settings.api_token is None
+    assert settings.model_path is None
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "expected"),
+    [
+        ("MAX_UPLOAD_MB", "abc", "MAX_UPLOAD_MB='abc'"),
+        ("TOP_K", "0", "TOP_K='0'"),
+        ("MODEL", "alexnet", "MODEL='alexnet': unknown model"),
+        ("ENGINE", "tensorflow", "ENGINE='tensorflow': unknown engine"),
+        ("STACK", "mars", "STACK='mars'"),
+        ("NUM_REPLICAS", "-1", "NUM_REPLICAS='-1'"),
+        ("MODEL_PATH", "/no/such/weights.pth", "MODEL_PATH="),
+    ],
+)
+def test_a_bad_value_names_the_setting(
+    monkeypatch: pytest.MonkeyPatch, name: str, value: str, expected: str
+) -> None:
+    monkeypatch.setenv(name, value)
+    with pytest.raises(ConfigError, match="invalid setting") as raised:
+        get_settings()
+    assert expected in str(raised.value)
+    assert "\n" not in str(raised.value)
+
+
+def test_a_bad_token_is_never_echoed(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("API_TOKEN", "short")
+    with pytest.raises(ConfigError) as raised:
+        get_settings()
+    assert "API_TOKEN=***" in str(raised.value)
+    assert "short" not in str(raised.value)
+
+
+def test_gcp_needs_a_project(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("STACK", "gcp")
+    with pytest.raises(ConfigError, match="GCP_PROJECT_ID is required"):
+        get_settings()
+    monkeypatch.setenv("GCP_PROJECT_ID", "demo")
+    assert get_settings().gcs_bucket == "demo-image-bucket"
+
+
+def test_threads_share_the_cores_among_replicas() -> None:
+    assert Settings(num_replicas=1, model_threads=None).threads_per_model >= 1
+    assert Settings(model_threads=3).threads_per_model == 3
+    assert Settings(num_replicas=64).threads_per_model == 1
