@@ -48,14 +48,18 @@ class ConsumerWorker(threading.Thread):
     def run(self) -> None:
         try:
             self.replica.start(timeout=self.event_timeout, should_stop=self._stop_event.is_set)
-        except ReplicaError as exc:
+            while not self._stop_event.is_set():
+                deliveries = self.source.pull(max_messages=self.batch_size, timeout=0.5)
+                if deliveries:
+                    self._handle(deliveries)
+        except ReplicaError as exc:  # the replica could not build its dependencies
             self._on_fatal(str(exc))
-            return
-        while not self._stop_event.is_set():
-            deliveries = self.source.pull(max_messages=self.batch_size, timeout=0.5)
-            if deliveries:
-                self._handle(deliveries)
-        self.replica.stop()
+        except Exception as exc:
+            # A worker that cannot go on must stop the run loudly, not vanish.
+            logger.exception("worker %s failed", self.name)
+            self._on_fatal(f"{type(exc).__name__}: {exc}")
+        finally:
+            self.replica.stop()
 
     def _handle(self, deliveries: list[Delivery]) -> None:
         ack_ids = [d.ack_id for d in deliveries]

@@ -1,0 +1,107 @@
+"""In-memory source and sink, for tests of consumers and of the runtime.
+
+``MemorySource`` keeps the local stream's delivery rules (leases, attempts, dead letters)
+without a journal; ``MemorySink`` keeps rows in a dict keyed by row id, so it is
+idempotent like the real sinks, and can be told to fail. Nothing survives the process.
+"""
+
+from __future__ import annotations
+
+import datetime
+import itertools
+import threading
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from tideflow.exceptions import SinkError
+from tideflow.io.strategies import Sink, Source
+from tideflow.types import DeadLetter, Delivery, FileChangeEvent, SourceStats
+
+
+class MemorySource(Source):
+    def __init__(self, *, max_attempts: int = 5, lease_seconds: float = 60.0) -> None:
+        self.max_attempts = max_attempts
+        self.lease_seconds = lease_seconds
+        self._ids = itertools.count(1)
+        self._lock = threading.Lock()
+        self._events: dict[str, FileChangeEvent] = {}
+        self._attempts: dict[str, int] = {}
+        self._leased_until: dict[str, float] = {}
+        self.acked: list[str] = []
+        self.dead: dict[str, str] = {}
+
+    def publish(self, event: FileChangeEvent) -> str:
+        with self._lock:
+            ack_id = str(next(self._ids))
+            self._events[ack_id] = event
+            self._attempts[ack_id] = 0
+            return ack_id
+
+    def pull(self, *, max_messages: int, timeout: float) -> list[Delivery]:
+        now = time.monotonic()
+        with self._lock:
+            ready = [
+                ack_id
+                for ack_id in self._events
+                if ack_id not in self.dead and self._leased_until.get(ack_id, 0) < now
+            ][:max_messages]
+            for ack_id in ready:
+                self._attempts[ack_id] += 1
+                self._leased_until[ack_id] = now + self.lease_seconds
+            deliveries = [Delivery(i, self._events[i], self._attempts[i]) for i in ready]
+        if not deliveries and timeout > 0:
+            time.sleep(min(timeout, 0.05))
+        return deliveries
+
+    def ack(self, ack_ids: Sequence[str]) -> None:
+        with self._lock:
+            for ack_id in ack_ids:
+                if self._events.pop(ack_id, None) is not None:
+                    self.acked.append(ack_id)
+
+    def nack(self, ack_id: str, *, error: str, retryable: bool = True) -> None:
+        with self._lock:
+            if ack_id not in self._events:
+                return
+            self._leased_until[ack_id] = 0
+            if not retryable or self._attempts[ack_id] >= self.max_attempts:
+                self.dead[ack_id] = error
+
+    def extend(self, ack_ids: Sequence[str], *, seconds: float) -> None:
+        with self._lock:
+            for ack_id in ack_ids:
+                if ack_id in self._events:
+                    self._leased_until[ack_id] = time.monotonic() + seconds
+
+    def stats(self) -> SourceStats:
+        with self._lock:
+            now = time.monotonic()
+            live = [i for i in self._events if i not in self.dead]
+            in_flight = sum(self._leased_until.get(i, 0) >= now for i in live)
+            return SourceStats(len(live) - in_flight, in_flight, len(self.acked), len(self.dead))
+
+    def dead_letters(self, *, limit: int = 100) -> list[DeadLetter]:
+        with self._lock:
+            return [
+                DeadLetter(
+                    id=ack_id,
+                    event=self._events[ack_id],
+                    attempts=self._attempts[ack_id],
+                    error=error,
+                    dead_at=datetime.datetime.now(datetime.UTC),
+                )
+                for ack_id, error in list(self.dead.items())[:limit]
+            ]
+
+
+class MemorySink(Sink):
+    def __init__(self) -> None:
+        self.rows: dict[str, Any] = {}
+        self.fail_with: str | None = None
+
+    def write(self, rows: Sequence[tuple[str, Any]]) -> None:
+        if self.fail_with is not None:
+            raise SinkError(self.fail_with)
+        for row_id, row in rows:
+            self.rows.setdefault(row_id, row)
