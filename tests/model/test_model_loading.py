@@ -245,3 +245,40 @@ def test_custom_onnx_model_ending_in_softmax(tmp_path: Path, photos: dict) -> No
         expected = tiny(torch.from_numpy(pixels))[0].numpy()
     # The model's own probabilities, not a softmax of them.
     assert sorted(c.confidence for c in results) == pytest.approx(sorted(expected), abs=1e-5)
+
+
+# --- the other ImageAI model types ------------------------------------------------------------
+
+
+def test_old_densenet_checkpoint_keys_are_renamed(tmp_path: Path, photos: dict) -> None:
+    # torchvision's densenet121-a639ec97.pth predates PyTorch 0.4: its layers are named
+    # "norm.1" (now "norm1") and it has no num_batches_tracked buffers.
+    import re
+
+    import torch
+    import torchvision
+
+    torch.manual_seed(0)
+    state = torchvision.models.densenet121(weights=None).state_dict()
+    old_style = {
+        re.sub(r"(denselayer\d+\.(?:norm|relu|conv))([12])\.", r"\1.\2.", key): value
+        for key, value in state.items()
+        if not key.endswith("num_batches_tracked")
+    }
+    assert "features.denseblock1.denselayer1.norm.1.weight" in old_style
+    path = tmp_path / "densenet121-a639ec97.pth"
+    torch.save(old_style, path)
+    with load_classifier("densenet121", "torch", weights_path=tmp_path) as clf:
+        assert len(clf.classify(photos["cat"], top_k=5)) == 5
+
+
+def test_inception_v3_runs_at_299(tmp_path: Path, photos: dict) -> None:
+    import torch
+    import torchvision
+
+    torch.manual_seed(0)
+    model = torchvision.models.inception_v3(weights=None, init_weights=False)
+    torch.save(model.state_dict(), tmp_path / "inception_v3_google-0cc3c7bd.pth")
+    with load_classifier("inception_v3", "torch", weights_path=tmp_path) as clf:
+        assert (clf.preprocess.resize, clf.preprocess.crop) == (342, 299)
+        assert len(clf.classify(photos["cat"], top_k=5)) == 5
