@@ -29,6 +29,7 @@ from .datatypes import DecodedImage, ImageInfo
 from .errors import InvalidImageError
 
 ALLOWED_FORMATS: tuple[str, ...] = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF")
+DEFAULT_MAX_PIXELS = 89_478_485  # Pillow's default MAX_IMAGE_PIXELS (about 0.25 GB of RGBA)
 _FORMAT_NAMES = "JPEG, PNG, WebP, GIF, BMP or TIFF"
 
 IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
@@ -180,7 +181,9 @@ def _open(
         raise TypeError(f"image data must be bytes, not {type(data).__name__}")
     if len(data) == 0:
         raise InvalidImageError(f"The file is empty (0 bytes). Upload a {_FORMAT_NAMES} image.")
-    limit = Image.MAX_IMAGE_PIXELS if max_pixels is None else max_pixels
+    # Pillow's limit (~89 MP unless the app changed it); never unlimited, even if someone set
+    # Pillow's to None.
+    limit = max_pixels if max_pixels is not None else (Image.MAX_IMAGE_PIXELS or DEFAULT_MAX_PIXELS)
     try:
         image = Image.open(io.BytesIO(data), formats=ALLOWED_FORMATS)
     except Image.DecompressionBombError:
@@ -196,7 +199,7 @@ def _open(
     width, height = image.size
     # Pillow only warns between MAX_IMAGE_PIXELS and twice that; we refuse at the warning level.
     # Checked here, from the header, so no pixel buffer is ever allocated for a bomb.
-    if limit is not None and width * height > limit:
+    if width * height > limit:
         image.close()
         raise InvalidImageError(_too_large_message((width, height), limit))
     orientation = _orientation(image, load_exif=load_exif)
@@ -245,7 +248,7 @@ def _to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")  # L, 1, P, CMYK, YCbCr, LAB, HSV
 
 
-def _too_large_message(size: tuple[int, int] | None, limit: int | None) -> str:
+def _too_large_message(size: tuple[int, int] | None, limit: int) -> str:
     if size is None:
         detail = "its header declares far more pixels than allowed"
     else:

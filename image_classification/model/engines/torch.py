@@ -27,7 +27,8 @@ _THREADS_LOCK = threading.Lock()
 # Old torchvision DenseNet checkpoints (densenet121-a639ec97.pth) name layers "norm.1" where
 # the current modules say "norm1"; torchvision and ImageAI rename them the same way.
 _DENSENET_KEY = re.compile(
-    r"^(.*denselayer\d+\.(?:norm|relu|conv))\.((?:[12])\.(?:weight|bias|running_mean|running_var|num_batches_tracked))$"
+    r"^(.*denselayer\d+\.(?:norm|relu|conv))\."
+    r"((?:[12])\.(?:weight|bias|running_mean|running_var|num_batches_tracked))$"
 )
 
 
