@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, expect, sync_playwright
+from playwright.sync_api import Browser, ConsoleMessage, expect, sync_playwright
 
 from tests.app.support import CAT_LABELS, CHELSEA
 from tests.conftest import TideflowProcess
@@ -50,7 +50,13 @@ def test_upload_through_the_page_then_see_the_results(
     page = browser.new_page()
     problems: list[str] = []
     page.on("pageerror", lambda error: problems.append(str(error)))
-    page.on("console", lambda m: m.type == "error" and problems.append(m.text))
+
+    def console_error(message: ConsoleMessage) -> None:
+        # Content-Security-Policy violations are reported here too.
+        if message.type == "error":
+            problems.append(message.text)
+
+    page.on("console", console_error)
 
     page.goto(f"{shared_app.base_url}/")
     expect(page.locator("html")).to_have_class("js")
