@@ -152,8 +152,10 @@ async def _bad_request(request: Request, exc: RequestValidationError) -> JSONRes
     return JSONResponse({"detail": "; ".join(problems)}, status_code=400)
 
 
-def _checked_image(image_file: UploadFile | None, settings: Settings) -> ImageType:
-    """The image type of an uploaded file, or the HTTP error the contract gives for it."""
+def _checked_image(
+    image_file: UploadFile | None, settings: Settings
+) -> tuple[UploadFile, ImageType]:
+    """The uploaded file and its image type, or the HTTP error the contract gives for it."""
     if image_file is None:
         raise HTTPException(400, "No file: send the image as the multipart field 'image_file'.")
     if not image_file.size:
@@ -168,7 +170,7 @@ def _checked_image(image_file: UploadFile | None, settings: Settings) -> ImageTy
             "The file is not an image we accept: JPEG, PNG, WebP, GIF, BMP or TIFF "
             "(checked from its content, not its name or content type).",
         )
-    return image_type
+    return image_file, image_type
 
 
 @service.endpoint("/", response_class=HTMLResponse, include_in_schema=False)
@@ -198,13 +200,12 @@ def upload_image(
 ) -> UploadAccepted:
     """Answers 202 once the image is stored and its event journaled; poll ``status_url``."""
     try:
-        image_type = _checked_image(image_file, settings)
-        assert image_file is not None  # _checked_image refused a missing file
-        image_name = display_name(image_file.filename)
+        upload, image_type = _checked_image(image_file, settings)
+        image_name = display_name(upload.filename)
         try:
             key, generation = store_upload(
                 bucket_dep.bucket,
-                file=image_file.file,
+                file=upload.file,
                 image_type=image_type,
                 image_name=image_name,
                 max_bytes=settings.max_upload_bytes,
@@ -366,9 +367,8 @@ def classify(
     settings: SettingsDep,
     image_file: ImageFile = None,
 ) -> ClassifyAnswer:
-    _checked_image(image_file, settings)
-    assert image_file is not None  # _checked_image refused a missing file
-    data = image_file.file.read()
+    upload, _ = _checked_image(image_file, settings)
+    data = upload.file.read()
     started = time.perf_counter()
     try:
         result = model.classifier.classify_with_info(data, top_k=model.top_k)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 
-from image_classification.model.preprocess import open_image
+from image_classification.model import open_image
 
 THUMBNAIL_PIXELS = 192  # twice the 96 px cell of the results page, for high-DPI screens
 _JPEG_QUALITY = 80
