@@ -31,7 +31,7 @@ class ModelDep:
         self.classifier = load_classifier(
             model=settings.model,
             engine=settings.engine,
-            weights_path=settings.model_path,
+            weights_path=settings.weights_path,
             threads=settings.threads_per_model,
         )
         self.top_k = settings.top_k

@@ -16,7 +16,9 @@ from pydantic import Field, SecretStr, ValidationError, field_validator, model_v
 from pydantic_core import ErrorDetails
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from image_classification.model import ENGINES, MODELS
+from image_classification.model import ENGINES, MODELS, WeightsNotFoundError
+from image_classification.model.registry import get_spec
+from image_classification.model.weights import resolve_weights
 from tideflow.exceptions import ConfigError
 
 Stack = Literal["local", "gcp", "aws"]
@@ -102,6 +104,30 @@ class Settings(BaseSettings):
         if self.stack == "gcp" and not self.gcp_project_id:
             raise ValueError("GCP_PROJECT_ID is required when STACK=gcp")
         return self
+
+    @model_validator(mode="after")
+    def _model_can_load(self) -> Settings:
+        # Checked here, in a millisecond, so that a missing weights file stops the app at
+        # start with one line instead of failing every replica with a traceback.
+        if self.model.lower().endswith(".onnx"):
+            if self.engine != "onnxruntime":
+                raise ValueError(f"ENGINE={self.engine!r}: a custom .onnx model needs onnxruntime")
+            return self
+        spec = get_spec(self.model)
+        if self.engine == "imageai" and spec.imageai_setter is None:
+            raise ValueError(
+                f"ENGINE='imageai' runs ImageAI's model types only, not MODEL={self.model!r}"
+            )
+        try:
+            resolve_weights(spec, self.weights_path)
+        except WeightsNotFoundError as exc:
+            raise ValueError(f"MODEL={self.model!r}: {exc}") from None
+        return self
+
+    @property
+    def weights_path(self) -> Path | None:
+        """MODEL_PATH, except for models whose weights come in a package (it is ignored)."""
+        return None if MODELS[self.model].packaged_weights else self.model_path
 
     @property
     def max_upload_bytes(self) -> int:

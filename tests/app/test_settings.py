@@ -81,3 +81,28 @@ def test_threads_share_the_cores_among_replicas() -> None:
     assert Settings(num_replicas=1, model_threads=None).threads_per_model >= 1
     assert Settings(model_threads=3).threads_per_model == 3
     assert Settings(num_replicas=64).threads_per_model == 1
+
+
+def test_a_missing_weights_file_is_reported_at_start(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("MODEL", "mobilenet_v2")
+    monkeypatch.setenv("MODEL_PATH", str(tmp_path))
+    with pytest.raises(ConfigError, match=r"MODEL='mobilenet_v2': .*download mobilenet_v2"):
+        get_settings()
+    (tmp_path / "mobilenet_v2-b0353104.pth").write_bytes(b"placed by the user")
+    get_settings.cache_clear()
+    assert get_settings().weights_path == tmp_path
+
+
+def test_model_path_is_ignored_for_packaged_weights(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("MODEL_PATH", str(tmp_path))
+    assert get_settings().weights_path is None
+
+
+def test_imageai_runs_imageai_models_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ENGINE", "imageai")
+    with pytest.raises(ConfigError, match="ImageAI's model types only"):
+        get_settings()
