@@ -151,6 +151,13 @@ def test_export_is_cached_by_weights_hash(
     assert not [p for p in onnx_cache.iterdir() if p.name.endswith(".tmp")]
 
 
+def test_unwritable_cache_dir_is_a_clear_error(mobilenet_weights: Path, tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    with pytest.raises(ConfigurationError, match="TIDEFLOW_MODEL_CACHE at a writable folder"):
+        load_classifier("mobilenet_v2", weights_path=mobilenet_weights, cache_dir=blocker / "c")
+
+
 def test_onnxruntime_start_up_does_not_import_torch(
     lite0_onnx: Classifier, onnx_cache: Path, photo_files: dict[str, Path]
 ) -> None:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import InvalidWeightsError
+from ..errors import ConfigurationError, InvalidWeightsError
 from ..registry import ModelSpec
 
 CACHE_ENV = "TIDEFLOW_MODEL_CACHE"
@@ -45,10 +45,17 @@ def ensure_onnx(spec: ModelSpec, weights: Path, weights_sha256: str, cache_dir: 
     from . import torch as torch_engine  # only now: exporting needs torch
 
     model = torch_engine.build_model(spec, weights)
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    # Export next to the target and rename: replicas starting together may export at the same
-    # time, and none of them may ever load a half-written file. The rename is atomic.
-    handle, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=cache_dir)
+    try:
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        # Export next to the target and rename: replicas starting together may export at the
+        # same time, and none may ever load a half-written file. The rename is atomic.
+        handle, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=cache_dir)
+    except OSError as exc:
+        raise ConfigurationError(
+            f"Cannot write the ONNX export cache in {cache_dir} ({exc.strerror}). Point "
+            f"{CACHE_ENV} at a writable folder, or run `python -m image_classification.model "
+            "export` where it is writable and ship the cache folder."
+        ) from exc
     os.close(handle)
     tmp = Path(tmp_name)
     try:
@@ -79,7 +86,10 @@ class OnnxRunner:
                 str(path), sess_options=options, providers=["CPUExecutionProvider"]
             )
         except Exception as exc:
-            raise InvalidWeightsError(f"ONNX Runtime cannot load {path}: {exc}") from exc
+            raise InvalidWeightsError(
+                f"ONNX Runtime cannot load {path}: {exc}. If it is a cached export, delete it: "
+                "it is exported again at the next start."
+            ) from exc
         inputs = self._session.get_inputs()
         if len(inputs) != 1:
             raise InvalidWeightsError(
