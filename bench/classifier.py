@@ -169,6 +169,7 @@ def run(args: argparse.Namespace) -> dict:
     after each call) from slowing the next measurement, and each worker starts like a replica:
     the onnxruntime workers load the cached export without importing torch.
     """
+    load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="bench-classifier-") as tmp:
         folder = Path(tmp)
         sample_jpegs(folder)
@@ -240,6 +241,8 @@ def run(args: argparse.Namespace) -> dict:
             "onnxruntime": onnxruntime.__version__,
             "torch": torch.__version__,
             "threads": args.threads,
+            # Other processes' load skews every number; a quiet machine reads ~0 before.
+            "load_average_1min": [round(load_before, 2), round(os.getloadavg()[0], 2)],
         },
         "baseline": BASELINE,
         "seconds_per_measurement": args.seconds,
@@ -265,7 +268,8 @@ def print_table(result: dict) -> None:
     machine = result["machine"]
     title = (
         f"Classifier benchmark: {machine['cpus_usable']} CPUs usable, "
-        f"threads={machine['threads'] or 'all'}; baseline = {result['baseline']}"
+        f"threads={machine['threads'] or 'all'}, load average before/after "
+        f"{machine['load_average_1min']}; baseline = {result['baseline']}"
     )
     try:
         from rich.console import Console
