@@ -80,6 +80,9 @@ def main(
         level=log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    # Their per-request and per-change lines drown out tideflow's own.
+    for chatty in ("httpx", "watchfiles"):
+        logging.getLogger(chatty).setLevel(logging.WARNING)
 
 
 def _confirm(question: str, yes: bool) -> None:
