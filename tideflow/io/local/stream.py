@@ -134,7 +134,14 @@ class LocalJournalSource(Source):
         for batch in changes:
             for _, path in batch:
                 key = _key_for(root, Path(path))
-                if key is not None:
+                if key is None:
+                    continue
+                if os.path.isdir(path) and not os.path.islink(path):
+                    # Files put into a new folder before the watcher covered it raise no
+                    # event of their own (`mkdir d && mv f d/`, `cp -r photos/`): scan it.
+                    for inner in iter_keys(Path(path)):
+                        self._observe(f"{key}/{inner}")
+                else:
                     self._observe(key)
 
     def _observe(self, key: str) -> int | None:
