@@ -10,6 +10,7 @@ from typing import Annotated, Any, TypeVar
 
 import httpx
 import typer
+from dotenv import load_dotenv
 from rich.console import Console
 from rich.progress import Progress
 
@@ -58,6 +59,8 @@ class Context:
 
     def __init__(self, stack_name: str | None) -> None:
         self.config = load_config(Path.cwd())
+        # The project's .env may choose the stack; the real environment still wins.
+        load_dotenv(self.config.project_dir / ".env", override=False)
         self.stack = self.config.stack(stack_name)
         self.home = self.config.activate(self.stack)
         self.flow: Flow = load_flow(self.config.entry_point, self.config.project_dir)

@@ -14,7 +14,6 @@ import multiprocessing.connection
 import os
 import signal
 import time
-import traceback
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -61,7 +60,8 @@ def replica_main(spec: ReplicaSpec, conn: multiprocessing.connection.Connection)
         resolver = Resolver(global_values=spec.global_values)
         resolver.warm_up(consumer.function, scopes=_BUILD_SCOPES)
     except Exception as exc:
-        conn.send(("failed", f"{exc}\n{traceback.format_exc()}"))
+        logger.debug("replica start failed", exc_info=True)
+        conn.send(("failed", f"{type(exc).__name__}: {exc}"))
         return
     conn.send(("ready", os.getpid()))
     dependant = get_dependant(consumer.function)
