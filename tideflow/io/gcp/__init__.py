@@ -1,0 +1,20 @@
+"""The gcp stack: Cloud Storage, Storage notifications through Pub/Sub, and BigQuery.
+
+Importing this package loads the Google client libraries; ``tideflow`` itself never
+does, so the local stack needs none installed. Settings come from the environment, see
+``tideflow.io.gcp.clients``. For tests, ``tideflow.io.gcp.fake_pubsub`` has in-memory
+Pub/Sub and bucket notifications.
+"""
+
+from tideflow.io.gcp.bigquery import BigQueryDataset, BigQueryTable
+from tideflow.io.gcp.notifications import GCSFileChangeEvent
+from tideflow.io.gcp.storage import GCSBucket
+from tideflow.io.gcp.stream import GCSFileChangeStream
+
+__all__ = [
+    "BigQueryDataset",
+    "BigQueryTable",
+    "GCSBucket",
+    "GCSFileChangeEvent",
+    "GCSFileChangeStream",
+]

@@ -1,0 +1,89 @@
+"""Google Cloud errors translated into tideflow errors, in one line, at the adapter boundary.
+
+Every call into a Google client library runs inside ``translated(...)``, which names the
+resource and what was being done, keeps the SDK error as ``__cause__`` and raises the
+tideflow error the caller chose (``PrimitiveError`` for plan/apply/destroy, ``SourceError``
+and ``SinkError`` at run time). A permission error names the IAM permission the call
+needs; a quota error says so; missing credentials become a ``ConfigError`` that says how
+to provide them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+import requests
+from google.api_core import exceptions as api_exceptions
+from google.auth import exceptions as auth_exceptions
+
+from tideflow.exceptions import ConfigError, TideflowError
+
+_CREDENTIALS_HELP = (
+    "set GCP_SERVICE_ACCOUNT_INFO to a service-account key (JSON) or run "
+    "`gcloud auth application-default login`"
+)
+
+
+def one_line(text: str, *, limit: int = 400) -> str:
+    """``text`` without line breaks, cut to ``limit`` characters."""
+    flat = " ".join(str(text).split())
+    return flat if len(flat) <= limit else flat[: limit - 3] + "..."
+
+
+def describe(exc: BaseException) -> str:
+    """The useful part of a Google error: its message without the HTTP request line."""
+    if isinstance(exc, api_exceptions.GoogleAPICallError):
+        return one_line(exc.message or str(exc))
+    return one_line(str(exc) or type(exc).__name__)
+
+
+def translate(
+    exc: BaseException,
+    *,
+    resource: str,
+    action: str,
+    error: type[TideflowError],
+    permission: str | None = None,
+) -> TideflowError:
+    """The tideflow error for ``exc``, raised while ``action`` on ``resource``."""
+    if isinstance(exc, auth_exceptions.GoogleAuthError):
+        return ConfigError(
+            f"no usable Google credentials to {action} {resource}: {describe(exc)}; "
+            f"{_CREDENTIALS_HELP}"
+        )
+    if isinstance(exc, api_exceptions.Forbidden | api_exceptions.PermissionDenied):
+        needed = f"; the caller needs the IAM permission {permission}" if permission else ""
+        return error(f"permission denied to {action} {resource}{needed} ({describe(exc)})")
+    if isinstance(exc, api_exceptions.Unauthorized | api_exceptions.Unauthenticated):
+        return ConfigError(
+            f"Google rejected the credentials used to {action} {resource}; {_CREDENTIALS_HELP}"
+        )
+    if isinstance(exc, api_exceptions.TooManyRequests | api_exceptions.ResourceExhausted):
+        return error(f"quota or rate limit exceeded to {action} {resource} ({describe(exc)})")
+    if isinstance(exc, requests.RequestException):
+        return error(f"cannot reach Google Cloud to {action} {resource}: {describe(exc)}")
+    if isinstance(exc, api_exceptions.RetryError):
+        return error(f"gave up retrying to {action} {resource}: {describe(exc.cause or exc)}")
+    return error(f"cannot {action} {resource}: {type(exc).__name__}: {describe(exc)}")
+
+
+@contextlib.contextmanager
+def translated(
+    *,
+    resource: str,
+    action: str,
+    error: type[TideflowError],
+    permission: str | None = None,
+) -> Iterator[None]:
+    """Run the block, turning Google SDK errors into ``error`` (kept as ``__cause__``)."""
+    try:
+        yield
+    except (
+        api_exceptions.GoogleAPIError,
+        auth_exceptions.GoogleAuthError,
+        requests.RequestException,
+    ) as exc:
+        raise translate(
+            exc, resource=resource, action=action, error=error, permission=permission
+        ) from exc

@@ -1,0 +1,523 @@
+"""A bucket's file-change stream on Google Cloud: Storage notifications into Pub/Sub.
+
+``GCSFileChangeStream(gcs_bucket=bucket)`` manages, in apply order:
+
+1. the topic ``<stream_id>`` and the IAM grant that lets the project's Cloud Storage
+   service agent publish to it (``roles/pubsub.publisher``);
+2. the bucket's notification configuration: OBJECT_FINALIZE, ``JSON_API_V1`` payload;
+3. the dead-letter topic and its subscription ``<stream_id>-dead-letter``;
+4. the consumers' subscription ``<stream_id>``: ack deadline ``lease_seconds``, never
+   expires, dead-letter policy after ``max(5, max_attempts)`` deliveries (Pub/Sub's floor);
+5. the grants Pub/Sub's own service agent needs to dead-letter: publisher on the
+   dead-letter topic, subscriber on the subscription.
+
+``destroy`` removes the notification, the subscriptions and the topics (their IAM
+bindings go with them). ``stream_id`` defaults to ``<bucket>-changes``.
+
+Options: ``max_attempts`` (default 5, 1 to 100) deliveries before an event is
+dead-lettered; ``lease_seconds`` (default 60, 10 to 600) ack deadline, extended while a
+replica works; ``max_outstanding`` (default 100) events leased by one run process at once.
+Settings: see ``tideflow.io.gcp.clients`` (``PUBSUB_EMULATOR_HOST`` among them).
+Delivery guarantees: see ``tideflow.io.gcp.source``.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+import threading
+from collections.abc import Callable
+from typing import TypeVar
+
+from google.api_core import exceptions as api_exceptions
+
+from tideflow.exceptions import ConfigError, PrimitiveError
+from tideflow.io.gcp.errors import translated
+from tideflow.io.gcp.google_transport import GoogleNotificationTransport, GooglePubSubTransport
+from tideflow.io.gcp.notifications import JSON_API_V1, OBJECT_FINALIZE
+from tideflow.io.gcp.source import PubSubSource
+from tideflow.io.gcp.storage import GCSBucket
+from tideflow.io.gcp.transport import (
+    NotificationConfig,
+    NotificationTransport,
+    PubSubTransport,
+    SubscriptionConfig,
+)
+from tideflow.io.primitive import PlanAction, PlanStep, SourcePrimitive
+
+PUBLISHER = "roles/pubsub.publisher"
+SUBSCRIBER = "roles/pubsub.subscriber"
+# Pub/Sub's dead-letter policy takes 5 to 100 attempts.
+MIN_POLICY_ATTEMPTS, MAX_ATTEMPTS = 5, 100
+_RESOURCE_ID = re.compile(r"[A-Za-z][A-Za-z0-9\-_.~+%]{2,254}")
+_STORAGE_AGENT = re.compile(r"service-(\d+)@gs-project-accounts\.iam\.gserviceaccount\.com")
+
+T = TypeVar("T")
+
+
+class GCSFileChangeStream(SourcePrimitive):
+    """Object-created events of a ``GCSBucket``, delivered through Pub/Sub."""
+
+    def __init__(
+        self,
+        gcs_bucket: GCSBucket,
+        *,
+        stream_id: str | None = None,
+        max_attempts: int = 5,
+        lease_seconds: float = 60.0,
+        max_outstanding: int = 100,
+        pubsub: PubSubTransport | None = None,
+        notifications: NotificationTransport | None = None,
+    ) -> None:
+        self.gcs_bucket = gcs_bucket
+        name = gcs_bucket.bucket_name
+        self.stream_id = stream_id or (
+            f"{name}-changes" if name[0].isalpha() else f"gcs-{name}-changes"
+        )
+        if not _RESOURCE_ID.fullmatch(self.stream_id) or self.stream_id.startswith("goog"):
+            raise ConfigError(
+                f"stream_id {self.stream_id!r} is not a valid Pub/Sub name (a letter, then 2 to "
+                "254 letters, digits or -_.~+%, not starting with 'goog'); pass stream_id="
+            )
+        self.max_attempts = max_attempts
+        self.lease_seconds = lease_seconds
+        self.max_outstanding = max_outstanding
+        self._pubsub = pubsub
+        self._notifications = notifications
+        self._agents: dict[str, str] = {}
+        self._lock = threading.Lock()
+
+    def _option_names(self) -> frozenset[str]:
+        return frozenset({"max_attempts", "lease_seconds", "max_outstanding"})
+
+    def _check_options(self) -> None:
+        if not 1 <= self.max_attempts <= MAX_ATTEMPTS:
+            raise ConfigError(f"max_attempts must be 1 to {MAX_ATTEMPTS}, got {self.max_attempts}")
+        if not 10 <= self.lease_seconds <= 600:
+            raise ConfigError(f"lease_seconds must be 10 to 600, got {self.lease_seconds}")
+        if self.max_outstanding < 1:
+            raise ConfigError(f"max_outstanding must be at least 1, got {self.max_outstanding}")
+
+    # -- names and transports ------------------------------------------------------------
+
+    @property
+    def project(self) -> str:
+        return self.gcs_bucket.project_id
+
+    @property
+    def topic(self) -> str:
+        return f"projects/{self.project}/topics/{self.stream_id}"
+
+    @property
+    def subscription(self) -> str:
+        return f"projects/{self.project}/subscriptions/{self.stream_id}"
+
+    @property
+    def dead_letter_topic(self) -> str:
+        return f"projects/{self.project}/topics/{self.stream_id}-dead-letter"
+
+    @property
+    def dead_letter_subscription(self) -> str:
+        return f"projects/{self.project}/subscriptions/{self.stream_id}-dead-letter"
+
+    def pubsub(self) -> PubSubTransport:
+        with self._lock:
+            if self._pubsub is None:
+                self._pubsub = GooglePubSubTransport()
+            return self._pubsub
+
+    def notifications(self) -> NotificationTransport:
+        with self._lock:
+            if self._notifications is None:
+                self._notifications = GoogleNotificationTransport(self.gcs_bucket.storage_client)
+            return self._notifications
+
+    def subscription_config(self) -> SubscriptionConfig:
+        return SubscriptionConfig(
+            name=self.subscription,
+            topic=self.topic,
+            ack_deadline_seconds=int(self.lease_seconds),
+            dead_letter_topic=self.dead_letter_topic,
+            max_delivery_attempts=max(MIN_POLICY_ATTEMPTS, self.max_attempts),
+        )
+
+    def _dead_letter_config(self) -> SubscriptionConfig:
+        # Listing dead letters leases them briefly; the longest deadline is not needed.
+        return SubscriptionConfig(
+            name=self.dead_letter_subscription,
+            topic=self.dead_letter_topic,
+            ack_deadline_seconds=60,
+        )
+
+    def storage_agent(self) -> str:
+        """``serviceAccount:`` member of the project's Cloud Storage service agent."""
+        if "storage" not in self._agents:
+            email = _call(
+                lambda: self.notifications().service_agent(self.project),
+                action="look up the Cloud Storage service agent of",
+                resource=f"project {self.project}",
+                permission="resourcemanager.projects.get",
+            )
+            self._agents["storage"] = f"serviceAccount:{email}"
+        return self._agents["storage"]
+
+    def pubsub_agent(self) -> str:
+        """``serviceAccount:`` member of Pub/Sub's service agent, which moves dead letters."""
+        # Both agents are named after the project number, which the storage agent reveals.
+        found = _STORAGE_AGENT.search(self.storage_agent())
+        if found is None:
+            raise PrimitiveError(
+                f"cannot derive the project number of {self.project} from its Cloud Storage "
+                f"service agent {self.storage_agent()!r}"
+            )
+        return f"serviceAccount:service-{found.group(1)}@gcp-sa-pubsub.iam.gserviceaccount.com"
+
+    # -- plan / apply / destroy ----------------------------------------------------------
+
+    def primitive_id(self) -> str:
+        return f"gcs-file-change-stream:{self.gcs_bucket.bucket_name}/{self.stream_id}"
+
+    def depends_on(self) -> tuple[GCSBucket, ...]:
+        return (self.gcs_bucket,)
+
+    def _parts(self) -> list[_Part]:
+        pubsub = self.pubsub()
+        return [
+            _Topic(pubsub, self.topic),
+            _Grant(pubsub, self.topic, PUBLISHER, self.storage_agent),
+            _Notification(self.notifications(), self.gcs_bucket.bucket_name, self.topic),
+            _Topic(pubsub, self.dead_letter_topic),
+            _Subscription(pubsub, self._dead_letter_config()),
+            _Subscription(pubsub, self.subscription_config()),
+            _Grant(pubsub, self.dead_letter_topic, PUBLISHER, self.pubsub_agent),
+            _Grant(pubsub, self.subscription, SUBSCRIBER, self.pubsub_agent),
+        ]
+
+    def _summary(self, children: list[PlanStep]) -> PlanStep:
+        actions = {c.action for c in children}
+        if actions == {PlanAction.NO_CHANGE}:
+            action = PlanAction.NO_CHANGE
+        elif actions == {PlanAction.CREATE}:
+            action = PlanAction.CREATE
+        else:
+            action = PlanAction.UPDATE
+        detail = f"dead letter after {self.max_attempts} attempt(s), lease {self.lease_seconds:g}s"
+        return self.step(action, detail, *children)
+
+    def plan(self) -> PlanStep:
+        self._check_options()
+        return self._summary([part.plan() for part in self._parts()])
+
+    def apply(self) -> PlanStep:
+        self._check_options()
+        # Each part is planned just before it is applied: later parts need earlier ones.
+        children = []
+        for part in self._parts():
+            step = part.plan()
+            part.apply(step.action)
+            children.append(step)
+        return self._summary(children)
+
+    def _removable(self) -> list[_Part]:
+        pubsub = self.pubsub()
+        return [
+            _Notification(self.notifications(), self.gcs_bucket.bucket_name, self.topic),
+            _Subscription(pubsub, self.subscription_config()),
+            _Subscription(pubsub, self._dead_letter_config()),
+            _Topic(pubsub, self.dead_letter_topic),
+            _Topic(pubsub, self.topic),
+        ]
+
+    def plan_destroy(self) -> PlanStep:
+        children = [part.plan_destroy() for part in self._removable()]
+        gone = all(c.action is PlanAction.NO_CHANGE for c in children)
+        action = PlanAction.NO_CHANGE if gone else PlanAction.DELETE
+        return self.step(action, "already gone" if gone else "", *children)
+
+    def destroy(self) -> PlanStep:
+        children = []
+        for part in self._removable():
+            step = part.plan_destroy()
+            if step.action is PlanAction.DELETE:
+                part.delete()
+            children.append(step)
+        gone = all(c.action is PlanAction.NO_CHANGE for c in children)
+        action = PlanAction.NO_CHANGE if gone else PlanAction.DELETE
+        return self.step(action, "already gone" if gone else "", *children)
+
+    def source(self) -> PubSubSource:
+        self._check_options()
+        return PubSubSource(
+            self.pubsub(),
+            subscription=self.subscription,
+            dead_letter_topic=self.dead_letter_topic,
+            dead_letter_subscription=self.dead_letter_subscription,
+            topic=self.topic,
+            reader=self.gcs_bucket,
+            max_attempts=self.max_attempts,
+            max_outstanding=self.max_outstanding,
+        )
+
+
+def _call(
+    function: Callable[[], T],
+    *,
+    action: str,
+    resource: str,
+    permission: str,
+    tolerate: tuple[type[Exception], ...] = (),
+) -> T | None:
+    """``function()`` with errors translated; None when it raised one of ``tolerate``."""
+    with translated(resource=resource, action=action, error=PrimitiveError, permission=permission):
+        try:
+            return function()
+        except tolerate:
+            return None
+
+
+class _Part:
+    """One Google resource inside the stream: planned, applied and removed on its own."""
+
+    kind = ""
+    name = ""
+
+    def step(self, action: PlanAction, detail: str = "") -> PlanStep:
+        return PlanStep(self.name, self.kind, action, detail)
+
+    def plan(self) -> PlanStep:
+        raise NotImplementedError(f"{type(self).__name__} must implement plan()")
+
+    def apply(self, action: PlanAction) -> None:
+        raise NotImplementedError(f"{type(self).__name__} must implement apply()")
+
+    def plan_destroy(self) -> PlanStep:
+        raise NotImplementedError(f"{type(self).__name__} must implement plan_destroy()")
+
+    def delete(self) -> None:
+        raise NotImplementedError(f"{type(self).__name__} must implement delete()")
+
+
+class _Topic(_Part):
+    kind = "GCPPubSubTopic"
+
+    def __init__(self, pubsub: PubSubTransport, name: str) -> None:
+        self.pubsub = pubsub
+        self.name = name
+
+    def _exists(self) -> bool:
+        return bool(
+            _call(
+                lambda: self.pubsub.topic_exists(self.name),
+                action="look up",
+                resource=f"topic {self.name}",
+                permission="pubsub.topics.get",
+            )
+        )
+
+    def plan(self) -> PlanStep:
+        return self.step(PlanAction.NO_CHANGE if self._exists() else PlanAction.CREATE)
+
+    def apply(self, action: PlanAction) -> None:
+        if action is PlanAction.CREATE:
+            _call(
+                lambda: self.pubsub.create_topic(self.name),
+                action="create",
+                resource=f"topic {self.name}",
+                permission="pubsub.topics.create",
+                tolerate=(api_exceptions.AlreadyExists,),
+            )
+
+    def plan_destroy(self) -> PlanStep:
+        if self._exists():
+            return self.step(PlanAction.DELETE)
+        return self.step(PlanAction.NO_CHANGE, "already gone")
+
+    def delete(self) -> None:
+        _call(
+            lambda: self.pubsub.delete_topic(self.name),
+            action="delete",
+            resource=f"topic {self.name}",
+            permission="pubsub.topics.delete",
+            tolerate=(api_exceptions.NotFound,),
+        )
+
+
+class _Subscription(_Part):
+    kind = "GCPPubSubSubscription"
+
+    def __init__(self, pubsub: PubSubTransport, config: SubscriptionConfig) -> None:
+        self.pubsub = pubsub
+        self.config = config
+        self.name = config.name
+
+    def _current(self) -> SubscriptionConfig | None:
+        return _call(
+            lambda: self.pubsub.get_subscription(self.name),
+            action="look up",
+            resource=f"subscription {self.name}",
+            permission="pubsub.subscriptions.get",
+        )
+
+    def plan(self) -> PlanStep:
+        current = self._current()
+        wanted = self.config
+        if current is None:
+            return self.step(PlanAction.CREATE, f"on {wanted.topic}")
+        if current.topic != wanted.topic:
+            # A subscription cannot move to another topic; replacing it would drop its backlog.
+            return self.step(
+                PlanAction.NO_CHANGE,
+                f"subscribed to {current.topic}, not {wanted.topic}: not changed; delete it "
+                "to have it recreated",
+            )
+        changes = [
+            f"{label} {old} -> {new}"
+            for label, old, new in (
+                ("ack deadline", current.ack_deadline_seconds, wanted.ack_deadline_seconds),
+                ("dead-letter topic", current.dead_letter_topic, wanted.dead_letter_topic),
+                ("max attempts", current.max_delivery_attempts, wanted.max_delivery_attempts),
+            )
+            if old != new
+        ]
+        if changes:
+            return self.step(PlanAction.UPDATE, ", ".join(changes))
+        return self.step(PlanAction.NO_CHANGE)
+
+    def apply(self, action: PlanAction) -> None:
+        if action is PlanAction.CREATE:
+            _call(
+                lambda: self.pubsub.create_subscription(self.config),
+                action="create",
+                resource=f"subscription {self.name}",
+                permission="pubsub.subscriptions.create",
+                tolerate=(api_exceptions.AlreadyExists,),
+            )
+        elif action is PlanAction.UPDATE:
+            _call(
+                lambda: self.pubsub.update_subscription(self.config),
+                action="update",
+                resource=f"subscription {self.name}",
+                permission="pubsub.subscriptions.update",
+            )
+
+    def plan_destroy(self) -> PlanStep:
+        if self._current() is not None:
+            return self.step(PlanAction.DELETE)
+        return self.step(PlanAction.NO_CHANGE, "already gone")
+
+    def delete(self) -> None:
+        _call(
+            lambda: self.pubsub.delete_subscription(self.name),
+            action="delete",
+            resource=f"subscription {self.name}",
+            permission="pubsub.subscriptions.delete",
+            tolerate=(api_exceptions.NotFound,),
+        )
+
+
+class _Grant(_Part):
+    kind = "GCPIAMBinding"
+
+    def __init__(
+        self,
+        pubsub: PubSubTransport,
+        resource: str,
+        role: str,
+        member: Callable[[], str],
+    ) -> None:
+        self.pubsub = pubsub
+        self.resource = resource
+        self.role = role
+        self.member = member
+        self.name = f"{role} on {resource}"
+        self._kind = "topics" if "/topics/" in resource else "subscriptions"
+
+    def _granted(self) -> bool:
+        members = _call(
+            lambda: self.pubsub.iam_members(self.resource, self.role),
+            action="read the IAM policy of",
+            resource=self.resource,
+            permission=f"pubsub.{self._kind}.getIamPolicy",
+            # The resource itself is created earlier in the same apply.
+            tolerate=(api_exceptions.NotFound,),
+        )
+        return members is not None and self.member() in members
+
+    def plan(self) -> PlanStep:
+        action = PlanAction.NO_CHANGE if self._granted() else PlanAction.CREATE
+        return self.step(action, self.member())
+
+    def apply(self, action: PlanAction) -> None:
+        if action is PlanAction.CREATE:
+            _call(
+                lambda: self.pubsub.add_iam_member(
+                    self.resource, role=self.role, member=self.member()
+                ),
+                action=f"grant {self.role} on",
+                resource=self.resource,
+                permission=f"pubsub.{self._kind}.setIamPolicy",
+            )
+
+
+class _Notification(_Part):
+    kind = "GCSNotification"
+
+    def __init__(self, notifications: NotificationTransport, bucket: str, topic: str) -> None:
+        self.notifications = notifications
+        self.bucket = bucket
+        self.topic = topic
+        self.name = f"gs://{bucket} -> {topic}"
+
+    def _ours(self) -> list[NotificationConfig]:
+        """The bucket's notification configurations that publish to our topic."""
+        configs = _call(
+            lambda: self.notifications.list_notifications(self.bucket),
+            action="list the notifications of",
+            resource=f"bucket gs://{self.bucket}",
+            permission="storage.buckets.get",
+            tolerate=(api_exceptions.NotFound,),
+        )
+        return [c for c in configs or [] if c.topic == self.topic]
+
+    def plan(self) -> PlanStep:
+        ours = self._ours()
+        if not ours:
+            return self.step(PlanAction.CREATE, f"{OBJECT_FINALIZE}, {JSON_API_V1}")
+        if any(c.payload_format == JSON_API_V1 and OBJECT_FINALIZE in c.event_types for c in ours):
+            return self.step(PlanAction.NO_CHANGE)
+        return self.step(PlanAction.UPDATE, f"recreate as {OBJECT_FINALIZE}, {JSON_API_V1}")
+
+    def apply(self, action: PlanAction) -> None:
+        if action is PlanAction.NO_CHANGE:
+            return
+        if action is PlanAction.UPDATE:
+            # Notification configurations cannot be edited, only replaced.
+            self.delete()
+        _call(
+            lambda: self.notifications.create_notification(
+                self.bucket,
+                topic=self.topic,
+                event_types=[OBJECT_FINALIZE],
+                payload_format=JSON_API_V1,
+            ),
+            action="create the notification of",
+            resource=f"bucket gs://{self.bucket}",
+            permission="storage.buckets.update",
+        )
+
+    def plan_destroy(self) -> PlanStep:
+        if self._ours():
+            return self.step(PlanAction.DELETE)
+        return self.step(PlanAction.NO_CHANGE, "already gone")
+
+    def delete(self) -> None:
+        for config in self._ours():
+            _call(
+                functools.partial(
+                    self.notifications.delete_notification, self.bucket, config.notification_id
+                ),
+                action="delete the notification of",
+                resource=f"bucket gs://{self.bucket}",
+                permission="storage.buckets.update",
+                tolerate=(api_exceptions.NotFound,),
+            )
