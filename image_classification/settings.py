@@ -135,11 +135,15 @@ class Settings(BaseSettings):
 
     @property
     def threads_per_model(self) -> int:
-        """MODEL_THREADS, else the cores shared out among the replicas (at least one each)."""
+        """MODEL_THREADS, else the cores shared out among the replicas (at least one each).
+
+        Inside a replica, tideflow says how many replicas really run (``--replicas`` included).
+        """
         if self.model_threads is not None:
             return self.model_threads
         cpus = len(os.sched_getaffinity(0))
-        return max(1, cpus // (self.num_replicas or cpus))
+        replicas = int(os.environ.get("TIDEFLOW_REPLICAS", 0)) or self.num_replicas or cpus
+        return max(1, cpus // replicas)
 
     @property
     def gcs_bucket(self) -> str:

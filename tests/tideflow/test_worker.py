@@ -53,6 +53,7 @@ def running(
         project_dir=str(TEXTFLOW),
         consumer_name="count_words",
         index=0,
+        count=1,
         global_values={},
         log_level="WARNING",
     )

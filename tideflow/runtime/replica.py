@@ -1,5 +1,8 @@
 """Consumer replicas: one OS process each, holding its REPLICA-scoped dependencies.
 
+Each replica process has ``TIDEFLOW_REPLICA_INDEX`` and ``TIDEFLOW_REPLICAS`` (how many
+replicas its consumer runs) in its environment, e.g. to share CPU threads out fairly.
+
 The parent sends batches of events over a pipe; the replica answers with one outcome
 per event. A replica whose parent disappears sees the pipe close and exits.
 """
@@ -25,6 +28,8 @@ from tideflow.types import FileChangeEvent
 
 logger = logging.getLogger("tideflow.replica")
 
+REPLICA_INDEX_ENV = "TIDEFLOW_REPLICA_INDEX"
+REPLICAS_ENV = "TIDEFLOW_REPLICAS"
 _BUILD_SCOPES = {Scope.GLOBAL, Scope.PROCESS, Scope.REPLICA}
 
 
@@ -38,6 +43,7 @@ class ReplicaSpec:
     project_dir: str
     consumer_name: str
     index: int
+    count: int
     global_values: dict[Any, Any]
     log_level: str
 
@@ -54,6 +60,8 @@ class Outcome:
 def replica_main(spec: ReplicaSpec, conn: multiprocessing.connection.Connection) -> None:
     # Ctrl-C reaches the whole process group; the run process decides when replicas stop.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    os.environ[REPLICA_INDEX_ENV] = str(spec.index)
+    os.environ[REPLICAS_ENV] = str(spec.count)
     logging.basicConfig(level=spec.log_level, format="%(levelname)s %(name)s: %(message)s")
     try:
         consumer = load_flow(spec.entry_point, Path(spec.project_dir)).consumer(spec.consumer_name)

@@ -151,6 +151,7 @@ class FlowRunner:
                 project_dir=str(self.options.project_dir),
                 consumer_name=consumer.name,
                 index=index,
+                count=count,
                 global_values=global_values,
                 log_level=self.options.log_level,
             )
