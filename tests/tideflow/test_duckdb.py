@@ -67,10 +67,11 @@ def test_writes_are_idempotent_on_row_id(table: DuckDBTable) -> None:
     sink = table.sink()
     sink.write([("e1:0", _row("a", ("cat", 0.9))), ("e2:0", _row("b", ("dog", 0.8)))])
     sink.write([("e1:0", _row("a-again", ("cat", 0.9)))])  # a redelivery
+    sink.write([("e1:0", _row("a-again", ("cat", 0.9))), ("e3:0", _row("c", ("owl", 0.5)))])
     reader = table.reader()
-    assert reader.count() == 2
+    assert reader.count() == 3
     names = [r[0] for r in reader.query("SELECT name FROM {table} ORDER BY name").rows]
-    assert names == ["a", "b"]
+    assert names == ["a", "b", "c"]
 
 
 def test_select_filters_items_orders_and_pages(table: DuckDBTable) -> None:

@@ -183,32 +183,30 @@ class DuckDBSink(Sink):
 
     def __init__(self, table: DuckDBTable) -> None:
         self.table = table
-        names = [f.name for f in table.fields()]
-        columns = ", ".join(quote(n) for n in (*names, ROW_ID_COLUMN))
-        marks = ", ".join("?" * (len(names) + 1))
-        self._names = names
-        self._insert = (
-            f"INSERT INTO {quote(table.table_name)} ({columns}) VALUES ({marks}) "
-            "ON CONFLICT DO NOTHING"
-        )
+        self._names = [f.name for f in table.fields()]
+        self._columns = ", ".join(quote(n) for n in (*self._names, ROW_ID_COLUMN))
+        self._row_marks = "(" + ", ".join("?" * (len(self._names) + 1)) + ")"
 
     def write(self, rows: Sequence[tuple[str, Any]]) -> None:
         if not rows:
             return
-        params = []
+        params: list[Any] = []
         for row_id, row in rows:
             values = row_values(row)
-            params.append([values[name] for name in self._names] + [row_id])
+            params.extend(values[name] for name in self._names)
+            params.append(row_id)
+        # One multi-row statement is atomic and about twice as fast as executemany.
+        sql = (
+            f"INSERT INTO {quote(self.table.table_name)} ({self._columns}) VALUES "
+            f"{', '.join([self._row_marks] * len(rows))} ON CONFLICT DO NOTHING"
+        )
         cursor = self.table.dataset.connection().cursor()
         # DuckDB commits optimistically; serialising writers in the process avoids
         # spurious conflicts between concurrent batches.
         with self._write_lock:
             try:
-                cursor.execute("BEGIN TRANSACTION")
-                cursor.executemany(self._insert, params)
-                cursor.execute("COMMIT")
+                cursor.execute(sql, params)
             except duckdb.Error as exc:
-                cursor.execute("ROLLBACK")
                 raise SinkError(
                     f"writing {len(rows)} row(s) to {self.table.table_name}: {exc}"
                 ) from exc
