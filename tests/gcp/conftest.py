@@ -1,0 +1,197 @@
+"""Emulators for the gcp tests, started once per session on free loopback ports.
+
+- Cloud Storage: ``gcp-storage-emulator`` (pure Python, from requirements-dev.txt).
+- BigQuery: ``bqemulator`` in ``.venv-bqemulator`` (``scripts/install-bqemulator.sh``).
+- Pub/Sub: no emulator installs here; tests use ``tideflow.io.gcp.fake_pubsub``.
+
+A missing emulator fails the tests that need it with the command that installs it;
+nothing is skipped.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tideflow.io.gcp import GCSBucket, GCSFileChangeStream
+from tideflow.io.gcp.fake_pubsub import FakeNotifications, FakePubSub
+
+REPO = Path(__file__).resolve().parents[2]
+PROJECT = "tideflow-test"
+BQEMULATOR = REPO / ".venv-bqemulator" / "bin" / "bqemulator"
+STORAGE_EMULATOR = Path(sys.executable).parent / "gcp-storage-emulator"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclasses.dataclass
+class Emulator:
+    name: str
+    url: str
+    process: subprocess.Popen[bytes]
+    log: Path
+
+    def wait_ready(self, path: str, *, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                break
+            try:
+                with urllib.request.urlopen(self.url + path, timeout=2):
+                    return
+            except urllib.error.HTTPError:
+                return  # It answers: it is up.
+            except OSError:
+                time.sleep(0.1)
+        self.stop()
+        tail = self.log.read_text(errors="replace")[-3000:]
+        pytest.fail(f"the {self.name} emulator did not start at {self.url}; its log:\n{tail}")
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(5)
+
+
+def _start(name: str, command: list[str], *, port: int, log_dir: Path) -> Emulator:
+    log = log_dir / f"{name}.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            command, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+        )
+    return Emulator(name, f"http://127.0.0.1:{port}", process, log)
+
+
+@pytest.fixture(scope="session")
+def gcs_emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The Cloud Storage emulator's URL, with ``STORAGE_EMULATOR_HOST`` set for the session."""
+    if not STORAGE_EMULATOR.exists():
+        pytest.fail(f"{STORAGE_EMULATOR} is missing: pip install -r requirements-dev.txt")
+    port = _free_port()
+    emulator = _start(
+        "gcs",
+        [str(STORAGE_EMULATOR), "start", "--host", "127.0.0.1", "--port", str(port), "-M", "-q"],
+        port=port,
+        log_dir=tmp_path_factory.mktemp("gcs-emulator"),
+    )
+    emulator.wait_ready("/")
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("STORAGE_EMULATOR_HOST", emulator.url)
+        env.setenv("GCP_PROJECT_ID", PROJECT)
+        yield emulator.url
+    emulator.stop()
+
+
+@pytest.fixture(scope="session")
+def bigquery_emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The BigQuery emulator's URL, with ``BIGQUERY_EMULATOR_HOST`` set for the session."""
+    if not BQEMULATOR.exists():
+        pytest.fail(f"{BQEMULATOR} is missing: run scripts/install-bqemulator.sh")
+    rest, grpc = _free_port(), _free_port()
+    emulator = _start(
+        "bigquery",
+        [
+            str(BQEMULATOR),
+            "start",
+            "--project",
+            PROJECT,
+            "--rest-host",
+            "127.0.0.1",
+            "--rest-port",
+            str(rest),
+            "--grpc-host",
+            "127.0.0.1",
+            "--grpc-port",
+            str(grpc),
+            "--log-level",
+            "warning",
+        ],
+        port=rest,
+        log_dir=tmp_path_factory.mktemp("bigquery-emulator"),
+    )
+    emulator.wait_ready("/healthz")
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("BIGQUERY_EMULATOR_HOST", emulator.url)
+        env.setenv("GCP_PROJECT_ID", PROJECT)
+        yield emulator.url
+    emulator.stop()
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:10]}"
+
+
+class ManualClock:
+    """A clock tests move forward by hand, so leases expire without sleeping."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock()
+
+
+@pytest.fixture
+def pubsub(clock: ManualClock) -> FakePubSub:
+    return FakePubSub(clock=clock)
+
+
+@pytest.fixture
+def notifications(pubsub: FakePubSub) -> FakeNotifications:
+    return FakeNotifications(pubsub)
+
+
+@pytest.fixture
+def offline_bucket() -> GCSBucket:
+    """A bucket primitive that is never applied (for Pub/Sub-only tests)."""
+    return GCSBucket(project_id=PROJECT, bucket_name=unique("offline"))
+
+
+@pytest.fixture
+def stream(
+    offline_bucket: GCSBucket, pubsub: FakePubSub, notifications: FakeNotifications
+) -> GCSFileChangeStream:
+    """An applied stream on the fakes: 3 attempts, 30 s leases, at most 4 outstanding."""
+    applied = GCSFileChangeStream(
+        offline_bucket,
+        max_attempts=3,
+        lease_seconds=30,
+        max_outstanding=4,
+        pubsub=pubsub,
+        notifications=notifications,
+    )
+    applied.apply()
+    return applied
+
+
+@pytest.fixture(autouse=True)
+def _no_real_google(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A test that forgets its emulator must fail fast, not find real credentials.
+    monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", os.devnull)

@@ -1,0 +1,190 @@
+"""Plan / apply / destroy of the file-change stream's Pub/Sub and notification resources."""
+
+from __future__ import annotations
+
+import pytest
+from google.api_core import exceptions as api_exceptions
+
+from tests.gcp.conftest import PROJECT
+from tideflow.exceptions import ConfigError, PrimitiveError
+from tideflow.io.gcp import GCSBucket, GCSFileChangeStream
+from tideflow.io.gcp.fake_pubsub import FakeNotifications, FakePubSub
+from tideflow.io.gcp.transport import SubscriptionConfig
+from tideflow.io.primitive import PlanAction
+
+STORAGE_AGENT = "serviceAccount:service-123456789@gs-project-accounts.iam.gserviceaccount.com"
+PUBSUB_AGENT = "serviceAccount:service-123456789@gcp-sa-pubsub.iam.gserviceaccount.com"
+
+
+@pytest.fixture
+def fresh(
+    offline_bucket: GCSBucket, pubsub: FakePubSub, notifications: FakeNotifications
+) -> GCSFileChangeStream:
+    return GCSFileChangeStream(
+        offline_bucket, max_attempts=3, pubsub=pubsub, notifications=notifications
+    )
+
+
+def test_plan_lists_every_resource_the_stream_needs(fresh: GCSFileChangeStream) -> None:
+    step = fresh.plan()
+
+    assert step.action is PlanAction.CREATE
+    assert step.kind == "GCSFileChangeStream"
+    assert [(c.kind, c.action) for c in step.children] == [
+        ("GCPPubSubTopic", PlanAction.CREATE),
+        ("GCPIAMBinding", PlanAction.CREATE),
+        ("GCSNotification", PlanAction.CREATE),
+        ("GCPPubSubTopic", PlanAction.CREATE),
+        ("GCPPubSubSubscription", PlanAction.CREATE),
+        ("GCPPubSubSubscription", PlanAction.CREATE),
+        ("GCPIAMBinding", PlanAction.CREATE),
+        ("GCPIAMBinding", PlanAction.CREATE),
+    ]
+
+
+def test_apply_creates_topics_subscriptions_notification_and_grants(
+    fresh: GCSFileChangeStream, pubsub: FakePubSub, notifications: FakeNotifications
+) -> None:
+    fresh.apply()
+
+    bucket = fresh.gcs_bucket.bucket_name
+    assert fresh.stream_id == f"{bucket}-changes"
+    assert pubsub.topics() == {fresh.topic, fresh.dead_letter_topic}
+    assert pubsub.subscriptions()[fresh.subscription] == SubscriptionConfig(
+        name=fresh.subscription,
+        topic=fresh.topic,
+        ack_deadline_seconds=60,
+        dead_letter_topic=fresh.dead_letter_topic,
+        max_delivery_attempts=5,
+    )
+    assert pubsub.subscriptions()[fresh.dead_letter_subscription].topic == fresh.dead_letter_topic
+    (notification,) = notifications.list_notifications(bucket)
+    assert (notification.topic, notification.event_types, notification.payload_format) == (
+        fresh.topic,
+        ("OBJECT_FINALIZE",),
+        "JSON_API_V1",
+    )
+    assert pubsub.iam_members(fresh.topic, "roles/pubsub.publisher") == {STORAGE_AGENT}
+    assert pubsub.iam_members(fresh.dead_letter_topic, "roles/pubsub.publisher") == {PUBSUB_AGENT}
+    assert pubsub.iam_members(fresh.subscription, "roles/pubsub.subscriber") == {PUBSUB_AGENT}
+
+
+def test_apply_twice_changes_nothing(fresh: GCSFileChangeStream, pubsub: FakePubSub) -> None:
+    fresh.apply()
+    pubsub.calls.clear()
+
+    step = fresh.apply()
+
+    assert not step.changes
+    assert step.action is PlanAction.NO_CHANGE
+    writes = [m for m, _ in pubsub.calls if m.startswith(("create", "update", "add", "delete"))]
+    assert writes == []
+
+
+def test_a_changed_lease_or_attempt_count_updates_the_subscription(
+    fresh: GCSFileChangeStream, pubsub: FakePubSub
+) -> None:
+    fresh.apply()
+    fresh.options(lease_seconds=120, max_attempts=8)
+
+    step = fresh.plan()
+
+    assert step.action is PlanAction.UPDATE
+    (changed,) = [c for c in step.children if c.changes]
+    assert changed.primitive_id == fresh.subscription
+    assert changed.detail == "ack deadline 60 -> 120, max attempts 5 -> 8"
+    fresh.apply()
+    config = pubsub.subscriptions()[fresh.subscription]
+    assert (config.ack_deadline_seconds, config.max_delivery_attempts) == (120, 8)
+    assert not fresh.plan().changes
+
+
+def test_a_notification_in_another_format_is_replaced(
+    fresh: GCSFileChangeStream, notifications: FakeNotifications
+) -> None:
+    fresh.apply()
+    bucket = fresh.gcs_bucket.bucket_name
+    (old,) = notifications.list_notifications(bucket)
+    notifications.delete_notification(bucket, old.notification_id)
+    notifications.create_notification(
+        bucket, topic=fresh.topic, event_types=["OBJECT_DELETE"], payload_format="NONE"
+    )
+
+    step = fresh.apply()
+
+    assert [c.action for c in step.children if c.kind == "GCSNotification"] == [PlanAction.UPDATE]
+    (current,) = notifications.list_notifications(bucket)
+    assert (current.event_types, current.payload_format) == (("OBJECT_FINALIZE",), "JSON_API_V1")
+
+
+def test_a_subscription_on_another_topic_is_reported_not_replaced(
+    fresh: GCSFileChangeStream, pubsub: FakePubSub
+) -> None:
+    pubsub.create_topic(f"projects/{PROJECT}/topics/elsewhere")
+    pubsub.create_subscription(
+        SubscriptionConfig(
+            name=fresh.subscription,
+            topic=f"projects/{PROJECT}/topics/elsewhere",
+            ack_deadline_seconds=60,
+        )
+    )
+
+    (step,) = [c for c in fresh.plan().children if c.primitive_id == fresh.subscription]
+
+    assert step.action is PlanAction.NO_CHANGE
+    assert "not changed" in step.detail
+
+
+def test_destroy_removes_everything_and_then_finds_it_gone(
+    fresh: GCSFileChangeStream, pubsub: FakePubSub, notifications: FakeNotifications
+) -> None:
+    fresh.apply()
+    assert fresh.plan_destroy().action is PlanAction.DELETE
+
+    step = fresh.destroy()
+
+    assert step.action is PlanAction.DELETE
+    assert {c.action for c in step.children} == {PlanAction.DELETE}
+    assert pubsub.topics() == set()
+    assert pubsub.subscriptions() == {}
+    assert notifications.list_notifications(fresh.gcs_bucket.bucket_name) == []
+    again = fresh.destroy()
+    assert again.action is PlanAction.NO_CHANGE
+    assert {c.detail for c in again.children} == {"already gone"}
+
+
+class DeniedTopics(FakePubSub):
+    def create_topic(self, topic: str) -> None:
+        raise api_exceptions.PermissionDenied("User not authorized to perform this action.")
+
+
+def test_a_permission_error_names_the_resource_and_the_permission(
+    offline_bucket: GCSBucket, notifications: FakeNotifications
+) -> None:
+    stream = GCSFileChangeStream(offline_bucket, pubsub=DeniedTopics(), notifications=notifications)
+
+    with pytest.raises(PrimitiveError) as caught:
+        stream.apply()
+
+    message = str(caught.value)
+    assert "\n" not in message
+    assert stream.topic in message
+    assert "pubsub.topics.create" in message
+    assert isinstance(caught.value.__cause__, api_exceptions.PermissionDenied)
+
+
+def test_names_and_options_are_checked(
+    pubsub: FakePubSub, notifications: FakeNotifications
+) -> None:
+    digits = GCSBucket(project_id=PROJECT, bucket_name="123-photos")
+    assert GCSFileChangeStream(digits).stream_id == "gcs-123-photos-changes"
+    with pytest.raises(ConfigError, match="not a valid Pub/Sub name"):
+        GCSFileChangeStream(digits, stream_id="goog-stream")
+    stream = GCSFileChangeStream(digits, pubsub=pubsub, notifications=notifications)
+    for option, value in (("max_attempts", 0), ("lease_seconds", 5), ("max_outstanding", 0)):
+        stream.options(**{option: value})
+        with pytest.raises(ConfigError, match=option):
+            stream.plan()
+        stream.options(max_attempts=5, lease_seconds=60, max_outstanding=10)
+    with pytest.raises(TypeError, match="unknown option"):
+        stream.options(ack_deadline=10)
