@@ -1,0 +1,233 @@
+"""BigQuery dataset, table, sink and reader against the BigQuery emulator."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from google.cloud import bigquery
+
+from tests.gcp.conftest import PROJECT, unique
+from tideflow.exceptions import PrimitiveError
+from tideflow.io.duckdb import DuckDBDataset, DuckDBTable
+from tideflow.io.gcp import BigQueryDataset, BigQueryTable
+from tideflow.io.primitive import PlanAction
+from tideflow.io.strategies import ItemFilter, TableReader
+
+T0 = datetime.datetime(2026, 5, 1, 12, 0, tzinfo=datetime.UTC)
+
+
+@dataclasses.dataclass
+class Label:
+    label: str
+    confidence: float
+
+
+@dataclasses.dataclass
+class Row:
+    image_id: str
+    classified_at: datetime.datetime
+    labels: list[Label]
+    size: int | None = None
+
+
+ROWS = [
+    Row("a", T0, [Label("tabby cat", 0.9), Label("Egyptian cat", 0.05)], 10),
+    Row("b", T0 + datetime.timedelta(minutes=1), [Label("espresso", 0.8)], None),
+    Row("c", T0 + datetime.timedelta(minutes=2), [Label("Tabby Cat", 0.3)], 30),
+    Row("d", T0 + datetime.timedelta(minutes=3), [], 40),
+]
+
+
+@pytest.fixture
+def dataset(bigquery_emulator: str) -> BigQueryDataset:
+    return BigQueryDataset(project_id=PROJECT, dataset_name=unique("results").replace("-", "_"))
+
+
+@pytest.fixture
+def table(dataset: BigQueryDataset) -> Iterator[BigQueryTable]:
+    created = BigQueryTable(dataset, "image_classification").options(schema=Row)
+    yield created
+    created.destroy()
+    dataset.destroy()
+
+
+def write_all(table: BigQueryTable | DuckDBTable) -> None:
+    table.dataset.apply()
+    table.apply()
+    table.sink().write([(f"photos/{r.image_id}.png#1:0", r) for r in ROWS])
+
+
+def test_apply_creates_dataset_and_table_and_a_second_apply_changes_nothing(
+    table: BigQueryTable,
+) -> None:
+    dataset = table.dataset
+    assert [dataset.plan().action, table.plan().action] == [PlanAction.CREATE] * 2
+
+    assert [dataset.apply().action, table.apply().action] == [PlanAction.CREATE] * 2
+
+    created = dataset.client().get_table(table.table_ref)
+    assert [f.name for f in created.schema] == [
+        "image_id",
+        "classified_at",
+        "labels",
+        "size",
+        "_tideflow_row_id",
+    ]
+    assert not dataset.apply().changes
+    assert not table.apply().changes
+
+
+def test_a_redelivered_row_reads_back_once(table: BigQueryTable) -> None:
+    write_all(table)
+    sink = table.sink()
+    # The event of row "a" comes back (its ack was lost) and is written again.
+    sink.write([("photos/a.png#1:0", ROWS[0])])
+
+    raw = table.dataset.client().query(f"SELECT COUNT(*) FROM `{table.table_ref}`").result()
+    assert next(iter(raw))[0] == len(ROWS) + 1  # The emulator ignores insertId...
+    reader = table.reader()
+    assert reader.count() == len(ROWS)  # ...the reader de-duplicates.
+    result = reader.select(order_by="classified_at", limit=10)
+    assert result.columns == ["image_id", "classified_at", "labels", "size"]
+    assert [r["image_id"] for r in result.records()] == ["d", "c", "b", "a"]
+    assert result.records()[3]["labels"] == [
+        {"label": "tabby cat", "confidence": 0.9},
+        {"label": "Egyptian cat", "confidence": 0.05},
+    ]
+    assert reader.query(
+        "SELECT COUNT(DISTINCT image_id) AS n, COUNT(*) AS m FROM {table}"
+    ).rows == [(4, 4)]
+
+
+def normalised(value: Any) -> Any:
+    if isinstance(value, datetime.datetime):
+        return value.astimezone(datetime.UTC)
+    if isinstance(value, list):
+        return [normalised(v) for v in value]
+    if isinstance(value, dict):
+        return {k: normalised(v) for k, v in value.items()}
+    return value
+
+
+def outcome(reader: TableReader, call: str, kwargs: dict[str, Any]) -> Any:
+    if call == "count":
+        return reader.count(**kwargs)
+    result = reader.select(**kwargs)
+    return result.columns, [normalised(list(row)) for row in result.rows]
+
+
+SELECTIONS: list[tuple[str, dict[str, Any]]] = [
+    ("select", {"order_by": "classified_at"}),
+    ("select", {"order_by": "size", "limit": 2, "offset": 1}),
+    ("select", {"where": {"image_id": "b"}}),
+    ("select", {"item": ItemFilter("labels", "label", "TABBY CAT"), "order_by": "classified_at"}),
+    (
+        "select",
+        {
+            "item": ItemFilter("labels", "label", "tabby cat", "confidence", 0.5),
+            "order_by": "classified_at",
+        },
+    ),
+    (
+        "select",
+        {"item": ItemFilter("labels", "label", None, "confidence", 0.7), "order_by": "size"},
+    ),
+    ("count", {}),
+    ("count", {"item": ItemFilter("labels", "label", "egyptian CAT")}),
+    ("count", {"where": {"size": 40}, "item": ItemFilter("labels", "label")}),
+]
+
+
+def test_select_and_count_match_the_duckdb_reader(table: BigQueryTable, tmp_path: Path) -> None:
+    duck = DuckDBTable(DuckDBDataset(tmp_path / "same.duckdb"), "image_classification")
+    duck.options(schema=Row)
+    write_all(duck)
+    write_all(table)
+    bigquery_reader, duckdb_reader = table.reader(), duck.reader()
+
+    for call, kwargs in SELECTIONS:
+        expected = outcome(duckdb_reader, call, kwargs)
+        assert outcome(bigquery_reader, call, kwargs) == expected, (call, kwargs)
+    duck.dataset.destroy()
+
+
+def test_query_takes_the_table_and_named_parameters(table: BigQueryTable) -> None:
+    write_all(table)
+
+    result = table.reader().query(
+        "SELECT image_id FROM {table} WHERE size >= $min AND classified_at > $after "
+        "ORDER BY image_id",
+        {"min": 20, "after": T0},
+    )
+
+    assert result.rows == [("c",), ("d",)]
+
+
+@dataclasses.dataclass
+class RankedLabel:
+    label: str
+    confidence: float
+    rank: int | None = None
+
+
+@dataclasses.dataclass
+class RowV2:
+    image_id: str
+    classified_at: datetime.datetime
+    labels: list[RankedLabel]
+    size: int | None = None
+    model: str | None = None
+
+
+@dataclasses.dataclass
+class RowWithAnotherType:
+    image_id: int
+    classified_at: datetime.datetime
+    labels: list[Label]
+
+
+def test_new_columns_are_added_and_other_changes_only_reported(table: BigQueryTable) -> None:
+    table.dataset.apply()
+    table.apply()
+    table.options(schema=RowV2)
+
+    step = table.plan()
+
+    assert step.action is PlanAction.UPDATE
+    assert step.detail == "add columns: labels.rank, model"
+    table.apply()
+    schema = table.dataset.client().get_table(table.table_ref).schema
+    assert "model" in [f.name for f in schema]
+    labels = next(f for f in schema if f.name == "labels")
+    assert [f.name for f in labels.fields] == ["label", "confidence", "rank"]
+    assert not table.plan().changes
+
+    table.options(schema=RowWithAnotherType)
+    step = table.plan()
+    assert step.action is PlanAction.NO_CHANGE
+    assert "not changed" in step.detail
+    assert "image_id is STRING single, the schema says INTEGER single" in step.detail
+
+
+def test_destroy_removes_the_table_and_only_an_empty_dataset(table: BigQueryTable) -> None:
+    write_all(table)
+    dataset = table.dataset
+    stranger = f"{dataset.dataset_ref}.not_ours"
+    dataset.client().create_table(
+        bigquery.Table(stranger, schema=[bigquery.SchemaField("x", "STRING")])
+    )
+
+    assert table.destroy().action is PlanAction.DELETE
+    assert table.destroy().action is PlanAction.NO_CHANGE
+    with pytest.raises(PrimitiveError, match="not_ours"):
+        dataset.destroy()
+
+    dataset.client().delete_table(stranger)
+    assert dataset.destroy().action is PlanAction.DELETE
+    assert dataset.plan().action is PlanAction.CREATE
+    assert dataset.destroy().action is PlanAction.NO_CHANGE

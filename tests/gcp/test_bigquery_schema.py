@@ -1,0 +1,143 @@
+"""BigQuery schemas from dataclasses, schema merging, and the SQL the reader sends."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import decimal
+
+import pytest
+from google.cloud import bigquery
+
+from tideflow.exceptions import SinkError
+from tideflow.io.gcp.bigquery import merge_schema, table_schema
+from tideflow.io.gcp.bigquery_io import _placeholders, insert_id, json_value, parameter
+from tideflow.io.schema import schema_of
+
+
+@dataclasses.dataclass
+class Label:
+    label: str
+    confidence: float
+
+
+@dataclasses.dataclass
+class Row:
+    image_id: str
+    size: int | None
+    ok: bool
+    thumbnail: bytes
+    taken_on: datetime.date
+    classified_at: datetime.datetime
+    labels: list[Label]
+    tags: list[str]
+
+
+def shape(fields: list[bigquery.SchemaField]) -> list[tuple[object, ...]]:
+    return [(f.name, f.field_type, f.mode, shape(list(f.fields))) for f in fields]
+
+
+def test_dataclass_fields_map_to_bigquery_types_with_the_row_id_column() -> None:
+    assert shape(table_schema(schema_of(Row))) == [
+        ("image_id", "STRING", "NULLABLE", []),
+        ("size", "INTEGER", "NULLABLE", []),
+        ("ok", "BOOLEAN", "NULLABLE", []),
+        ("thumbnail", "BYTES", "NULLABLE", []),
+        ("taken_on", "DATE", "NULLABLE", []),
+        ("classified_at", "TIMESTAMP", "NULLABLE", []),
+        (
+            "labels",
+            "RECORD",
+            "REPEATED",
+            [("label", "STRING", "NULLABLE", []), ("confidence", "FLOAT", "NULLABLE", [])],
+        ),
+        ("tags", "STRING", "REPEATED", []),
+        ("_tideflow_row_id", "STRING", "REQUIRED", []),
+    ]
+
+
+def test_merging_adds_columns_and_record_fields_and_reports_conflicts() -> None:
+    existing = [
+        bigquery.SchemaField("image_id", "STRING"),
+        bigquery.SchemaField("size", "FLOAT64"),
+        bigquery.SchemaField(
+            "Labels", "RECORD", mode="REPEATED", fields=[bigquery.SchemaField("label", "STRING")]
+        ),
+        bigquery.SchemaField("legacy", "STRING"),
+    ]
+    wanted = table_schema(schema_of(Row))
+
+    merged, added, conflicts = merge_schema(existing, wanted)
+
+    assert added == [
+        "ok",
+        "thumbnail",
+        "taken_on",
+        "classified_at",
+        "labels.confidence",
+        "tags",
+        "_tideflow_row_id",
+    ]
+    assert conflicts == ["size is FLOAT single, the schema says INTEGER single"]
+    names = [f.name for f in merged]
+    assert names[:4] == ["image_id", "size", "Labels", "legacy"]
+    assert [f.name for f in merged[2].fields] == ["label", "confidence"]
+    assert merged[-1].mode == "NULLABLE"  # A REQUIRED column cannot be added later.
+    assert merge_schema(merged, wanted)[1] == []
+
+
+def test_type_synonyms_are_not_conflicts() -> None:
+    existing = [bigquery.SchemaField("n", "INT64"), bigquery.SchemaField("b", "BOOL")]
+    wanted = [bigquery.SchemaField("n", "INTEGER"), bigquery.SchemaField("b", "BOOLEAN")]
+    assert merge_schema(existing, wanted)[1:] == ([], [])
+
+
+def test_placeholders_become_query_parameters_outside_strings_and_comments() -> None:
+    sql = "SELECT '$keep', `$col`, \"$also\" FROM t WHERE a = $a -- $comment\nAND b = $b_2"
+    assert _placeholders(sql) == (
+        "SELECT '$keep', `$col`, \"$also\" FROM t WHERE a = @a -- $comment\nAND b = @b_2"
+    )
+
+
+def test_python_values_map_to_query_parameter_types() -> None:
+    moment = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)
+    cases = {
+        "s": ("x", "STRING"),
+        "i": (3, "INT64"),
+        "f": (0.5, "FLOAT64"),
+        "b": (True, "BOOL"),
+        "t": (moment, "TIMESTAMP"),
+        "d": (datetime.date(2026, 1, 1), "DATE"),
+        "n": (decimal.Decimal("1.5"), "NUMERIC"),
+        "y": (b"\x00", "BYTES"),
+        "none": (None, "STRING"),
+    }
+    for name, (value, kind) in cases.items():
+        made = parameter(name, value)
+        assert isinstance(made, bigquery.ScalarQueryParameter)
+        assert (made.name, made.type_, made.value) == (name, kind, value)
+    array = parameter("ids", ["a", "b"])
+    assert isinstance(array, bigquery.ArrayQueryParameter)
+    assert (array.array_type, array.values) == ("STRING", ["a", "b"])
+    with pytest.raises(SinkError, match="mixes"):
+        parameter("bad", [1, "a"])
+    with pytest.raises(SinkError, match="dict"):
+        parameter("bad", {"a": 1})
+
+
+def test_row_values_are_sent_as_insert_all_json() -> None:
+    naive = datetime.datetime(2026, 1, 2, 3, 4, 5)
+    assert json_value({"at": naive, "raw": b"\x01", "list": [datetime.date(2026, 1, 2)]}) == {
+        "at": "2026-01-02T03:04:05+00:00",
+        "raw": "AQ==",
+        "list": ["2026-01-02"],
+    }
+
+
+def test_long_row_ids_are_hashed_into_insert_ids() -> None:
+    assert insert_id("b/k#1:0") == "b/k#1:0"
+    long_id = "b/" + "k" * 300 + "#1:0"
+    hashed = insert_id(long_id)
+    assert hashed.startswith("sha256:")
+    assert len(hashed) <= 128
+    assert insert_id(long_id) == hashed
