@@ -76,7 +76,8 @@ def merge_schema(
         name = f"{prefix}{field.name}"
         position = index.get(field.name.lower())
         if position is None:
-            merged.append(field)
+            # BigQuery adds only NULLABLE or REPEATED columns to an existing table.
+            merged.append(_nullable(field) if field.mode == "REQUIRED" else field)
             added.append(name)
             continue
         current = merged[position]
@@ -96,6 +97,10 @@ def merge_schema(
                     fields=fields,
                 )
     return merged, added, conflicts
+
+
+def _nullable(field: bigquery.SchemaField) -> bigquery.SchemaField:
+    return bigquery.SchemaField(field.name, field.field_type, mode="NULLABLE", fields=field.fields)
 
 
 def _shape(field: bigquery.SchemaField) -> tuple[str, str]:

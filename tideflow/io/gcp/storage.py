@@ -170,5 +170,7 @@ class GCSBucket(Primitive):
             error=PrimitiveError,
             permission="storage.objects.delete",
         ):
+            # Page by page, so a large bucket is never listed into memory at once;
             # on_error: an object someone else deleted meanwhile is fine.
-            bucket.delete_blobs(bucket.list_blobs(versions=True), on_error=lambda _: None)
+            for page in bucket.list_blobs(versions=True).pages:
+                bucket.delete_blobs(list(page), on_error=lambda _: None)

@@ -17,7 +17,9 @@ bindings go with them). ``stream_id`` defaults to ``<bucket>-changes``.
 Options: ``max_attempts`` (default 5, 1 to 100) deliveries before an event is
 dead-lettered; ``lease_seconds`` (default 60, 10 to 600) ack deadline, extended while a
 replica works; ``max_outstanding`` (default 100) events leased by one run process at once.
-Settings: see ``tideflow.io.gcp.clients`` (``PUBSUB_EMULATOR_HOST`` among them).
+Settings: see ``tideflow.io.gcp.clients`` (``PUBSUB_EMULATOR_HOST`` among them);
+``TIDEFLOW_GCP_FAKE_PUBSUB=1`` swaps Pub/Sub and the notifications for in-memory fakes,
+for tests of a whole app (see ``tideflow.io.gcp.fake_pubsub``).
 Delivery guarantees: see ``tideflow.io.gcp.source``.
 """
 
@@ -32,6 +34,7 @@ from typing import TypeVar
 from google.api_core import exceptions as api_exceptions
 
 from tideflow.exceptions import ConfigError, PrimitiveError
+from tideflow.io.gcp import fake_pubsub
 from tideflow.io.gcp.errors import translated
 from tideflow.io.gcp.google_transport import GoogleNotificationTransport, GooglePubSubTransport
 from tideflow.io.gcp.notifications import JSON_API_V1, OBJECT_FINALIZE
@@ -120,17 +123,25 @@ class GCSFileChangeStream(SourcePrimitive):
     def dead_letter_subscription(self) -> str:
         return f"projects/{self.project}/subscriptions/{self.stream_id}-dead-letter"
 
-    def pubsub(self) -> PubSubTransport:
+    def _transports(self) -> tuple[PubSubTransport, NotificationTransport]:
         with self._lock:
-            if self._pubsub is None:
-                self._pubsub = GooglePubSubTransport()
-            return self._pubsub
+            if self._pubsub is None or self._notifications is None:
+                pubsub: PubSubTransport
+                notifications: NotificationTransport
+                if fake_pubsub.enabled():
+                    pubsub, notifications = fake_pubsub.shared(self.gcs_bucket.storage_client)
+                else:
+                    pubsub = GooglePubSubTransport()
+                    notifications = GoogleNotificationTransport(self.gcs_bucket.storage_client)
+                self._pubsub = self._pubsub or pubsub
+                self._notifications = self._notifications or notifications
+            return self._pubsub, self._notifications
+
+    def pubsub(self) -> PubSubTransport:
+        return self._transports()[0]
 
     def notifications(self) -> NotificationTransport:
-        with self._lock:
-            if self._notifications is None:
-                self._notifications = GoogleNotificationTransport(self.gcs_bucket.storage_client)
-            return self._notifications
+        return self._transports()[1]
 
     def subscription_config(self) -> SubscriptionConfig:
         return SubscriptionConfig(
