@@ -10,15 +10,19 @@ read goes through a de-duplicating subquery that keeps one row per row id::
         SELECT *, ROW_NUMBER() OVER (PARTITION BY _tideflow_row_id) AS _tideflow_rn
         FROM `project.dataset.table`) WHERE _tideflow_rn = 1
 
+Which copy survives is not defined; copies describe the same event, but values computed
+at processing time (a latency, a timestamp) may differ between them.
+
 ``select``/``count`` behave like the DuckDB reader's; ``query(sql, params)`` replaces
 ``{table}`` with that subquery and ``$name`` placeholders with BigQuery's ``@name``
 query parameters. Reads use the REST API only (no BigQuery Storage API).
 
-Guarantees: a batch is one ``insertAll`` request; if BigQuery rejects any row the sink
-raises ``SinkError`` and the consumer nacks the whole batch (rows that did land are
-hidden as duplicates when the batch comes back). Rows streamed into a table created
+Guarantees: a batch goes out in ``insertAll`` requests of up to 500 rows; if BigQuery
+rejects any row the sink raises ``SinkError`` and the consumer nacks the whole batch
+(rows that did land are hidden as duplicates when the batch comes back). API calls give
+up after 30 s of retries, queries after 120 s. Rows streamed into a table created
 moments ago can be refused for a short while (BigQuery's metadata propagation); the
-events are then redelivered.
+events are then redelivered. Settings: see ``tideflow.io.gcp.bigquery``.
 """
 
 from __future__ import annotations
