@@ -71,6 +71,7 @@ def test_a_bad_token_is_never_echoed(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_gcp_needs_a_project(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("STACK", "gcp")
+    monkeypatch.delenv("GCP_PROJECT_ID", raising=False)  # the gcp tests' emulators set it
     with pytest.raises(ConfigError, match="GCP_PROJECT_ID is required"):
         get_settings()
     monkeypatch.setenv("GCP_PROJECT_ID", "demo")

@@ -115,6 +115,7 @@ class LocalBlob:
         self.name = name
         self.path = bucket.root / name
         self.generation: int | None = None
+        self._new_metadata: dict[str, Any] | None = None
 
     def exists(self) -> bool:
         return self.path.is_file() and not self.path.is_symlink()
@@ -128,8 +129,15 @@ class LocalBlob:
 
     @property
     def metadata(self) -> dict[str, Any]:
+        if self._new_metadata is not None:
+            return self._new_metadata
         record = self._record()
         return {} if record is None else record.metadata
+
+    @metadata.setter
+    def metadata(self, value: dict[str, Any]) -> None:
+        """Metadata for the next upload, set before it as with google-cloud-storage."""
+        self._new_metadata = dict(value)
 
     def upload_from_file(
         self,
@@ -156,7 +164,7 @@ class LocalBlob:
                     temp.write(chunk)
                 temp.flush()
                 os.fsync(temp.fileno())
-            object_metadata = dict(metadata or {})
+            object_metadata = dict(metadata if metadata is not None else self._new_metadata or {})
             if content_type:
                 object_metadata["content_type"] = content_type
             self.generation = self.bucket.primitive.journal().record_write(
