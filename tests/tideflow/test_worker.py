@@ -105,3 +105,11 @@ def test_a_failing_sink_acks_nothing_and_the_event_is_redelivered(
     assert source.acked == []
     assert sink.rows == {}
     assert source.dead_letters()[0].error == "sink write failed"
+
+
+def test_a_source_outage_is_waited_out(running: tuple[MemorySource, MemorySink]) -> None:
+    source, sink = running
+    source.failing_pulls = 2
+    source.publish(_event("b.txt"))
+    _wait(lambda: source.acked == ["1"])
+    assert list(sink.rows) == ["memory/b.txt#1:0"]

@@ -14,7 +14,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from tideflow.exceptions import SinkError
+from tideflow.exceptions import SinkError, SourceError
 from tideflow.io.strategies import Sink, Source
 from tideflow.types import DeadLetter, Delivery, FileChangeEvent, SourceStats
 
@@ -30,6 +30,7 @@ class MemorySource(Source):
         self._leased_until: dict[str, float] = {}
         self.acked: list[str] = []
         self.dead: dict[str, str] = {}
+        self.failing_pulls = 0  # the next N pulls raise SourceError, like an outage
 
     def publish(self, event: FileChangeEvent) -> str:
         with self._lock:
@@ -39,6 +40,9 @@ class MemorySource(Source):
             return ack_id
 
     def pull(self, *, max_messages: int, timeout: float) -> list[Delivery]:
+        if self.failing_pulls > 0:
+            self.failing_pulls -= 1
+            raise SourceError("memory source: simulated outage")
         now = time.monotonic()
         with self._lock:
             ready = [

@@ -6,7 +6,9 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from typing import Any
 
+from tideflow.exceptions import SourceError
 from tideflow.io.strategies import Sink, Source
 from tideflow.runtime import metrics
 from tideflow.runtime.replica import Outcome, ReplicaError, ReplicaProcess
@@ -49,7 +51,12 @@ class ConsumerWorker(threading.Thread):
         try:
             self.replica.start(timeout=self.event_timeout, should_stop=self._stop_event.is_set)
             while not self._stop_event.is_set():
-                deliveries = self.source.pull(max_messages=self.batch_size, timeout=0.5)
+                try:
+                    deliveries = self.source.pull(max_messages=self.batch_size, timeout=0.5)
+                except SourceError as exc:  # e.g. the queue service is briefly unreachable
+                    logger.warning("%s: pull failed, retrying in 1s: %s", self._consumer, exc)
+                    self._stop_event.wait(1.0)
+                    continue
                 if deliveries:
                     self._handle(deliveries)
         except ReplicaError as exc:  # the replica could not build its dependencies
@@ -67,7 +74,9 @@ class ConsumerWorker(threading.Thread):
             outcomes = self.replica.process_batch(
                 [d.event for d in deliveries],
                 timeout=self.event_timeout * len(deliveries),
-                heartbeat=lambda: self.source.extend(ack_ids, seconds=self.lease_seconds),
+                heartbeat=lambda: self._tolerate(
+                    "extend", self.source.extend, ack_ids, seconds=self.lease_seconds
+                ),
             )
         except ReplicaError as exc:
             logger.error("%s; its %d event(s) will be redelivered", exc, len(deliveries))
@@ -89,7 +98,7 @@ class ConsumerWorker(threading.Thread):
             committed = False
         else:
             committed = True
-            self.source.ack([d.ack_id for d, o in pairs if o.ok])
+            self._tolerate("ack", self.source.ack, [d.ack_id for d, o in pairs if o.ok])
         for delivery, outcome in pairs:
             metrics.PROCESSING_SECONDS.labels(self._consumer).observe(outcome.seconds)
             if not outcome.ok:
@@ -104,7 +113,17 @@ class ConsumerWorker(threading.Thread):
 
     def _nack(self, delivery: Delivery, error: str, *, retryable: bool) -> None:
         metrics.EVENTS_FAILED.labels(self._consumer).inc()
-        self.source.nack(delivery.ack_id, error=error, retryable=retryable)
+        self._tolerate("nack", self.source.nack, delivery.ack_id, error=error, retryable=retryable)
+
+    def _tolerate(self, what: str, call: Callable[..., None], *args: Any, **kwargs: Any) -> None:
+        """Run a source call whose failure only delays things: the lease runs out, the
+        event comes back, and the sink's row ids make a second write a no-op."""
+        try:
+            call(*args, **kwargs)
+        except SourceError as exc:
+            logger.warning(
+                "%s: %s failed (the event will be redelivered): %s", self._consumer, what, exc
+            )
 
     def _log(self, delivery: Delivery, outcome: Outcome, result: str) -> None:
         logger.info(
