@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -64,6 +65,11 @@ class Context:
         self.stack = self.config.stack(stack_name)
         self.home = self.config.activate(self.stack)
         self.flow: Flow = load_flow(self.config.entry_point, self.config.project_dir)
+        # The gcp adapters (here and in replica processes) read credentials from the
+        # environment, as the tutorial's FlowOptions(gcp_service_account_info=...) intends.
+        account_info = self.flow.options.gcp_service_account_info
+        if account_info:
+            os.environ.setdefault("GCP_SERVICE_ACCOUNT_INFO", account_info)
 
     @property
     def title(self) -> str:
