@@ -23,7 +23,8 @@ from tideflow.home import state_path
 from tideflow.io.duckdb.connection import close_shared, shared_connection
 from tideflow.io.primitive import PlanAction, PlanStep, Primitive, SinkPrimitive
 from tideflow.io.schema import ROW_ID_COLUMN, Field, Kind, row_values, schema_of
-from tideflow.io.strategies import ItemFilter, Sink, TableReader
+from tideflow.io.sql import SqlDialect, SqlTableReader
+from tideflow.io.strategies import Sink
 from tideflow.types import QueryResult
 
 _TYPES = {
@@ -212,7 +213,13 @@ class DuckDBSink(Sink):
                 ) from exc
 
 
-class DuckDBReader(TableReader):
+class DuckDBReader(SqlTableReader):
+    dialect = SqlDialect(
+        quote=quote,
+        all_but=lambda column: f"* EXCLUDE ({column})",
+        unnest_items=lambda column: f"UNNEST({column}) AS _items(_item)",
+    )
+
     def __init__(self, dataset: DuckDBDataset, *, table_ref: str) -> None:
         self.dataset = dataset
         self.table_ref = table_ref
@@ -227,45 +234,3 @@ class DuckDBReader(TableReader):
             raise SinkError(f"query failed: {exc}") from exc
         columns = [d[0] for d in result.description or []]
         return QueryResult(columns=columns, rows=rows)
-
-    def select(
-        self,
-        *,
-        where: dict[str, Any] | None = None,
-        item: ItemFilter | None = None,
-        order_by: str | None = None,
-        limit: int = 50,
-        offset: int = 0,
-    ) -> QueryResult:
-        condition, params = _condition(where, item)
-        order = f" ORDER BY {quote(order_by)} DESC" if order_by else ""
-        sql = (
-            f"SELECT * EXCLUDE ({quote(ROW_ID_COLUMN)}) FROM {{table}}{condition}{order} "
-            f"LIMIT {int(limit)} OFFSET {int(offset)}"
-        )
-        return self.query(sql, params)
-
-    def count(self, *, where: dict[str, Any] | None = None, item: ItemFilter | None = None) -> int:
-        condition, params = _condition(where, item)
-        return int(self.query(f"SELECT count(*) FROM {{table}}{condition}", params).rows[0][0])
-
-
-def _condition(where: dict[str, Any] | None, item: ItemFilter | None) -> tuple[str, dict[str, Any]]:
-    clauses: list[str] = []
-    params: dict[str, Any] = {}
-    for i, (column, value) in enumerate((where or {}).items()):
-        clauses.append(f"{quote(column)} = $w{i}")
-        params[f"w{i}"] = value
-    if item is not None:
-        tests = ["true"]
-        if item.value is not None:
-            tests.append(f"lower(_item.{quote(item.field)}) = lower($item_value)")
-            params["item_value"] = item.value
-        if item.score_field is not None and item.min_score is not None:
-            tests.append(f"_item.{quote(item.score_field)} >= $item_score")
-            params["item_score"] = item.min_score
-        clauses.append(
-            f"EXISTS (SELECT 1 FROM UNNEST({quote(item.column)}) AS _items(_item) "
-            f"WHERE {' AND '.join(tests)})"
-        )
-    return (f" WHERE {' AND '.join(clauses)}" if clauses else ""), params

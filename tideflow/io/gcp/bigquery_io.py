@@ -40,7 +40,8 @@ from google.cloud import bigquery
 from tideflow.exceptions import SinkError
 from tideflow.io.gcp.errors import one_line, translated
 from tideflow.io.schema import ROW_ID_COLUMN, Field, row_values
-from tideflow.io.strategies import ItemFilter, Sink, TableReader
+from tideflow.io.sql import SqlDialect, SqlTableReader
+from tideflow.io.strategies import Sink
 from tideflow.types import QueryResult
 
 # The library's default retries for 10 minutes; a consumer should fail sooner and retry.
@@ -135,8 +136,14 @@ class BigQuerySink(Sink):
             )
 
 
-class BigQueryReader(TableReader):
+class BigQueryReader(SqlTableReader):
     """Reads one table through its de-duplicating subquery."""
+
+    dialect = SqlDialect(
+        quote=quote,
+        all_but=lambda column: f"* EXCEPT({column})",
+        unnest_items=lambda column: f"UNNEST({column}) AS _item",
+    )
 
     def __init__(
         self, client: Callable[[], bigquery.Client], *, table_ref: str, location: str
@@ -173,27 +180,6 @@ class BigQueryReader(TableReader):
             rows = [tuple(row.values()) for row in result]
         return QueryResult(columns=columns, rows=rows)
 
-    def select(
-        self,
-        *,
-        where: dict[str, Any] | None = None,
-        item: ItemFilter | None = None,
-        order_by: str | None = None,
-        limit: int = 50,
-        offset: int = 0,
-    ) -> QueryResult:
-        condition, params = _condition(where, item)
-        order = f" ORDER BY {quote(order_by)} DESC" if order_by else ""
-        sql = (
-            f"SELECT * EXCEPT({quote(ROW_ID_COLUMN)}) FROM {{table}}{condition}{order} "
-            f"LIMIT {int(limit)} OFFSET {int(offset)}"
-        )
-        return self.query(sql, params)
-
-    def count(self, *, where: dict[str, Any] | None = None, item: ItemFilter | None = None) -> int:
-        condition, params = _condition(where, item)
-        return int(self.query(f"SELECT COUNT(*) FROM {{table}}{condition}", params).rows[0][0])
-
 
 def _placeholders(sql: str) -> str:
     return _PLACEHOLDERS.sub(lambda m: m.group(1) or f"@{m.group(2)}", sql)
@@ -226,24 +212,3 @@ def parameter(
             raise SinkError(f"query parameter {name!r} mixes {', '.join(sorted(kinds))} values")
         return bigquery.ArrayQueryParameter(name, kinds.pop() if kinds else "STRING", list(value))
     return bigquery.ScalarQueryParameter(name, "STRING" if value is None else _type(value), value)
-
-
-def _condition(where: dict[str, Any] | None, item: ItemFilter | None) -> tuple[str, dict[str, Any]]:
-    clauses: list[str] = []
-    params: dict[str, Any] = {}
-    for i, (column, value) in enumerate((where or {}).items()):
-        clauses.append(f"{quote(column)} = $w{i}")
-        params[f"w{i}"] = value
-    if item is not None:
-        tests = ["TRUE"]
-        if item.value is not None:
-            tests.append(f"LOWER(_item.{quote(item.field)}) = LOWER($item_value)")
-            params["item_value"] = item.value
-        if item.score_field is not None and item.min_score is not None:
-            tests.append(f"_item.{quote(item.score_field)} >= $item_score")
-            params["item_score"] = item.min_score
-        clauses.append(
-            f"EXISTS (SELECT 1 FROM UNNEST({quote(item.column)}) AS _item "
-            f"WHERE {' AND '.join(tests)})"
-        )
-    return (f" WHERE {' AND '.join(clauses)}" if clauses else ""), params
