@@ -29,41 +29,36 @@ class ImageInfo:
     mode: str  # the file's own pixel mode ("RGB", "CMYK", "I;16", ...), before conversion
 
 
+class _DescribedByInfo:
+    """``width``, ``height`` and ``format`` read from the ``info`` field of a subclass."""
+
+    __slots__ = ()
+    info: ImageInfo
+
+    @property
+    def width(self) -> int:
+        return self.info.width
+
+    @property
+    def height(self) -> int:
+        return self.info.height
+
+    @property
+    def format(self) -> str:
+        return self.info.format
+
+
 @dataclass(frozen=True, slots=True)
-class DecodedImage:
+class DecodedImage(_DescribedByInfo):
     """An image ready for a model: ``pixels`` is float32, shape (3, crop, crop), normalized."""
 
     info: ImageInfo
     pixels: np.ndarray = field(repr=False, compare=False)
 
-    @property
-    def width(self) -> int:
-        return self.info.width
-
-    @property
-    def height(self) -> int:
-        return self.info.height
-
-    @property
-    def format(self) -> str:
-        return self.info.format
-
 
 @dataclass(frozen=True, slots=True)
-class ClassifiedImage:
+class ClassifiedImage(_DescribedByInfo):
     """The result of ``Classifier.classify_with_info``: the top-k labels plus the image's size."""
 
     info: ImageInfo
     classifications: list[Classification]
-
-    @property
-    def width(self) -> int:
-        return self.info.width
-
-    @property
-    def height(self) -> int:
-        return self.info.height
-
-    @property
-    def format(self) -> str:
-        return self.info.format
