@@ -8,8 +8,7 @@ from image_classification import primitives
 from image_classification.model import load_classifier
 from image_classification.settings import Settings, get_settings
 from tideflow import Scope, dependency
-from tideflow.dependencies import StreamDependencyBuilder, TableDependencyBuilder
-from tideflow.dependencies.bucket import BucketDependencyBuilder
+from tideflow.dependencies import TableDependency, TableDependencyBuilder
 
 
 def _settings() -> Settings:
@@ -37,9 +36,21 @@ class ModelDep:
         self.top_k = settings.top_k
 
 
-# `.bucket`: the bucket's client (stores uploads, reads them back for thumbnails).
-BucketDep = BucketDependencyBuilder(primitives.bucket)
+@dependency(scope=Scope.PROCESS)
+class ObjectsDep:
+    """``.objects``: the bucket's portable store (uploads in, thumbnails out), any stack."""
+
+    def __init__(self) -> None:
+        self.objects = primitives.bucket.objects()
+
+
+@dependency(scope=Scope.PROCESS)
+class FailuresDep:
+    """``.failures``: the results table's failure log (images that could not be classified)."""
+
+    def __init__(self) -> None:
+        self.failures = primitives.table.failure_log()
+
+
 # `.table`: a TableReader over the results table.
-ResultsTableDep = TableDependencyBuilder(primitives.table)
-# `.source`: the file-change stream's Source, for dead letters (failed images).
-ImageStreamDep = StreamDependencyBuilder(primitives.file_change_stream)
+ResultsTableDep = Annotated[TableDependency, TableDependencyBuilder(primitives.table)]

@@ -20,7 +20,8 @@ class ImageClassificationRow:
 
     ``image_id`` identifies the stored object version (see ``image_ids``); ``image_name`` is
     the uploader's original file name, display text only; ``upload`` is when the object was
-    stored (UTC); ``latency_ms`` is the consumer's time to read, decode and classify it.
+    stored (UTC); ``latency_ms`` is the consumer's time to read, decode and classify it;
+    ``classified_at`` is when the consumer made the row (None in rows from before it existed).
     """
 
     image_id: str
@@ -33,3 +34,9 @@ class ImageClassificationRow:
     size_bytes: int
     content_type: str
     latency_ms: float
+    classified_at: datetime.datetime | None = None
+
+    def tideflow_row_key(self) -> str:
+        """Rows are keyed by (object, version, model_id): a replay to the same model adds
+        nothing, a replay to a new model adds one row beside the old one."""
+        return self.model_id

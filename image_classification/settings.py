@@ -10,26 +10,27 @@ from __future__ import annotations
 import functools
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_core import ErrorDetails
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from image_classification.model import ENGINES, MODELS, WeightsNotFoundError
-from image_classification.model.registry import get_spec
+from image_classification.model import MODELS, ConfigurationError, WeightsNotFoundError
+from image_classification.model.loader import is_custom_model
+from image_classification.model.registry import check_engine, get_spec
 from image_classification.model.weights import resolve_weights
 from tideflow.exceptions import ConfigError
-
-Stack = Literal["local", "gcp", "aws"]
+from tideflow.stacks import PROVIDERS, get_stack
 
 # Settings whose value must never be echoed back in an error message.
-_SECRETS = frozenset({"api_token", "gcp_service_account_info"})
+_SECRETS = frozenset({"api_token"})
 _MIN_TOKEN_LENGTH = 8
 
 
 class Settings(BaseSettings):
-    """Every setting, with its default; the names are the environment variables, upper-cased."""
+    """Every setting of the app, with its default; the names are the environment variables,
+    upper-cased. Each stack's provider reads its own settings (GCP_*, AWS_*, ...)."""
 
     model_config = SettingsConfigDict(
         env_file=".env",
@@ -38,7 +39,7 @@ class Settings(BaseSettings):
     )
 
     # Chosen by `tideflow --stack` (the CLI sets STACK for the app and its replicas).
-    stack: Stack = "local"
+    stack: str = "local"
     model: str = "efficientnet_lite0"
     engine: str = "onnxruntime"
     model_path: Path | None = None
@@ -46,12 +47,11 @@ class Settings(BaseSettings):
     model_threads: int | None = Field(default=None, ge=1, le=256)
     max_upload_mb: int = Field(default=20, ge=1, le=1024)
     top_k: int = Field(default=5, ge=1, le=20)
+    # /classify decodes in the HTTP (run) process: bound what it may decode, and how many
+    # at once (see processors/classify_guard.py).
+    classify_max_pixels: int = Field(default=12_000_000, ge=50_000, le=89_478_485)
+    classify_concurrency: int = Field(default=2, ge=1, le=32)
     api_token: SecretStr | None = None
-    gcp_project_id: str | None = None
-    gcs_bucket_name: str | None = None
-    bigquery_dataset: str = "image_classification"
-    bigquery_table: str = "image_classification"
-    gcp_service_account_info: SecretStr | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -60,25 +60,35 @@ class Settings(BaseSettings):
             return {name: value for name, value in values.items() if value != ""}
         return values
 
+    @field_validator("stack")
+    @classmethod
+    def _known_stack(cls, value: str) -> str:
+        if value not in PROVIDERS:
+            try:
+                get_stack(value)
+            except ConfigError as exc:
+                raise ValueError(str(exc)) from None
+        return value
+
     @field_validator("model")
     @classmethod
     def _known_model(cls, value: str) -> str:
-        if value.lower().endswith(".onnx"):
+        if is_custom_model(value):
             if not Path(value).expanduser().is_file():
-                raise ValueError("the custom .onnx model file does not exist")
+                raise ValueError("the custom model file does not exist")
             return value
-        name = value.strip().lower().replace("-", "_")
-        if name not in MODELS:
-            raise ValueError(f"unknown model; use one of {', '.join(MODELS)} or an .onnx path")
-        return name
+        try:
+            return get_spec(value).name  # the model registry's names and aliases, one list
+        except ConfigurationError as exc:
+            raise ValueError(str(exc)) from None
 
     @field_validator("engine")
     @classmethod
     def _known_engine(cls, value: str) -> str:
-        name = value.strip().lower()
-        if name not in ENGINES:
-            raise ValueError(f"unknown engine; use one of {', '.join(ENGINES)}")
-        return name
+        try:
+            return check_engine(value)
+        except ConfigurationError as exc:
+            raise ValueError(str(exc)) from None
 
     @field_validator("model_path")
     @classmethod
@@ -100,18 +110,12 @@ class Settings(BaseSettings):
         return value
 
     @model_validator(mode="after")
-    def _stack_needs(self) -> Settings:
-        if self.stack == "gcp" and not self.gcp_project_id:
-            raise ValueError("GCP_PROJECT_ID is required when STACK=gcp")
-        return self
-
-    @model_validator(mode="after")
     def _model_can_load(self) -> Settings:
         # Checked here, in a millisecond, so that a missing weights file stops the app at
         # start with one line instead of failing every replica with a traceback.
-        if self.model.lower().endswith(".onnx"):
+        if is_custom_model(self.model):
             if self.engine != "onnxruntime":
-                raise ValueError(f"ENGINE={self.engine!r}: a custom .onnx model needs onnxruntime")
+                raise ValueError(f"ENGINE={self.engine!r}: a custom model file needs onnxruntime")
             return self
         spec = get_spec(self.model)
         if self.engine == "imageai" and spec.imageai_setter is None:
@@ -127,7 +131,9 @@ class Settings(BaseSettings):
     @property
     def weights_path(self) -> Path | None:
         """MODEL_PATH, except for models whose weights come in a package (it is ignored)."""
-        return None if MODELS[self.model].packaged_weights else self.model_path
+        if is_custom_model(self.model) or MODELS[self.model].packaged_weights:
+            return None
+        return self.model_path
 
     @property
     def max_upload_bytes(self) -> int:
@@ -144,10 +150,6 @@ class Settings(BaseSettings):
         cpus = len(os.sched_getaffinity(0))
         replicas = int(os.environ.get("TIDEFLOW_REPLICAS", 0)) or self.num_replicas or cpus
         return max(1, cpus // replicas)
-
-    @property
-    def gcs_bucket(self) -> str:
-        return self.gcs_bucket_name or f"{self.gcp_project_id}-image-bucket"
 
 
 @functools.cache

@@ -116,3 +116,37 @@ def tideflow_factory(tmp_path: Path) -> Iterator[Callable[..., TideflowProcess]]
     yield factory
     for app in started:
         app.close()
+
+
+@pytest.fixture(scope="session")
+def mobilenet_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """torchvision's real MobileNetV2 architecture with random weights, saved like the
+    official file (a plain state_dict under the official name).
+
+    Plain random initialisation makes activations vanish (all logits ~1e-9, every class
+    0.1%), which would make any ordering test meaningless. So, as a stand-in for training,
+    BatchNorm statistics are calibrated on smooth random images and the classifier is scaled
+    to logits with a std of ~3: the top-5 then differs from photo to photo with clear gaps.
+    """
+    import torch
+    import torchvision
+
+    generator = torch.Generator().manual_seed(0)
+    torch.manual_seed(0)
+    model = torchvision.models.mobilenet_v2(weights=None)
+    for module in model.modules():
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.momentum = None  # cumulative average over the calibration batch
+            module.reset_running_stats()
+    calibration = torch.nn.functional.interpolate(
+        torch.randn(16, 3, 14, 14, generator=generator), size=224, mode="bilinear"
+    )
+    with torch.no_grad():
+        model.train()
+        model(calibration)
+        model.eval()
+        logits = model(calibration)
+        model.classifier[1].weight.mul_(3.0 / logits.std())
+    path = tmp_path_factory.mktemp("weights") / "mobilenet_v2-b0353104.pth"
+    torch.save(model.state_dict(), path)
+    return path

@@ -5,15 +5,25 @@ Every error derives from ``TideflowError``; adapters translate provider SDK erro
 original as ``__cause__``::
 
     TideflowError
-    ├── ConfigError              bad buildflow.yaml, entry point, stack or setting
-    ├── DependencyError          a dependency cannot be analysed or built
-    │   └── DependencyScopeError a dependency depends on a narrower scope
-    ├── PrimitiveError           plan / apply / destroy of a primitive failed
-    ├── InvalidKeyError          an object key is unsafe (traversal, control chars, length)
-    ├── ObjectNotFoundError      an object is not in the bucket
-    ├── SourceError              a source could not pull, ack or nack
-    ├── SinkError                a sink could not write rows
-    └── NonRetryableError        raised by a consumer: dead-letter the event now
+    ├── ConfigError                 bad buildflow.yaml, entry point, stack or setting
+    ├── DependencyError             a dependency cannot be analysed or built
+    │   └── DependencyScopeError    a dependency depends on a narrower scope
+    ├── PrimitiveError              plan / apply / destroy of a primitive failed
+    ├── InvalidKeyError             an object key is unsafe (traversal, control chars, length)
+    ├── ObjectNotFoundError         an object is not in the bucket
+    │   └── ObjectSupersededError   a newer version replaced the event's version (also
+    │                               a NonRetryableError: it can never be read again)
+    ├── SourceError                 a source could not pull, ack or nack
+    │   └── MalformedEventError     a message is not an event the source can read
+    ├── SinkError                   a sink could not write rows
+    │   ├── RowError                the warehouse refused some rows (``rejected`` says which)
+    │   └── SinkUnavailableError    the warehouse cannot be written now (I/O, connection):
+    │                               the worker retries with backoff, burning no attempt
+    ├── ReadError                   a table or warehouse could not be read
+    │   └── WarehouseBusyError      another process holds the (DuckDB) warehouse file
+    ├── ReplicaError                a replica died, timed out, or could not start
+    ├── InvalidQueryError           select() paging outside what every warehouse accepts
+    └── NonRetryableError           raised by a consumer: dead-letter the event now
 """
 
 from __future__ import annotations
@@ -51,8 +61,44 @@ class SourceError(TideflowError):
     """A source failed to pull, acknowledge or release events."""
 
 
+class MalformedEventError(SourceError, ValueError):
+    """A message is not an event the source can read (it is dead-lettered at once)."""
+
+
 class SinkError(TideflowError):
     """A sink failed to write rows."""
+
+
+class RowError(SinkError):
+    """The warehouse refused some rows of a batch; the others were written.
+
+    ``rejected`` maps each refused row id to the warehouse's reason.
+    """
+
+    def __init__(self, message: str, *, rejected: dict[str, str]) -> None:
+        super().__init__(message)
+        self.rejected = rejected
+
+
+class SinkUnavailableError(SinkError):
+    """The warehouse is unreachable or failing for now (I/O, connection, transaction
+    conflicts); nothing was written and the same write may succeed later."""
+
+
+class ReadError(TideflowError):
+    """A table or warehouse could not be read."""
+
+
+class WarehouseBusyError(ReadError):
+    """Another process holds the warehouse file (DuckDB allows one)."""
+
+
+class ReplicaError(TideflowError):
+    """A replica died, timed out, or could not build its dependencies."""
+
+
+class InvalidQueryError(TideflowError, ValueError):
+    """A ``select`` asked for a ``limit``/``offset`` outside the portable bounds."""
 
 
 class NonRetryableError(TideflowError):
@@ -61,3 +107,15 @@ class NonRetryableError(TideflowError):
     The event goes to the dead-letter list at once with this message, instead of
     being retried until its attempts run out.
     """
+
+
+class ObjectSupersededError(ObjectNotFoundError, NonRetryableError):
+    """The event's object version was replaced by a newer one before it was read.
+
+    Every stack fails such an event the same way, naming the newer version; the newer
+    version has its own event.
+    """
+
+
+# BuildFlow apps raise ``buildflow.exceptions.HTTPException`` from endpoints: FastAPI's.
+from fastapi import HTTPException as HTTPException  # noqa: E402

@@ -7,7 +7,6 @@ responses and ``/docs`` behave as in FastAPI. Parameters annotated with a
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import functools
 import inspect
@@ -15,12 +14,28 @@ import typing
 from collections.abc import Callable, Iterator
 from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI
+from fastapi import Depends, FastAPI, Request
 from starlette.types import ASGIApp
 
-from tideflow.dependencies import DependencySpec, Resolver, check_scopes, get_dependant
+from tideflow import openapi_docs
+from tideflow.dependencies import Resolver, check_scopes, get_dependant
+from tideflow.dependencies.resolve import Dependant
 
 Endpoint = Callable[..., Any]
+
+RAY_SERVICE_OPTIONS = frozenset(
+    {
+        "num_cpus",
+        "enable_autoscaler",
+        "num_replicas",
+        "min_replicas",
+        "min_replics",
+        "max_replicas",
+        "max_concurrent_queries",
+        "target_num_ongoing_requests_per_replica",
+        "log_level",
+    }
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -34,14 +49,31 @@ class _Route:
 class Service:
     """A group of HTTP endpoints, mounted static files and middleware."""
 
-    def __init__(self, service_id: str, *, title: str | None = None, version: str = "1.0") -> None:
+    def __init__(
+        self,
+        service_id: str = "service",
+        *,
+        title: str | None = None,
+        version: str = "1.0",
+        base_route: str = "/",
+        **buildflow_options: Any,
+    ) -> None:
+        """``base_route`` prefixes every endpoint's route (BuildFlow's). BuildFlow's Ray
+        and autoscaler options (``num_cpus``, ``num_replicas``...) are accepted without
+        effect: tideflow serves one Uvicorn process."""
+        unknown = set(buildflow_options) - RAY_SERVICE_OPTIONS
+        if unknown:
+            raise TypeError(f"Service() got unexpected keyword argument(s): {sorted(unknown)}")
         self.service_id = service_id
         self.title = title or service_id
         self.version = version
+        self.base_route = "/" + base_route.strip("/") if base_route.strip("/") else ""
         self._routes: list[_Route] = []
         self._mounts: list[tuple[str, ASGIApp, str | None]] = []
         self._middleware: list[tuple[Any, dict[str, Any]]] = []
         self._exception_handlers: list[tuple[type[Exception] | int, Callable[..., Any]]] = []
+        # Headers of the /docs page (its Content-Security-Policy); None: tideflow's strict one.
+        self.docs_headers: dict[str, str] | None = None
 
     def endpoint(
         self, route: str, method: str = "GET", **options: Any
@@ -55,7 +87,10 @@ class Service:
         def register(function: Endpoint) -> Endpoint:
             for spec in get_dependant(function).dependencies.values():
                 check_scopes(spec)
-            self._routes.append(_Route(route, method.upper(), function, options))
+            path = (
+                self.base_route + route if route != "/" or not self.base_route else self.base_route
+            )
+            self._routes.append(_Route(path, method.upper(), function, options))
             return function
 
         return register
@@ -79,7 +114,16 @@ class Service:
 
     def build_app(self, *, resolver: Resolver) -> FastAPI:
         """The FastAPI app, its dependencies resolved by ``resolver``."""
-        app = FastAPI(title=self.title, version=self.version)
+        offline_docs = openapi_docs.swagger_ui_dir() is not None
+        app = FastAPI(
+            title=self.title,
+            version=self.version,
+            # Swagger UI from the installed package instead of a CDN; no ReDoc (CDN only).
+            docs_url=None if offline_docs else "/docs",
+            redoc_url=None if offline_docs else "/redoc",
+        )
+        if offline_docs:
+            openapi_docs.install(app, title=self.title, headers=self.docs_headers)
         for route in self._routes:
             app.add_api_route(
                 route.path,
@@ -96,16 +140,25 @@ class Service:
         return app
 
 
-def _provider(spec: DependencySpec, resolver: Resolver) -> Callable[[], Iterator[Any]]:
-    def provide() -> Iterator[Any]:
-        with contextlib.ExitStack() as call_stack:
-            yield resolver.resolve(spec, call_stack)
+_BUNDLE = "tideflow_dependencies_"
+
+
+def _bundle(dependant: Dependant, resolver: Resolver) -> Callable[[Request], Iterator[Any]]:
+    """One FastAPI dependency that builds all of an endpoint's tideflow dependencies.
+
+    They share one call scope: a dependency asked for twice is built once, gets the
+    request when it takes ``Request``, and generators are cleaned up after the call.
+    """
+
+    def provide(request: Request) -> Iterator[dict[str, Any]]:
+        with resolver.call(request=request) as call:
+            yield resolver.solve(dependant, call)
 
     return provide
 
 
 def _inject(function: Endpoint, resolver: Resolver) -> Endpoint:
-    """``function`` with its tideflow dependencies turned into FastAPI ``Depends``.
+    """``function`` with its tideflow dependencies filled by one FastAPI ``Depends``.
 
     The signature is rebuilt from resolved type hints, so endpoints defined in modules
     using ``from __future__ import annotations`` work too.
@@ -114,11 +167,18 @@ def _inject(function: Endpoint, resolver: Resolver) -> Endpoint:
     hints = typing.get_type_hints(function, include_extras=True)
     params = []
     for name, param in inspect.signature(function).parameters.items():
-        annotation = hints.get(name, param.annotation)
-        if name in dependant.dependencies:
-            provide = _provider(dependant.dependencies[name], resolver)
-            annotation = Annotated[Any, Depends(provide)]
-        params.append(param.replace(annotation=annotation))
+        if name not in dependant.dependencies:
+            params.append(param.replace(annotation=hints.get(name, param.annotation)))
+    if dependant.dependencies:
+        # The endpoint's own parameters only: its Request parameters stay FastAPI's.
+        only_dependencies = dataclasses.replace(dependant, request_params=())
+        bundle = inspect.Parameter(
+            _BUNDLE,
+            inspect.Parameter.KEYWORD_ONLY,
+            annotation=Annotated[dict, Depends(_bundle(only_dependencies, resolver))],
+        )
+        params.append(bundle)
+    params.sort(key=lambda p: p.kind)  # keyword-only parameters last
     signature = inspect.signature(function).replace(
         parameters=params,
         return_annotation=hints.get("return", inspect.Signature.empty),
@@ -128,6 +188,7 @@ def _inject(function: Endpoint, resolver: Resolver) -> Endpoint:
 
         @functools.wraps(function)
         async def endpoint_async(**kwargs: Any) -> Any:
+            kwargs.update(kwargs.pop(_BUNDLE, {}))
             return await function(**kwargs)
 
         wrapper: Endpoint = endpoint_async
@@ -135,6 +196,7 @@ def _inject(function: Endpoint, resolver: Resolver) -> Endpoint:
 
         @functools.wraps(function)
         def endpoint_sync(**kwargs: Any) -> Any:
+            kwargs.update(kwargs.pop(_BUNDLE, {}))
             return function(**kwargs)
 
         wrapper = endpoint_sync

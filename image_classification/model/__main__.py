@@ -13,6 +13,18 @@ import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    SpinnerColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TransferSpeedColumn,
+)
 
 from .errors import ModelError
 from .registry import DEFAULT_ENGINE, DEFAULT_MODEL, ENGINES, MODELS, get_spec
@@ -45,6 +57,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     classify.add_argument("--threads", type=int)
     classify.add_argument("--top-k", type=int, default=5)
 
+    for command in (download, export, classify):
+        command.add_argument(
+            "--quiet", "-q", action="store_true", help="no progress bar or spinner"
+        )
+
     args = parser.parse_args(argv)
     try:
         return _COMMANDS[args.command](args)
@@ -53,22 +70,36 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
 
 
+def _progress(args: argparse.Namespace, *columns: Any) -> Progress:
+    """A Rich progress display on stderr, off with --quiet or when stderr is no terminal."""
+    console = Console(stderr=True)
+    return Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        *columns,
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+        disable=args.quiet or not console.is_terminal,
+    )
+
+
 def _download(args: argparse.Namespace) -> int:
     from .download import download_weights
 
-    def progress(received: int, total: int | None) -> None:
-        if total:
-            print(f"\r{received / total:6.1%} of {total / 1e6:.1f} MB", end="", file=sys.stderr)
+    with _progress(args, BarColumn(), DownloadColumn(), TransferSpeedColumn()) as progress:
+        task = progress.add_task(f"Downloading {args.model}", total=None)
 
-    path = download_weights(
-        args.model,
-        dest_dir=args.dest,
-        base_url=args.base_url,
-        timeout=args.timeout,
-        progress=progress if sys.stderr.isatty() else None,
-    )
-    if sys.stderr.isatty():
-        print(file=sys.stderr)
+        def advance(received: int, total: int | None) -> None:
+            progress.update(task, completed=received, total=total)
+
+        path = download_weights(
+            args.model,
+            dest_dir=args.dest,
+            base_url=args.base_url,
+            timeout=args.timeout,
+            progress=advance,
+        )
     print(f"{args.model}: {path} (sha256 verified)")
     return 0
 
@@ -80,7 +111,10 @@ def _export(args: argparse.Namespace) -> int:
     spec = get_spec(args.model)
     weights = resolve_weights(spec, args.weights_path)
     cache_dir = args.cache_dir or default_cache_dir()
-    print(ensure_onnx(spec, weights, sha256_file(weights), cache_dir))
+    with _progress(args) as progress:
+        progress.add_task(f"Exporting {args.model} to ONNX", total=None)
+        path = ensure_onnx(spec, weights, sha256_file(weights), cache_dir)
+    print(path)
     return 0
 
 
@@ -100,9 +134,11 @@ def _list(args: argparse.Namespace) -> int:
 def _classify(args: argparse.Namespace) -> int:
     from .loader import load_classifier
 
-    classifier = load_classifier(
-        args.model, args.engine, weights_path=args.weights_path, threads=args.threads
-    )
+    with _progress(args) as progress:
+        progress.add_task(f"Loading {args.model} ({args.engine})", total=None)
+        classifier = load_classifier(
+            args.model, args.engine, weights_path=args.weights_path, threads=args.threads
+        )
     print(classifier.model_id)
     status = 0
     for path in args.images:

@@ -32,12 +32,28 @@ class Classifier(abc.ABC):
         labels: Sequence[str],
         preprocess: PreprocessSpec,
         weights_sha256: str,
+        thresholds: Sequence[float] | None = None,
     ) -> None:
         self.model = model
         self.engine = engine
         self.labels: tuple[str, ...] = tuple(labels)
         self.preprocess = preprocess
         self.weights_sha256 = weights_sha256
+        # Multi-label models (independent sigmoid outputs) have one decision threshold per
+        # label; single-label models (softmax) have none.
+        self.thresholds: tuple[float, ...] | None = (
+            tuple(float(t) for t in thresholds) if thresholds is not None else None
+        )
+        if self.thresholds is not None and len(self.thresholds) != len(self.labels):
+            raise ConfigurationError(
+                f"{len(self.thresholds)} thresholds for {len(self.labels)} labels; "
+                "a multi-label model needs one threshold per label."
+            )
+
+    @property
+    def multi_label(self) -> bool:
+        """True for a model whose labels are independent yes/no decisions (sigmoid outputs)."""
+        return self.thresholds is not None
 
     @property
     def model_id(self) -> str:
@@ -98,11 +114,25 @@ class Classifier(abc.ABC):
             raise ValueError(f"top_k must be a positive integer, got {top_k!r}")
 
     def _top_k(self, probabilities: np.ndarray, top_k: int) -> list[Classification]:
+        """The top-k labels, best first; for a multi-label model also every label above its
+        threshold, even beyond k."""
         self._check_top_k(top_k)
         # Stable sort of the negated scores: ties keep the lower class id first, so the order is
         # deterministic and identical across engines.
-        order = np.argsort(-probabilities, kind="stable")[:top_k]
+        order = np.argsort(-probabilities, kind="stable")
+        if self.thresholds is None:
+            order = order[:top_k]
+        else:
+            above = probabilities >= np.asarray(self.thresholds)
+            order = np.array([i for rank, i in enumerate(order) if rank < top_k or above[i]])
         return [Classification(self.labels[i], float(probabilities[i])) for i in order]
+
+    def _asserted(self, classifications: list[Classification]) -> tuple[str, ...]:
+        """The labels the model asserts, from ``_top_k``'s answer (see ``ClassifiedImage``)."""
+        if self.thresholds is None:
+            return (classifications[0].label,) if classifications else ()
+        threshold = dict(zip(self.labels, self.thresholds, strict=True))
+        return tuple(c.label for c in classifications if c.confidence >= threshold[c.label])
 
 
 class Runner(Protocol):
@@ -132,6 +162,9 @@ class TensorClassifier(Classifier):
         labels: Sequence[str],
         preprocess: PreprocessSpec,
         weights_sha256: str,
+        thresholds: Sequence[float] | None = None,
+        activation: str | None = None,
+        layout: str = "NCHW",
     ) -> None:
         super().__init__(
             model=model,
@@ -139,8 +172,13 @@ class TensorClassifier(Classifier):
             labels=labels,
             preprocess=preprocess,
             weights_sha256=weights_sha256,
+            thresholds=thresholds,
         )
         self._runner = runner
+        # How raw outputs become confidences: "softmax", "sigmoid", "none" (already
+        # probabilities) or None (the runner's outputs_probabilities decides).
+        self._activation = activation
+        self._layout = layout
 
     def probabilities(self, pixels: np.ndarray) -> np.ndarray:
         crop = self.preprocess.crop
@@ -169,18 +207,33 @@ class TensorClassifier(Classifier):
         if not decoded:
             return []
         probabilities = self.probabilities(np.stack([item.pixels for item in decoded]))
-        return [
-            ClassifiedImage(info=item.info, classifications=self._top_k(row, top_k))
-            for item, row in zip(decoded, probabilities, strict=True)
-        ]
+        results = []
+        for item, row in zip(decoded, probabilities, strict=True):
+            classifications = self._top_k(row, top_k)
+            results.append(
+                ClassifiedImage(
+                    info=item.info,
+                    classifications=classifications,
+                    labels=self._asserted(classifications),
+                )
+            )
+        return results
 
     def _scores(self, pixels: np.ndarray) -> np.ndarray:
+        if self._layout == "NHWC":
+            pixels = np.ascontiguousarray(pixels.transpose(0, 2, 3, 1))
         scores = np.asarray(self._runner.run(pixels), dtype=np.float64)
         if scores.ndim != 2 or scores.shape[1] != len(self.labels):
             raise ConfigurationError(
                 f"The model outputs shape {scores.shape} but there are {len(self.labels)} labels; "
                 "the labels file does not match the model."
             )
+        if self._activation == "softmax":
+            return softmax(scores)
+        if self._activation == "sigmoid":
+            return 1.0 / (1.0 + np.exp(-scores))
+        if self._activation == "none":
+            return scores
         if self._runner.outputs_probabilities or (
             self._runner.outputs_probabilities is None and _is_distribution(scores)
         ):

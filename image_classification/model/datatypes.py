@@ -62,3 +62,6 @@ class ClassifiedImage(_DescribedByInfo):
 
     info: ImageInfo
     classifications: list[Classification]
+    # What the model asserts: the top-1 label for a single-label model, every label above its
+    # threshold for a multi-label one (possibly none).
+    labels: tuple[str, ...] = ()

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 from .classifier import Classifier, TensorClassifier
 from .errors import ConfigurationError, WeightsNotFoundError
 from .labels import imagenet_labels, read_labels_file
-from .preprocess import DEFAULT_PREPROCESS, PreprocessSpec
+from .preprocess import PreprocessSpec
 from .registry import DEFAULT_ENGINE, DEFAULT_MODEL, check_engine, get_spec
+from .sidecar import read_sidecar
 from .weights import resolve_weights, sha256_file
 
 PathLike = str | os.PathLike[str]
@@ -44,7 +46,7 @@ def load_classifier(
     if threads is not None and (not isinstance(threads, int) or threads < 1):
         raise ConfigurationError(f"threads must be a positive integer or None, got {threads!r}")
     engine = check_engine(engine)
-    if str(model).lower().endswith(".onnx"):
+    if is_custom_model(model):
         return _load_custom_onnx(
             Path(model),
             engine=engine,
@@ -93,6 +95,24 @@ def load_classifier(
     )
 
 
+CUSTOM_SUFFIXES: tuple[str, ...] = (".onnx", ".tflite", ".keras", ".h5")
+
+
+def is_custom_model(model: str | os.PathLike[str]) -> bool:
+    """True when ``model`` names a model file (by its suffix) rather than a zoo model."""
+    return str(model).lower().endswith(CUSTOM_SUFFIXES)
+
+
+def custom_model_name(path: Path, declared: str | None) -> str:
+    """The name in model_id: the sidecar's, else the file's stem, else (for ``model.onnx``, as
+    ``python -m image_classification.train`` writes it) the folder's name."""
+    if declared:
+        return declared
+    if path.stem == "model" and path.parent.name:
+        return path.parent.name
+    return path.stem
+
+
 def _load_custom_onnx(
     path: Path,
     *,
@@ -101,9 +121,20 @@ def _load_custom_onnx(
     labels_path: PathLike | None,
     preprocess: PreprocessSpec | None,
 ) -> Classifier:
+    """A custom model file: ``.onnx`` (ONNX Runtime), ``.tflite`` (LiteRT) or ``.keras``/
+    ``.h5`` (Keras 3), with its labels file and optional sidecar (``<model>.json``)."""
+    suffix = path.suffix.lower()
+    runtime = {".onnx": "onnxruntime", ".tflite": "litert", ".keras": "keras", ".h5": "keras"}[
+        suffix
+    ]
     if engine != "onnxruntime":
+        if suffix == ".onnx":
+            raise ConfigurationError(
+                f"A custom .onnx model runs on the onnxruntime engine only, not {engine!r}."
+            )
         raise ConfigurationError(
-            f"A custom .onnx model runs on the onnxruntime engine only, not {engine!r}."
+            f"A custom {suffix} model runs on {runtime}; leave the engine at its default "
+            f"(onnxruntime), not {engine!r}."
         )
     path = path.expanduser()
     if not path.is_file():
@@ -111,32 +142,79 @@ def _load_custom_onnx(
     labels = read_labels_file(
         Path(labels_path).expanduser() if labels_path is not None else path.with_suffix(".txt")
     )
-    from .engines.onnx import OnnxRunner
+    sidecar = read_sidecar(path)
+    runner: Any
+    if suffix == ".onnx":
+        from .engines.onnx import OnnxRunner
 
-    # None: the model may end in a softmax or not; the classifier checks the outputs.
-    runner = OnnxRunner(path, threads=threads, outputs_probabilities=None)
+        # None: the model may end in a softmax or not; the classifier checks the outputs.
+        runner = OnnxRunner(path, threads=threads, outputs_probabilities=None)
+    elif suffix == ".tflite":
+        from .engines.litert import LiteRTRunner
+
+        runner = LiteRTRunner(path, threads=threads)
+    else:
+        from .engines.keras import KerasRunner
+
+        runner = KerasRunner(path, threads=threads)
     if runner.num_classes is not None and runner.num_classes != len(labels):
         raise ConfigurationError(
             f"{path.name} outputs {runner.num_classes} classes but the labels file has "
             f"{len(labels)} labels; they must match (one label per line, in class order)."
         )
+    layout = sidecar.layout or _layout_of(runner.input_shape)
     if preprocess is None:
-        preprocess = _preprocess_for_shape(runner.input_shape)
+        preprocess = sidecar.preprocess(_input_size(runner.input_shape, layout))
     return TensorClassifier(
         runner,
-        model=path.stem,
-        engine=engine,
+        model=custom_model_name(path, sidecar.name),
+        engine=engine if suffix == ".onnx" else runtime,
         labels=labels,
         preprocess=preprocess,
         weights_sha256=sha256_file(path),
+        thresholds=sidecar.label_thresholds(len(labels)),
+        activation=sidecar.activation,
+        layout=layout,
     )
 
 
-def _preprocess_for_shape(shape: list[int | str | None]) -> PreprocessSpec:
-    # NCHW with fixed square spatial dims: keep the 256/224 ratio torchvision uses.
-    if len(shape) == 4 and isinstance(shape[2], int) and shape[2] == shape[3] and shape[2] > 0:
-        crop = shape[2]
-        if isinstance(shape[1], int) and shape[1] != 3:
-            raise ConfigurationError(f"The model expects {shape[1]} channels; only RGB (3) works.")
-        return PreprocessSpec(resize=round(crop * 256 / 224), crop=crop)
-    return DEFAULT_PREPROCESS
+def _layout_of(shape: list[int | str | None]) -> str:
+    """NHWC when the last dimension is 3 channels and the second is not, else NCHW."""
+    if len(shape) == 4 and shape[3] == 3 and shape[1] != 3:
+        return "NHWC"
+    return "NCHW"
+
+
+def _input_size(shape: list[int | str | None], layout: str) -> int | None:
+    """The square input size when the shape fixes it; checks the channel count."""
+    if len(shape) != 4:
+        return None
+    channels, height, width = (shape[1], shape[2], shape[3]) if layout == "NCHW" else shape[3:0:-1]
+    if isinstance(channels, int) and channels != 3:
+        raise ConfigurationError(f"The model expects {channels} channels; only RGB (3) works.")
+    if isinstance(height, int) and height == width and height > 0:
+        return height
+    return None
+
+
+def model_id_for(
+    model: str | os.PathLike[str] = DEFAULT_MODEL,
+    engine: str = DEFAULT_ENGINE,
+    *,
+    weights_path: PathLike | None = None,
+) -> str:
+    """The ``model_id`` that ``load_classifier(model, engine, ...)`` would have, without
+    loading anything (hashes the weights file): for pages that show the current model's
+    rows."""
+    engine = check_engine(engine)
+    version = PreprocessSpec().version  # every engine and model uses the same pipeline version
+    if is_custom_model(model):
+        path = Path(model).expanduser()
+        name = custom_model_name(path, read_sidecar(path).name)
+        runtime = {".tflite": "litert", ".keras": "keras", ".h5": "keras"}.get(
+            path.suffix.lower(), engine
+        )
+        return f"{name}@{sha256_file(path)[:12]}/{runtime}/{version}"
+    spec = get_spec(str(model))
+    weights = resolve_weights(spec, weights_path)
+    return f"{spec.name}@{sha256_file(weights)[:12]}/{engine}/{spec.preprocess.version}"

@@ -95,6 +95,24 @@ def probe_image(data: bytes, *, max_pixels: int | None = None) -> ImageInfo:
     return info
 
 
+def decoded_size(
+    data: bytes, *, min_size: int | None = None, max_pixels: int | None = None
+) -> tuple[int, int]:
+    """The width and height ``open_image(data, min_size=...)`` would decode, from the header.
+
+    Cheap (no pixel is decoded): for a large JPEG it is the reduced draft size, for other
+    formats the full size. Lets a caller refuse an image whose decoded pixels would take
+    more memory than it wants to spend, before spending it.
+    """
+    image, _, _ = _open(data, max_pixels=max_pixels, load_exif=False)
+    try:
+        if min_size is not None and image.format in ("JPEG", "MPO"):
+            image.draft(None, (min_size, min_size))
+        return image.size
+    finally:
+        image.close()
+
+
 def open_image(
     data: bytes, *, min_size: int | None = None, max_pixels: int | None = None
 ) -> tuple[Image.Image, ImageInfo]:
@@ -109,6 +127,8 @@ def open_image(
             image.draft(None, (min_size, min_size))
         image.load()
         rgb = _to_rgb(image)
+        if rgb is not image:
+            image.close()  # frees the decoded pixels now, not when the caller is done
         if orientation in _TRANSPOSE:
             rgb = rgb.transpose(_TRANSPOSE[orientation])
     except InvalidImageError:
@@ -228,7 +248,16 @@ def _to_rgb(image: Image.Image) -> Image.Image:
     if mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in image.info:
         # Transparent pixels often hold black or garbage color values: show them on white,
         # as a browser displays a transparent PNG on a white page.
-        rgba = image.convert("RGBA")
+        if mode == "LA" and "transparency" not in image.info:
+            # The same blend on one channel instead of three (gray stays gray): less memory
+            # for the costliest images /classify takes.
+            gray, alpha = image.split()
+            white = Image.new("L", image.size, 255)
+            white.paste(gray, mask=alpha)
+            del gray, alpha
+            return white.convert("RGB")
+        # (No copy when it is RGBA already: /classify bounds the memory a decode may take.)
+        rgba = image if mode == "RGBA" else image.convert("RGBA")
         background = Image.new("RGB", rgba.size, (255, 255, 255))
         background.paste(rgba, mask=rgba.getchannel("A"))
         return background
@@ -236,15 +265,20 @@ def _to_rgb(image: Image.Image) -> Image.Image:
         # 16-bit grayscale (PNG/TIFF): convert("L") would clip at 255, turning the photo white.
         # "I" (32-bit) is what some decoders give for 16-bit files too; there, values that all
         # fit in 8 bits are taken as 8-bit data.
-        values = np.asarray(image).astype(np.int64)
+        values = np.asarray(image)
+        if values.dtype.kind == "u" and values.itemsize <= 2:
+            # Unsigned 16-bit data: // 257 in place of clipping, in 2 bytes a pixel, not 8.
+            values = values // 257 if mode != "I" or values.max(initial=0) > 255 else values
+            return Image.fromarray(values.astype(np.uint8)).convert("RGB")
+        values = values.astype(np.int64)
         if mode != "I" or values.max(initial=0) > 255:
             values = np.clip(values, 0, 65535) // 257
         return Image.fromarray(np.clip(values, 0, 255).astype(np.uint8)).convert("RGB")
     if mode == "F":
-        values = np.nan_to_num(np.asarray(image, dtype=np.float32))
-        if values.max(initial=0.0) <= 1.0:
-            values = values * 255.0
-        return Image.fromarray(np.clip(values, 0, 255).astype(np.uint8)).convert("RGB")
+        floats = np.nan_to_num(np.asarray(image, dtype=np.float32))
+        if floats.max(initial=0.0) <= 1.0:
+            floats = floats * 255.0
+        return Image.fromarray(np.clip(floats, 0, 255).astype(np.uint8)).convert("RGB")
     return image.convert("RGB")  # L, 1, P, CMYK, YCbCr, LAB, HSV
 
 

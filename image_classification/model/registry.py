@@ -98,6 +98,14 @@ MODELS: dict[str, ModelSpec] = {
             imageai_setter="setModelTypeAsInceptionV3",
         ),
         ModelSpec(
+            # The Flask page's model (Keras VGG16 there); torchvision's ImageNet weights here.
+            name="vgg16",
+            family="torchvision",
+            arch="vgg16",
+            weights_files=("vgg16-397923af.pth",),
+            preprocess=_IMAGENET,
+        ),
+        ModelSpec(
             name="densenet121",
             family="torchvision",
             arch="densenet121",
@@ -127,7 +135,8 @@ def get_spec(model: str) -> ModelSpec:
     except KeyError:
         raise ConfigurationError(
             f"Unknown model {model!r}. Known models: {', '.join(MODELS)}; "
-            "or pass the path of a .onnx file (with a labels file) for a custom model."
+            "or pass the path of a .onnx, .tflite, .keras or .h5 file (with a labels file) for a "
+            "custom model."
         ) from None
 
 

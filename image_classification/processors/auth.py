@@ -1,8 +1,9 @@
 """The optional API token: a Bearer header for clients, an HttpOnly cookie for the pages.
 
 With ``API_TOKEN`` unset every request is allowed. The cookie holds an HMAC of the token,
-not the token, and is ``SameSite=Strict``, so other sites cannot make a browser upload or
-read results with it.
+not the token, and is ``SameSite=Strict``. SameSite does not separate ports of one host,
+so state-changing requests authorized by the cookie also pass the CSRF check of
+``processors/csrf.py``.
 """
 
 from __future__ import annotations
@@ -10,13 +11,16 @@ from __future__ import annotations
 import hashlib
 import hmac
 import unicodedata
-from typing import Annotated
+from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
-from fastapi import Depends, HTTPException, Request
+from fastapi import HTTPException
 from pydantic import SecretStr
 
+from image_classification.processors.csrf import check_csrf
 from image_classification.settings import get_settings
+from tideflow.dependencies import Scope, dependency
+from tideflow.requests import Request
 
 SESSION_COOKIE = "image_classification_session"
 SESSION_MAX_AGE_SECONDS = 7 * 24 * 3600
@@ -33,28 +37,45 @@ def token_matches(candidate: str, token: SecretStr) -> bool:
     return hmac.compare_digest(candidate.encode(), token.get_secret_value().encode())
 
 
-def is_authorized(request: Request, token: SecretStr | None) -> bool:
+Credential = Literal["open", "bearer", "cookie"]
+
+
+def authorized_by(request: Request, token: SecretStr | None) -> Credential | None:
+    """How the request is authorized: no token set, the Bearer header, the login cookie."""
     if token is None:
-        return True
+        return "open"
     scheme, _, credentials = request.headers.get("authorization", "").partition(" ")
     if scheme.lower() == "bearer" and token_matches(credentials.strip(), token):
-        return True
+        return "bearer"
     cookie = request.cookies.get(SESSION_COOKIE, "")
-    return hmac.compare_digest(cookie.encode(), session_value(token).encode())
+    if hmac.compare_digest(cookie.encode(), session_value(token).encode()):
+        return "cookie"
+    return None
 
 
+def is_authorized(request: Request, token: SecretStr | None) -> bool:
+    return authorized_by(request, token) is not None
+
+
+@dependency(scope=Scope.NO_SCOPE)
 def require_token(request: Request) -> None:
-    """FastAPI dependency: 401 unless the request carries the token (when one is set)."""
-    if not is_authorized(request, get_settings().api_token):
-        raise HTTPException(
-            status_code=401,
-            detail="An API token is required: send 'Authorization: Bearer <token>' "
-            "or log in at /login.",
-            headers={"WWW-Authenticate": "Bearer"},
-        )
+    """A tideflow dependency of each call: 401 unless the request carries the token (when
+    one is set); 403 for a state-changing request another site may have forged (csrf.py)."""
+    token = get_settings().api_token
+    credential = authorized_by(request, token)
+    if credential is not None:
+        if credential != "bearer":
+            check_csrf(request, token, cookie_auth=credential == "cookie")
+        return
+    raise HTTPException(
+        status_code=401,
+        detail="An API token is required: send 'Authorization: Bearer <token>' "
+        "or log in at /login.",
+        headers={"WWW-Authenticate": "Bearer"},
+    )
 
 
-Authorized = Annotated[None, Depends(require_token)]
+Authorized = Annotated[None, require_token]
 
 
 def safe_next(target: str | None) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import posixpath
 import time
 
@@ -12,7 +13,7 @@ from image_classification.model import InvalidImageError
 from image_classification.processors.uploads import IMAGE_NAME_METADATA, display_name, mime_type_of
 from image_classification.schemas import Classification, ImageClassificationRow
 from tideflow import consumer
-from tideflow.exceptions import NonRetryableError, ObjectNotFoundError
+from tideflow.exceptions import NonRetryableError, ObjectNotFoundError, ObjectSupersededError
 from tideflow.types import FileChangeEvent
 
 
@@ -29,13 +30,15 @@ def classify_image(file_event: FileChangeEvent, model: ModelDep) -> ImageClassif
         result = model.classifier.classify_with_info(file_event.blob, top_k=model.top_k)
     except InvalidImageError as exc:
         raise NonRetryableError(str(exc)) from exc
+    except ObjectSupersededError:
+        raise  # "superseded by version N": the same outcome on every stack
     except ObjectNotFoundError as exc:
         raise NonRetryableError("The file was deleted before it could be classified.") from exc
     latency_ms = (time.perf_counter() - started) * 1000
     # Uploads carry the client's file name; files copied into the bucket have their own.
     name = file_event.metadata.get(IMAGE_NAME_METADATA) or posixpath.basename(file_event.file_path)
     return ImageClassificationRow(
-        image_id=image_id_for(file_event.file_path, file_event.generation),
+        image_id=image_id_for(file_event.file_path, file_event.version),
         image_name=display_name(name),
         upload=file_event.event_time,
         classifications=[
@@ -47,4 +50,5 @@ def classify_image(file_event: FileChangeEvent, model: ModelDep) -> ImageClassif
         size_bytes=file_event.size,
         content_type=mime_type_of(result.format),
         latency_ms=round(latency_ms, 3),
+        classified_at=datetime.datetime.now(datetime.UTC),
     )

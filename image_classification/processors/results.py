@@ -1,25 +1,30 @@
 """Reading results back: one image's status, and the newest-first list with filters.
 
 An image is ``classified`` when the table has its row, ``failed`` when its event was
-dead-lettered (the reason is the consumer's error), ``pending`` when the object is stored
-but neither happened yet.
+dead-lettered (the reason is the consumer's error, read from the table's failure log),
+``pending`` when the object is stored but neither happened yet.
 """
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import datetime
+import json
 import os
+import threading
 from typing import Any, Literal
 
 from pydantic import BaseModel
 
 from image_classification.image_ids import image_id_for, parse_image_id
 from image_classification.processors.uploads import IMAGE_NAME_METADATA, display_name
-from tideflow.io.strategies import ItemFilter, Source, TableReader
-from tideflow.types import DeadLetter
+from tideflow.dependencies import TableQuery
+from tideflow.io.failures import FailureLog
+from tideflow.io.strategies import ItemFilter, ObjectStore
+from tideflow.types import Failure
 
-# Failed images are listed from the dead-letter list, newest first, up to this many.
+# Failed images are listed from the failure log, newest first, up to this many.
 MAX_FAILED_LISTED = 1000
 _EPOCH = datetime.datetime.fromtimestamp(0, tz=datetime.UTC)
 
@@ -62,10 +67,21 @@ class ResultsFilter:
     min_confidence: float | None = None
     limit: int = 50
     offset: int = 0
+    q: str | None = None  # label substring, any case; takes the place of ``label``
+    # Only this model's rows (the current model's by default; one image has one row per
+    # model that classified it). None: every model's rows.
+    model_id: str | None = None
+    # False when model_id names another model than the current one: failed images (which
+    # have no model) are then not listed.
+    current_model: bool = True
+
+    @property
+    def where(self) -> dict[str, Any] | None:
+        return {"model_id": self.model_id} if self.model_id else None
 
     @property
     def active(self) -> bool:
-        return self.label is not None or self.min_confidence is not None
+        return self.label is not None or self.q is not None or self.min_confidence is not None
 
     def item_filter(self) -> ItemFilter | None:
         if not self.active:
@@ -73,59 +89,151 @@ class ResultsFilter:
         return ItemFilter(
             column="classifications",
             field="label",
-            value=self.label,
+            value=self.q if self.q is not None else self.label,
+            contains=self.q is not None,
             score_field="confidence",
             min_score=self.min_confidence,
         )
 
 
-def find_image(image_id: str, *, table: TableReader, source: Source, bucket: Any) -> ImageResult:
+class _ResultCache:
+    """The newest ``size`` answers, by key; a warehouse query saved per status poll."""
+
+    def __init__(self, size: int) -> None:
+        self._size = size
+        self._items: collections.OrderedDict[tuple[str, str | None], ImageResult] = (
+            collections.OrderedDict()
+        )
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple[str, str | None]) -> ImageResult | None:
+        with self._lock:
+            found = self._items.get(key)
+            if found is not None:
+                self._items.move_to_end(key)
+            return found
+
+    def put(self, key: tuple[str, str | None], result: ImageResult) -> None:
+        with self._lock:
+            self._items[key] = result
+            self._items.move_to_end(key)
+            while len(self._items) > self._size:
+                self._items.popitem(last=False)
+
+
+_CLASSIFIED = _ResultCache(4096)
+
+
+def find_image(
+    image_id: str,
+    *,
+    table: TableQuery,
+    failures: FailureLog,
+    objects: ObjectStore,
+    model_id: str | None = None,
+) -> ImageResult:
     """The status of ``image_id``; ``LookupError`` when no such image was ever stored.
 
-    ``InvalidImageIdError`` (a ``ValueError``) when the id is malformed.
+    With several rows (one per model that classified it), ``model_id``'s row, else the
+    newest. ``InvalidImageIdError`` (a ``ValueError``) when the id is malformed.
     """
-    key, generation = parse_image_id(image_id)
-    rows = table.select(where={"image_id": image_id}, limit=1).records()
+    key, version = parse_image_id(image_id)
+    cached = _CLASSIFIED.get((image_id, model_id))
+    if cached is not None:
+        return cached
+    rows = table.select(where={"image_id": image_id}, limit=20).records()
     if rows:
-        return classified(rows[0])
-    letter = source.dead_letter_for(key)
-    if letter is not None and letter.event.generation == generation:
-        return failed(letter)
-    blob = bucket.get_blob(key)
-    if blob is None:
+        preferred = [row for row in rows if row["model_id"] == model_id]
+        if preferred:
+            # A model's row never changes: later polls need no warehouse query.
+            _CLASSIFIED.put((image_id, model_id), classified(preferred[0]))
+        return classified((preferred or rows)[0])
+    failure = failures.for_object(objects.bucket_name, key)
+    if failure is not None and failure.version == version:
+        return failed(failure)
+    stored = objects.stat(key)
+    if stored is None:
         raise LookupError(image_id)
     return ImageResult(
         image_id=image_id,
-        image_name=display_name(blob.metadata.get(IMAGE_NAME_METADATA) or os.path.basename(key)),
+        image_name=display_name(stored.metadata.get(IMAGE_NAME_METADATA) or os.path.basename(key)),
         status="pending",
     )
 
 
 def list_results(
-    wanted: ResultsFilter, *, table: TableReader, source: Source
+    wanted: ResultsFilter, *, table: TableQuery, failures: FailureLog
 ) -> tuple[list[ImageResult], int]:
     """This page of results, newest first, and how many match in all.
 
     Failed images have no labels, so they are listed only when no filter is set.
     """
     item = wanted.item_filter()
+    where = _model_filter(wanted, table)
     if item is not None:
         rows = table.select(
-            item=item, order_by="upload", limit=wanted.limit, offset=wanted.offset
+            where=where, item=item, order_by="upload", limit=wanted.limit, offset=wanted.offset
         ).records()
-        return [classified(row) for row in rows], table.count(item=item)
-    letters = source.dead_letters(limit=MAX_FAILED_LISTED)
-    total = table.count() + len(letters)
-    if not letters:
-        rows = table.select(order_by="upload", limit=wanted.limit, offset=wanted.offset).records()
+        return [classified(row) for row in rows], table.count(where=where, item=item)
+    failed_count = failures.count() if wanted.current_model else 0
+    total = table.count(where=where) + failed_count
+    if not failed_count:
+        rows = table.select(
+            where=where, order_by="upload", limit=wanted.limit, offset=wanted.offset
+        ).records()
         return [classified(row) for row in rows], total
-    # Merge the two newest-first lists: the page can only hold rows among the first
-    # offset + limit of each.
+    # Merge the two newest-first lists. With F failures, a row on the page has at most F
+    # failures before it, so only rows ranked offset - F .. offset + limit can be on it:
+    # at most limit + F rows are read, however deep the page (a huge offset must not make
+    # the server read the whole table).
     window = wanted.offset + wanted.limit
-    rows = table.select(order_by="upload", limit=window).records()
-    merged = [classified(row) for row in rows] + [failed(letter) for letter in letters]
+    letters = [failed(f) for f in failures.list(limit=min(window, MAX_FAILED_LISTED))]
+    skip = max(0, wanted.offset - len(letters))
+    page_rows = [
+        classified(row)
+        for row in table.select(
+            where=where, order_by="upload", limit=window - skip, offset=skip
+        ).records()
+    ]
+    if not page_rows and skip:
+        return [], total  # fewer rows than skipped: the page lies past the end
+    # Failures newer than the first row read sit before it, above the page (when skip > 0).
+    boundary = (page_rows[0].upload or _EPOCH) if skip else None
+    above = 0
+    merged = page_rows.copy()
+    for letter in letters:
+        if boundary is not None and (letter.upload or _EPOCH) > boundary:
+            above += 1
+        else:
+            merged.append(letter)
     merged.sort(key=lambda result: result.upload or _EPOCH, reverse=True)
-    return merged[wanted.offset : window], total
+    start = wanted.offset - skip - above
+    return merged[start : start + wanted.limit], total
+
+
+def _model_filter(wanted: ResultsFilter, table: TableQuery) -> dict[str, Any] | None:
+    """``wanted.where``, or None while every row is that model's: then the filter changes
+    nothing, and leaving it out keeps the warehouse's label index usable."""
+    where = wanted.where
+    if where is None:
+        return None
+    lowest, highest = table.query("SELECT MIN(model_id), MAX(model_id) FROM {table}").rows[0]
+    return None if lowest == highest == wanted.model_id else where
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelRows:
+    model_id: str
+    rows: int
+
+
+def models_in_table(table: TableQuery) -> list[ModelRows]:
+    """Every model that has rows in the table, the most recently used first."""
+    result = table.query(
+        "SELECT model_id, COUNT(*) AS n, MAX(upload) AS last_upload FROM {table} "
+        "GROUP BY model_id ORDER BY last_upload DESC"
+    )
+    return [ModelRows(str(row[0]), int(row[1])) for row in result.rows]
 
 
 def classified(row: dict[str, Any]) -> ImageResult:
@@ -144,15 +252,15 @@ def classified(row: dict[str, Any]) -> ImageResult:
     )
 
 
-def failed(letter: DeadLetter) -> ImageResult:
-    event = letter.event
+def failed(failure: Failure) -> ImageResult:
+    metadata = json.loads(failure.metadata or "{}")
     return ImageResult(
-        image_id=image_id_for(event.file_path, event.generation),
+        image_id=image_id_for(failure.file_path, failure.version),
         image_name=display_name(
-            event.metadata.get(IMAGE_NAME_METADATA) or os.path.basename(event.file_path)
+            metadata.get(IMAGE_NAME_METADATA) or os.path.basename(failure.file_path)
         ),
         status="failed",
-        upload=event.event_time,
-        size_bytes=event.size,
-        error=letter.error,
+        upload=failure.event_time,
+        size_bytes=failure.size,
+        error=failure.error,
     )

@@ -16,15 +16,17 @@ from typing import Annotated, Any
 
 import jinja2
 from fastapi import HTTPException
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
 from image_classification.dependencies import (
-    BucketDep,
-    ImageStreamDep,
+    FailuresDep,
     ModelDep,
+    ObjectsDep,
     ResultsTableDep,
     SettingsDep,
 )
@@ -39,9 +41,14 @@ from image_classification.processors.auth import (
     session_value,
     token_matches,
 )
+from image_classification.processors.classify_guard import ClassifySlots, check_pixel_budget
+from image_classification.processors.csrf import csrf_token
+from image_classification.processors.export import csv_file_name, stream_csv
+from image_classification.processors.hardening import LoginThrottle, NoSniffMiddleware, byte_range
 from image_classification.processors.limits import BodySizeLimitMiddleware, too_large_message
 from image_classification.processors.metrics import CLASSIFY_REQUEST_SECONDS, UPLOADS
 from image_classification.processors.results import (
+    MAX_FAILED_LISTED,
     ImageResult,
     ImageStatus,
     Label,
@@ -49,8 +56,10 @@ from image_classification.processors.results import (
     ResultsPage,
     find_image,
     list_results,
+    models_in_table,
 )
-from image_classification.processors.thumbnails import make_thumbnail
+from image_classification.processors.stats import compute as compute_stats
+from image_classification.processors.thumbnails import THUMBNAIL_PIXELS, make_thumbnail
 from image_classification.processors.uploads import (
     ACCEPTED_MIME_TYPES,
     SNIFF_BYTES,
@@ -62,16 +71,25 @@ from image_classification.processors.uploads import (
 )
 from image_classification.settings import Settings, get_settings
 from tideflow import Service
-from tideflow.exceptions import ObjectNotFoundError
+from tideflow.exceptions import InvalidQueryError, ObjectNotFoundError
+from tideflow.io.strategies import MAX_SELECT_OFFSET
 from tideflow.requests import File, Form, Query, Request, UploadFile
-from tideflow.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from tideflow.responses import (
+    HTMLResponse,
+    JSONResponse,
+    RedirectResponse,
+    Response,
+    StreamingResponse,
+)
 
 HERE = Path(__file__).parent
 STATIC_DIR = HERE / "static"
 UPLOAD_PATH = "/image-upload"
 CLASSIFY_PATH = "/classify"
 RESULTS_PAGE_PATH = "/image-upload-results"
+RESULTS_CSV_PATH = "/api/results.csv"
 MAX_PAGE_SIZE = 200
+THUMBNAIL_SLOT_WAIT_SECONDS = 10.0
 
 # Pages load only this site's script and styles; previews of chosen files are blob: URLs.
 _PAGE_HEADERS = {
@@ -89,6 +107,31 @@ ImageFile = Annotated[
     UploadFile | None,
     File(description="One image: JPEG, PNG, WebP, GIF, BMP or TIFF (checked from its bytes)."),
 ]
+
+
+class ErrorDetail(BaseModel):
+    detail: str
+
+
+_ERROR_MEANINGS = {
+    400: "Malformed request: a missing or empty file, bad query values (offset, limit, "
+    "min_confidence), or a multipart body that cannot be parsed.",
+    401: "API_TOKEN is set and the request has neither the Bearer token nor the login cookie.",
+    403: "A state-changing request with the login cookie that is not shown to come from this "
+    "site (CSRF): send X-CSRF-Token, or use the Bearer token.",
+    404: "No such image (or no preview of it).",
+    413: "The upload is over MAX_UPLOAD_MB, or (for /classify) the image has more pixels "
+    "than CLASSIFY_MAX_PIXELS.",
+    415: "The file is not a JPEG, PNG, WebP, GIF, BMP or TIFF (checked from its bytes).",
+    416: "The Range asked for lies outside the body.",
+    422: "The image cannot be decoded.",
+    503: "The server is busy (/classify: all CLASSIFY_CONCURRENCY slots in use); see Retry-After.",
+}
+
+
+def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` for the error codes an endpoint can answer."""
+    return {code: {"model": ErrorDetail, "description": _ERROR_MEANINGS[code]} for code in codes}
 
 
 class UploadAccepted(BaseModel):
@@ -122,6 +165,7 @@ _templates.env.globals["static_url"] = static_url
 
 def _page(request: Request, template: str, *, status_code: int = 200, **context: Any) -> Response:
     context["auth_required"] = get_settings().api_token is not None
+    context["csrf_token"] = csrf_token(get_settings().api_token)
     return _templates.TemplateResponse(
         request, template, context, status_code=status_code, headers=_PAGE_HEADERS
     )
@@ -134,12 +178,16 @@ def _count_rejected(path: str) -> None:
 
 service = Service(service_id="image-classification", title="Image classification", version="1.0")
 service.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+service.docs_headers = _PAGE_HEADERS  # /docs (offline Swagger UI) under the pages' CSP
 service.add_middleware(
     BodySizeLimitMiddleware,
     paths=frozenset({UPLOAD_PATH, CLASSIFY_PATH}),
     max_file_bytes=get_settings().max_upload_bytes,
     on_reject=_count_rejected,
 )
+service.add_middleware(NoSniffMiddleware)
+_classify_slots = ClassifySlots(get_settings().classify_concurrency)
+_login_throttle = LoginThrottle()
 
 
 @service.exception_handler(RequestValidationError)
@@ -150,6 +198,27 @@ async def _bad_request(request: Request, exc: RequestValidationError) -> JSONRes
         where = ".".join(str(part) for part in error["loc"][1:]) or str(error["loc"][0])
         problems.append(f"{where}: {error['msg']}")
     return JSONResponse({"detail": "; ".join(problems)}, status_code=400)
+
+
+# python-multipart refuses a part header line over ~4 KB; Starlette says only "Invalid
+# multipart data.", which leaves someone with a long file name guessing.
+_BAD_MULTIPART = (
+    "Invalid multipart data: the body is not well-formed multipart/form-data, or a part "
+    "header is longer than 4 KB (a file name of about 4,000 characters or more). File names "
+    "are kept up to 255 characters; rename the file and upload it again."
+)
+
+
+@service.exception_handler(StarletteHTTPException)
+async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
+    if exc.status_code == 400 and exc.detail == "Invalid multipart data.":
+        exc = StarletteHTTPException(400, _BAD_MULTIPART, exc.headers)
+    return await http_exception_handler(request, exc)
+
+
+@service.exception_handler(InvalidQueryError)
+async def _bad_paging(request: Request, exc: InvalidQueryError) -> JSONResponse:
+    return JSONResponse({"detail": str(exc)}, status_code=400)
 
 
 def _checked_image(
@@ -190,11 +259,12 @@ def upload_page(request: Request, settings: SettingsDep) -> Response:
     method="POST",
     status_code=202,
     response_model=UploadAccepted,
+    responses=_errors(400, 401, 403, 413, 415, 503),
     summary="Store an image; it is classified in the background",
 )
 def upload_image(
     auth: Authorized,
-    bucket_dep: BucketDep,
+    objects_dep: ObjectsDep,
     settings: SettingsDep,
     image_file: ImageFile = None,
 ) -> UploadAccepted:
@@ -203,8 +273,8 @@ def upload_image(
         upload, image_type = _checked_image(image_file, settings)
         image_name = display_name(upload.filename)
         try:
-            key, generation = store_upload(
-                bucket_dep.bucket,
+            stored = store_upload(
+                objects_dep.objects,
                 file=upload.file,
                 image_type=image_type,
                 image_name=image_name,
@@ -216,7 +286,7 @@ def upload_image(
         UPLOADS.labels(_UPLOAD_OUTCOMES.get(exc.status_code, "bad_request")).inc()
         raise
     UPLOADS.labels("accepted").inc()
-    image_id = image_id_for(key, generation)
+    image_id = image_id_for(stored.key, stored.version)
     return UploadAccepted(
         image_id=image_id,
         image_name=image_name,
@@ -227,25 +297,51 @@ def upload_image(
 @service.endpoint(
     "/api/images/{image_id}",
     response_model=ImageStatus,
+    responses=_errors(400, 401, 404, 503),
     summary="Status of one uploaded image: pending, classified or failed",
 )
 def image_status(
     image_id: str,
     auth: Authorized,
     table_dep: ResultsTableDep,
-    stream_dep: ImageStreamDep,
-    bucket_dep: BucketDep,
+    failures_dep: FailuresDep,
+    objects_dep: ObjectsDep,
 ) -> ImageResult:
     try:
         return find_image(
-            image_id, table=table_dep.table, source=stream_dep.source, bucket=bucket_dep.bucket
+            image_id,
+            table=table_dep.table,
+            failures=failures_dep.failures,
+            objects=objects_dep.objects,
+            model_id=current_model_id(get_settings()),
         )
     except (InvalidImageIdError, LookupError) as exc:
         raise HTTPException(404, "No image with this id.") from exc
 
 
+@functools.cache
+def _model_id_of(model: str, engine: str, weights_path: Path | None, mtime: float) -> str:
+    from image_classification.model.loader import model_id_for
+
+    return model_id_for(model, engine, weights_path=weights_path)
+
+
+def current_model_id(settings: Settings) -> str:
+    """The model_id of the model the consumers run now (MODEL/ENGINE), without loading it."""
+    mtime = Path(settings.model).stat().st_mtime if settings.model.endswith(CUSTOM) else 0.0
+    return _model_id_of(settings.model, settings.engine, settings.weights_path, mtime)
+
+
+CUSTOM = (".onnx", ".tflite", ".keras", ".h5")
+
+
 def _results_filter(
-    label: str | None, min_confidence: str | None, limit: int, offset: int
+    label: str | None,
+    min_confidence: str | None,
+    limit: int,
+    offset: int,
+    q: str | None = None,
+    model_id: str | None = None,
 ) -> ResultsFilter:
     """The filter from query values; empty values mean "no filter" (plain HTML forms send them)."""
     minimum = None
@@ -256,46 +352,103 @@ def _results_filter(
             minimum = -1.0
         if not 0.0 <= minimum <= 1.0:
             raise HTTPException(400, "min_confidence must be a number between 0 and 1.")
+    label = (label.strip() or None) if label else None
+    q = (q.strip() or None) if q else None
+    if label is not None and q is not None:
+        raise HTTPException(400, "Give label (exact) or q (part of a label), not both.")
+    current = current_model_id(get_settings())
+    chosen = (model_id.strip() or None) if model_id else None
+    if chosen == "all":
+        chosen = None
     return ResultsFilter(
-        label=(label.strip() or None) if label else None,
+        label=label,
         min_confidence=minimum,
         limit=limit,
         offset=offset,
+        q=q,
+        model_id=chosen if model_id else current,
+        current_model=chosen in (None, current),
     )
 
 
 LabelQuery = Annotated[
     str | None, Query(description="Rows having this label in their top-k (any case).")
 ]
+SearchQuery = Annotated[
+    str | None,
+    Query(description="Rows having a label that contains this text (any case), e.g. 'cat'."),
+]
 MinConfidenceQuery = Annotated[
     str | None, Query(description="Rows with a label (the given one, if any) at least this sure.")
 ]
 LimitQuery = Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)]
-OffsetQuery = Annotated[int, Query(ge=0)]
+# Bounded so that no value reaches a warehouse as an out-of-range OFFSET (400, not 500).
+OffsetQuery = Annotated[int, Query(ge=0, le=MAX_SELECT_OFFSET)]
+ModelQuery = Annotated[
+    str | None,
+    Query(
+        description="Rows of this model_id (default: the current model's; 'all': every model's)."
+    ),
+]
 
 
 @service.endpoint(
-    "/api/results", response_model=ResultsPage, summary="Results, newest first, with filters"
+    "/api/results",
+    response_model=ResultsPage,
+    responses=_errors(400, 401, 503),
+    summary="Results, newest first, with filters",
 )
 def results_api(
     auth: Authorized,
     table_dep: ResultsTableDep,
-    stream_dep: ImageStreamDep,
+    failures_dep: FailuresDep,
     label: LabelQuery = None,
+    q: SearchQuery = None,
     min_confidence: MinConfidenceQuery = None,
     limit: LimitQuery = 50,
     offset: OffsetQuery = 0,
+    model_id: ModelQuery = None,
 ) -> ResultsPage:
-    wanted = _results_filter(label, min_confidence, limit, offset)
-    rows, total = list_results(wanted, table=table_dep.table, source=stream_dep.source)
+    wanted = _results_filter(label, min_confidence, limit, offset, q, model_id)
+    rows, total = list_results(wanted, table=table_dep.table, failures=failures_dep.failures)
     return ResultsPage(rows=rows, total=total)
 
 
-def _results_url(wanted: ResultsFilter, offset: int) -> str:
-    query = {"label": wanted.label, "min_confidence": wanted.min_confidence}
-    values = {name: value for name, value in query.items() if value is not None}
-    values.update(limit=wanted.limit, offset=offset)
-    return f"{RESULTS_PAGE_PATH}?{urllib.parse.urlencode(values)}"
+def _results_url(
+    wanted: ResultsFilter, offset: int, *, path: str = RESULTS_PAGE_PATH, paged: bool = True
+) -> str:
+    query = {
+        "label": wanted.label,
+        "q": wanted.q,
+        "min_confidence": wanted.min_confidence,
+        "model_id": None if wanted.current_model and wanted.model_id else wanted.model_id or "all",
+    }
+    values: dict[str, Any] = {name: value for name, value in query.items() if value is not None}
+    if paged:
+        values.update(limit=wanted.limit, offset=offset)
+    return f"{path}?{urllib.parse.urlencode(values)}".rstrip("?")
+
+
+@service.endpoint(
+    RESULTS_CSV_PATH,
+    response_class=StreamingResponse,
+    responses={200: {"content": {"text/csv": {}}}},
+    summary="Every result matching the filters as CSV (streamed), newest first",
+)
+def results_csv(
+    auth: Authorized,
+    table_dep: ResultsTableDep,
+    label: LabelQuery = None,
+    q: SearchQuery = None,
+    min_confidence: MinConfidenceQuery = None,
+) -> StreamingResponse:
+    wanted = _results_filter(label, min_confidence, 1, 0, q)
+    disposition = f'attachment; filename="{csv_file_name(wanted)}"'
+    return StreamingResponse(
+        stream_csv(wanted, table_dep.table),
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": disposition, "X-Content-Type-Options": "nosniff"},
+    )
 
 
 @service.endpoint(RESULTS_PAGE_PATH, response_class=HTMLResponse, include_in_schema=False)
@@ -303,17 +456,19 @@ def results_page(
     request: Request,
     settings: SettingsDep,
     table_dep: ResultsTableDep,
-    stream_dep: ImageStreamDep,
+    failures_dep: FailuresDep,
     label: LabelQuery = None,
+    q: SearchQuery = None,
     min_confidence: MinConfidenceQuery = None,
     limit: LimitQuery = 50,
     offset: OffsetQuery = 0,
+    model_id: ModelQuery = None,
 ) -> Response:
     if not is_authorized(request, settings.api_token):
         here = urllib.parse.quote(f"{request.url.path}?{request.url.query}".rstrip("?"))
         return RedirectResponse(f"/login?next={here}", status_code=303)
-    wanted = _results_filter(label, min_confidence, limit, offset)
-    rows, total = list_results(wanted, table=table_dep.table, source=stream_dep.source)
+    wanted = _results_filter(label, min_confidence, limit, offset, q, model_id)
+    rows, total = list_results(wanted, table=table_dep.table, failures=failures_dep.failures)
     newer = _results_url(wanted, max(0, offset - limit)) if offset > 0 else None
     older = _results_url(wanted, offset + limit) if offset + limit < total else None
     return _page(
@@ -323,42 +478,111 @@ def results_page(
         rows=rows,
         total=total,
         label=wanted.label or "",
+        q=wanted.q or "",
+        csv_url=_results_url(wanted, 0, path=RESULTS_CSV_PATH, paged=False),
         min_confidence=wanted.min_confidence,
         limit=limit,
         offset=offset,
         prev_url=newer,
         next_url=older,
+        models=models_in_table(table_dep.table),
+        current_model_id=current_model_id(settings),
+        model_id=wanted.model_id or "all",
+        **_corrections_context(request, rows),
     )
+
+
+@service.endpoint("/stats", response_class=HTMLResponse, include_in_schema=False)
+def stats_page(
+    request: Request,
+    settings: SettingsDep,
+    table_dep: ResultsTableDep,
+    failures_dep: FailuresDep,
+) -> Response:
+    if not is_authorized(request, settings.api_token):
+        return RedirectResponse("/login?next=/stats", status_code=303)
+    failures = failures_dep.failures
+    errors = [failure.error for failure in failures.list(limit=MAX_FAILED_LISTED, offset=0)]
+    stats = compute_stats(table_dep.table, errors, failed_total=failures.count())
+    return _page(request, "stats.html", title="Stats", stats=stats)
+
+
+def _corrections_context(request: Request, rows: list[ImageResult]) -> dict[str, Any]:
+    from image_classification.processors import corrections
+
+    shown = [row.image_id for row in rows if row.status == "classified"]
+    return {
+        "corrections": corrections.latest(shown),
+        "corrections_url": f"{RESULTS_PAGE_PATH}/corrections",
+        "here": f"{request.url.path}?{request.url.query}".rstrip("?"),
+    }
 
 
 @service.endpoint(
     "/images/{image_id}/thumbnail",
     response_class=Response,
-    responses={200: {"content": {"image/jpeg": {}}}},
-    summary="A small JPEG preview of a stored image",
+    responses={
+        200: {"content": {"image/jpeg": {}}},
+        206: {"content": {"image/jpeg": {}}, "description": "The bytes a Range asked for."},
+        **_errors(400, 401, 404, 416, 503),
+    },
+    summary="A small JPEG preview of a stored image (HEAD and single byte Range work too)",
 )
 def thumbnail(
-    image_id: str, auth: Authorized, bucket_dep: BucketDep, settings: SettingsDep
+    request: Request,
+    image_id: str,
+    auth: Authorized,
+    objects_dep: ObjectsDep,
+    settings: SettingsDep,
 ) -> Response:
     try:
-        key, _ = parse_image_id(image_id)
+        key, version = parse_image_id(image_id)
     except InvalidImageIdError as exc:
         raise HTTPException(404, "No image with this id.") from exc
-    blob = bucket_dep.bucket.get_blob(key)
+    stored = objects_dep.objects.stat(key)
     # Files copied into the bucket may be any size; previews are made of upload-sized ones.
-    if blob is None or (blob.size or 0) > settings.max_upload_bytes:
+    if stored is None or stored.size > settings.max_upload_bytes:
         raise HTTPException(404, "No preview for this image.")
-    try:
-        preview = make_thumbnail(blob.download_as_bytes())
-    except (ObjectNotFoundError, InvalidImageError) as exc:
-        raise HTTPException(404, "No preview for this image.") from exc
-    return Response(preview, media_type="image/jpeg", headers=_IMAGE_HEADERS)
+    # Decoded in the run process: the same slots and pixel budget as /classify, but a
+    # results page asks for many previews at once, so they wait a little for a slot.
+    with _classify_slots.take(wait=THUMBNAIL_SLOT_WAIT_SECONDS):
+        try:
+            data = objects_dep.objects.get(key, version=version)
+            check_pixel_budget(
+                data, min_size=THUMBNAIL_PIXELS, max_pixels=settings.classify_max_pixels
+            )
+            preview = make_thumbnail(data)
+        except (ObjectNotFoundError, InvalidImageError) as exc:
+            raise HTTPException(404, "No preview for this image.") from exc
+        except HTTPException as exc:
+            if exc.status_code != 413:
+                raise
+            raise HTTPException(404, "No preview for this image (too many pixels).") from exc
+    return _ranged(request, preview)
+
+
+def _ranged(request: Request, body: bytes) -> Response:
+    headers = {**_IMAGE_HEADERS, "Accept-Ranges": "bytes"}
+    wanted = byte_range(request.headers.get("range"), len(body))
+    if wanted is False:
+        headers["Content-Range"] = f"bytes */{len(body)}"
+        return Response(status_code=416, headers=headers)
+    if wanted is None or wanted is True:
+        return Response(body, media_type="image/jpeg", headers=headers)
+    first, last = wanted
+    headers["Content-Range"] = f"bytes {first}-{last}/{len(body)}"
+    return Response(body[first : last + 1], 206, media_type="image/jpeg", headers=headers)
+
+
+# HEAD: the same answer without its body (Uvicorn drops the body of a HEAD response).
+service.endpoint("/images/{image_id}/thumbnail", method="HEAD", include_in_schema=False)(thumbnail)
 
 
 @service.endpoint(
     CLASSIFY_PATH,
     method="POST",
     response_model=ClassifyAnswer,
+    responses=_errors(400, 401, 403, 413, 415, 422, 503),
     summary="Classify an image now, without storing it",
 )
 def classify(
@@ -368,13 +592,21 @@ def classify(
     image_file: ImageFile = None,
 ) -> ClassifyAnswer:
     upload, _ = _checked_image(image_file, settings)
-    data = upload.file.read()
-    started = time.perf_counter()
-    try:
-        result = model.classifier.classify_with_info(data, top_k=model.top_k)
-    except InvalidImageError as exc:
-        raise HTTPException(422, str(exc)) from exc
-    seconds = time.perf_counter() - started
+    # Bounded: this decodes in the process that owns the journal and the warehouse writer.
+    with _classify_slots.take():
+        data = upload.file.read()
+        check_pixel_budget(
+            data,
+            min_size=model.classifier.preprocess.resize,
+            max_pixels=settings.classify_max_pixels,
+        )
+        started = time.perf_counter()
+        try:
+            result = model.classifier.classify_with_info(data, top_k=model.top_k)
+        except InvalidImageError as exc:
+            raise HTTPException(422, str(exc)) from exc
+        seconds = time.perf_counter() - started
+        del data
     CLASSIFY_REQUEST_SECONDS.observe(seconds)
     return ClassifyAnswer(
         classifications=[
@@ -407,7 +639,12 @@ def login(
     target = safe_next(form_next or next_path)
     if settings.api_token is None:
         return RedirectResponse(target, status_code=303)
+    client = request.client.host if request.client else "unknown"
+    wait = _login_throttle.retry_after(client)
+    if wait is not None:
+        return _too_many_logins(request, target, wait)
     if not token_matches(token, settings.api_token):
+        _login_throttle.failed(client)
         return _page(
             request,
             "login.html",
@@ -426,4 +663,17 @@ def login(
         httponly=True,
         samesite="strict",
     )
+    return response
+
+
+def _too_many_logins(request: Request, target: str, wait: int) -> Response:
+    response = _page(
+        request,
+        "login.html",
+        status_code=429,
+        title="Log in",
+        next=target,
+        error=f"Too many wrong tokens from your address: try again in {wait} s.",
+    )
+    response.headers["Retry-After"] = str(wait)
     return response

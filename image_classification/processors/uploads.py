@@ -11,7 +11,9 @@ import dataclasses
 import io
 import unicodedata
 import uuid
-from typing import IO, Any
+from typing import IO, cast
+
+from tideflow.io.strategies import ObjectStore, StoredObject
 
 IMAGE_NAME_METADATA = "image_name"
 UPLOAD_PREFIX = "uploads/"
@@ -98,22 +100,24 @@ class _LimitedReader(io.RawIOBase):
 
 
 def store_upload(
-    bucket: Any,
+    objects: ObjectStore,
     *,
     file: IO[bytes],
     image_type: ImageType,
     image_name: str,
     max_bytes: int,
-) -> tuple[str, int]:
-    """Store ``file`` under a new key; ``(key, generation)`` once the write is journaled.
+) -> StoredObject:
+    """Store ``file`` under a new key; the stored version once it is durable (and, on the
+    local stack, its event journaled).
 
-    ``bucket`` is the stack's bucket client. Bytes are counted while they are copied, so a
-    stream longer than ``max_bytes`` raises ``UploadTooLargeError`` without being kept.
+    Bytes are counted while they are copied, so a stream longer than ``max_bytes`` raises
+    ``UploadTooLargeError`` without being kept.
     """
     key = f"{UPLOAD_PREFIX}{uuid.uuid4().hex}.{image_type.extension}"
-    # Only calls both the local bucket and google-cloud-storage take, so any stack works.
-    blob = bucket.blob(key)
-    blob.metadata = {IMAGE_NAME_METADATA: image_name}
-    blob.upload_from_file(_LimitedReader(file, max_bytes), content_type=image_type.mime)
-    generation = blob.generation
-    return key, int(generation)
+    return objects.put(
+        key,
+        # It has the read()/tell() that the stores call, not all of IO's methods.
+        cast(IO[bytes], _LimitedReader(file, max_bytes)),
+        content_type=image_type.mime,
+        metadata={IMAGE_NAME_METADATA: image_name},
+    )

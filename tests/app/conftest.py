@@ -18,3 +18,16 @@ def shared_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TideflowPro
     yield app
     app.stop()
     app.close()
+
+
+LOCKED_TOKEN = "correct-horse-battery-staple"
+
+
+@pytest.fixture(scope="session")
+def locked_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TideflowProcess]:
+    """The HTTP service alone with API_TOKEN set (uploads are journaled, not classified)."""
+    app = make_app(tmp_path_factory.mktemp("locked") / "home", API_TOKEN=LOCKED_TOKEN)
+    app.start("--only", "service", wait_consumers=False)
+    yield app
+    app.stop()
+    app.close()

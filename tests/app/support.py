@@ -46,6 +46,8 @@ BASE_ENV = {
     "MODEL_THREADS": "",
     "MAX_UPLOAD_MB": "20",
     "API_TOKEN": "",
+    "CLASSIFY_MAX_PIXELS": "",
+    "CLASSIFY_CONCURRENCY": "",
 }
 
 

@@ -1,4 +1,4 @@
-"""Image ids: URL-safe, reversible to (key, generation), and never an unsafe key."""
+"""Image ids: URL-safe, reversible to (key, version), and never an unsafe key."""
 
 from __future__ import annotations
 
@@ -13,14 +13,16 @@ from image_classification.image_ids import InvalidImageIdError, image_id_for, pa
 @pytest.mark.parametrize(
     "key", ["uploads/0f3a.jpg", "holiday photos/IMG 001.JPG", "été/ünïcode.png", "a"]
 )
-def test_round_trip_and_url_safe(key: str) -> None:
-    image_id = image_id_for(key, 42)
+# A local or GCS generation, an S3 version id, an S3 ETag.
+@pytest.mark.parametrize("version", ["42", "3HL4kqtJlcpXroDTDmJ-rmSpXd3dIbrHY", "9b2cf535f27731c9"])
+def test_round_trip_and_url_safe(key: str, version: str) -> None:
+    image_id = image_id_for(key, version)
     assert re.fullmatch(r"[A-Za-z0-9_.-]+", image_id)
-    assert parse_image_id(image_id) == (key, 42)
+    assert parse_image_id(image_id) == (key, version)
 
 
-def test_each_generation_has_its_own_id() -> None:
-    assert image_id_for("a.png", 1) != image_id_for("a.png", 2)
+def test_each_version_has_its_own_id() -> None:
+    assert image_id_for("a.png", "1") != image_id_for("a.png", "2")
 
 
 def _encoded(raw: bytes, suffix: str = ".1") -> str:
@@ -34,6 +36,8 @@ def _encoded(raw: bytes, suffix: str = ".1") -> str:
         "abc",
         "abc.",
         "abc.x",
+        _encoded(b"ok.png", ".a.b"),
+        _encoded(b"ok.png", "." + "9" * 129),
         _encoded(b"../secret"),
         _encoded(b"/etc/passwd"),
         _encoded(b"a/../../b"),

@@ -44,9 +44,9 @@ def test_dotenv_is_read_and_empty_environment_values_mean_default(
     [
         ("MAX_UPLOAD_MB", "abc", "MAX_UPLOAD_MB='abc'"),
         ("TOP_K", "0", "TOP_K='0'"),
-        ("MODEL", "alexnet", "MODEL='alexnet': unknown model"),
-        ("ENGINE", "tensorflow", "ENGINE='tensorflow': unknown engine"),
-        ("STACK", "mars", "STACK='mars'"),
+        ("MODEL", "alexnet", "MODEL='alexnet': Unknown model 'alexnet'. Known models:"),
+        ("ENGINE", "tensorflow", "ENGINE='tensorflow': Unknown engine 'tensorflow'. Choose"),
+        ("STACK", "gpc", "STACK='gpc': no such stack 'gpc'; did you mean 'gcp'?"),
         ("NUM_REPLICAS", "-1", "NUM_REPLICAS='-1'"),
         ("MODEL_PATH", "/no/such/weights.pth", "MODEL_PATH="),
     ],
@@ -69,13 +69,16 @@ def test_a_bad_token_is_never_echoed(monkeypatch: pytest.MonkeyPatch) -> None:
     assert "short" not in str(raised.value)
 
 
-def test_gcp_needs_a_project(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("STACK", "gcp")
-    monkeypatch.delenv("GCP_PROJECT_ID", raising=False)  # the gcp tests' emulators set it
-    with pytest.raises(ConfigError, match="GCP_PROJECT_ID is required"):
-        get_settings()
-    monkeypatch.setenv("GCP_PROJECT_ID", "demo")
-    assert get_settings().gcs_bucket == "demo-image-bucket"
+def test_models_and_engines_take_the_model_registrys_names(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # One list: the spellings the classifier accepts (ImageAI's included) are the settings'.
+    (tmp_path / "mobilenet_v2-b0353104.pth").write_bytes(b"placed by the user")
+    monkeypatch.setenv("MODEL", "MobileNetV2")
+    monkeypatch.setenv("MODEL_PATH", str(tmp_path))
+    monkeypatch.setenv("ENGINE", "pytorch")
+    settings = get_settings()
+    assert (settings.model, settings.engine) == ("mobilenet_v2", "torch")
 
 
 def test_threads_share_the_cores_among_replicas() -> None:

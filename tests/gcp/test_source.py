@@ -1,240 +1,222 @@
-"""The Pub/Sub source's ack / nack / lease / flow-control / dead-letter logic, on the fake."""
+"""The Pub/Sub source against Google's Pub/Sub emulator, fed by fake-gcs-server.
+
+Objects written into the bucket raise OBJECT_FINALIZE messages that fake-gcs-server
+publishes itself (no hand-made bridge); the source pulls, acks, nacks, extends and
+dead-letters them on the emulator. Faults the emulator cannot produce (a failing
+dead-letter publish) use a transport wrapper passed in explicitly.
+"""
 
 from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable, Iterator, Sequence
 
 import pytest
+from google.api_core import exceptions as api_exceptions
 
-from tests.gcp.conftest import ManualClock
+from tests.gcp.conftest import EventingStorage, unique
 from tideflow.exceptions import SourceError
-from tideflow.io.gcp import GCSFileChangeStream
-from tideflow.io.gcp.fake_pubsub import FakeNotifications, FakePubSub
+from tideflow.io.gcp import GCSBucket, GCSFileChangeStream
+from tideflow.io.gcp.google_transport import GooglePubSubTransport
 from tideflow.io.gcp.source import PubSubSource
-
-
-def upload(notifications: FakeNotifications, stream: GCSFileChangeStream, key: str) -> str:
-    """What Cloud Storage publishes when ``key`` is written; the message id."""
-    (message_id,) = notifications.object_finalized(
-        {
-            "bucket": stream.gcs_bucket.bucket_name,
-            "name": key,
-            "generation": str(abs(hash(key)) % 10**12),
-            "size": "3",
-            "contentType": "image/png",
-            "updated": "2026-05-01T10:00:00.000Z",
-        }
-    )
-    return message_id
+from tideflow.io.gcp.transport import ReceivedMessage
+from tideflow.types import DeadLetter, Delivery
 
 
 @pytest.fixture
-def source(stream: GCSFileChangeStream) -> PubSubSource:
+def stream(
+    eventing_storage: Callable[[str, str], EventingStorage],
+) -> Iterator[GCSFileChangeStream]:
+    """A bucket on fake-gcs-server whose events reach an applied stream on the emulator."""
+    name = unique("src")
+    eventing_storage(name, f"{name}-changes")
+    bucket = GCSBucket(bucket_name=name).options(force_destroy=True)
+    bucket.apply()
+    applied = GCSFileChangeStream(
+        bucket,
+        max_attempts=3,
+        lease_seconds=30,
+        max_outstanding=4,
+        retry_min_seconds=0,
+        retry_max_seconds=0,
+    )
+    applied.apply()
+    yield applied
+    applied.destroy()
+
+
+@pytest.fixture
+def source(stream: GCSFileChangeStream) -> Iterator[PubSubSource]:
     created = stream.source()
-    # The fake answers at once; no need to wait for stragglers when scanning dead letters.
-    created.scan_timeout = 0.01
-    return created
+    yield created
+    created.close()
 
 
-def test_pulled_events_carry_identity_and_acked_ones_are_gone(
-    stream: GCSFileChangeStream,
-    source: PubSubSource,
-    notifications: FakeNotifications,
-    pubsub: FakePubSub,
-    clock: ManualClock,
+def put(stream: GCSFileChangeStream, key: str, data: bytes = b"abc") -> int:
+    blob = stream.gcs_bucket.client().blob(key)
+    blob.upload_from_string(data, content_type="image/png")
+    return int(blob.generation)
+
+
+def pull_n(source: PubSubSource, count: int, *, timeout: float = 10.0) -> list[Delivery]:
+    got: list[Delivery] = []
+    deadline = time.monotonic() + timeout
+    while len(got) < count and time.monotonic() < deadline:
+        got += source.pull(max_messages=count - len(got), timeout=0.5)
+    return got
+
+
+def dead_letters(
+    stream: GCSFileChangeStream, count: int, *, timeout: float = 10.0
+) -> list[DeadLetter]:
+    """The dead letters once ``count`` are there (the emulator forwards them lazily)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        found = stream.dead_letter_queue().list()
+        if len(found) >= count or time.monotonic() > deadline:
+            return found
+        time.sleep(0.3)
+
+
+def test_an_object_written_to_the_bucket_is_delivered_and_acked_once(
+    stream: GCSFileChangeStream, source: PubSubSource
 ) -> None:
-    upload(notifications, stream, "a.png")
+    generation = put(stream, "a b.png", b"pixels")
 
-    (delivery,) = source.pull(max_messages=10, timeout=1)
-    assert delivery.event.file_path == "a.png"
-    assert delivery.event.bucket == stream.gcs_bucket.bucket_name
-    assert delivery.event.reader is stream.gcs_bucket
+    (delivery,) = pull_n(source, 1)
+    event = delivery.event
+    assert (event.file_path, event.bucket, event.generation, event.size) == (
+        "a b.png",
+        stream.gcs_bucket.bucket_name,
+        generation,
+        6,
+    )
+    assert event.metadata["content_type"] == "image/png"
+    assert event.blob == b"pixels"
     assert delivery.attempt == 1
 
     source.ack([delivery.ack_id])
-    clock.advance(600)
-    assert source.pull(max_messages=10, timeout=0) == []
-    assert pubsub.backlog(stream.subscription) == 0
+    assert source.pull(max_messages=5, timeout=1.5) == []
     assert source.stats().done == 1
 
 
-def test_a_retryable_nack_redelivers_at_once_with_the_attempt_counted(
-    stream: GCSFileChangeStream, source: PubSubSource, notifications: FakeNotifications
+def test_a_retryable_nack_redelivers_with_the_attempt_counted(
+    stream: GCSFileChangeStream, source: PubSubSource
 ) -> None:
-    upload(notifications, stream, "a.png")
-    (first,) = source.pull(max_messages=1, timeout=1)
+    put(stream, "a.png")
+    (first,) = pull_n(source, 1)
 
     source.nack(first.ack_id, error="model crashed", retryable=True)
 
-    (second,) = source.pull(max_messages=1, timeout=0)
-    assert second.event == first.event
-    assert second.ack_id != first.ack_id
+    (second,) = pull_n(source, 1)
+    assert second.event.event_id == first.event.event_id
     assert second.attempt == 2
-    assert source.dead_letters() == []
+    assert stream.dead_letter_queue().list() == []
 
 
 def test_after_max_attempts_the_event_is_dead_lettered_with_its_error(
-    stream: GCSFileChangeStream, source: PubSubSource, notifications: FakeNotifications
+    stream: GCSFileChangeStream, source: PubSubSource
 ) -> None:
-    upload(notifications, stream, "bad.png")
+    put(stream, "bad.png")
     for attempt in range(1, stream.max_attempts + 1):
-        (delivery,) = source.pull(max_messages=1, timeout=0)
+        (delivery,) = pull_n(source, 1)
         assert delivery.attempt == attempt
-        source.nack(delivery.ack_id, error=f"failure {attempt}", retryable=True)
+        dead = source.nack(delivery.ack_id, error=f"failure {attempt}", retryable=True)
+        assert dead is (attempt == stream.max_attempts)
 
-    assert source.pull(max_messages=1, timeout=0) == []
-    (letter,) = source.dead_letters()
+    assert source.pull(max_messages=1, timeout=1) == []
+    (letter,) = stream.dead_letter_queue().list()
     assert letter.event.file_path == "bad.png"
     assert letter.attempts == stream.max_attempts
     assert letter.error == f"failure {stream.max_attempts}"
-    assert source.dead_letter_for("bad.png") == letter
-    assert source.dead_letter_for("other.png") is None
-    assert source.stats().dead_lettered == 1
 
 
-def test_a_non_retryable_failure_is_dead_lettered_at_once(
-    stream: GCSFileChangeStream, source: PubSubSource, notifications: FakeNotifications
+def test_a_non_retryable_failure_is_dead_lettered_at_once_and_can_be_retried(
+    stream: GCSFileChangeStream, source: PubSubSource
 ) -> None:
-    upload(notifications, stream, "corrupt.png")
-    (delivery,) = source.pull(max_messages=1, timeout=0)
+    put(stream, "corrupt.png")
+    (delivery,) = pull_n(source, 1)
 
-    source.nack(delivery.ack_id, error="cannot identify image file\nline two", retryable=False)
+    assert source.nack(
+        delivery.ack_id, error="cannot identify image file\nline two", retryable=False
+    )
 
-    assert source.pull(max_messages=1, timeout=0) == []
-    (letter,) = source.dead_letters()
-    assert letter.attempts == 1
-    assert letter.error == "cannot identify image file line two"
-
-
-def test_retrying_dead_letters_delivers_them_again_with_fresh_attempts(
-    stream: GCSFileChangeStream, source: PubSubSource, notifications: FakeNotifications
-) -> None:
-    for key in ("one.png", "two.png"):
-        upload(notifications, stream, key)
-    for delivery in source.pull(max_messages=2, timeout=0):
-        source.nack(delivery.ack_id, error="broken", retryable=False)
-    letters = {d.event.file_path: d for d in source.dead_letters()}
-
-    assert source.retry_dead_letters([letters["two.png"].id]) == 1
-
-    (again,) = source.pull(max_messages=5, timeout=0)
-    assert again.event.file_path == "two.png"
-    assert again.attempt == 1
-    assert [d.event.file_path for d in source.dead_letters()] == ["one.png"]
-    assert source.retry_dead_letters() == 1
-    assert source.retry_dead_letters([]) == 0
-    assert source.dead_letters() == []
-
-
-def test_an_unextended_lease_expires_and_an_extended_one_does_not(
-    stream: GCSFileChangeStream,
-    source: PubSubSource,
-    notifications: FakeNotifications,
-    clock: ManualClock,
-) -> None:
-    upload(notifications, stream, "slow.png")
-    upload(notifications, stream, "lost.png")
-    deliveries = {d.event.file_path: d for d in source.pull(max_messages=2, timeout=0)}
-
-    clock.advance(stream.lease_seconds - 5)
-    source.extend([deliveries["slow.png"].ack_id], seconds=stream.lease_seconds)
-    clock.advance(10)
-
-    (redelivered,) = source.pull(max_messages=5, timeout=0)
-    assert redelivered.event.file_path == "lost.png"
-    assert redelivered.attempt == 2
-    source.ack([deliveries["slow.png"].ack_id, redelivered.ack_id])
-    clock.advance(600)
-    assert source.pull(max_messages=5, timeout=0) == []
+    queue = stream.dead_letter_queue()
+    (letter,) = queue.list()
+    assert (letter.attempts, letter.error) == (1, "cannot identify image file line two")
+    assert queue.count() == 1
+    assert queue.retry([letter.id]) == 1
+    (again,) = pull_n(source, 1)
+    assert again.event.file_path == "corrupt.png"
+    source.ack([again.ack_id])
+    assert queue.list() == []
 
 
 def test_pubsub_dead_letters_what_no_consumer_ever_finished(
-    stream: GCSFileChangeStream,
-    source: PubSubSource,
-    notifications: FakeNotifications,
-    clock: ManualClock,
+    stream: GCSFileChangeStream, source: PubSubSource
 ) -> None:
-    # A replica that dies leaves its lease to run out; Pub/Sub's own policy (at least 5
-    # deliveries) then moves the message to the dead-letter topic.
-    upload(notifications, stream, "killer.png")
+    # A run process that dies leaves its leases; Pub/Sub's own policy (5 deliveries at
+    # least) then moves the message to the dead-letter topic.
+    put(stream, "killer.png")
     policy = stream.subscription_config().max_delivery_attempts
     assert policy == 5
     for _ in range(policy):
-        assert len(source.pull(max_messages=1, timeout=0)) == 1
-        source.release_all()  # What a crashed run process's leases amount to.
-        clock.advance(stream.lease_seconds + 1)
+        assert len(pull_n(source, 1)) == 1
+        source.release_all()
 
-    assert source.pull(max_messages=1, timeout=0) == []
-    (letter,) = source.dead_letters()
+    assert source.pull(max_messages=1, timeout=1.5) == []
+    (letter,) = dead_letters(stream, 1)
     assert letter.event.file_path == "killer.png"
     assert letter.attempts == policy
     assert "delivery attempts exhausted" in letter.error
 
 
-def test_flow_control_bounds_the_leased_messages(
-    stream: GCSFileChangeStream, source: PubSubSource, notifications: FakeNotifications
+def test_flow_control_bounds_leased_messages_and_an_ack_makes_room(
+    stream: GCSFileChangeStream, source: PubSubSource
 ) -> None:
-    for index in range(10):
-        upload(notifications, stream, f"{index}.png")
+    for index in range(6):
+        put(stream, f"{index}.png")
 
-    first = source.pull(max_messages=3, timeout=0)
-    second = source.pull(max_messages=3, timeout=0)
-    assert (len(first), len(second)) == (3, 1)
-    started = time.monotonic()
-    assert source.pull(max_messages=3, timeout=0.2) == []
-    assert time.monotonic() - started >= 0.2
+    held = pull_n(source, 4)
+    assert len(held) == 4
+    assert source.pull(max_messages=3, timeout=1.0) == []
     assert source.stats().in_flight == stream.max_outstanding
 
-    source.ack([first[0].ack_id])
-    assert len(source.pull(max_messages=3, timeout=0)) == 1
-
-
-def test_a_waiting_pull_wakes_when_an_ack_makes_room(
-    stream: GCSFileChangeStream, source: PubSubSource, notifications: FakeNotifications
-) -> None:
-    for index in range(5):
-        upload(notifications, stream, f"{index}.png")
-    held = source.pull(max_messages=4, timeout=0)
     got: list[int] = []
-    waiter = threading.Thread(
-        target=lambda: got.append(len(source.pull(max_messages=1, timeout=5)))
-    )
+    waiter = threading.Thread(target=lambda: got.append(len(pull_n(source, 1))))
     waiter.start()
-    time.sleep(0.1)
     source.ack([held[0].ack_id])
-    waiter.join(5)
+    waiter.join(15)
     assert got == [1]
 
 
 def test_release_all_hands_every_lease_back(
-    stream: GCSFileChangeStream, source: PubSubSource, notifications: FakeNotifications
+    stream: GCSFileChangeStream, source: PubSubSource
 ) -> None:
     for index in range(3):
-        upload(notifications, stream, f"{index}.png")
-    assert len(source.pull(max_messages=3, timeout=0)) == 3
+        put(stream, f"{index}.png")
+    assert len(pull_n(source, 3)) == 3
 
     assert source.release_all() == 3
 
     assert source.stats().in_flight == 0
-    assert len(source.pull(max_messages=3, timeout=0)) == 3
+    assert {d.attempt for d in pull_n(source, 3)} == {2}
 
 
 def test_messages_that_are_not_notifications_are_dead_lettered_unseen(
-    stream: GCSFileChangeStream, source: PubSubSource, pubsub: FakePubSub
+    stream: GCSFileChangeStream, source: PubSubSource
 ) -> None:
+    pubsub = stream.pubsub()
     pubsub.publish(stream.topic, b"hello", {"origin": "someone else"})
     pubsub.publish(
-        stream.topic,
-        b"{}",
-        {"eventType": "OBJECT_DELETE", "bucketId": "b", "objectId": "gone.png"},
+        stream.topic, b"{}", {"eventType": "OBJECT_DELETE", "bucketId": "b", "objectId": "x"}
     )
 
-    assert source.pull(max_messages=5, timeout=0) == []
-    (letter,) = source.dead_letters()
+    assert source.pull(max_messages=5, timeout=2) == []
+    (letter,) = dead_letters(stream, 1)
     assert "no eventType" in letter.error
     assert letter.event.file_path.startswith("(unreadable message")
-    assert pubsub.backlog(stream.subscription) == 0
 
 
 def test_a_missing_subscription_is_a_source_error(
@@ -242,12 +224,166 @@ def test_a_missing_subscription_is_a_source_error(
 ) -> None:
     stream.destroy()
     with pytest.raises(SourceError, match="cannot pull from") as caught:
-        source.pull(max_messages=1, timeout=0)
+        source.pull(max_messages=1, timeout=5)
     assert stream.subscription in str(caught.value)
-    assert caught.value.__cause__ is not None
 
 
 def test_nack_of_an_unknown_ack_id_is_ignored(source: PubSubSource) -> None:
-    source.nack("never-leased", error="x")
+    assert source.nack("never-leased", error="x") is False
     source.extend(["never-leased"], seconds=30)
     assert source.stats().in_flight == 0
+
+
+def test_the_subscription_has_a_retry_policy_and_dead_letters_are_kept(
+    pubsub_emulator: str, offline_bucket: GCSBucket, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", "http://127.0.0.1:9")  # never called
+    stream = GCSFileChangeStream(offline_bucket)
+    stream.apply()
+    try:
+        found = stream.pubsub().get_subscription(stream.subscription)
+        assert found is not None
+        assert (found.retry_min_seconds, found.retry_max_seconds) == (10, 600)
+        letters = stream.pubsub().get_subscription(stream.dead_letter_subscription)
+        assert letters is not None
+        # 31 days on Google Cloud; the emulator's ceiling is 7.
+        assert letters.retention_seconds == 7 * 24 * 3600
+        assert stream.plan().action.value == "no change"
+    finally:
+        stream.destroy()
+
+
+# -- what the defects were, shown on the emulator ----------------------------------------
+
+
+class Recording(GooglePubSubTransport):
+    """The Google transport, recording pulls and lease changes; publish can be made to fail."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.pull_timeouts: list[float] = []
+        self.modacks: list[tuple[int, int]] = []
+        self.fail_publish = False
+
+    def pull(
+        self, subscription: str, *, max_messages: int, timeout: float
+    ) -> list[ReceivedMessage]:
+        self.pull_timeouts.append(timeout)
+        return super().pull(subscription, max_messages=max_messages, timeout=timeout)
+
+    def modify_ack_deadline(
+        self, subscription: str, ack_ids: Sequence[str], *, seconds: int
+    ) -> None:
+        self.modacks.append((len(ack_ids), seconds))
+        super().modify_ack_deadline(subscription, ack_ids, seconds=seconds)
+
+    def publish(self, topic: str, data: bytes, attributes: dict[str, str]) -> str:
+        if self.fail_publish:
+            raise api_exceptions.ServiceUnavailable("dead-letter topic unreachable")
+        return super().publish(topic, data, attributes)
+
+
+def recording_source(stream: GCSFileChangeStream, **overrides: float) -> PubSubSource:
+    source = stream.source()
+    wrapped = Recording()
+    source.pubsub = wrapped
+    for name, value in overrides.items():
+        setattr(source, name, value)
+    return source
+
+
+def test_short_pulls_by_the_worker_never_cut_a_pubsub_pull_short(
+    stream: GCSFileChangeStream,
+) -> None:
+    # 4d: the worker asks every 0.5 s; the Pub/Sub call itself runs with its normal
+    # deadline on the source's thread, so nothing is stranded and no attempt is spent.
+    source = recording_source(stream)
+    try:
+        for _ in range(4):
+            assert source.pull(max_messages=1, timeout=0.5) == []
+        put(stream, "late.png")
+        (delivery,) = pull_n(source, 1, timeout=5)
+        assert delivery.attempt == 1
+        assert isinstance(source.pubsub, Recording)
+        assert min(source.pubsub.pull_timeouts) >= 60
+        source.ack([delivery.ack_id])
+    finally:
+        source.close()
+
+
+def test_retryable_failures_come_back_after_growing_delays(
+    stream: GCSFileChangeStream,
+) -> None:
+    # 4c: a nack is not "now" but retry_min_seconds doubled per attempt.
+    source = recording_source(stream, retry_min_seconds=1, retry_max_seconds=600)
+    assert [source.retry_delay(a) for a in (1, 2, 3, 4)] == [1, 2, 4, 8]
+    try:
+        put(stream, "flaky.png")
+        (first,) = pull_n(source, 1)
+        source.nack(first.ack_id, error="BigQuery blip", retryable=True)
+        started = time.monotonic()
+        assert source.pull(max_messages=1, timeout=0.5) == []
+        (second,) = pull_n(source, 1, timeout=10)
+        assert time.monotonic() - started >= 0.9
+        assert second.attempt == 2
+        assert isinstance(source.pubsub, Recording)
+        assert (1, 1) in source.pubsub.modacks
+        source.ack([second.ack_id])
+    finally:
+        source.close()
+
+
+def test_a_frequent_heartbeat_extends_a_lease_once_per_half_lease(
+    stream: GCSFileChangeStream,
+) -> None:
+    # 4k: the worker's heartbeat runs every 2 s; the source calls Pub/Sub only when half
+    # of the lease has passed.
+    now = [1000.0]
+    source = recording_source(stream, clock=lambda: now[0])
+    try:
+        put(stream, "slow.png")
+        (delivery,) = pull_n(source, 1)
+        assert isinstance(source.pubsub, Recording)
+        source.pubsub.modacks.clear()
+        for _ in range(10):  # 20 s of heartbeats on a 30 s lease
+            now[0] += 2
+            source.extend([delivery.ack_id], seconds=30)
+        assert source.pubsub.modacks == [(1, 30)]
+        source.ack([delivery.ack_id])
+    finally:
+        source.close()
+
+
+def test_a_failed_dead_letter_publish_frees_its_flow_control_slot(
+    stream: GCSFileChangeStream,
+) -> None:
+    # 4i: the message goes back to Pub/Sub and the source keeps pulling.
+    source = recording_source(stream)
+    try:
+        put(stream, "doomed.png")
+        (delivery,) = pull_n(source, 1)
+        assert isinstance(source.pubsub, Recording)
+        source.pubsub.fail_publish = True
+        with pytest.raises(SourceError, match="dead letter"):
+            source.nack(delivery.ack_id, error="broken", retryable=False)
+        assert source.stats().in_flight == 0
+        source.pubsub.fail_publish = False
+        (again,) = pull_n(source, 1)
+        assert again.event.file_path == "doomed.png"
+        source.nack(again.ack_id, error="broken", retryable=False)
+        assert source.stats().in_flight == 0
+    finally:
+        source.close()
+
+
+def test_replay_publishes_the_same_event_again(
+    stream: GCSFileChangeStream, source: PubSubSource
+) -> None:
+    put(stream, "a.png")
+    (first,) = pull_n(source, 1)
+    source.ack([first.ack_id])
+    stored = stream.gcs_bucket.objects().stat("a.png")
+    assert stored is not None
+    assert stream.replay([stored]) == 1
+    (again,) = pull_n(source, 1)
+    assert again.event.event_id == first.event.event_id

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from google.api_core import exceptions as api_exceptions
 
 from tests.gcp.conftest import PROJECT
+from tests.gcp.fake_pubsub import FakeNotifications, FakePubSub
 from tideflow.exceptions import ConfigError, PrimitiveError
-from tideflow.io.gcp import GCSBucket, GCSFileChangeStream
-from tideflow.io.gcp.fake_pubsub import FakeNotifications, FakePubSub
-from tideflow.io.gcp.transport import SubscriptionConfig
+from tideflow.io.gcp import GCSBucket, GCSFileChangeStream, stream_parts
+from tideflow.io.gcp.transport import NotificationConfig, SubscriptionConfig
 from tideflow.io.primitive import PlanAction
 
 STORAGE_AGENT = "serviceAccount:service-123456789@gs-project-accounts.iam.gserviceaccount.com"
@@ -56,6 +58,8 @@ def test_apply_creates_topics_subscriptions_notification_and_grants(
         ack_deadline_seconds=60,
         dead_letter_topic=fresh.dead_letter_topic,
         max_delivery_attempts=5,
+        retry_min_seconds=10,
+        retry_max_seconds=600,
     )
     assert pubsub.subscriptions()[fresh.dead_letter_subscription].topic == fresh.dead_letter_topic
     (notification,) = notifications.list_notifications(bucket)
@@ -181,10 +185,115 @@ def test_names_and_options_are_checked(
     with pytest.raises(ConfigError, match="not a valid Pub/Sub name"):
         GCSFileChangeStream(digits, stream_id="goog-stream")
     stream = GCSFileChangeStream(digits, pubsub=pubsub, notifications=notifications)
-    for option, value in (("max_attempts", 0), ("lease_seconds", 5), ("max_outstanding", 0)):
-        stream.options(**{option: value})
+    for option, value in (
+        ("max_attempts", 0),
+        ("lease_seconds", 5),
+        ("max_outstanding", 0),
+        ("retry_min_seconds", 601),
+    ):
         with pytest.raises(ConfigError, match=option):
-            stream.plan()
-        stream.options(max_attempts=5, lease_seconds=60, max_outstanding=10)
-    with pytest.raises(TypeError, match="unknown option"):
+            stream.options(**{option: value})
+    stream.options(retry_min_seconds=100, retry_max_seconds=50)
+    with pytest.raises(ConfigError, match="retry_min_seconds"):
+        stream.plan()
+    with pytest.raises(ConfigError, match="unknown option"):
         stream.options(ack_deadline=10)
+
+
+def test_concurrent_applies_leave_one_notification_and_plan_reports_extras(
+    fresh: GCSFileChangeStream, notifications: FakeNotifications
+) -> None:
+    # 4e: creating a notification is a POST; two `apply`s racing each create one, and every
+    # upload is then delivered twice. Plan must see it; apply keeps the lowest id.
+    fresh.apply()
+    bucket = fresh.gcs_bucket.bucket_name
+    (first,) = notifications.list_notifications(bucket)
+    notifications.create_notification(
+        bucket, topic=fresh.topic, event_types=["OBJECT_FINALIZE"], payload_format="JSON_API_V1"
+    )
+
+    (planned,) = [c for c in fresh.plan().children if c.kind == "GCSNotification"]
+    assert planned.action is PlanAction.UPDATE
+    assert "1 extra configuration" in planned.detail
+
+    fresh.apply()
+    assert notifications.list_notifications(bucket) == [first]
+    assert not fresh.plan().changes
+
+
+class RacingNotifications(FakeNotifications):
+    """Another apply creates its configuration right after ours."""
+
+    def create_notification(self, bucket: str, **kwargs: Any) -> NotificationConfig:
+        rival = super().create_notification(bucket, **kwargs)
+        super().create_notification(bucket, **kwargs)
+        return rival
+
+
+def test_an_apply_that_raced_another_deletes_the_duplicate(
+    offline_bucket: GCSBucket, pubsub: FakePubSub
+) -> None:
+    notifications = RacingNotifications(pubsub)
+    stream = GCSFileChangeStream(offline_bucket, pubsub=pubsub, notifications=notifications)
+    stream.apply()
+    (kept,) = notifications.list_notifications(offline_bucket.bucket_name)
+    assert kept.notification_id == "1"
+
+
+class SlowGrant(FakeNotifications):
+    """Cloud Storage answers 403 until the publisher grant has propagated."""
+
+    def __init__(self, pubsub: FakePubSub, refusals: int) -> None:
+        super().__init__(pubsub)
+        self.refusals = refusals
+
+    def create_notification(self, bucket: str, **kwargs: Any) -> NotificationConfig:
+        if self.refusals:
+            self.refusals -= 1
+            raise api_exceptions.Forbidden("The service account does not have permission")
+        return super().create_notification(bucket, **kwargs)
+
+
+def test_the_notification_waits_for_the_publisher_grant_to_propagate(
+    offline_bucket: GCSBucket, pubsub: FakePubSub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # 4a: retried with backoff for ~2 minutes, then the error names the service agent.
+    slept: list[float] = []
+    monkeypatch.setattr(stream_parts.time, "sleep", slept.append)
+    stream = GCSFileChangeStream(offline_bucket, pubsub=pubsub, notifications=SlowGrant(pubsub, 3))
+    stream.apply()
+    assert slept == [2.0, 4.0, 8.0]
+    assert len(stream.notifications().list_notifications(offline_bucket.bucket_name)) == 1
+
+    slept.clear()
+    never = GCSFileChangeStream(
+        GCSBucket(project_id=PROJECT, bucket_name="never-granted"),
+        pubsub=pubsub,
+        notifications=SlowGrant(pubsub, 10**6),
+    )
+    with pytest.raises(PrimitiveError) as caught:
+        never.apply()
+    assert 115 <= sum(slept) <= 150
+    assert STORAGE_AGENT.removeprefix("serviceAccount:") in str(caught.value)
+    assert "roles/pubsub.publisher" in str(caught.value)
+
+
+def test_under_the_emulators_apply_skips_grants_and_leaves_the_notification(
+    pubsub_emulator: str,
+    offline_bucket: GCSBucket,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # The Pub/Sub emulator answers 501 to IAM calls; fake-gcs-server publishes by itself.
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", "http://127.0.0.1:9")  # never called
+    stream = GCSFileChangeStream(offline_bucket)
+    caplog.set_level("INFO", logger="tideflow.gcp")
+    try:
+        step = stream.apply()
+        assert {c.kind for c in step.children} == {"GCPPubSubTopic", "GCPPubSubSubscription"}
+        assert not stream.apply().changes
+        said = [r.getMessage() for r in caplog.records if r.name == "tideflow.gcp"]
+        assert len([m for m in said if "no IAM grants" in m]) == 1
+        assert len([m for m in said if "left to the Storage emulator" in m]) == 1
+    finally:
+        stream.destroy()

@@ -33,7 +33,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 def test_unknown_model_lists_the_known_ones() -> None:
     with pytest.raises(ConfigurationError, match="Known models: efficientnet_lite0, mobilenet_v2"):
-        load_classifier("vgg16")
+        load_classifier("vgg19")
 
 
 def test_unknown_engine() -> None:

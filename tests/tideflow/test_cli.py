@@ -74,11 +74,13 @@ def test_plan_apply_twice_and_destroy(tideflow_factory: Callable[..., TideflowPr
     app = tideflow_factory(TEXTFLOW)
     plan = app.cli("plan")
     assert plan.returncode == 0
-    assert plan.stdout.count("create") == 4
+    # bucket, stream, dataset, table, and the table's failure log beside it
+    assert plan.stdout.count("create") == 5
+    assert "texts_failures" in plan.stdout
 
     first = app.cli("apply", "--yes")
     assert first.returncode == 0, first.stderr
-    assert "Applied. 4 primitive(s) changed." in first.stdout
+    assert "Applied. 5 primitive(s) changed." in first.stdout
     second = app.cli("apply", "--yes")
     assert second.returncode == 0
     assert "No changes." in second.stdout
@@ -86,7 +88,7 @@ def test_plan_apply_twice_and_destroy(tideflow_factory: Callable[..., TideflowPr
 
     destroyed = app.cli("destroy", "--yes")
     assert destroyed.returncode == 0, destroyed.stderr
-    assert "Removed 4 primitive(s)" in destroyed.stdout
+    assert "Removed 5 primitive(s)" in destroyed.stdout
     assert not (app.home / "warehouse.duckdb").exists()
     assert "Nothing to remove." in app.cli("destroy", "--yes").stdout
 

@@ -142,3 +142,92 @@ def test_warm_up_builds_replica_dependencies_before_the_first_event() -> None:
     with contextlib.ExitStack() as call:
         resolver.solve(get_dependant(handler), call)
     assert built.count("model") == 1
+
+
+def test_a_dependency_asked_twice_in_one_call_is_built_once() -> None:
+    opened: list[int] = []
+
+    @dependency(scope=Scope.NO_SCOPE)
+    def session():  # type: ignore[no-untyped-def]
+        opened.append(len(opened))
+        yield object()
+
+    @dependency(scope=Scope.NO_SCOPE)
+    class Repository:
+        def __init__(self, session: Annotated[object, session]) -> None:
+            self.session = session
+
+    def endpoint(repo: Repository, session: Annotated[object, session]) -> bool:
+        return repo.session is session
+
+    resolver = Resolver()
+    for _ in range(2):
+        with resolver.call() as call:
+            assert endpoint(**resolver.solve(get_dependant(endpoint), call))
+    assert opened == [0, 1]  # once per call, shared inside it
+
+
+def test_shutdown_closes_every_scope_narrowest_first() -> None:
+    events: list[str] = []
+
+    def lifecycle(name: str, scope: Scope):  # type: ignore[no-untyped-def]
+        def provide():  # type: ignore[no-untyped-def]
+            events.append(f"open {name}")
+            try:
+                yield name
+            finally:
+                events.append(f"close {name}")
+
+        provide.__qualname__ = name
+        return dependency(scope=scope)(provide)
+
+    global_dep = lifecycle("global", Scope.GLOBAL)
+    process_dep = lifecycle("process", Scope.PROCESS)
+    replica_dep = lifecycle("replica", Scope.REPLICA)
+    call_dep = lifecycle("call", Scope.NO_SCOPE)
+
+    def handler(
+        g: Annotated[str, global_dep],
+        p: Annotated[str, process_dep],
+        r: Annotated[str, replica_dep],
+        c: Annotated[str, call_dep],
+    ) -> str:
+        return g + p + r + c
+
+    resolver = Resolver()
+    with resolver.call() as call:
+        handler(**resolver.solve(get_dependant(handler), call))
+    assert events[-1] == "close call"
+    resolver.shutdown()
+    assert events[-3:] == ["close replica", "close process", "close global"]
+
+
+def test_request_dependencies_must_be_per_call_and_only_in_endpoints() -> None:
+    from tideflow import consumer
+    from tideflow.io.duckdb import DuckDBDataset, DuckDBTable
+    from tideflow.io.local import LocalBucket, LocalFileChangeStream
+    from tideflow.requests import Request
+
+    @dependency(scope=Scope.REPLICA)
+    class Cached:
+        def __init__(self, request: Request) -> None:
+            self.request = request
+
+    spec = spec_of(Cached)
+    assert spec is not None
+    with pytest.raises(DependencyScopeError, match="takes the Request"):
+        check_scopes(spec)
+
+    @dependency(scope=Scope.NO_SCOPE)
+    class Caller:
+        def __init__(self, request: Request) -> None:
+            self.client = request.client
+
+    def handler(event: str, caller: Caller) -> None: ...
+
+    with pytest.raises(DependencyError, match="takes the Request"):
+        Resolver().solve(get_dependant(handler), contextlib.ExitStack())
+    stream = LocalFileChangeStream(LocalBucket("unused"))
+    table = DuckDBTable(DuckDBDataset("unused.duckdb"), "unused")
+    with pytest.raises(DependencyError, match="only endpoints have one"):
+        consumer(source=stream, sink=table)(handler)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from tideflow.exceptions import ConfigError, ReadError, RowError
 from tideflow.io.duckdb import DuckDBDataset, DuckDBTable
 from tideflow.io.primitive import PlanAction
 from tideflow.io.strategies import ItemFilter
@@ -59,7 +60,7 @@ def test_apply_is_idempotent_and_additive(table: DuckDBTable) -> None:
 
 
 def test_options_rejects_unknown_settings(table: DuckDBTable) -> None:
-    with pytest.raises(TypeError, match="unknown option 'shema'"):
+    with pytest.raises(ConfigError, match="unknown option 'shema'"):
         table.options(shema=Row)
 
 
@@ -103,3 +104,22 @@ def test_table_without_schema_says_how_to_declare_it(tmp_path: Path) -> None:
     table = DuckDBTable(DuckDBDataset(tmp_path / "w.duckdb"), "t")
     with pytest.raises(Exception, match=r"options\(schema=YourRowDataclass\)"):
         table.plan()
+
+
+def test_a_refused_row_is_named_and_the_others_are_written(table: DuckDBTable) -> None:
+    bad = dataclasses.replace(_row("bad"), at="not a time")  # type: ignore[arg-type]
+    with pytest.raises(RowError) as raised:
+        table.sink().write([("r1", _row("good")), ("r2", bad), ("r3", _row("also good"))])
+    assert list(raised.value.rejected) == ["r2"]
+    assert "not a time" in raised.value.rejected["r2"]
+    assert table.reader().count() == 2
+
+
+def test_a_schema_must_be_a_dataclass_of_supported_columns(table: DuckDBTable) -> None:
+    with pytest.raises(ConfigError, match="must be a dataclass"):
+        table.options(schema=dict)
+
+
+def test_query_errors_are_read_errors(table: DuckDBTable) -> None:
+    with pytest.raises(ReadError, match="query failed"):
+        table.reader().query("SELECT nope FROM {table}")

@@ -25,11 +25,16 @@ def test_the_tutorial_imports_work() -> None:
     from tideflow.requests import UploadFile  # noqa: F401
     from tideflow.responses import FileResponse, HTMLResponse, JSONResponse  # noqa: F401
     from tideflow.types import FileChangeEvent
+    from tideflow.types.gcp import GCSFileChangeEvent
+    from tideflow.types.local import LocalFileChangeEvent
 
-    assert {"file_path", "bucket", "generation", "size", "event_time", "metadata"} <= set(
+    assert {"file_path", "bucket", "version", "size", "event_time", "metadata"} <= set(
         FileChangeEvent.__dataclass_fields__
     )
     assert isinstance(FileChangeEvent.blob, property)
+    for provider_event in (GCSFileChangeEvent, LocalFileChangeEvent):
+        assert issubclass(provider_event, FileChangeEvent)
+        assert isinstance(provider_event.generation, property)
 
 
 def test_core_imports_no_cloud_sdk() -> None:
@@ -37,7 +42,8 @@ def test_core_imports_no_cloud_sdk() -> None:
     import sys
 
     code = (
-        "import sys, tideflow, tideflow.io.local, tideflow.io.duckdb, tideflow.cli.main;"
+        "import sys, tideflow, tideflow.io.local, tideflow.io.duckdb, tideflow.cli.main,"
+        " tideflow.types.gcp, tideflow.stacks; tideflow.stacks.get_stack('local');"
         "print([m for m in sys.modules if m.startswith(('google', 'boto'))])"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from tideflow.exceptions import ConfigError, ObjectSupersededError
 from tideflow.io.local import LocalBucket, LocalFileChangeStream
 from tideflow.io.local.stream import LocalJournalSource
 
@@ -31,7 +32,8 @@ def test_write_journals_an_event_with_identity(source: LocalJournalSource) -> No
     generation = _write(source, "a/b.txt", b"hello")
     (delivery,) = source.pull(max_messages=10, timeout=0)
     event = delivery.event
-    assert (event.file_path, event.generation, event.size) == ("a/b.txt", generation, 5)
+    assert (event.file_path, event.version, event.size) == ("a/b.txt", str(generation), 5)
+    assert event.generation == generation  # LocalFileChangeEvent, as BuildFlow names it
     assert event.blob == b"hello"
     assert event.event_id == f"bucket/a/b.txt#{generation}"
     assert delivery.attempt == 1
@@ -66,16 +68,16 @@ def test_ack_is_final(source: LocalJournalSource) -> None:
 def test_nack_redelivers_then_dead_letters_after_max_attempts(source: LocalJournalSource) -> None:
     _write(source, "bad")
     (first,) = source.pull(max_messages=1, timeout=0)
-    source.nack(first.ack_id, error="boom 1")
+    assert source.nack(first.ack_id, error="boom 1") is False
     (second,) = source.pull(max_messages=1, timeout=0)
-    source.nack(second.ack_id, error="boom 2")
+    assert source.nack(second.ack_id, error="boom 2") is True
     assert source.pull(max_messages=1, timeout=0) == []
-    (letter,) = source.dead_letters()
+    queue = source.stream.dead_letter_queue()
+    (letter,) = queue.list()
     assert (letter.event.file_path, letter.attempts, letter.error) == ("bad", 2, "boom 2")
-    assert source.dead_letter_for("bad") == letter
-    assert source.stats().dead_lettered == 1
+    assert queue.count() == 1
 
-    assert source.retry_dead_letters([letter.id]) == 1
+    assert queue.retry([letter.id]) == 1
     (retried,) = source.pull(max_messages=1, timeout=0)
     assert retried.attempt == 1
 
@@ -83,18 +85,42 @@ def test_nack_redelivers_then_dead_letters_after_max_attempts(source: LocalJourn
 def test_non_retryable_nack_dead_letters_at_once(source: LocalJournalSource) -> None:
     _write(source, "corrupt")
     (delivery,) = source.pull(max_messages=1, timeout=0)
-    source.nack(delivery.ack_id, error="not an image", retryable=False)
-    assert [d.error for d in source.dead_letters()] == ["not an image"]
+    assert source.nack(delivery.ack_id, error="not an image", retryable=False) is True
+    assert [d.error for d in source.stream.dead_letter_queue().list()] == ["not an image"]
 
 
-def test_expired_leases_past_max_attempts_are_dead_lettered(source: LocalJournalSource) -> None:
+def test_expired_leases_past_max_attempts_come_back_marked_exhausted(
+    source: LocalJournalSource,
+) -> None:
+    # The runtime dead-letters such a delivery (and records why) instead of running it.
     _write(source, "crasher")
     for _ in range(2):
         assert len(source.pull(max_messages=1, timeout=0)) == 1
         time.sleep(0.35)
+    (last,) = source.pull(max_messages=1, timeout=0)
+    assert last.attempt > source.max_attempts
+    assert source.nack(last.ack_id, error="never finished", retryable=False) is True
     assert source.pull(max_messages=1, timeout=0) == []
-    (letter,) = source.dead_letters()
-    assert "never finished" in letter.error
+
+
+def test_a_replaced_version_is_superseded_not_read_as_the_new_bytes(
+    source: LocalJournalSource,
+) -> None:
+    _write(source, "k", b"first")
+    _write(source, "k", b"second")
+    old, new = source.pull(max_messages=2, timeout=0)
+    with pytest.raises(ObjectSupersededError, match=f"superseded by version {new.event.version}"):
+        _ = old.event.blob
+    assert new.event.blob == b"second"
+
+
+@pytest.mark.parametrize(
+    ("option", "value"), [("max_attempts", 0), ("max_attempts", 2.5), ("lease_seconds", -1)]
+)
+def test_stream_options_are_validated(option: str, value: object) -> None:
+    stream = LocalFileChangeStream(LocalBucket("b"))
+    with pytest.raises(ConfigError, match=option):
+        stream.options(**{option: value})
 
 
 def test_release_all_hands_back_leases(source: LocalJournalSource) -> None:
@@ -133,3 +159,22 @@ def test_oversized_upload_stores_nothing(source: LocalJournalSource) -> None:
     assert not blob.exists()
     assert source.pull(max_messages=1, timeout=0) == []
     assert list((source.bucket.root / ".tideflow-tmp").iterdir()) == []
+
+
+def test_replay_sends_done_and_dead_events_again_once(source: LocalJournalSource) -> None:
+    _write(source, "a.txt")
+    _write(source, "b.txt")
+    stream = source.stream
+    objects = {o.key: o for o in source.bucket.objects().list()}
+    # Pending events are not duplicated.
+    assert stream.replay(objects.values()) == 0
+    first = source.pull(max_messages=10, timeout=0)
+    source.ack([first[0].ack_id])
+    source.nack(first[1].ack_id, error="bad", retryable=False)
+    assert stream.replay(objects.values()) == 2
+    again = source.pull(max_messages=10, timeout=0)
+    assert sorted(d.event.event_id for d in again) == sorted(d.event.event_id for d in first)
+    assert all(d.attempt == 1 for d in again)
+    # A version that is no longer the object's current one is skipped.
+    _write(source, "a.txt", b"new")
+    assert stream.replay([objects["a.txt"]]) == 0

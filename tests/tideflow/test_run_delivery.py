@@ -6,6 +6,7 @@ import shutil
 import signal
 import subprocess
 import time
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
@@ -36,7 +37,9 @@ def test_bucket_writes_and_copied_files_are_each_processed_once(
     assert rows_by_key(app) == dict.fromkeys(expected, 1)
     status = app.cli("status")
     assert status.returncode == 0
-    assert "│ 10 " in status.stdout  # ten events done
+    # consumer, pending, in flight, done, failed
+    (line,) = [row for row in status.stdout.splitlines() if row.startswith("count_words")]
+    assert line.split()[1:4] == ["0", "0", "10"], status.stdout  # ten events done
 
 
 def test_files_added_while_stopped_are_processed_after_restart(textflow: Make) -> None:
@@ -102,3 +105,26 @@ def test_replica_dependency_is_built_once_per_replica(textflow: Make) -> None:
     builds = (app.home / "replica-builds.txt").read_text().split()
     assert len(builds) == 2
     assert len(set(builds)) == 2, "each replica is its own process"
+
+
+def test_generator_dependencies_of_every_scope_are_cleaned_up(textflow: Make) -> None:
+    """Per call after each call, REPLICA when the replica stops, PROCESS and GLOBAL when
+    the run stops: each ``finally`` ran, in the process that did the setup."""
+    app = textflow()
+    app.start("--replicas", "1")
+    for i in range(3):
+        assert upload(app, f"life-{i}.txt", "clean up after me").status_code == 202
+    wait_for_rows(app, 3)  # the /rows endpoint asks for them too
+    assert app.stop() == 0
+    lines = (app.home / "lifecycle.txt").read_text().splitlines()
+    opened = Counter(line.removeprefix("open ") for line in lines if line.startswith("open"))
+    closed = Counter(line.removeprefix("close ") for line in lines if line.startswith("close"))
+    assert opened == closed, lines
+    pids = {key.split()[1] for key in opened}
+    assert len(pids) == 2, "the run process (service, GLOBAL) and one replica"
+    scopes = Counter(key.split()[0] for key in opened.elements())
+    assert scopes["GLOBAL"] == 1  # built by the run process, handed to the replica
+    assert scopes["REPLICA"] == 2  # the replica and the service
+    assert scopes["PROCESS"] == 2  # one per process
+    # Once per call, though asked for twice (by count_words and by Lifecycles).
+    assert scopes["NO_SCOPE"] >= 3 + 1

@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import dataclasses
+import io
 from pathlib import Path
+from typing import Annotated
 
+import pytest
+from fastapi import HTTPException
 from fastapi.testclient import TestClient
 from starlette.middleware.gzip import GZipMiddleware
 from starlette.staticfiles import StaticFiles
 
 from tideflow import Scope, Service, dependency
-from tideflow.dependencies import Resolver
-from tideflow.requests import UploadFile
+from tideflow.dependencies import BucketDependency, BucketDependencyBuilder, Resolver
+from tideflow.io.local import LocalBucket
+from tideflow.requests import Request, UploadFile
 from tideflow.responses import HTMLResponse, JSONResponse
 
 
@@ -82,3 +87,62 @@ def test_static_files_and_middleware(tmp_path: Path) -> None:
     response = client.get("/static/site.css", headers={"accept-encoding": "gzip"})
     assert response.status_code == 200
     assert response.headers["content-encoding"] == "gzip"
+
+
+@dependency(scope=Scope.NO_SCOPE)
+class Caller:
+    """Auth as a tideflow dependency: it reads the request and may answer 401."""
+
+    def __init__(self, request: Request) -> None:
+        token = request.headers.get("authorization", "")
+        if token != "Bearer secret":
+            raise HTTPException(status_code=401, detail="token required")
+        self.token = token
+        self.instance = object()
+
+
+@dependency(scope=Scope.NO_SCOPE)
+class Audit:
+    def __init__(self, caller: Caller) -> None:
+        self.caller = caller
+
+
+guarded = Service(service_id="guarded")
+demo_bucket = LocalBucket("demo-bucket")
+DemoBucketDep = BucketDependencyBuilder(demo_bucket)
+
+
+@guarded.endpoint("/whoami")
+def whoami(request: Request, caller: Caller, audit: Audit) -> dict[str, object]:
+    return {"same": audit.caller is caller, "path": request.url.path}
+
+
+@guarded.endpoint("/bucket")
+def bucket_endpoint(
+    bucket_dep: Annotated[BucketDependency, BucketDependencyBuilder(demo_bucket)],
+    plain: DemoBucketDep,
+) -> dict[str, object]:
+    blob = bucket_dep.bucket.blob("notes/a.txt")
+    blob.upload_from_file(io.BytesIO(b"hi"), content_type="text/plain")
+    return {
+        "read": plain.bucket.blob("notes/a.txt").download_as_bytes().decode(),
+        "portable": plain.objects.get("notes/a.txt").decode(),
+    }
+
+
+def test_an_endpoint_dependency_takes_the_request_and_is_built_once_per_call() -> None:
+    client = TestClient(guarded.build_app(resolver=Resolver()))
+    assert client.get("/whoami").status_code == 401
+    answer = client.get("/whoami", headers={"authorization": "Bearer secret"})
+    assert answer.json() == {"same": True, "path": "/whoami"}
+    schema = client.get("/openapi.json").json()
+    assert "parameters" not in schema["paths"]["/whoami"]["get"]
+
+
+def test_bucket_builder_works_plain_and_wrapped_for_type_checkers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TIDEFLOW_HOME", str(tmp_path))
+    demo_bucket.apply()
+    client = TestClient(guarded.build_app(resolver=Resolver()))
+    assert client.get("/bucket").json() == {"read": "hi", "portable": "hi"}

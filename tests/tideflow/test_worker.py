@@ -2,37 +2,43 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
+import itertools
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
+import duckdb
 import pytest
 
 from tests.tideflow.conftest import TEXTFLOW
-from tideflow.io.memory import MemorySink, MemorySource
+from tideflow.io.duckdb import DuckDBDataset, DuckDBTable
+from tideflow.io.memory import MemoryFailures, MemorySink, MemorySource
 from tideflow.runtime.replica import ReplicaProcess, ReplicaSpec
 from tideflow.runtime.worker import ConsumerWorker
-from tideflow.types import FileChangeEvent
+from tideflow.types.local import LocalFileChangeEvent
+
+Running = tuple[MemorySource, MemorySink, MemoryFailures]
 
 
 class TextReader:
     def __init__(self, texts: dict[str, str]) -> None:
         self.texts = texts
 
-    def read_bytes(self, key: str, *, generation: int | None = None) -> bytes:
+    def read_bytes(self, key: str, *, version: str | None = None) -> bytes:
         return self.texts[key].encode()
 
 
 TEXTS = {"a.txt": "one two", "b.txt": "three", "bad.txt": "POISON"}
 
 
-def _event(key: str, generation: int = 1) -> FileChangeEvent:
-    return FileChangeEvent(
+def _event(key: str, generation: int = 1) -> LocalFileChangeEvent:
+    return LocalFileChangeEvent(
         file_path=key,
         bucket="memory",
-        generation=generation,
+        version=str(generation),
         size=len(TEXTS[key]),
         event_time=datetime.datetime.now(datetime.UTC),
         reader=TextReader(TEXTS),
@@ -40,13 +46,11 @@ def _event(key: str, generation: int = 1) -> FileChangeEvent:
 
 
 @pytest.fixture
-def running(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[tuple[MemorySource, MemorySink]]:
+def running(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Running]:
     monkeypatch.setenv("TIDEFLOW_HOME", str(tmp_path))
     # The run process has the flow imported (rows come back as its dataclasses).
     monkeypatch.syspath_prepend(str(TEXTFLOW))
-    source, sink = MemorySource(max_attempts=2), MemorySink()
+    source, sink, failures = MemorySource(max_attempts=2), MemorySink(), MemoryFailures()
     stop = threading.Event()
     spec = ReplicaSpec(
         entry_point="textflow:app",
@@ -61,6 +65,7 @@ def running(
         replica=ReplicaProcess(spec),
         source=source,
         sink=sink,
+        failures=failures,
         batch_size=4,
         lease_seconds=30,
         event_timeout=60,
@@ -68,7 +73,7 @@ def running(
         on_fatal=lambda message: pytest.fail(message),
     )
     worker.start()
-    yield source, sink
+    yield source, sink, failures
     stop.set()
     worker.join(15)
     assert not worker.is_alive()
@@ -81,35 +86,147 @@ def _wait(condition: object, timeout: float = 60) -> None:
         time.sleep(0.05)
 
 
-def test_rows_are_written_then_acked_and_failures_dead_lettered(
-    running: tuple[MemorySource, MemorySink],
-) -> None:
-    source, sink = running
+def test_rows_are_written_then_acked_and_failures_recorded(running: Running) -> None:
+    source, sink, failures = running
     for key in ("a.txt", "b.txt", "bad.txt"):
         source.publish(_event(key))
-    _wait(lambda: len(source.acked) == 2 and source.dead)
+    _wait(lambda: len(source.acked) == 2 and failures.recorded)
     assert sorted(sink.rows) == ["memory/a.txt#1:0", "memory/b.txt#1:0"]
     assert [w.text for w in sink.rows["memory/a.txt#1:0"].words] == ["one", "two"]
-    (letter,) = source.dead_letters()
-    assert letter.attempts == 2
-    assert "cannot digest bad.txt" in letter.error
+    (failure,) = failures.recorded
+    assert (failure.file_path, failure.version, failure.attempts) == ("bad.txt", "1", 2)
+    assert "cannot digest bad.txt" in failure.error
 
 
-def test_a_failing_sink_acks_nothing_and_the_event_is_redelivered(
-    running: tuple[MemorySource, MemorySink],
-) -> None:
-    source, sink = running
+def test_a_failing_sink_acks_nothing_and_records_its_real_error(running: Running) -> None:
+    source, sink, failures = running
     sink.fail_with = "disk full"
     source.publish(_event("a.txt"))
-    _wait(lambda: bool(source.dead))
+    _wait(lambda: bool(failures.recorded))
     assert source.acked == []
     assert sink.rows == {}
-    assert source.dead_letters()[0].error == "sink write failed"
+    assert failures.recorded[0].error == "disk full"
 
 
-def test_a_source_outage_is_waited_out(running: tuple[MemorySource, MemorySink]) -> None:
-    source, sink = running
+def test_a_refused_row_fails_only_its_own_event(running: Running) -> None:
+    source, sink, failures = running
+    sink.reject = lambda row: "field too long" if row.key == "b.txt" else None
+    for key in ("a.txt", "b.txt"):
+        source.publish(_event(key))
+    _wait(lambda: len(source.acked) == 1 and failures.recorded)
+    assert list(sink.rows) == ["memory/a.txt#1:0"]
+    (failure,) = failures.recorded
+    # Not retryable (the warehouse would refuse it again): dead at the first attempt.
+    assert (failure.file_path, failure.attempts, failure.error) == ("b.txt", 1, "field too long")
+
+
+def test_a_delivery_past_its_attempts_is_dead_lettered_unprocessed(running: Running) -> None:
+    source, sink, failures = running
+    ack_id = source.publish(_event("a.txt"))
+    source._attempts[ack_id] = source.max_attempts  # its replica died on it every time
+    _wait(lambda: bool(failures.recorded))
+    assert sink.rows == {}
+    assert "never finished it" in failures.recorded[0].error
+
+
+def test_a_source_outage_is_waited_out(running: Running) -> None:
+    source, sink, _ = running
     source.failing_pulls = 2
     source.publish(_event("b.txt"))
     _wait(lambda: source.acked == ["1"])
     assert list(sink.rows) == ["memory/b.txt#1:0"]
+
+
+def test_a_warehouse_outage_is_waited_out_with_backoff(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """DuckDB writes fail (I/O errors) for a while: the worker retries with growing waits,
+    extending the leases; nothing is nacked or dead-lettered, the rows land after recovery."""
+
+    @dataclasses.dataclass
+    class Count:
+        key: str
+        words: int
+
+    class Outage:
+        """The dataset's connection raises DuckDB's own I/O error until ``until``."""
+
+        def __init__(self, real: object, until: float) -> None:
+            self.real, self.until, self.attempts = real, until, []
+
+        def cursor(self) -> object:
+            self.attempts.append(time.monotonic())
+            if time.monotonic() < self.until:
+                raise duckdb.IOException("IO Error: could not write file: No space left")
+            return self.real.cursor()  # type: ignore[attr-defined]
+
+    monkeypatch.setenv("TIDEFLOW_HOME", str(tmp_path))
+    dataset = DuckDBDataset("outage.duckdb")
+    table = DuckDBTable(dataset, "counts").options(schema=Count)
+    dataset.apply()
+    table.apply()
+    real_sink = table.sink()
+    outage = Outage(dataset.connection(), until=time.monotonic() + 3.5)
+    monkeypatch.setattr(dataset, "connection", lambda: outage)
+
+    class CountSink:
+        def write(self, rows: list[tuple[str, object]]) -> None:
+            real_sink.write([(row_id, Count(row.key, len(row.words))) for row_id, row in rows])
+
+        def close(self) -> None:
+            pass
+
+    monkeypatch.syspath_prepend(str(TEXTFLOW))
+
+    class WatchedSource(MemorySource):
+        def __init__(self) -> None:
+            super().__init__(max_attempts=2)
+            self.extended: list[str] = []
+            self.nacked: list[str] = []
+
+        def extend(self, ack_ids: Sequence[str], *, seconds: float) -> None:
+            self.extended.extend(ack_ids)
+            super().extend(ack_ids, seconds=seconds)
+
+        def nack(self, ack_id: str, *, error: str, retryable: bool = True) -> bool:
+            self.nacked.append(ack_id)
+            return super().nack(ack_id, error=error, retryable=retryable)
+
+    source, failures = WatchedSource(), MemoryFailures()
+    stop = threading.Event()
+    spec = ReplicaSpec(
+        entry_point="textflow:app",
+        project_dir=str(TEXTFLOW),
+        consumer_name="count_words",
+        index=0,
+        count=1,
+        global_values={},
+        log_level="WARNING",
+    )
+    worker = ConsumerWorker(
+        replica=ReplicaProcess(spec),
+        source=source,
+        sink=CountSink(),  # type: ignore[arg-type]
+        failures=failures,
+        batch_size=4,
+        lease_seconds=30,
+        event_timeout=60,
+        stop=stop,
+        on_fatal=lambda message: pytest.fail(message),
+    )
+    worker.start()
+    try:
+        for key in ("a.txt", "b.txt"):
+            source.publish(_event(key))
+        _wait(lambda: len(source.acked) == 2)
+    finally:
+        stop.set()
+        worker.join(15)
+    assert failures.recorded == []
+    assert source.nacked == []
+    rows = outage.real.execute("SELECT key, words FROM counts ORDER BY key").fetchall()  # type: ignore[attr-defined]
+    assert rows == [("a.txt", 2), ("b.txt", 1)]
+    # Backoff: waits between write attempts grow (0.5, 1, 2 s ...), leases were extended.
+    waits = [b - a for a, b in itertools.pairwise(outage.attempts)]
+    assert len(waits) >= 3 and waits[2] > waits[0] * 1.5, waits
+    assert source.extended

@@ -1,5 +1,7 @@
 """``buildflow.yaml``: the project name, its stacks and the flow's entry point.
 
+BuildFlow's layout (``app:``, ``pulumi_config: {stacks: [...]}``) is read too.
+
 ```yaml
 project: image-classification
 entry_point: main:app
@@ -68,9 +70,16 @@ def load_config(directory: Path) -> ProjectConfig:
         raise ConfigError(f"{path} is not valid YAML: {exc}") from exc
     if not isinstance(data, dict):
         raise ConfigError(f"{path} must be a mapping with project, entry_point and stacks")
-    project = data.get("project")
+    # BuildFlow's own file names the project ``app`` and lists its stacks under
+    # ``pulumi_config`` (tideflow needs no Pulumi: the rest of that section is ignored).
+    project = data.get("project", data.get("app"))
     entry_point = data.get("entry_point")
     raw_stacks = data.get("stacks")
+    if raw_stacks is None and "app" in data:
+        pulumi = data.get("pulumi_config") or {}
+        listed = pulumi.get("stacks") if isinstance(pulumi, dict) else None
+        raw_stacks = [{"name": s["name"]} for s in listed or [] if isinstance(s, dict)]
+        raw_stacks = raw_stacks or [{"name": "local"}]
     if not isinstance(project, str) or not project:
         raise ConfigError(f"{path}: 'project' must be a non-empty string")
     if not isinstance(entry_point, str) or ":" not in entry_point:

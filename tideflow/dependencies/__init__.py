@@ -1,4 +1,9 @@
-"""Annotation-based dependency injection, scoped like BuildFlow's ``@dependency``."""
+"""Annotation-based dependency injection, scoped like BuildFlow's ``@dependency``.
+
+Parameters annotated with a ``@dependency`` class, or with ``Annotated[T, provider]``,
+are built and passed in by tideflow; a dependency that takes ``Request`` gets the HTTP
+request of the endpoint call (``tideflow.requests.Request``).
+"""
 
 from tideflow.dependencies.builders import (
     BucketDependencyBuilder,
@@ -6,16 +11,44 @@ from tideflow.dependencies.builders import (
     TableDependencyBuilder,
 )
 from tideflow.dependencies.models import DependencySpec, Scope, dependency
-from tideflow.dependencies.resolve import Resolver, check_scopes, get_dependant
+from tideflow.dependencies.protocols import (
+    Blob,
+    BucketClient,
+    BucketDependency,
+    DeadLetters,
+    StreamDependency,
+    StreamSource,
+    TableDependency,
+    TableQuery,
+)
+from tideflow.dependencies.resolve import (
+    Call,
+    Resolver,
+    check_scopes,
+    close_process_scope,
+    get_dependant,
+    takes_request,
+)
 
 __all__ = [
+    "Blob",
+    "BucketClient",
+    "BucketDependency",
     "BucketDependencyBuilder",
+    "Call",
+    "DeadLetters",
     "DependencySpec",
     "Resolver",
     "Scope",
+    "StreamDependency",
     "StreamDependencyBuilder",
+    "StreamSource",
+    "TableDependency",
     "TableDependencyBuilder",
+    "TableQuery",
     "check_scopes",
+    "close_process_scope",
     "dependency",
     "get_dependant",
+    "takes_request",
 ]

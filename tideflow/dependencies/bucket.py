@@ -1,5 +1,6 @@
 """``BucketDependencyBuilder``, where the BuildFlow tutorial imports it from."""
 
 from tideflow.dependencies.builders import BucketDependencyBuilder
+from tideflow.dependencies.protocols import Blob, BucketClient, BucketDependency
 
-__all__ = ["BucketDependencyBuilder"]
+__all__ = ["Blob", "BucketClient", "BucketDependency", "BucketDependencyBuilder"]

@@ -52,7 +52,8 @@ def dependency(*, scope: Scope = Scope.PROCESS) -> Callable[[P], P]:
     Parameters annotated with the marked class (``model: ModelDep``), or with
     ``Annotated[T, provider]``, are built and passed in by tideflow, in consumers,
     endpoints and other dependencies. A generator function is set up at its ``yield``
-    and cleaned up when its scope ends.
+    and cleaned up when its scope ends. A ``NO_SCOPE`` dependency used by endpoints may
+    take the ``Request`` (e.g. to check a token and raise ``HTTPException(401)``).
     """
 
     def mark(provider: P) -> P:

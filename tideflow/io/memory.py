@@ -2,7 +2,9 @@
 
 ``MemorySource`` keeps the local stream's delivery rules (leases, attempts, dead letters)
 without a journal; ``MemorySink`` keeps rows in a dict keyed by row id, so it is
-idempotent like the real sinks, and can be told to fail. Nothing survives the process.
+idempotent like the real sinks, and can be told to fail, wholly or row by row;
+``MemoryFailures`` records dead-lettered events as a failure log would. Nothing survives
+the process.
 """
 
 from __future__ import annotations
@@ -11,12 +13,12 @@ import datetime
 import itertools
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
-from tideflow.exceptions import SinkError, SourceError
+from tideflow.exceptions import RowError, SinkError, SourceError
 from tideflow.io.strategies import Sink, Source
-from tideflow.types import DeadLetter, Delivery, FileChangeEvent, SourceStats
+from tideflow.types import Delivery, Failure, FileChangeEvent, SourceStats
 
 
 class MemorySource(Source):
@@ -64,13 +66,15 @@ class MemorySource(Source):
                 if self._events.pop(ack_id, None) is not None:
                     self.acked.append(ack_id)
 
-    def nack(self, ack_id: str, *, error: str, retryable: bool = True) -> None:
+    def nack(self, ack_id: str, *, error: str, retryable: bool = True) -> bool:
         with self._lock:
             if ack_id not in self._events:
-                return
+                return False
             self._leased_until[ack_id] = 0
             if not retryable or self._attempts[ack_id] >= self.max_attempts:
                 self.dead[ack_id] = error
+                return True
+            return False
 
     def extend(self, ack_ids: Sequence[str], *, seconds: float) -> None:
         with self._lock:
@@ -83,29 +87,44 @@ class MemorySource(Source):
             now = time.monotonic()
             live = [i for i in self._events if i not in self.dead]
             in_flight = sum(self._leased_until.get(i, 0) >= now for i in live)
-            return SourceStats(len(live) - in_flight, in_flight, len(self.acked), len(self.dead))
-
-    def dead_letters(self, *, limit: int = 100) -> list[DeadLetter]:
-        with self._lock:
-            return [
-                DeadLetter(
-                    id=ack_id,
-                    event=self._events[ack_id],
-                    attempts=self._attempts[ack_id],
-                    error=error,
-                    dead_at=datetime.datetime.now(datetime.UTC),
-                )
-                for ack_id, error in list(self.dead.items())[:limit]
-            ]
+            return SourceStats(len(live) - in_flight, in_flight, len(self.acked))
 
 
 class MemorySink(Sink):
     def __init__(self) -> None:
         self.rows: dict[str, Any] = {}
         self.fail_with: str | None = None
+        self.reject: Callable[[Any], str | None] = lambda row: None  # a reason refuses a row
 
     def write(self, rows: Sequence[tuple[str, Any]]) -> None:
         if self.fail_with is not None:
             raise SinkError(self.fail_with)
+        rejected = {row_id: why for row_id, row in rows if (why := self.reject(row))}
         for row_id, row in rows:
-            self.rows.setdefault(row_id, row)
+            if row_id not in rejected:
+                self.rows.setdefault(row_id, row)
+        if rejected:
+            raise RowError(f"{len(rejected)} row(s) refused", rejected=rejected)
+
+
+class MemoryFailures:
+    """A failure log in a list."""
+
+    def __init__(self) -> None:
+        self.recorded: list[Failure] = []
+
+    def record(self, event: FileChangeEvent, *, error: str, attempts: int) -> Failure:
+        failure = Failure(
+            event_id=event.event_id,
+            bucket=event.bucket,
+            file_path=event.file_path,
+            version=event.version,
+            size=event.size,
+            event_time=event.event_time,
+            metadata="{}",
+            error=error,
+            attempts=attempts,
+            failed_at=datetime.datetime.now(datetime.UTC),
+        )
+        self.recorded.append(failure)
+        return failure

@@ -4,9 +4,22 @@ from __future__ import annotations
 
 import dataclasses
 import enum
-from typing import Any, Self
+import functools
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any, Self
 
-from tideflow.io.strategies import Sink, Source, TableReader
+from tideflow.exceptions import ConfigError
+from tideflow.io.strategies import (
+    DeadLetterQueue,
+    ObjectStore,
+    Sink,
+    Source,
+    StoredObject,
+    TableReader,
+)
+
+if TYPE_CHECKING:
+    from tideflow.io.failures import FailureLog
 
 
 class PlanAction(enum.Enum):
@@ -60,19 +73,29 @@ class Primitive:
         return ()
 
     def options(self, **settings: Any) -> Self:
-        """Set options after construction, BuildFlow style: ``Table(...).options(schema=Row)``."""
+        """Set options after construction, BuildFlow style: ``Table(...).options(schema=Row)``.
+
+        An unknown option or a bad value raises ``ConfigError`` naming it.
+        """
         for name, value in settings.items():
             if name not in self._option_names():
                 known = ", ".join(sorted(self._option_names())) or "none"
-                raise TypeError(
+                raise ConfigError(
                     f"{type(self).__name__}.options() got an unknown option {name!r} "
                     f"(known: {known})"
                 )
+            problem = self._check_option(name, value)
+            if problem:
+                raise ConfigError(f"{type(self).__name__}.options({name}={value!r}): {problem}")
             setattr(self, name, value)
         return self
 
     def _option_names(self) -> frozenset[str]:
         return frozenset()
+
+    def _check_option(self, name: str, value: Any) -> str | None:
+        """What is wrong with ``value`` for option ``name``; None when it is fine."""
+        return None
 
     def step(self, action: PlanAction, detail: str = "", *children: PlanStep) -> PlanStep:
         return PlanStep(self.primitive_id(), type(self).__name__, action, detail, children)
@@ -81,18 +104,82 @@ class Primitive:
         return f"{type(self).__name__}({self.primitive_id()!r})"
 
 
+class BucketPrimitive(Primitive):
+    """A bucket: ``client()`` is the provider's own client (what BuildFlow's tutorial
+    uses), ``objects()`` the same portable ``ObjectStore`` on every stack."""
+
+    bucket_name: str
+
+    def client(self) -> Any:
+        raise NotImplementedError(f"{type(self).__name__} must implement client()")
+
+    def objects(self) -> ObjectStore:
+        raise NotImplementedError(f"{type(self).__name__} must implement objects()")
+
+    def read_bytes(self, key: str, *, version: str | None = None) -> bytes:
+        """An object version's bytes, for events (``ObjectReader``)."""
+        return self.objects().get(key, version=version)
+
+
 class SourcePrimitive(Primitive):
     """A primitive consumers read events from."""
 
     def source(self) -> Source:
         raise NotImplementedError(f"{type(self).__name__} must implement source()")
 
+    def dead_letter_queue(self) -> DeadLetterQueue:
+        raise NotImplementedError(f"{type(self).__name__} must implement dead_letter_queue()")
+
+    def bucket_primitive(self) -> BucketPrimitive | None:
+        """The bucket whose changes this stream carries (None for other sources)."""
+        for dependency in self.depends_on():
+            if isinstance(dependency, BucketPrimitive):
+                return dependency
+        return None
+
+    def replay(self, objects: Iterable[StoredObject]) -> int:
+        """Deliver a change event again for each of ``objects`` (current versions listed by the
+        bucket's ``objects().list()``), through this same stream, to every consumer of it;
+        how many events were emitted. Used by ``tideflow replay`` so that a new model
+        classifies images already stored.
+
+        Contract for implementations: each event must be indistinguishable from the original
+        one for the object's version (same ``bucket``, ``file_path``, ``version``, hence the
+        same ``event_id``), so sinks stay idempotent: a consumer that writes the same row
+        key again adds nothing. It must be safe while ``tideflow run`` is running (another
+        process): the running consumers pick the events up like any other. An event already
+        pending or in flight for that version need not be emitted twice. Objects that no
+        longer exist are skipped (not counted). Local: the journal's events for those
+        versions go back to pending (or are journaled when the stream never had them); gcp:
+        a message like Storage's notification is published to the stream's topic; aws: a
+        message like S3's notification is sent to the queue.
+        """
+        raise NotImplementedError(f"{type(self).__name__} cannot replay events")
+
 
 class SinkPrimitive(Primitive):
     """A primitive consumers write rows to, and the service reads back."""
+
+    table_name: str
 
     def sink(self) -> Sink:
         raise NotImplementedError(f"{type(self).__name__} must implement sink()")
 
     def reader(self) -> TableReader:
         raise NotImplementedError(f"{type(self).__name__} must implement reader()")
+
+    def sibling(self, table_name: str, *, schema: type) -> SinkPrimitive:
+        """Another table of the same warehouse and dataset, with row type ``schema``."""
+        raise NotImplementedError(f"{type(self).__name__} must implement sibling()")
+
+    @functools.cached_property
+    def failure_table(self) -> SinkPrimitive:
+        """``<table>_failures``: where the runtime records dead-lettered events."""
+        from tideflow.types import Failure
+
+        return self.sibling(f"{self.table_name}_failures", schema=Failure)
+
+    def failure_log(self) -> FailureLog:
+        from tideflow.io.failures import FailureLog
+
+        return FailureLog(self.failure_table)

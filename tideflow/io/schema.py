@@ -57,6 +57,15 @@ def schema_of(row_type: type) -> tuple[Field, ...]:
     )
 
 
+def schema_problem(row_type: object) -> str | None:
+    """Why ``row_type`` cannot be a table schema; None when it can (for ``.options``)."""
+    try:
+        schema_of(row_type)  # type: ignore[arg-type]
+    except (TypeError, NameError) as exc:
+        return str(exc)
+    return None
+
+
 def _field(name: str, annotation: Any, *, owner: type) -> Field:
     nullable = False
     origin = typing.get_origin(annotation)

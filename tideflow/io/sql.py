@@ -12,7 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 from tideflow.io.schema import ROW_ID_COLUMN
-from tideflow.io.strategies import ItemFilter, TableReader
+from tideflow.io.strategies import ItemFilter, TableReader, check_paging
 from tideflow.types import QueryResult
 
 
@@ -21,6 +21,7 @@ class SqlDialect:
     quote: Callable[[str], str]
     all_but: Callable[[str], str]  # quoted column -> "* without it"
     unnest_items: Callable[[str], str]  # quoted list column -> FROM clause naming `_item`
+    name: str = "sql"  # "duckdb", "bigquery"...: for apps that write the warehouse's own SQL
 
 
 class SqlTableReader(TableReader):
@@ -35,15 +36,26 @@ class SqlTableReader(TableReader):
         limit: int = 50,
         offset: int = 0,
     ) -> QueryResult:
+        check_paging(limit, offset)
+        sql, params = self.select_sql(where=where, item=item, order_by=order_by)
+        return self.query(f"{sql} LIMIT {int(limit)} OFFSET {int(offset)}", params)
+
+    def select_sql(
+        self,
+        *,
+        where: dict[str, Any] | None = None,
+        item: ItemFilter | None = None,
+        order_by: str | None = None,
+        columns: str | None = None,
+        ascending: bool = False,
+    ) -> tuple[str, dict[str, Any]]:
+        """``select``'s query without its LIMIT, and its parameters."""
         quote = self.dialect.quote
         condition, params = self._condition(where, item)
-        order = f" ORDER BY {quote(order_by)} DESC" if order_by else ""
-        columns = self.dialect.all_but(quote(ROW_ID_COLUMN))
-        sql = (
-            f"SELECT {columns} FROM {{table}}{condition}{order} "
-            f"LIMIT {int(limit)} OFFSET {int(offset)}"
-        )
-        return self.query(sql, params)
+        direction = "ASC" if ascending else "DESC"
+        order = f" ORDER BY {quote(order_by)} {direction}" if order_by else ""
+        columns = columns or self.dialect.all_but(quote(ROW_ID_COLUMN))
+        return f"SELECT {columns} FROM {{table}}{condition}{order}", params
 
     def count(self, *, where: dict[str, Any] | None = None, item: ItemFilter | None = None) -> int:
         condition, params = self._condition(where, item)
@@ -61,7 +73,15 @@ class SqlTableReader(TableReader):
         if item is not None:
             tests = ["TRUE"]
             if item.value is not None:
-                tests.append(f"LOWER(_item.{quote(item.field)}) = LOWER($item_value)")
+                field = f"LOWER(_item.{quote(item.field)})"
+                # STRPOS is the same in DuckDB, BigQuery and PostgreSQL, and needs no
+                # escaping of LIKE's wildcards.
+                test = (
+                    f"STRPOS({field}, LOWER($item_value)) > 0"
+                    if item.contains
+                    else f"{field} = LOWER($item_value)"
+                )
+                tests.append(test)
                 params["item_value"] = item.value
             if item.score_field is not None and item.min_score is not None:
                 tests.append(f"_item.{quote(item.score_field)} >= $item_score")

@@ -16,7 +16,8 @@ from fastapi import Body, FastAPI, HTTPException
 from fastapi.encoders import jsonable_encoder
 
 from tideflow.exceptions import TideflowError
-from tideflow.io.strategies import ItemFilter, TableReader
+from tideflow.io.failures import FailureLog, retry_dead_letters
+from tideflow.io.strategies import DeadLetterQueue, ItemFilter, TableReader
 
 _MAX_SOCKET_PATH = 100
 
@@ -29,8 +30,24 @@ def socket_path(home: Path) -> Path:
     return Path(tempfile.gettempdir()) / f"tideflow-{digest}.sock"
 
 
-def admin_app(reader: TableReader) -> FastAPI:
+def admin_app(
+    reader: TableReader, *, failures: FailureLog, dead_letters: DeadLetterQueue
+) -> FastAPI:
     app = FastAPI(openapi_url=None, docs_url=None, redoc_url=None)
+
+    @app.post("/failures/count")
+    def count_failures() -> Any:
+        try:
+            return {"count": failures.count()}
+        except TideflowError as exc:
+            raise HTTPException(400, str(exc)) from exc
+
+    @app.post("/dead-letters/retry")
+    def retry(ids: list[str] | None = Body(None, embed=True)) -> Any:
+        try:
+            return {"retried": retry_dead_letters(dead_letters, failures, ids)}
+        except TideflowError as exc:
+            raise HTTPException(400, str(exc)) from exc
 
     @app.post("/query")
     def query(sql: str = Body(...), params: dict[str, Any] | None = Body(None)) -> Any:
@@ -44,15 +61,35 @@ def admin_app(reader: TableReader) -> FastAPI:
         item: dict[str, Any] | None = Body(None),
         order_by: str | None = Body(None),
         limit: int = Body(20),
+        offset: int = Body(0),
     ) -> Any:
         try:
             result = reader.select(
                 item=ItemFilter(**item) if item else None,
                 order_by=order_by,
                 limit=limit,
+                offset=offset,
             )
         except TideflowError as exc:
             raise HTTPException(400, str(exc)) from exc
         return jsonable_encoder(result)
+
+    @app.post("/export")
+    def export(
+        path: str = Body(...),
+        format: str = Body("csv"),
+        item: dict[str, Any] | None = Body(None),
+        order_by: str | None = Body(None),
+    ) -> Any:
+        try:
+            rows = reader.export(
+                Path(path),
+                format,
+                item=ItemFilter(**item) if item else None,
+                order_by=order_by,
+            )
+        except TideflowError as exc:
+            raise HTTPException(400, str(exc)) from exc
+        return {"rows": rows}
 
     return app

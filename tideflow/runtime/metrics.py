@@ -20,6 +20,11 @@ EVENTS_FAILED = Counter(
     "Event deliveries that failed and were nacked.",
     ["consumer"],
 )
+SINK_RETRIES = Counter(
+    "tideflow_sink_retries",
+    "Batch writes retried because the warehouse was unavailable.",
+    ["consumer"],
+)
 PROCESSING_SECONDS = Histogram(
     "tideflow_event_processing_seconds",
     "Time the consumer function spent on one event.",
@@ -29,13 +34,16 @@ PROCESSING_SECONDS = Histogram(
 
 
 class QueueCollector(Collector):
-    """Reads queue depth and dead letters from each consumer's source at scrape time."""
+    """Reads queue depth (from each consumer's source) and failures (from its failure
+    log) at scrape time."""
 
     def __init__(self) -> None:
-        self._sources: dict[str, Callable[[], SourceStats]] = {}
+        self._sources: dict[str, tuple[Callable[[], SourceStats], Callable[[], int]]] = {}
 
-    def watch(self, consumer: str, stats: Callable[[], SourceStats]) -> None:
-        self._sources[consumer] = stats
+    def watch(
+        self, consumer: str, stats: Callable[[], SourceStats], failures: Callable[[], int]
+    ) -> None:
+        self._sources[consumer] = (stats, failures)
 
     def clear(self) -> None:
         self._sources.clear()
@@ -48,14 +56,16 @@ class QueueCollector(Collector):
         )
         dead = GaugeMetricFamily(
             "tideflow_dead_letters",
-            "Events in the dead-letter list.",
+            "Events dead-lettered and not sent back since.",
             labels=["consumer"],
         )
-        for consumer, read_stats in self._sources.items():
+        for consumer, (read_stats, count_failures) in self._sources.items():
             stats = read_stats()
-            depth.add_metric([consumer, "pending"], stats.pending)
-            depth.add_metric([consumer, "in_flight"], stats.in_flight)
-            dead.add_metric([consumer], stats.dead_lettered)
+            if stats.pending is not None:
+                depth.add_metric([consumer, "pending"], stats.pending)
+            if stats.in_flight is not None:
+                depth.add_metric([consumer, "in_flight"], stats.in_flight)
+            dead.add_metric([consumer], count_failures())
         yield depth
         yield dead
 

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from tideflow.dependencies import Resolver, Scope, get_dependant
-from tideflow.exceptions import NonRetryableError, TideflowError
+from tideflow.exceptions import NonRetryableError, ReplicaError
 from tideflow.runtime.loader import load_flow
 from tideflow.types import FileChangeEvent
 
@@ -33,8 +33,8 @@ REPLICAS_ENV = "TIDEFLOW_REPLICAS"
 _BUILD_SCOPES = {Scope.GLOBAL, Scope.PROCESS, Scope.REPLICA}
 
 
-class ReplicaError(TideflowError):
-    """A replica died, timed out, or could not build its dependencies."""
+class ReplicaKilledError(ReplicaError):
+    """The replica process was killed by a signal (kill -9, the OOM killer): start another."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,12 +63,14 @@ def replica_main(spec: ReplicaSpec, conn: multiprocessing.connection.Connection)
     os.environ[REPLICA_INDEX_ENV] = str(spec.index)
     os.environ[REPLICAS_ENV] = str(spec.count)
     logging.basicConfig(level=spec.log_level, format="%(levelname)s %(name)s: %(message)s")
+    resolver = Resolver(global_values=spec.global_values)
     try:
-        consumer = load_flow(spec.entry_point, Path(spec.project_dir)).consumer(spec.consumer_name)
-        resolver = Resolver(global_values=spec.global_values)
+        flow = load_flow(spec.entry_point, Path(spec.project_dir))
+        consumer = flow.consumer_named(spec.consumer_name)
         resolver.warm_up(consumer.function, scopes=_BUILD_SCOPES)
     except Exception as exc:
         logger.debug("replica start failed", exc_info=True)
+        resolver.shutdown()  # clean up what was built before the failure
         conn.send(("failed", f"{type(exc).__name__}: {exc}"))
         return
     conn.send(("ready", os.getpid()))
@@ -88,7 +90,7 @@ def replica_main(spec: ReplicaSpec, conn: multiprocessing.connection.Connection)
             ]
             conn.send(("done", outcomes))
     finally:
-        resolver.close()
+        resolver.shutdown()  # REPLICA values, then this process's PROCESS values
 
 
 def _process(
@@ -127,6 +129,22 @@ class ReplicaProcess:
     def name(self) -> str:
         return f"{self.spec.consumer_name}[{self.spec.index}]"
 
+    @property
+    def alive(self) -> bool:
+        """The process exists and has not exited (checked now, not at the next batch)."""
+        return self._process is not None and self._process.is_alive()
+
+    @property
+    def exitcode(self) -> int | None:
+        return None if self._process is None else self._process.exitcode
+
+    def state(self) -> str:
+        if self.ready and self.alive:
+            return "ready"
+        if self._process is not None and not self.alive:
+            return "dead"
+        return "starting"
+
     def start(self, *, timeout: float, should_stop: Callable[[], bool]) -> None:
         """Start the process (replacing any old one) and wait for its dependencies."""
         self.kill()
@@ -143,18 +161,30 @@ class ReplicaProcess:
         deadline = time.monotonic() + timeout
         while not parent_conn.poll(0.2):
             if not process.is_alive():
-                raise ReplicaError(f"replica {self.name} exited with code {process.exitcode}")
+                raise self._start_failed(process)
             if should_stop():
                 return
             if time.monotonic() > deadline:
                 self.kill()
                 raise ReplicaError(f"replica {self.name} was not ready after {timeout:.0f}s")
-        kind, detail = parent_conn.recv()
+        try:
+            kind, detail = parent_conn.recv()
+        except (EOFError, OSError):  # it died before saying whether it could start
+            process.join(2)
+            raise self._start_failed(process) from None
         if kind == "failed":
             process.join(5)
             raise ReplicaError(f"replica {self.name} could not start: {detail}")
         self.ready = True
         logger.info("replica %s ready (pid %s)", self.name, detail)
+
+    def _start_failed(self, process: multiprocessing.process.BaseProcess) -> ReplicaError:
+        code = process.exitcode
+        if code is not None and code < 0:
+            return ReplicaKilledError(
+                f"replica {self.name} was killed by signal {-code} while starting"
+            )
+        return ReplicaError(f"replica {self.name} exited with code {code}")
 
     def process_batch(
         self,

@@ -1,6 +1,7 @@
 """``tideflow run``: the service, the consumers and their replicas in one run process.
 
-Start-up: take the stack's run lock, apply missing primitives, build GLOBAL
+Start-up: take the stack's run lock, apply missing primitives (``--only consumers`` only
+checks that they exist: consumer machines need no admin rights), build GLOBAL
 dependencies, release leases a crashed run left behind, start each source's watcher,
 one worker thread plus replica process per replica, then the HTTP server. SIGINT or
 SIGTERM stops intake, lets in-flight batches finish (or hands them back), and exits 0.
@@ -30,6 +31,7 @@ from tideflow.flow import Flow
 from tideflow.io.strategies import Sink, Source
 from tideflow.runtime import metrics
 from tideflow.runtime.admin import admin_app, socket_path
+from tideflow.runtime.http import server_options
 from tideflow.runtime.lock import run_lock
 from tideflow.runtime.replica import ReplicaProcess, ReplicaSpec
 from tideflow.runtime.worker import ConsumerWorker
@@ -81,7 +83,11 @@ class FlowRunner:
 
     def consumers_ready(self) -> bool:
         workers = [w for c in self._consumers for w in c.workers]
-        return bool(workers) and all(w.replica.ready for w in workers)
+        return bool(workers) and all(w.replica.state() == "ready" for w in workers)
+
+    def replica_states(self) -> dict[str, str]:
+        """Each replica's ``ready``, ``starting`` or ``dead`` (exited, not yet restarted)."""
+        return {w.replica.name: w.replica.state() for c in self._consumers for w in c.workers}
 
     def run(self) -> int:
         """Run until a signal arrives; the process exit code."""
@@ -94,7 +100,10 @@ class FlowRunner:
             for signum in (signal.SIGINT, signal.SIGTERM):
                 signal.signal(signum, lambda *_: self.stop_event.set())
             started = time.monotonic()
-            self._apply_missing()
+            if self.options.only == "consumers":
+                self._check_present()
+            else:
+                self._apply_missing()
             resolver = Resolver()
             for consumer in self.flow.consumers:
                 resolver.warm_up(consumer.function, scopes={Scope.GLOBAL})
@@ -111,6 +120,8 @@ class FlowRunner:
             logger.info("started in %.2fs", time.monotonic() - started)
             self.stop_event.wait()
             self._shutdown()
+            # The service's REPLICA values, this process's PROCESS values, then GLOBAL ones.
+            resolver.shutdown()
         if self.fatal_error:
             logger.error("stopped: %s", self.fatal_error)
             return 1
@@ -130,6 +141,20 @@ class FlowRunner:
                     step.detail,
                 )
 
+    def _check_present(self) -> None:
+        """Refuse to start when a primitive is missing or differs; never change anything."""
+        for primitive in self.flow.primitives():
+            # ``check()``: what a primitive can verify with a consumer's rights; else plan.
+            check = getattr(primitive, "check", None) or primitive.plan
+            step = check()
+            if step.changes:
+                detail = f" ({step.detail})" if step.detail else ""
+                raise ConfigError(
+                    f"{step.primitive_id}: {step.action.value}{detail} needed; run `tideflow "
+                    "apply` first (`run --only consumers` never creates, grants or alters "
+                    "resources)"
+                )
+
     def _start_consumer(self, consumer: Consumer, global_values: dict[Any, Any]) -> None:
         source = consumer.source.source()
         released = source.release_all()
@@ -141,6 +166,7 @@ class FlowRunner:
             )
         source.start()
         sink = consumer.sink.sink()
+        failures = consumer.sink.failure_log()
         count = consumer.num_replicas or self.options.replicas
         count = count or self.flow.options.num_replicas or os.cpu_count() or 1
         lease_seconds = float(getattr(consumer.source, "lease_seconds", 60.0))
@@ -159,6 +185,7 @@ class FlowRunner:
                 replica=ReplicaProcess(spec),
                 source=source,
                 sink=sink,
+                failures=failures,
                 batch_size=consumer.batch_size,
                 lease_seconds=lease_seconds,
                 event_timeout=self.options.event_timeout,
@@ -167,7 +194,7 @@ class FlowRunner:
             )
             worker.start()
             workers.append(worker)
-        metrics.QUEUES.watch(consumer.name, source.stats)
+        metrics.QUEUES.watch(consumer.name, source.stats, failures.count)
         self._consumers.append(_RunningConsumer(consumer, source, sink, workers))
         logger.info("consumer %s: %d replica(s) starting", consumer.name, count)
 
@@ -176,7 +203,13 @@ class FlowRunner:
 
         @app.get("/healthz", include_in_schema=False)
         def healthz() -> JSONResponse:
-            return JSONResponse({"status": "ok", "consumers_ready": self.consumers_ready()})
+            return JSONResponse(
+                {
+                    "status": "ok",
+                    "consumers_ready": self.consumers_ready(),
+                    "replicas": self.replica_states(),
+                }
+            )
 
         @app.get("/metrics", include_in_schema=False)
         def prometheus_metrics() -> Response:
@@ -193,6 +226,7 @@ class FlowRunner:
             log_level="warning" if uds else self.options.log_level.lower(),
             access_log=False,
             timeout_graceful_shutdown=3,
+            **({} if uds else server_options()),
         )
         server = uvicorn.Server(config)
         # Uvicorn off the main thread leaves signal handling to us.
@@ -206,10 +240,15 @@ class FlowRunner:
         self._servers.append((server, thread))
 
     def _serve_admin(self, sock: Path) -> None:
-        readers = [c.sink.reader() for c in self.flow.consumers]
-        if readers:
+        if self.flow.consumers:
+            consumer = self.flow.consumers[0]
+            app = admin_app(
+                consumer.sink.reader(),
+                failures=consumer.sink.failure_log(),
+                dead_letters=consumer.source.dead_letter_queue(),
+            )
             sock.unlink(missing_ok=True)
-            self._serve(admin_app(readers[0]), uds=str(sock))
+            self._serve(app, uds=str(sock))
 
     def _shutdown(self) -> None:
         logger.info("stopping")

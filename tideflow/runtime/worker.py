@@ -6,15 +6,32 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
-from tideflow.exceptions import SourceError
+from tideflow.exceptions import (
+    ReplicaError,
+    RowError,
+    SinkError,
+    SinkUnavailableError,
+    SourceError,
+    TideflowError,
+)
 from tideflow.io.strategies import Sink, Source
 from tideflow.runtime import metrics
-from tideflow.runtime.replica import Outcome, ReplicaError, ReplicaProcess
-from tideflow.types import Delivery
+from tideflow.runtime.replica import Outcome, ReplicaKilledError, ReplicaProcess
+from tideflow.types import Delivery, Failure, FileChangeEvent
 
 logger = logging.getLogger("tideflow.consumer")
+
+# Backoff of writes while the warehouse is unavailable: 0.5 s, doubling, at most 30 s.
+SINK_RETRY_FIRST_SECONDS = 0.5
+SINK_RETRY_MAX_SECONDS = 30.0
+
+
+class FailureRecorder(Protocol):
+    """Where dead-lettered events are recorded (``FailureLog``)."""
+
+    def record(self, event: FileChangeEvent, *, error: str, attempts: int) -> Failure: ...
 
 
 class ConsumerWorker(threading.Thread):
@@ -22,6 +39,7 @@ class ConsumerWorker(threading.Thread):
 
     Rows are written before the events are acked, and row ids derive from the event
     identity, so a crash anywhere in between leads to a redelivery that writes nothing.
+    An event its source dead-letters is recorded in ``failures`` with its error.
     """
 
     def __init__(
@@ -30,6 +48,7 @@ class ConsumerWorker(threading.Thread):
         replica: ReplicaProcess,
         source: Source,
         sink: Sink,
+        failures: FailureRecorder,
         batch_size: int,
         lease_seconds: float,
         event_timeout: float,
@@ -40,6 +59,7 @@ class ConsumerWorker(threading.Thread):
         self.replica = replica
         self.source = source
         self.sink = sink
+        self.failures = failures
         self.batch_size = batch_size
         self.lease_seconds = lease_seconds
         self.event_timeout = event_timeout
@@ -49,8 +69,22 @@ class ConsumerWorker(threading.Thread):
 
     def run(self) -> None:
         try:
-            self.replica.start(timeout=self.event_timeout, should_stop=self._stop_event.is_set)
+            try:
+                self.replica.start(timeout=self.event_timeout, should_stop=self._stop_event.is_set)
+            except ReplicaKilledError as exc:  # not a broken setup: try again
+                logger.error("%s; restarting it", exc)
+                self._restart()
             while not self._stop_event.is_set():
+                if not self.replica.alive:
+                    # Died while idle (OOM killer, kill -9): restart it now, before an event
+                    # is handed to it and burns one of its delivery attempts.
+                    logger.error(
+                        "replica %s died while idle (exit code %s); restarting it",
+                        self.replica.name,
+                        self.replica.exitcode,
+                    )
+                    self._restart()
+                    continue
                 try:
                     deliveries = self.source.pull(max_messages=self.batch_size, timeout=0.5)
                 except SourceError as exc:  # e.g. the queue service is briefly unreachable
@@ -69,6 +103,17 @@ class ConsumerWorker(threading.Thread):
             self.replica.stop()
 
     def _handle(self, deliveries: list[Delivery]) -> None:
+        exhausted = [d for d in deliveries if d.attempt > self.source.max_attempts]
+        for delivery in exhausted:
+            # Its earlier attempts never came back: the replica died on it every time.
+            error = (
+                f"the consumer never finished it in {delivery.attempt - 1} attempt(s) "
+                "(its replica crashed or timed out)"
+            )
+            self._nack(delivery, error, retryable=False)
+        deliveries = [d for d in deliveries if d.attempt <= self.source.max_attempts]
+        if not deliveries:
+            return
         ack_ids = [d.ack_id for d in deliveries]
         try:
             outcomes = self.replica.process_batch(
@@ -85,35 +130,97 @@ class ConsumerWorker(threading.Thread):
             self._restart()
             return
         pairs = list(zip(deliveries, outcomes, strict=True))
-        rows = [
-            (f"{d.event.event_id}:{i}", row)
+        rows = {
+            d.ack_id: [(row_id(d.event.event_id, i, row), row) for i, row in enumerate(o.rows)]
             for d, o in pairs
             if o.ok
-            for i, row in enumerate(o.rows)
-        ]
-        try:
-            self.sink.write(rows)
-        except Exception as exc:
-            logger.error("%s: %s", self._consumer, exc)
-            committed = False
-        else:
-            committed = True
-            self._tolerate("ack", self.source.ack, [d.ack_id for d, o in pairs if o.ok])
+        }
+        refused = self._write(
+            [row for event_rows in rows.values() for row in event_rows], ack_ids=ack_ids
+        )
+        acked: list[Delivery] = []
         for delivery, outcome in pairs:
             metrics.PROCESSING_SECONDS.labels(self._consumer).observe(outcome.seconds)
+            own_refused = {
+                written: why
+                for written, _ in rows.get(delivery.ack_id, [])
+                if isinstance(refused, RowError) and (why := refused.rejected.get(written))
+            }
             if not outcome.ok:
                 self._nack(delivery, outcome.error or "failed", retryable=outcome.retryable)
                 self._log(delivery, outcome, "failed")
-            elif committed:
+            elif own_refused:
+                # The warehouse refused this event's own row: it would refuse it again.
+                self._nack(delivery, "; ".join(sorted(set(own_refused.values()))), retryable=False)
+                self._log(delivery, outcome, "refused")
+            elif refused is not None and not isinstance(refused, RowError):
+                self._nack(delivery, str(refused), retryable=True)
+                self._log(delivery, outcome, "not written")
+            else:
+                acked.append(delivery)
                 metrics.EVENTS_PROCESSED.labels(self._consumer).inc()
                 self._log(delivery, outcome, "ok")
-            else:
-                self._nack(delivery, "sink write failed", retryable=True)
-                self._log(delivery, outcome, "not written")
+        self._tolerate("ack", self.source.ack, [d.ack_id for d in acked])
+
+    def _write(self, rows: list[tuple[str, Any]], *, ack_ids: list[str]) -> SinkError | None:
+        """Write the batch's rows; the error, when the sink refused some or all of them.
+
+        While the warehouse is unavailable (``SinkUnavailableError``: I/O, connection) the
+        write is retried with exponential backoff, the batch's leases extended, for as long
+        as it takes: an outage burns no delivery attempt and dead-letters nothing. Only a
+        stop hands the batch back (as one failed attempt).
+        """
+        delay = SINK_RETRY_FIRST_SECONDS
+        while True:
+            try:
+                self.sink.write(rows)
+            except SinkUnavailableError as exc:
+                if self._stop_event.is_set():
+                    return exc
+                logger.warning(
+                    "%s: the warehouse is unavailable, retrying in %.1fs: %s",
+                    self._consumer,
+                    delay,
+                    exc,
+                )
+                metrics.SINK_RETRIES.labels(self._consumer).inc()
+                self._tolerate("extend", self.source.extend, ack_ids, seconds=self.lease_seconds)
+                self._stop_event.wait(delay)
+                delay = min(delay * 2, SINK_RETRY_MAX_SECONDS)
+                continue
+            except SinkError as exc:
+                logger.error("%s: %s", self._consumer, exc)
+                return exc
+            except Exception as exc:
+                logger.exception("%s: writing rows failed", self._consumer)
+                return SinkError(f"writing rows failed: {type(exc).__name__}: {exc}")
+            return None
 
     def _nack(self, delivery: Delivery, error: str, *, retryable: bool) -> None:
         metrics.EVENTS_FAILED.labels(self._consumer).inc()
-        self._tolerate("nack", self.source.nack, delivery.ack_id, error=error, retryable=retryable)
+        # Record a final failure before the nack: a crash in between then redelivers the
+        # event past its attempts (dead-lettered and recorded again), never loses the record.
+        final = not retryable or delivery.attempt >= self.source.max_attempts
+        if final:
+            self._record(delivery, error)
+        try:
+            dead = self.source.nack(delivery.ack_id, error=error, retryable=retryable)
+        except SourceError as exc:
+            logger.warning("%s: nack failed (it will be redelivered): %s", self._consumer, exc)
+            return
+        if dead and not final:
+            self._record(delivery, error)
+
+    def _record(self, delivery: Delivery, error: str) -> None:
+        try:
+            self.failures.record(delivery.event, error=error, attempts=delivery.attempt)
+        except TideflowError as exc:
+            logger.error(
+                "%s: could not record the failure of %s: %s",
+                self._consumer,
+                delivery.event.event_id,
+                exc,
+            )
 
     def _tolerate(self, what: str, call: Callable[..., None], *args: Any, **kwargs: Any) -> None:
         """Run a source call whose failure only delays things: the lease runs out, the
@@ -127,10 +234,10 @@ class ConsumerWorker(threading.Thread):
 
     def _log(self, delivery: Delivery, outcome: Outcome, result: str) -> None:
         logger.info(
-            "%s key=%s generation=%s attempt=%d outcome=%s rows=%d latency_ms=%.1f%s",
+            "%s key=%s version=%s attempt=%d outcome=%s rows=%d latency_ms=%.1f%s",
             self._consumer,
             delivery.event.file_path,
-            delivery.event.generation,
+            delivery.event.version,
             delivery.attempt,
             result,
             len(outcome.rows),
@@ -146,3 +253,15 @@ class ConsumerWorker(threading.Thread):
             except ReplicaError as exc:
                 logger.error("restarting failed: %s; trying again in 2s", exc)
                 time.sleep(2)
+
+
+def row_id(event_id: str, index: int, row: Any) -> str:
+    """The sink's idempotency key for a row: ``<event_id>:<index in the consumer's output>``,
+    or ``<event_id>:<row.tideflow_row_key()>`` when the row's class defines that method.
+
+    A row key lets one object version have several rows over time that are each written once:
+    the image app keys its rows by model_id, so replaying an image to a new model adds a row
+    beside the old one, and replaying it to the same model adds nothing.
+    """
+    key = getattr(row, "tideflow_row_key", None)
+    return f"{event_id}:{key()}" if callable(key) else f"{event_id}:{index}"

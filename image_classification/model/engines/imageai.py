@@ -126,7 +126,13 @@ class ImageAIClassifier(Classifier):
                 Classification(label, percent / 100.0)
                 for label, percent in zip(labels, percentages, strict=True)
             ]
-            results.append(ClassifiedImage(info=info, classifications=classifications))
+            results.append(
+                ClassifiedImage(
+                    info=info,
+                    classifications=classifications,
+                    labels=self._asserted(classifications),
+                )
+            )
         return results
 
     def close(self) -> None:

@@ -47,8 +47,8 @@ def build_model(spec: ModelSpec, weights: Path) -> nn.Module:
         ) from exc
     if spec.arch == "inception_v3":
         # The auxiliary classifier only matters in training; dropping it keeps the export lean.
-        model.aux_logits = False
-        model.AuxLogits = None
+        model.aux_logits = False  # type: ignore[assignment]
+        model.AuxLogits = None  # type: ignore[assignment]
     model.eval()
     return model
 

@@ -386,6 +386,8 @@
 
       xhr.open("POST", uploadUrl, true);
       xhr.setRequestHeader("Accept", "application/json");
+      var csrf = document.querySelector('meta[name="csrf-token"]');
+      if (csrf && csrf.content) xhr.setRequestHeader("X-CSRF-Token", csrf.content);
       xhr.withCredentials = true;
 
       xhr.upload.onprogress = function (e) {

@@ -1,4 +1,4 @@
-"""A small gcp flow for the runtime test: uploads -> Pub/Sub (the fake) -> replica -> BigQuery.
+"""A small gcp flow for the runtime test: uploads -> Pub/Sub -> replica -> BigQuery (emulators).
 
 Names come from the environment the test sets (GCPFLOW_BUCKET, GCPFLOW_DATASET), so the
 replica processes, which import this module again, build the same primitives.
@@ -13,7 +13,6 @@ import os
 from tideflow import Flow, consumer
 from tideflow.exceptions import NonRetryableError
 from tideflow.io.gcp import BigQueryDataset, BigQueryTable, GCSBucket, GCSFileChangeStream
-from tideflow.io.gcp.fake_pubsub import FakeNotifications, FakePubSub
 from tideflow.types import FileChangeEvent
 
 
@@ -27,12 +26,7 @@ class SizeRow:
 
 
 bucket = GCSBucket(bucket_name=os.environ["GCPFLOW_BUCKET"]).options(force_destroy=True)
-# Only the run process uses these; replicas never touch the stream.
-pubsub = FakePubSub()
-notifications = FakeNotifications(pubsub)
-stream = GCSFileChangeStream(
-    bucket, max_attempts=2, lease_seconds=30, pubsub=pubsub, notifications=notifications
-)
+stream = GCSFileChangeStream(bucket, max_attempts=2, lease_seconds=30)
 dataset = BigQueryDataset(dataset_name=os.environ["GCPFLOW_DATASET"])
 table = BigQueryTable(dataset, "sizes").options(schema=SizeRow)
 

@@ -12,6 +12,8 @@ import dataclasses
 import datetime
 import os
 import time
+from collections.abc import Iterator
+from typing import Annotated, Any
 
 from tideflow import Flow, FlowOptions, Scope, Service, consumer, dependency
 from tideflow.dependencies import TableDependencyBuilder
@@ -20,7 +22,7 @@ from tideflow.home import tideflow_home
 from tideflow.io.duckdb import DuckDBDataset, DuckDBTable
 from tideflow.io.local import LocalBucket, LocalFileChangeStream
 from tideflow.requests import UploadFile
-from tideflow.types import FileChangeEvent
+from tideflow.types.local import LocalFileChangeEvent
 
 
 @dataclasses.dataclass
@@ -55,13 +57,56 @@ class ReplicaState:
             log.write(f"{self.pid}\n")
 
 
+def _lifecycle(scope: Scope) -> Any:
+    """A generator dependency of ``scope`` that logs its setup and its ``finally``."""
+
+    def resource() -> Iterator[str]:
+        with open(tideflow_home() / "lifecycle.txt", "a") as log:
+            log.write(f"open {scope.name} {os.getpid()}\n")
+        try:
+            yield scope.name
+        finally:
+            with open(tideflow_home() / "lifecycle.txt", "a") as log:
+                log.write(f"close {scope.name} {os.getpid()}\n")
+
+    resource.__qualname__ = f"lifecycle_{scope.name.lower()}"
+    return dependency(scope=scope)(resource)
+
+
+# Module attributes named as the functions' __qualname__: GLOBAL values travel to the
+# replicas keyed by their provider, which pickles by reference.
+lifecycle_global = _lifecycle(Scope.GLOBAL)
+lifecycle_process = _lifecycle(Scope.PROCESS)
+lifecycle_replica = _lifecycle(Scope.REPLICA)
+lifecycle_no_scope = _lifecycle(Scope.NO_SCOPE)
+GlobalResource = Annotated[str, lifecycle_global]
+ProcessResource = Annotated[str, lifecycle_process]
+ReplicaResource = Annotated[str, lifecycle_replica]
+CallResource = Annotated[str, lifecycle_no_scope]
+
+
+@dependency(scope=Scope.NO_SCOPE)
+class Lifecycles:
+    """Asks for one resource of every scope; the call one is built once per call."""
+
+    def __init__(
+        self,
+        g: GlobalResource,
+        p: ProcessResource,
+        r: ReplicaResource,
+        c: CallResource,
+        again: CallResource,
+    ) -> None:
+        self.names = [g, p, r, c, again]
+
+
 BucketDep = BucketDependencyBuilder(bucket)
 TableDep = TableDependencyBuilder(table)
 service = Service(service_id="textflow")
 
 
 @service.endpoint("/rows", method="GET")
-def rows(table_dep: TableDep) -> dict[str, int]:
+def rows(table_dep: TableDep, lifecycles: Lifecycles) -> dict[str, int]:
     """Rows per key, read through the run process while the consumer writes."""
     result = table_dep.table.query("SELECT key, count(*) FROM {table} GROUP BY key")
     return dict(result.rows)
@@ -75,7 +120,9 @@ def upload(text_file: UploadFile, bucket_dep: BucketDep) -> dict[str, object]:
 
 
 @consumer(source=file_change_stream, sink=table, batch_size=4)
-def count_words(file_event: FileChangeEvent, state: ReplicaState) -> TextRow:
+def count_words(
+    file_event: LocalFileChangeEvent, state: ReplicaState, lifecycles: Lifecycles, c: CallResource
+) -> TextRow:
     text = file_event.blob.decode()
     if text.startswith("CRASH"):
         os._exit(3)  # the replica process dies mid-event
@@ -92,7 +139,7 @@ def count_words(file_event: FileChangeEvent, state: ReplicaState) -> TextRow:
     )
 
 
-app = Flow(flow_options=FlowOptions(stack="local"))
+app = Flow(flow_options=FlowOptions())
 app.manage(bucket, dataset, table, file_change_stream)
 app.add_service(service)
 app.add_consumer(count_words)

@@ -10,21 +10,31 @@ instance, so the results page reads while the consumer writes.
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import duckdb
 
-from tideflow.exceptions import PrimitiveError, SinkError
+from tideflow.exceptions import (
+    PrimitiveError,
+    ReadError,
+    RowError,
+    SinkError,
+    SinkUnavailableError,
+)
 from tideflow.home import state_path
-from tideflow.io.duckdb.connection import close_shared, shared_connection
+from tideflow.io.duckdb.connection import brief_connection, close_shared, shared_connection
+from tideflow.io.duckdb.item_index import ItemIndex, indexes_for
+from tideflow.io.export import check_format, sql_string
 from tideflow.io.primitive import PlanAction, PlanStep, Primitive, SinkPrimitive
-from tideflow.io.schema import ROW_ID_COLUMN, Field, Kind, row_values, schema_of
+from tideflow.io.schema import ROW_ID_COLUMN, Field, Kind, row_values, schema_of, schema_problem
 from tideflow.io.sql import SqlDialect, SqlTableReader
-from tideflow.io.strategies import Sink
+from tideflow.io.strategies import ItemFilter, Sink, check_paging
 from tideflow.types import QueryResult
 
 _TYPES = {
@@ -52,10 +62,16 @@ def column_type(field: Field) -> str:
 
 
 class DuckDBDataset(Primitive):
-    """A DuckDB database file (relative paths live in the stack's state directory)."""
+    """A DuckDB database file (relative paths live in the stack's state directory).
 
-    def __init__(self, path: str | os.PathLike[str]) -> None:
+    With ``keep_open`` (the default) the run process holds the file open and everything
+    in it shares that connection; without, each read and write opens and closes it
+    (BuildFlow's behaviour, so other code in the process may open the file too).
+    """
+
+    def __init__(self, path: str | os.PathLike[str], *, keep_open: bool = True) -> None:
         self._path = Path(path)
+        self.keep_open = keep_open
 
     @property
     def path(self) -> Path:
@@ -74,7 +90,8 @@ class DuckDBDataset(Primitive):
 
     def apply(self) -> PlanStep:
         step = self.plan()
-        self.connection()
+        with self.cursor():
+            pass
         return step
 
     def destroy(self) -> PlanStep:
@@ -85,22 +102,78 @@ class DuckDBDataset(Primitive):
         return step
 
     def connection(self) -> duckdb.DuckDBPyConnection:
+        """The process's shared connection (``keep_open`` datasets)."""
         return shared_connection(self.path)
+
+    @contextlib.contextmanager
+    def cursor(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A cursor for one read or write (a brief connection without ``keep_open``)."""
+        if self.keep_open:
+            yield self.connection().cursor()
+        else:
+            with brief_connection(self.path) as connection:
+                yield connection
 
     def reader(self) -> DuckDBReader:
         return DuckDBReader(self, table_ref="")
 
 
 class DuckDBTable(SinkPrimitive):
-    """A table in a ``DuckDBDataset``; set its row type with ``.options(schema=Row)``."""
+    """A table in a ``DuckDBDataset``; set its row type with ``.options(schema=Row)``.
 
-    def __init__(self, dataset: DuckDBDataset, table_name: str) -> None:
+    BuildFlow's signature works too: ``DuckDBTable(database="app.duckdb", table="rows")``
+    (a relative ``database`` is relative to the working directory, as in BuildFlow, and
+    the file is opened only while a write or read runs). Without a schema, the table takes
+    the row dataclass its consumer returns. ``.database`` and ``.table`` are the file's
+    path and the table's name, for the app's own queries. Such a table holds only the
+    row's columns, as in BuildFlow (``SELECT *`` shows nothing else): its row ids, which
+    keep a redelivered event from adding a row, live in ``<table>__tideflow_row_ids``.
+    """
+
+    def __init__(
+        self,
+        dataset: DuckDBDataset | str | os.PathLike[str] | None = None,
+        table_name: str | None = None,
+        *,
+        database: str | os.PathLike[str] | None = None,
+        table: str | None = None,
+    ) -> None:
+        if isinstance(dataset, str | os.PathLike):  # BuildFlow's DuckDBTable(database, table)
+            dataset, database = None, dataset
+        if database is not None:
+            if dataset is not None:
+                raise PrimitiveError("DuckDBTable takes a dataset or a database, not both")
+            dataset = DuckDBDataset(Path.cwd() / Path(database).expanduser(), keep_open=False)
+        name = table_name if table_name is not None else table
+        if dataset is None or not name:
+            raise PrimitiveError(
+                "DuckDBTable needs a dataset and a table name: DuckDBTable(dataset, 'rows') "
+                "or DuckDBTable(database='app.duckdb', table='rows')"
+            )
         self.dataset = dataset
-        self.table_name = table_name
+        self.table_name = name
         self.schema: type | None = None
+        self.row_ids_apart = database is not None
+
+    @property
+    def row_ids_table(self) -> str:
+        return f"{self.table_name}__tideflow_row_ids"
+
+    @property
+    def database(self) -> str:
+        """The database file's path (BuildFlow's ``DuckDBTable.database``)."""
+        return str(self.dataset.path)
+
+    @property
+    def table(self) -> str:
+        """The table's name (BuildFlow's ``DuckDBTable.table``)."""
+        return self.table_name
 
     def _option_names(self) -> frozenset[str]:
         return frozenset({"schema"})
+
+    def _check_option(self, name: str, value: object) -> str | None:
+        return schema_problem(value) if name == "schema" else None
 
     def primitive_id(self) -> str:
         return f"duckdb-table:{self.dataset._path}/{self.table_name}"
@@ -119,30 +192,46 @@ class DuckDBTable(SinkPrimitive):
     def _existing_columns(self) -> list[str] | None:
         if not self.dataset.path.exists():
             return None
-        rows = (
-            self.dataset.connection()
-            .cursor()
-            .execute(
+        with self.dataset.cursor() as cursor:
+            rows = cursor.execute(
                 "SELECT column_name FROM information_schema.columns WHERE table_name = ? "
                 "ORDER BY ordinal_position",
                 [self.table_name],
-            )
-            .fetchall()
-        )
+            ).fetchall()
         return [r[0] for r in rows] or None
 
     def _missing_fields(self, existing: list[str]) -> list[Field]:
         return [f for f in self.fields() if f.name not in existing]
+
+    def item_indexes(self) -> list[ItemIndex]:
+        """Side tables that make item filters fast (see ``item_index``); a BuildFlow-style
+        table keeps only its own columns, so it has none."""
+        if self.row_ids_apart:
+            return []
+        return indexes_for(self.table_name, self.fields())
+
+    def _missing_indexes(self) -> list[ItemIndex]:
+        if not self.dataset.path.exists():
+            return self.item_indexes()
+        with self.dataset.cursor() as cursor:
+            found = cursor.execute("SELECT table_name FROM information_schema.tables").fetchall()
+        present = {row[0] for row in found}
+        return [index for index in self.item_indexes() if index.name not in present]
 
     def plan(self) -> PlanStep:
         existing = self._existing_columns()
         if existing is None:
             names = ", ".join(f.name for f in self.fields())
             return self.step(PlanAction.CREATE, f"columns: {names}")
+        changes = []
         missing = self._missing_fields(existing)
         if missing:
-            names = ", ".join(f.name for f in missing)
-            return self.step(PlanAction.UPDATE, f"add columns: {names}")
+            changes.append(f"add columns: {', '.join(f.name for f in missing)}")
+        indexes = self._missing_indexes()
+        if indexes:
+            changes.append(f"add item index: {', '.join(i.name for i in indexes)}")
+        if changes:
+            return self.step(PlanAction.UPDATE, "; ".join(changes))
         return self.step(PlanAction.NO_CHANGE)
 
     def plan_destroy(self) -> PlanStep:
@@ -151,32 +240,69 @@ class DuckDBTable(SinkPrimitive):
 
     def apply(self) -> PlanStep:
         step = self.plan()
-        cursor = self.dataset.connection().cursor()
         table = quote(self.table_name)
-        if step.action is PlanAction.CREATE:
-            columns = [f"{quote(f.name)} {column_type(f)}" for f in self.fields()]
-            columns.append(f"{quote(ROW_ID_COLUMN)} VARCHAR PRIMARY KEY")
-            cursor.execute(f"CREATE TABLE IF NOT EXISTS {table} ({', '.join(columns)})")
-        elif step.action is PlanAction.UPDATE:
-            for field in self._missing_fields(self._existing_columns() or []):
-                cursor.execute(
-                    f"ALTER TABLE {table} ADD COLUMN {quote(field.name)} {column_type(field)}"
-                )
+        missing = self._missing_fields(self._existing_columns() or [])
+        with self.dataset.cursor() as cursor:
+            if step.action is PlanAction.CREATE:
+                columns = [f"{quote(f.name)} {column_type(f)}" for f in self.fields()]
+                row_id = f"{quote(ROW_ID_COLUMN)} VARCHAR PRIMARY KEY"
+                if self.row_ids_apart:
+                    cursor.execute(
+                        f"CREATE TABLE IF NOT EXISTS {quote(self.row_ids_table)} ({row_id})"
+                    )
+                else:
+                    columns.append(row_id)
+                cursor.execute(f"CREATE TABLE IF NOT EXISTS {table} ({', '.join(columns)})")
+            elif step.action is PlanAction.UPDATE:
+                for field in missing:
+                    cursor.execute(
+                        f"ALTER TABLE {table} ADD COLUMN {quote(field.name)} {column_type(field)}"
+                    )
+            for index in self._missing_indexes():
+                cursor.execute("BEGIN TRANSACTION")
+                try:
+                    cursor.execute(index.create_sql(column_type))
+                    cursor.execute(index.backfill_sql())
+                    cursor.execute("COMMIT")
+                except BaseException:
+                    cursor.execute("ROLLBACK")
+                    raise
         return step
 
     def destroy(self) -> PlanStep:
         step = self.plan_destroy()
         if step.action is PlanAction.DELETE:
-            self.dataset.connection().cursor().execute(
-                f"DROP TABLE IF EXISTS {quote(self.table_name)}"
-            )
+            with self.dataset.cursor() as cursor:
+                for index in self.item_indexes():
+                    cursor.execute(f"DROP TABLE IF EXISTS {quote(index.name)}")
+                cursor.execute(f"DROP TABLE IF EXISTS {quote(self.table_name)}")
+                cursor.execute(f"DROP TABLE IF EXISTS {quote(self.row_ids_table)}")
         return step
 
     def sink(self) -> DuckDBSink:
         return DuckDBSink(self)
 
     def reader(self) -> DuckDBReader:
-        return DuckDBReader(self.dataset, table_ref=quote(self.table_name))
+        indexes = self.item_indexes() if self.schema is not None else []
+        return DuckDBReader(
+            self.dataset,
+            table_ref=quote(self.table_name),
+            row_id_column=not self.row_ids_apart,
+            indexes=indexes,
+        )
+
+    def sibling(self, table_name: str, *, schema: type) -> DuckDBTable:
+        return DuckDBTable(self.dataset, table_name).options(schema=schema)
+
+
+# Errors of the moment, not of the rows: the same write may succeed later.
+_UNAVAILABLE = (
+    duckdb.IOException,
+    duckdb.ConnectionException,
+    duckdb.TransactionException,
+    duckdb.OutOfMemoryException,
+    duckdb.InterruptException,
+)
 
 
 class DuckDBSink(Sink):
@@ -185,52 +311,286 @@ class DuckDBSink(Sink):
     def __init__(self, table: DuckDBTable) -> None:
         self.table = table
         self._names = [f.name for f in table.fields()]
-        self._columns = ", ".join(quote(n) for n in (*self._names, ROW_ID_COLUMN))
-        self._row_marks = "(" + ", ".join("?" * (len(self._names) + 1)) + ")"
+        apart = table.row_ids_apart
+        self._columns = ", ".join(quote(n) for n in self._names)
+        if not apart:
+            self._columns += f", {quote(ROW_ID_COLUMN)}"
+        marks = len(self._names) + (0 if apart else 1)
+        self._row_marks = "(" + ", ".join("?" * marks) + ")"
+        self._indexes = table.item_indexes()
 
     def write(self, rows: Sequence[tuple[str, Any]]) -> None:
         if not rows:
             return
+        try:
+            self._insert(rows)
+        except _UNAVAILABLE as exc:
+            raise self._unavailable(rows, exc) from exc
+        except duckdb.Error as exc:
+            if len(rows) == 1:
+                raise self._refused(rows, exc) from exc
+            # Find the rows DuckDB refuses, so only their events fail.
+            self._insert_one_by_one(rows, exc)
+
+    def _insert(self, rows: Sequence[tuple[str, Any]]) -> None:
+        # DuckDB commits optimistically; serialising writers in the process avoids
+        # spurious conflicts between concurrent batches.
+        with self._write_lock, self.table.dataset.cursor() as cursor:
+            if self.table.row_ids_apart:
+                self._insert_apart(cursor, rows)
+            elif not self._indexes:
+                cursor.execute(*self._statement(rows, with_ids=True))
+            else:
+                self._insert_indexed(cursor, rows)
+
+    def _insert_indexed(
+        self, cursor: duckdb.DuckDBPyConnection, rows: Sequence[tuple[str, Any]]
+    ) -> None:
+        """The rows, and in the same transaction the item index rows of those that were new."""
+        sql, params = self._statement(rows, with_ids=True)
+        cursor.execute("BEGIN TRANSACTION")
+        try:
+            returned = cursor.execute(f"{sql} RETURNING {quote(ROW_ID_COLUMN)}", params)
+            inserted = {r[0] for r in returned.fetchall()}
+            by_id = {row_id: row_values(row) for row_id, row in rows}
+            for index in self._indexes:
+                items = [item for row_id in inserted for item in index.rows(row_id, by_id[row_id])]
+                if items:
+                    cursor.execute(
+                        index.insert_sql(len(items)), [v for item in items for v in item]
+                    )
+            cursor.execute("COMMIT")
+        except BaseException:
+            cursor.execute("ROLLBACK")
+            raise
+
+    def _statement(
+        self, rows: Sequence[tuple[str, Any]], *, with_ids: bool
+    ) -> tuple[str, list[Any]]:
         params: list[Any] = []
         for row_id, row in rows:
             values = row_values(row)
             params.extend(values[name] for name in self._names)
-            params.append(row_id)
+            if with_ids:
+                params.append(row_id)
         # One multi-row statement is atomic and about twice as fast as executemany.
         sql = (
             f"INSERT INTO {quote(self.table.table_name)} ({self._columns}) VALUES "
-            f"{', '.join([self._row_marks] * len(rows))} ON CONFLICT DO NOTHING"
+            f"{', '.join([self._row_marks] * len(rows))}"
         )
-        cursor = self.table.dataset.connection().cursor()
-        # DuckDB commits optimistically; serialising writers in the process avoids
-        # spurious conflicts between concurrent batches.
-        with self._write_lock:
+        return (f"{sql} ON CONFLICT DO NOTHING" if with_ids else sql), params
+
+    def _insert_apart(
+        self, cursor: duckdb.DuckDBPyConnection, rows: Sequence[tuple[str, Any]]
+    ) -> None:
+        """Row ids into their own table, and in the same transaction the rows whose id
+        was new (a redelivered event's row is skipped)."""
+        ids = quote(self.table.row_ids_table)
+        cursor.execute("BEGIN TRANSACTION")
+        try:
+            marks = ", ".join(["(?)"] * len(rows))
+            new = cursor.execute(
+                f"INSERT INTO {ids} VALUES {marks} ON CONFLICT DO NOTHING RETURNING *",
+                [row_id for row_id, _ in rows],
+            ).fetchall()
+            fresh = {found[0] for found in new}
+            todo = [row for row in rows if row[0] in fresh]
+            if todo:
+                cursor.execute(*self._statement(todo, with_ids=False))
+            cursor.execute("COMMIT")
+        except BaseException:
+            cursor.execute("ROLLBACK")
+            raise
+
+    def _insert_one_by_one(self, rows: Sequence[tuple[str, Any]], first: duckdb.Error) -> None:
+        refused: dict[str, str] = {}
+        for row in rows:
             try:
-                cursor.execute(sql, params)
+                self._insert([row])
+            except _UNAVAILABLE as exc:  # not this row's fault: the whole batch waits
+                raise self._unavailable(rows, exc) from exc
             except duckdb.Error as exc:
-                raise SinkError(
-                    f"writing {len(rows)} row(s) to {self.table.table_name}: {exc}"
-                ) from exc
+                refused[row[0]] = str(exc)
+        if len(refused) == len(rows):
+            raise self._refused(rows, first) from first
+        if refused:
+            raise RowError(
+                f"{self.table.table_name} refused {len(refused)} of {len(rows)} row(s)",
+                rejected=refused,
+            )
+
+    def _unavailable(self, rows: Sequence[tuple[str, Any]], exc: duckdb.Error) -> SinkError:
+        return SinkUnavailableError(f"writing {len(rows)} row(s) to {self.table.table_name}: {exc}")
+
+    def _refused(self, rows: Sequence[tuple[str, Any]], exc: duckdb.Error) -> SinkError:
+        return SinkError(f"writing {len(rows)} row(s) to {self.table.table_name}: {exc}")
+
+
+# From this offset on, a page past the middle is read from the other end.
+FLIP_OFFSET = 10_000
+# Pages of filters a row can match several times (label contains...) up to this far are
+# de-duplicated in Python from a sorted read; deeper ones are grouped in SQL.
+DEDUPE_UP_TO = 2_000
 
 
 class DuckDBReader(SqlTableReader):
     dialect = SqlDialect(
         quote=quote,
+        name="duckdb",
         all_but=lambda column: f"* EXCLUDE ({column})",
         unnest_items=lambda column: f"UNNEST({column}) AS _items(_item)",
     )
 
-    def __init__(self, dataset: DuckDBDataset, *, table_ref: str) -> None:
+    def __init__(
+        self,
+        dataset: DuckDBDataset,
+        *,
+        table_ref: str,
+        row_id_column: bool = True,
+        indexes: Sequence[ItemIndex] = (),
+    ) -> None:
         self.dataset = dataset
         self.table_ref = table_ref
+        self.indexes = list(indexes)
+        if not row_id_column:  # a BuildFlow-style table keeps its row ids apart
+            self.dialect = dataclasses.replace(self.dialect, all_but=lambda column: "*")
+
+    def _index_for(self, item: ItemFilter | None, order_by: str | None) -> ItemIndex | None:
+        if item is None:
+            return None
+        return next((i for i in self.indexes if i.usable_for(item, order_by)), None)
+
+    def select(
+        self,
+        *,
+        where: dict[str, Any] | None = None,
+        item: ItemFilter | None = None,
+        order_by: str | None = None,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> QueryResult:
+        check_paging(limit, offset)
+        index = None if where else self._index_for(item, order_by)
+        ascending = False
+        if order_by and offset >= FLIP_OFFSET:
+            # Deep pages: the page counted from the other end needs a small sort, not one
+            # of offset + limit rows.
+            total = self.count(where=where, item=item)
+            if offset >= total:
+                limit, offset = 0, 0
+            elif offset > total // 2:
+                ascending = True
+                end = min(total, offset + limit)
+                limit, offset = end - offset, total - end
+        if index is None or item is None:
+            sql, params = self.select_sql(
+                where=where, item=item, order_by=order_by, ascending=ascending
+            )
+            found = self.query(f"{sql} LIMIT {int(limit)} OFFSET {int(offset)}", params)
+        else:
+            # The page's row ids come from the item index; then only those rows are read
+            # (an IN list of ids is a point lookup; a join would scan the whole table).
+            matching, params, several = index.matching_ids_sql(item)
+            direction = "ASC" if ascending else "DESC"
+            ids = self._page_ids(matching, params, several, direction, limit, offset)
+            columns = self.dialect.all_but(quote(ROW_ID_COLUMN))
+            rows = self.query(
+                f"SELECT {quote(ROW_ID_COLUMN)} AS _id, {columns} FROM {{table}} "
+                f"WHERE {quote(ROW_ID_COLUMN)} IN (SELECT unnest($ids))",
+                {"ids": ids},
+            )
+            by_id = {row[0]: row[1:] for row in rows.rows}
+            found = QueryResult(
+                columns=rows.columns[1:], rows=[by_id[i] for i in ids if i in by_id]
+            )
+        if ascending:
+            return QueryResult(columns=found.columns, rows=found.rows[::-1])
+        return found
+
+    def _page_ids(
+        self,
+        matching: str,
+        params: dict[str, Any],
+        several: bool,
+        direction: str,
+        limit: int,
+        offset: int,
+    ) -> list[str]:
+        """Row ids of a page, from the item index rows ``matching`` selects.
+
+        When a row can match through several items, near pages are read in index order
+        and de-duplicated here (a small sorted read); deeper ones are grouped by row.
+        """
+        order = f"ORDER BY _o {direction}, _id {direction}"
+        if not several:
+            sql = f"{matching} {order} LIMIT {int(limit)} OFFSET {int(offset)}"
+            return [row[0] for row in self.query(sql, params).rows]
+        wanted = offset + limit
+        fetch = wanted * 2 + 10
+        while wanted <= DEDUPE_UP_TO and fetch <= DEDUPE_UP_TO * 16:
+            rows = self.query(f"{matching} {order} LIMIT {fetch}", params).rows
+            ids = list(dict.fromkeys(row[0] for row in rows))
+            if len(ids) >= wanted or len(rows) < fetch:
+                return ids[offset:wanted]
+            fetch *= 4
+        grouped = f"SELECT any_value(_id) AS _id, max(_o) AS _o FROM ({matching}) GROUP BY _k"
+        sql = f"{grouped} {order} LIMIT {int(limit)} OFFSET {int(offset)}"
+        return [row[0] for row in self.query(sql, params).rows]
+
+    def count(self, *, where: dict[str, Any] | None = None, item: ItemFilter | None = None) -> int:
+        index = None
+        if item is not None and not where:
+            index = next((i for i in self.indexes if i.usable_for(item, i.order_by)), None)
+        if index is None or item is None:
+            return super().count(where=where, item=item)
+        matching, params, several = index.matching_ids_sql(item)
+        counted = "COUNT(DISTINCT _k)" if several else "COUNT(*)"
+        return int(self.query(f"SELECT {counted} FROM ({matching})", params).rows[0][0])
 
     def query(self, sql: str, params: dict[str, Any] | None = None) -> QueryResult:
         if self.table_ref:
             sql = sql.replace("{table}", self.table_ref)
         try:
-            result = self.dataset.connection().cursor().execute(sql, params or {})
-            rows = result.fetchall()
+            with self.dataset.cursor() as cursor:
+                result = cursor.execute(sql, params or {})
+                rows = result.fetchall()
+                columns = [d[0] for d in result.description or []]
         except duckdb.Error as exc:
-            raise SinkError(f"query failed: {exc}") from exc
-        columns = [d[0] for d in result.description or []]
+            raise ReadError(f"query failed: {exc}") from exc
         return QueryResult(columns=columns, rows=rows)
+
+    def export(
+        self,
+        path: Path,
+        fmt: str,
+        *,
+        item: ItemFilter | None = None,
+        order_by: str | None = None,
+        progress: Callable[[int], None] | None = None,
+    ) -> int:
+        """DuckDB's ``COPY (SELECT ...) TO``: the database writes the file itself."""
+        check_format(fmt)
+        path = Path(path).resolve()
+        columns = None
+        if fmt == "csv":
+            # Nested columns as JSON text, the same as the paged export writes them.
+            described = self.query("DESCRIBE SELECT * FROM {table}")
+            parts = []
+            for name, kind, *_ in described.rows:
+                if name == ROW_ID_COLUMN:
+                    continue
+                nested = "STRUCT" in kind or kind.endswith("]") or kind.startswith("MAP")
+                parts.append(f"to_json({quote(name)}) AS {quote(name)}" if nested else quote(name))
+            columns = ", ".join(parts)
+        sql, params = self.select_sql(item=item, order_by=order_by, columns=columns)
+        options = "FORMAT csv, HEADER" if fmt == "csv" else f"FORMAT {fmt.replace('jsonl', 'json')}"
+        partial = path.with_name(f".{path.name}.partial")
+        try:
+            found = self.query(f"COPY ({sql}) TO {sql_string(str(partial))} ({options})", params)
+            os.replace(partial, path)
+        finally:
+            partial.unlink(missing_ok=True)
+        count = int(found.rows[0][0]) if found.rows else 0
+        if progress is not None:
+            progress(count)
+        return count

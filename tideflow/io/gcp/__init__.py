@@ -2,8 +2,8 @@
 
 Importing this package loads the Google client libraries; ``tideflow`` itself never
 does, so the local stack needs none installed. Settings come from the environment, see
-``tideflow.io.gcp.clients``. For tests, ``tideflow.io.gcp.fake_pubsub`` has in-memory
-Pub/Sub and bucket notifications.
+``tideflow.io.gcp.clients``; the emulators' variables point them at loopback (see
+``tideflow.io.gcp.stream`` for what apply does differently under emulators).
 """
 
 from tideflow.io.gcp.bigquery import BigQueryDataset, BigQueryTable

@@ -6,6 +6,14 @@
 ``date`` DATE, nested dataclasses RECORD, ``list[X]`` REPEATED; every column is NULLABLE
 (or REPEATED), plus the row id column ``_tideflow_row_id`` (STRING, REQUIRED).
 
+Layout, so that reads scan little: tables are partitioned by day on their first top-level
+TIMESTAMP column (``partition_by``; ingestion time when there is none) and clustered on
+their ``*_id`` columns (``cluster_by``; the row id column when there is none). The app's
+table is therefore partitioned by ``upload`` and clustered by ``image_id``; its failure
+log by ``event_time`` and ``event_id``. Both options can be set explicitly
+(``.options(partition_by="col", cluster_by=["a", "b"])``); they apply at creation only
+(BigQuery cannot re-partition a table), and a plan names any difference.
+
 Apply creates what is missing. On an existing table it adds the columns, and the fields
 of RECORD columns, that the dataclass gained, in one schema update (additive only); a
 column whose type or mode differs is reported in the plan and left alone. Destroy deletes
@@ -18,18 +26,24 @@ Settings: ``project_id`` (else ``GCP_PROJECT_ID``), credentials and
 
 from __future__ import annotations
 
+import logging
+import os
 import threading
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from google.api_core import exceptions as api_exceptions
 from google.cloud import bigquery
 
 from tideflow.exceptions import PrimitiveError
 from tideflow.io.gcp.bigquery_io import API_RETRY, BigQueryReader, BigQuerySink
-from tideflow.io.gcp.clients import bigquery_client, resolve_project
-from tideflow.io.gcp.errors import translated
+from tideflow.io.gcp.clients import BIGQUERY_EMULATOR_ENV, bigquery_client, resolve_project
+from tideflow.io.gcp.errors import describe, one_line, translated
 from tideflow.io.primitive import PlanAction, PlanStep, Primitive, SinkPrimitive
-from tideflow.io.schema import ROW_ID_COLUMN, Field, Kind, schema_of
+from tideflow.io.schema import ROW_ID_COLUMN, Field, Kind, schema_of, schema_problem
+
+logger = logging.getLogger("tideflow.gcp")
 
 _TYPES = {
     Kind.STRING: "STRING",
@@ -118,6 +132,7 @@ class BigQueryDataset(Primitive):
         self.project_id = resolve_project(project_id)
         self.dataset_name = dataset_name
         self.location = "US"
+        self._found_location: str | None = None
         self._client: bigquery.Client | None = None
         self._lock = threading.Lock()
 
@@ -151,9 +166,10 @@ class BigQueryDataset(Primitive):
             permission="bigquery.datasets.get and bigquery.tables.list",
         ):
             try:
-                self.client().get_dataset(self.dataset_ref, retry=API_RETRY)
+                found = self.client().get_dataset(self.dataset_ref, retry=API_RETRY)
             except api_exceptions.NotFound:
                 return None
+            self._found_location = found.location
             return [
                 t.table_id for t in self.client().list_tables(self.dataset_ref, retry=API_RETRY)
             ]
@@ -161,6 +177,17 @@ class BigQueryDataset(Primitive):
     def plan(self) -> PlanStep:
         if self._tables() is None:
             return self.step(PlanAction.CREATE, f"location {self.location}")
+        found = self._found_location
+        if found and found.upper() != self.location.upper():
+            # A dataset cannot move. Queries and inserts must name its real location, or
+            # every read fails; so follow it, and say so.
+            detail = (
+                f"is in {found}, not {self.location} as declared: left there (a dataset "
+                f"cannot move); reads and writes go to {found}"
+            )
+            logger.warning("%s %s", self.dataset_ref, detail)
+            self.location = found
+            return self.step(PlanAction.NO_CHANGE, detail)
         return self.step(PlanAction.NO_CHANGE)
 
     def plan_destroy(self) -> PlanStep:
@@ -213,16 +240,56 @@ class BigQueryTable(SinkPrimitive):
         self.dataset = dataset
         self.table_name = table_name
         self.schema: type | None = None
+        self.partition_by: str | None = None
+        self.cluster_by: Sequence[str] | None = None
 
     def _option_names(self) -> frozenset[str]:
-        return frozenset({"schema"})
+        return frozenset({"schema", "partition_by", "cluster_by"})
+
+    def _check_option(self, name: str, value: object) -> str | None:
+        if name == "schema":
+            return schema_problem(value)
+        if name == "partition_by" and value is not None and not isinstance(value, str):
+            return "must be a TIMESTAMP or DATE column's name"
+        if name == "cluster_by" and (
+            isinstance(value, str) or not all(isinstance(v, str) for v in value or ())  # type: ignore[attr-defined]
+        ):
+            return "must be a list of up to 4 column names"
+        return None
+
+    def partitioning(self) -> bigquery.TimePartitioning:
+        """Daily partitions on ``partition_by``, else the first top-level TIMESTAMP column."""
+        column = self.partition_by
+        if column is None:
+            column = next(
+                (
+                    f.name
+                    for f in self.fields()
+                    if f.kind in (Kind.TIMESTAMP, Kind.DATE) and not f.repeated
+                ),
+                None,
+            )
+        return bigquery.TimePartitioning(type_=bigquery.TimePartitioningType.DAY, field=column)
+
+    def clustering(self) -> list[str]:
+        """``cluster_by``, else the top-level ``*_id`` STRING columns (up to 4), else row id."""
+        if self.cluster_by is not None:
+            return list(self.cluster_by)
+        ids = [
+            f.name
+            for f in self.fields()
+            if f.kind is Kind.STRING and not f.repeated and f.name.endswith("_id")
+        ]
+        return ids[:4] or [ROW_ID_COLUMN]
 
     @property
     def table_ref(self) -> str:
         return f"{self.dataset.dataset_ref}.{self.table_name}"
 
     def primitive_id(self) -> str:
-        return f"bigquery-table:{self.table_ref}"
+        """``project.dataset.table``, a table reference for SQL as in BuildFlow's
+        ``f"SELECT * FROM {table.primitive_id()}"``."""
+        return self.table_ref
 
     def depends_on(self) -> tuple[BigQueryDataset, ...]:
         return (self.dataset,)
@@ -250,12 +317,31 @@ class BigQueryTable(SinkPrimitive):
     def _changes(self, table: bigquery.Table) -> tuple[list[bigquery.SchemaField], PlanStep]:
         merged, added, conflicts = merge_schema(table.schema, table_schema(self.fields()))
         details = []
+        layout = self._layout_difference(table)
+        if layout:
+            details.append(f"not changed (set at creation only): {layout}")
         if added:
             details.append(f"add columns: {', '.join(added)}")
         if conflicts:
             details.append(f"not changed (additive changes only): {'; '.join(conflicts)}")
         action = PlanAction.UPDATE if added else PlanAction.NO_CHANGE
         return merged, self.step(action, "; ".join(details))
+
+    def _layout_difference(self, table: bigquery.Table) -> str:
+        wanted, found = self.partitioning(), table.time_partitioning
+        differences = []
+        if found is None or (found.field, found.type_) != (wanted.field, wanted.type_):
+            have = (
+                "none" if found is None else f"{found.type_} on {found.field or 'ingestion time'}"
+            )
+            differences.append(
+                f"partitioned {have}, wanted {wanted.type_} on {wanted.field or 'ingestion time'}"
+            )
+        if list(table.clustering_fields or []) != self.clustering():
+            differences.append(
+                f"clustered on {table.clustering_fields or 'nothing'}, wanted {self.clustering()}"
+            )
+        return "; ".join(differences)
 
     def plan(self) -> PlanStep:
         table = self._table()
@@ -277,10 +363,14 @@ class BigQueryTable(SinkPrimitive):
                 permission="bigquery.tables.create",
             ):
                 new = bigquery.Table(self.table_ref, schema=table_schema(self.fields()))
+                new.time_partitioning = self.partitioning()
+                new.clustering_fields = self.clustering()
                 client.create_table(new, exists_ok=True, retry=API_RETRY)
+            self.await_streaming([f.name for f in self.fields()])
             return self._create_step()
         merged, step = self._changes(table)
         if step.action is PlanAction.UPDATE:
+            known = {f.name for f in table.schema}
             table.schema = merged
             with translated(
                 resource=f"table {self.table_ref}",
@@ -290,11 +380,75 @@ class BigQueryTable(SinkPrimitive):
             ):
                 # The table's etag travels along: a concurrent schema change fails this one.
                 client.update_table(table, ["schema"], retry=API_RETRY)
+            # Top-level columns only: a field added inside a RECORD is probed by its record.
+            self.await_streaming(
+                [f.name for f in merged if f.name not in known]
+                or [f.name for f in merged if f.field_type == "RECORD"]
+            )
         return step
+
+    def await_streaming(
+        self,
+        columns: Sequence[str],
+        *,
+        timeout: float = 300.0,
+        sleep: Callable[[float], None] | None = None,
+    ) -> None:
+        """Return once BigQuery's streaming inserts see this table with ``columns``.
+
+        A table just created, re-created or altered is not at once visible to streaming:
+        inserts answer 404 or refuse the new columns for a while (minutes, and rows of a
+        re-created table can even go to the deleted one). Apply runs before any consumer
+        starts, so waiting here holds the consumers. The probe is a row BigQuery must
+        refuse (its row id is not a string): it names the columns with null values, so
+        "no such field" means the new schema has not arrived, a refusal for the row id
+        means it has, and nothing is ever stored. Under ``BIGQUERY_EMULATOR_HOST`` it is
+        skipped (bqemulator would store the probe and has no such delay).
+        """
+        if os.environ.get(BIGQUERY_EMULATOR_ENV, "").strip():
+            logger.info(
+                "%s: %s is set: not waiting for streaming inserts to see the table",
+                self.table_ref,
+                BIGQUERY_EMULATOR_ENV,
+            )
+            return
+        probe: dict[str, Any] = {name: None for name in columns}
+        probe[ROW_ID_COLUMN] = {"tideflow_probe": True}
+        client = self.dataset.client()
+        waited, pause = 0.0, 1.0
+        while True:
+            try:
+                errors = client.insert_rows_json(self.table_ref, [probe], retry=API_RETRY)
+                text = str(errors)
+                ready = bool(errors) and "no such field" not in text.lower()
+                reason = f"refused the new columns ({one_line(text, limit=200)})"
+                if not errors:
+                    # Nothing refused: a backend that ignores the row id's type. Done.
+                    ready = True
+            except api_exceptions.NotFound as exc:
+                ready, reason = False, f"does not see the table yet ({describe(exc)})"
+            if ready:
+                return
+            if waited >= timeout:
+                raise PrimitiveError(
+                    f"BigQuery's streaming inserts still {reason} for {self.table_ref} after "
+                    f"{waited:.0f}s. If a table of this name was deleted in the last minutes, "
+                    "streaming keeps sending rows to the deleted one for a while: wait, or "
+                    "use another table name; then apply again"
+                )
+            logger.info("%s: streaming inserts %s; waiting %.0fs", self.table_ref, reason, pause)
+            (sleep or time.sleep)(pause)
+            waited += pause
+            pause = min(pause * 2, 30.0)
 
     def _create_step(self) -> PlanStep:
         names = ", ".join(f.name for f in self.fields())
-        return self.step(PlanAction.CREATE, f"columns: {names}")
+        partition = self.partitioning().field or "ingestion time"
+        return self.step(
+            PlanAction.CREATE,
+            f"columns: {names}; partitioned by day on {partition}, clustered by "
+            f"{', '.join(self.clustering())}",
+        )
 
     def destroy(self) -> PlanStep:
         step = self.plan_destroy()
@@ -322,3 +476,7 @@ class BigQueryTable(SinkPrimitive):
         return BigQueryReader(
             self.dataset.client, table_ref=self.table_ref, location=self.dataset.location
         )
+
+    def sibling(self, table_name: str, *, schema: type) -> BigQueryTable:
+        # Layout options are the sibling's own (derived from its schema).
+        return BigQueryTable(self.dataset, table_name).options(schema=schema)

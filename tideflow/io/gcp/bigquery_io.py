@@ -37,7 +37,7 @@ from typing import Any
 
 from google.cloud import bigquery
 
-from tideflow.exceptions import SinkError
+from tideflow.exceptions import ReadError, RowError, SinkError
 from tideflow.io.gcp.errors import one_line, translated
 from tideflow.io.schema import ROW_ID_COLUMN, Field, row_values
 from tideflow.io.sql import SqlDialect, SqlTableReader
@@ -129,11 +129,21 @@ class BigQuerySink(Sink):
                 retry=API_RETRY,
             )
         if errors:
+            # insertAll keeps the valid rows unless one is invalid; name each refused row
+            # so only its own event fails ("stopped" rows are only collateral: retried).
+            rejected = {
+                rows[int(e["index"])][0]: one_line(str(e.get("errors")))
+                for e in errors
+                if not all(x.get("reason") == "stopped" for x in e.get("errors") or [])
+            }
             first = errors[0]
-            raise SinkError(
+            message = (
                 f"BigQuery refused {len(errors)} of {len(rows)} row(s) for {self.table_ref}; "
                 f"row {first.get('index')}: {one_line(str(first.get('errors')))}"
             )
+            if rejected:
+                raise RowError(message, rejected=rejected)
+            raise SinkError(message)
 
 
 class BigQueryReader(SqlTableReader):
@@ -143,6 +153,7 @@ class BigQueryReader(SqlTableReader):
         quote=quote,
         all_but=lambda column: f"* EXCEPT({column})",
         unnest_items=lambda column: f"UNNEST({column}) AS _item",
+        name="bigquery",
     )
 
     def __init__(
@@ -169,13 +180,19 @@ class BigQueryReader(SqlTableReader):
         with translated(
             resource=f"table {self.table_ref}",
             action="query",
-            error=SinkError,
+            error=ReadError,
             permission="bigquery.jobs.create and bigquery.tables.getData",
         ):
-            job = self._client().query(
-                sql, job_config=config, location=self.location, retry=API_RETRY
+            # jobs.query in one round trip for short queries (no job polling), which is
+            # what status pages issue.
+            result = self._client().query_and_wait(
+                sql,
+                job_config=config,
+                location=self.location,
+                api_timeout=QUERY_TIMEOUT,
+                wait_timeout=QUERY_TIMEOUT,
+                retry=API_RETRY,
             )
-            result = job.result(timeout=QUERY_TIMEOUT)
             columns = [field.name for field in result.schema]
             rows = [tuple(row.values()) for row in result]
         return QueryResult(columns=columns, rows=rows)
@@ -199,7 +216,7 @@ def _type(value: Any) -> str:
     ):
         if isinstance(value, kind):
             return name
-    raise SinkError(f"query parameters cannot be {type(value).__name__} values")
+    raise ReadError(f"query parameters cannot be {type(value).__name__} values")
 
 
 def parameter(
@@ -209,6 +226,6 @@ def parameter(
     if isinstance(value, list | tuple):
         kinds = {_type(v) for v in value if v is not None}
         if len(kinds) > 1:
-            raise SinkError(f"query parameter {name!r} mixes {', '.join(sorted(kinds))} values")
+            raise ReadError(f"query parameter {name!r} mixes {', '.join(sorted(kinds))} values")
         return bigquery.ArrayQueryParameter(name, kinds.pop() if kinds else "STRING", list(value))
     return bigquery.ScalarQueryParameter(name, "STRING" if value is None else _type(value), value)

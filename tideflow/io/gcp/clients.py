@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 
 from google.api_core.client_options import ClientOptions
 from google.auth.credentials import AnonymousCredentials, Credentials
@@ -40,14 +41,59 @@ _SCOPES = ("https://www.googleapis.com/auth/cloud-platform",)
 
 
 def resolve_project(project_id: str | None) -> str:
-    """``project_id``, else the project named by the environment."""
-    project = project_id or os.environ.get(PROJECT_ENV) or os.environ.get(FALLBACK_PROJECT_ENV)
+    """``project_id``, else ``GCP_PROJECT_ID``/``GOOGLE_CLOUD_PROJECT``, else the service
+    account key's ``project_id``, else the project of Application Default Credentials."""
+    project = (
+        project_id
+        or os.environ.get(PROJECT_ENV)
+        or os.environ.get(FALLBACK_PROJECT_ENV)
+        or _key_project()
+        or _adc_project()
+    )
     if not project:
         raise ConfigError(
-            f"no Google Cloud project: pass project_id or set {PROJECT_ENV} (in .env or the "
-            "environment)"
+            f"{PROJECT_ENV} is required (in .env or the environment) unless the credentials "
+            "name a project (a service-account key, or `gcloud auth application-default "
+            "login` with a quota project)"
         )
     return project
+
+
+def _key_project() -> str | None:
+    try:
+        info = json.loads(os.environ.get(SERVICE_ACCOUNT_ENV, "").strip() or "{}")
+    except ValueError:
+        return None  # credentials() says what is wrong with it.
+    project = info.get("project_id") if isinstance(info, dict) else None
+    return str(project) if project else None
+
+
+def _adc_project() -> str | None:
+    """The project Application Default Credentials name, from their files only.
+
+    The key file in ``GOOGLE_APPLICATION_CREDENTIALS`` (``project_id``), else
+    ``CLOUDSDK_CORE_PROJECT``, else gcloud's application-default login
+    (``quota_project_id``). The metadata server is not asked (on Google Cloud,
+    ``GOOGLE_CLOUD_PROJECT`` is usually set); nor is anything under an emulator.
+    """
+    if any(os.environ.get(v) for v in (STORAGE_EMULATOR_ENV, PUBSUB_EMULATOR_ENV)):
+        return None
+    candidates = [os.environ.get("GOOGLE_APPLICATION_CREDENTIALS", "")]
+    if os.environ.get("CLOUDSDK_CORE_PROJECT"):
+        return os.environ["CLOUDSDK_CORE_PROJECT"]
+    config = os.environ.get("CLOUDSDK_CONFIG") or os.path.expanduser("~/.config/gcloud")
+    candidates.append(os.path.join(config, "application_default_credentials.json"))
+    for path in candidates:
+        try:
+            with open(path, encoding="utf-8") as handle:
+                info = json.load(handle)
+        except (OSError, ValueError):
+            continue
+        if isinstance(info, dict):
+            project = info.get("project_id") or info.get("quota_project_id")
+            if project:
+                return str(project)
+    return None
 
 
 def credentials(*, emulated: bool) -> Credentials | None:
@@ -75,9 +121,26 @@ def _endpoint(variable: str) -> str | None:
     return host if "://" in host else f"http://{host}"
 
 
+_storage_clients: dict[tuple[int, str, str, str], storage.Client] = {}
+_storage_lock = threading.Lock()
+
+
 def storage_client(project: str) -> storage.Client:
-    emulated = bool(os.environ.get(STORAGE_EMULATOR_ENV))
-    return storage.Client(project=project, credentials=credentials(emulated=emulated))
+    """One storage client per process and settings (connections and tokens are reused).
+
+    Events carry their bucket to replica processes pickled without a client; each
+    replica then builds one client, not one per event or batch.
+    """
+    endpoint = os.environ.get(STORAGE_EMULATOR_ENV, "")
+    key = (os.getpid(), project, endpoint, os.environ.get(SERVICE_ACCOUNT_ENV, ""))
+    with _storage_lock:
+        client = _storage_clients.get(key)
+        if client is None:
+            client = storage.Client(
+                project=project, credentials=credentials(emulated=bool(endpoint))
+            )
+            _storage_clients[key] = client
+        return client
 
 
 def bigquery_client(project: str) -> bigquery.Client:

@@ -38,6 +38,33 @@ def describe(exc: BaseException) -> str:
     return one_line(str(exc) or type(exc).__name__)
 
 
+_DISABLED_MARKERS = ("SERVICE_DISABLED", "accessNotConfigured", "has not been used in project")
+_AUTH_MARKERS = (
+    "Getting metadata from plugin failed",
+    "invalid_grant",
+    "RefreshError",
+    "Token has been expired or revoked",
+)
+
+
+def api_disabled(exc: BaseException) -> bool:
+    """A 403 that means the service's API is off in the project, not a missing role."""
+    if not isinstance(exc, api_exceptions.Forbidden | api_exceptions.PermissionDenied):
+        return False
+    text = str(exc) + " ".join(str(e) for e in getattr(exc, "errors", None) or [])
+    return any(marker in text for marker in _DISABLED_MARKERS) or (
+        "API" in text and "is disabled" in text
+    )
+
+
+def credentials_failed(exc: BaseException) -> bool:
+    """gRPC reports a credential refresh that failed (expired or revoked) as 503
+    UNAVAILABLE; retrying it cannot help."""
+    return isinstance(exc, api_exceptions.ServiceUnavailable) and any(
+        marker in str(exc) for marker in _AUTH_MARKERS
+    )
+
+
 def translate(
     exc: BaseException,
     *,
@@ -52,6 +79,17 @@ def translate(
             f"no usable Google credentials to {action} {resource}: {describe(exc)}; "
             f"{_CREDENTIALS_HELP}"
         )
+    if api_disabled(exc):
+        return ConfigError(
+            f"cannot {action} {resource}: the API is disabled in the project ({describe(exc)}); "
+            "enable it (`gcloud services enable storage.googleapis.com pubsub.googleapis.com "
+            "bigquery.googleapis.com`) and try again in a few minutes"
+        )
+    if credentials_failed(exc):
+        return ConfigError(
+            f"the Google credentials used to {action} {resource} expired or were revoked "
+            f"({describe(exc)}); {_CREDENTIALS_HELP}"
+        )
     if isinstance(exc, api_exceptions.Forbidden | api_exceptions.PermissionDenied):
         needed = f"; the caller needs the IAM permission {permission}" if permission else ""
         return error(f"permission denied to {action} {resource}{needed} ({describe(exc)})")
@@ -64,6 +102,10 @@ def translate(
     if isinstance(exc, requests.RequestException):
         return error(f"cannot reach Google Cloud to {action} {resource}: {describe(exc)}")
     if isinstance(exc, api_exceptions.RetryError):
+        if exc.cause is not None and credentials_failed(exc.cause):
+            return translate(
+                exc.cause, resource=resource, action=action, error=error, permission=permission
+            )
         return error(f"gave up retrying to {action} {resource}: {describe(exc.cause or exc)}")
     return error(f"cannot {action} {resource}: {type(exc).__name__}: {describe(exc)}")
 

@@ -15,9 +15,11 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from google.api_core import exceptions as api_exceptions
+from google.api_core import retry as retries
 from google.cloud import pubsub_v1, storage  # type: ignore[attr-defined]
 
 from tideflow.io.gcp.clients import publisher_client, subscriber_client
+from tideflow.io.gcp.errors import credentials_failed
 from tideflow.io.gcp.transport import (
     NotificationConfig,
     NotificationTransport,
@@ -25,6 +27,22 @@ from tideflow.io.gcp.transport import (
     ReceivedMessage,
     SubscriptionConfig,
 )
+
+
+def _transient(exc: BaseException) -> bool:
+    """Worth retrying: Pub/Sub briefly unavailable, not credentials that failed to refresh
+    (which gRPC also reports as UNAVAILABLE, and the library would retry for 600 s)."""
+    return isinstance(
+        exc,
+        api_exceptions.ServiceUnavailable
+        | api_exceptions.InternalServerError
+        | api_exceptions.Aborted
+        | api_exceptions.Unknown,
+    ) and not credentials_failed(exc)
+
+
+# Admin and ack calls: at most a minute of retries (the library's default is 600 s).
+RETRY = retries.Retry(predicate=_transient, initial=0.1, maximum=10.0, multiplier=2.0, timeout=60.0)
 
 # Pub/Sub accepts at most 2,500 ack ids per request (and 512 kB); stay well below.
 _ACK_CHUNK = 1000
@@ -55,20 +73,22 @@ class GooglePubSubTransport(PubSubTransport):
 
     def topic_exists(self, topic: str) -> bool:
         try:
-            self.publisher.get_topic(request={"topic": topic})
+            self.publisher.get_topic(request={"topic": topic}, retry=RETRY)
         except api_exceptions.NotFound:
             return False
         return True
 
     def create_topic(self, topic: str) -> None:
-        self.publisher.create_topic(request={"name": topic})
+        self.publisher.create_topic(request={"name": topic}, retry=RETRY)
 
     def delete_topic(self, topic: str) -> None:
-        self.publisher.delete_topic(request={"topic": topic})
+        self.publisher.delete_topic(request={"topic": topic}, retry=RETRY)
 
     def get_subscription(self, subscription: str) -> SubscriptionConfig | None:
         try:
-            found = self.subscriber.get_subscription(request={"subscription": subscription})
+            found = self.subscriber.get_subscription(
+                request={"subscription": subscription}, retry=RETRY
+            )
         except api_exceptions.NotFound:
             return None
         policy = found.dead_letter_policy
@@ -78,33 +98,47 @@ class GooglePubSubTransport(PubSubTransport):
             ack_deadline_seconds=found.ack_deadline_seconds,
             dead_letter_topic=policy.dead_letter_topic or None,
             max_delivery_attempts=policy.max_delivery_attempts or None,
+            retry_min_seconds=_seconds(found.retry_policy.minimum_backoff)
+            if "retry_policy" in found
+            else None,
+            retry_max_seconds=_seconds(found.retry_policy.maximum_backoff)
+            if "retry_policy" in found
+            else None,
+            retention_seconds=_seconds(found.message_retention_duration),
         )
 
     def create_subscription(self, config: SubscriptionConfig) -> None:
-        self.subscriber.create_subscription(request=_subscription(config))
+        self.subscriber.create_subscription(request=_subscription(config), retry=RETRY)
 
     def update_subscription(self, config: SubscriptionConfig) -> None:
         self.subscriber.update_subscription(
             request={
                 "subscription": _subscription(config),
-                "update_mask": {"paths": ["ack_deadline_seconds", "dead_letter_policy"]},
+                "update_mask": {
+                    "paths": [
+                        "ack_deadline_seconds",
+                        "dead_letter_policy",
+                        "retry_policy",
+                        "message_retention_duration",
+                    ]
+                },
             }
         )
 
     def delete_subscription(self, subscription: str) -> None:
-        self.subscriber.delete_subscription(request={"subscription": subscription})
+        self.subscriber.delete_subscription(request={"subscription": subscription}, retry=RETRY)
 
     def _iam(self, resource: str) -> Any:
         return self.subscriber if "/subscriptions/" in resource else self.publisher
 
     def iam_members(self, resource: str, role: str) -> frozenset[str]:
-        policy = self._iam(resource).get_iam_policy(request={"resource": resource})
+        policy = self._iam(resource).get_iam_policy(request={"resource": resource}, retry=RETRY)
         return frozenset(m for b in policy.bindings if b.role == role for m in b.members)
 
     def add_iam_member(self, resource: str, *, role: str, member: str) -> None:
         client = self._iam(resource)
         # Read-modify-write: the policy's etag makes a concurrent change fail, not vanish.
-        policy = client.get_iam_policy(request={"resource": resource})
+        policy = client.get_iam_policy(request={"resource": resource}, retry=RETRY)
         for binding in policy.bindings:
             if binding.role == role:
                 if member not in binding.members:
@@ -112,7 +146,7 @@ class GooglePubSubTransport(PubSubTransport):
                 break
         else:
             policy.bindings.add(role=role, members=[member])
-        client.set_iam_policy(request={"resource": resource, "policy": policy})
+        client.set_iam_policy(request={"resource": resource, "policy": policy}, retry=RETRY)
 
     def publish(self, topic: str, data: bytes, attributes: dict[str, str]) -> str:
         future = self.publisher.publish(topic, data, **attributes)
@@ -125,6 +159,7 @@ class GooglePubSubTransport(PubSubTransport):
             response = self.subscriber.pull(
                 request={"subscription": subscription, "max_messages": max_messages},
                 timeout=max(timeout, 0.1),
+                retry=RETRY,
             )
         except api_exceptions.DeadlineExceeded:
             # Nothing arrived in time. Messages caught in a cancelled pull are redelivered
@@ -145,7 +180,9 @@ class GooglePubSubTransport(PubSubTransport):
     def acknowledge(self, subscription: str, ack_ids: Sequence[str]) -> None:
         for start in range(0, len(ack_ids), _ACK_CHUNK):
             chunk = list(ack_ids[start : start + _ACK_CHUNK])
-            self.subscriber.acknowledge(request={"subscription": subscription, "ack_ids": chunk})
+            self.subscriber.acknowledge(
+                request={"subscription": subscription, "ack_ids": chunk}, retry=RETRY
+            )
 
     def modify_ack_deadline(
         self, subscription: str, ack_ids: Sequence[str], *, seconds: int
@@ -156,7 +193,8 @@ class GooglePubSubTransport(PubSubTransport):
                     "subscription": subscription,
                     "ack_ids": list(ack_ids[start : start + _ACK_CHUNK]),
                     "ack_deadline_seconds": seconds,
-                }
+                },
+                retry=RETRY,
             )
 
     def close(self) -> None:
@@ -215,7 +253,23 @@ def _subscription(config: SubscriptionConfig) -> dict[str, Any]:
             "dead_letter_topic": config.dead_letter_topic,
             "max_delivery_attempts": config.max_delivery_attempts,
         }
+    if config.retry_min_seconds is not None or config.retry_max_seconds is not None:
+        body["retry_policy"] = {
+            "minimum_backoff": {"seconds": config.retry_min_seconds or 0},
+            "maximum_backoff": {"seconds": config.retry_max_seconds or 600},
+        }
+    if config.retention_seconds is not None:
+        body["message_retention_duration"] = {"seconds": config.retention_seconds}
     return body
+
+
+def _seconds(duration: Any) -> int | None:
+    """A protobuf Duration (as proto-plus hands it: a ``timedelta``) in whole seconds."""
+    if duration is None:
+        return None
+    if isinstance(duration, datetime.timedelta):
+        return round(duration.total_seconds())
+    return int(getattr(duration, "seconds", 0))
 
 
 def _notification(notification: Any) -> NotificationConfig:

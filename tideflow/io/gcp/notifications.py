@@ -16,30 +16,21 @@ objectGeneration)`` identifies the object version, so duplicates map to the same
 
 from __future__ import annotations
 
-import dataclasses
 import datetime
 import json
 from collections.abc import Mapping
 from typing import Any
 
-from tideflow.exceptions import TideflowError
-from tideflow.types import FileChangeEvent, ObjectReader
+from tideflow.exceptions import MalformedEventError
+from tideflow.types import ObjectReader
+from tideflow.types.gcp import GCSFileChangeEvent
 
 OBJECT_FINALIZE = "OBJECT_FINALIZE"
 JSON_API_V1 = "JSON_API_V1"
 
 
-class MalformedNotificationError(TideflowError, ValueError):
+class MalformedNotificationError(MalformedEventError):
     """A Pub/Sub message is not a Cloud Storage notification tideflow can read."""
-
-
-@dataclasses.dataclass(frozen=True)
-class GCSFileChangeEvent(FileChangeEvent):
-    """An object was created or replaced in a Cloud Storage bucket.
-
-    ``metadata`` holds the object's custom metadata plus ``content_type``, as on the
-    local stack; ``blob`` downloads exactly the notified generation.
-    """
 
 
 def parse_notification(
@@ -77,7 +68,7 @@ def parse_notification(
         return GCSFileChangeEvent(
             file_path=key,
             bucket=bucket,
-            generation=int(generation),
+            version=str(int(generation)),
             size=int(resource.get("size") or 0),
             event_time=_timestamp(
                 attributes.get("eventTime") or resource.get("updated") or resource["timeCreated"]

@@ -2,39 +2,48 @@
 
 Delivery guarantees:
 
-- ``pull`` uses synchronous pull and never holds more than ``max_outstanding`` messages
-  leased by this process (flow control); a pulled message is leased for the
-  subscription's ack deadline, which ``extend`` pushes back while a replica works.
+- A background thread pulls (unary pull with a normal, long deadline: a pull cut short
+  by a short deadline can lease messages that never arrive, stranding them for an ack
+  deadline and spending a delivery attempt) and keeps at most ``max_outstanding``
+  messages leased by this process, buffered or handed out (flow control). ``pull``
+  hands out what the thread buffered; a message is leased for the subscription's ack
+  deadline, which ``extend`` pushes back while a replica works (only once half of the
+  lease has passed, so a frequent heartbeat costs no calls).
 - ``ack`` after the sink committed. A message whose lease ran out (a crashed replica or
   run process) is redelivered by Pub/Sub; rows are idempotent on the object identity.
-- ``nack`` of a retryable failure hands the message back at once (ack deadline 0); Pub/Sub
-  counts the delivery attempts. When the attempts reach ``max_attempts``, or the failure
-  is not retryable, the source publishes the message to the dead-letter topic with its
-  error (attributes ``tideflow_error``, ``tideflow_attempts``) and then acks it; a crash
-  between the two can leave a duplicate dead letter, never a lost one.
+- ``nack`` of a retryable failure hands the message back after a growing delay
+  (``retry_min_seconds`` doubled per attempt, at most ``retry_max_seconds``: its lease
+  is set to that), so a short outage of the sink does not burn every attempt in
+  seconds; the subscription's retry policy backs off the same way for expired leases.
+  When the attempts reach ``max_attempts``, or the failure is not retryable, the source
+  publishes the message to the dead-letter topic with its error (attributes
+  ``tideflow_error``, ``tideflow_attempts``) and then acks it; a crash between the two
+  can leave a duplicate dead letter, never a lost one. If that publish fails, the
+  message is handed back (and its flow-control slot freed) and the error is raised.
 - Pub/Sub's own dead-letter policy (after ``max(5, max_attempts)`` deliveries) catches the
   messages no consumer ever finished; their error reads "delivery attempts exhausted".
 - A message that is not a readable Cloud Storage notification is dead-lettered at once;
   notifications of other event types are acked and skipped.
 
-Dead letters live in the dead-letter subscription, and Pub/Sub has no way to browse a
-subscription, so ``dead_letters``, ``dead_letter_for`` and ``stats`` pull up to
-``scan_limit`` (default 1,000) dead letters and hand them straight back. Limits: a scan
-sees at most ``scan_limit`` of them, Pub/Sub may return fewer than are stored, concurrent
-scans hide messages from each other for a moment, a scan's pull cancelled by its timeout
-can hide a message until its 60 s ack deadline passes, and dead letters expire with the
-subscription's retention (7 days by default). Results are cached for ``scan_cache_seconds``
-(default 5). ``retry_dead_letters`` republishes to the stream's topic (so every
-subscription of that topic receives it again) and acks the dead letter.
+What failed is recorded by the runtime in the table's failure log (``nack`` returns True
+when it dead-lettered), so pages and status never read the queue. Only the
+``tideflow dead-letters`` commands do, through ``PubSubDeadLetters``: Pub/Sub has no way
+to browse a subscription, so they pull up to ``scan_limit`` (default 1,000) dead letters
+and hand them straight back. Limits: a scan sees at most ``scan_limit`` of them, Pub/Sub
+may return fewer than are stored, and dead letters expire with the subscription's
+retention. ``retry`` republishes to the stream's topic (so every subscription of that
+topic receives it again) and acks the dead letter.
 
-``stats()`` is best effort: ``in_flight`` and ``done`` count this process's leases and
-acks since it started, ``dead_lettered`` comes from a scan, and ``pending`` is always 0
-because the Pub/Sub API does not report a backlog (Cloud Monitoring's
+``stats()`` counts this process's leases and acks since it started; the backlog is
+unknown (None) because the Pub/Sub API does not report it (Cloud Monitoring's
 ``pubsub.googleapis.com/subscription/num_undelivered_messages`` does).
 """
 
 from __future__ import annotations
 
+import builtins
+import collections
+import contextlib
 import datetime
 import logging
 import threading
@@ -50,7 +59,7 @@ from tideflow.io.gcp.notifications import (
     parse_notification,
 )
 from tideflow.io.gcp.transport import PubSubTransport, ReceivedMessage
-from tideflow.io.strategies import Source
+from tideflow.io.strategies import DeadLetterQueue, Source
 from tideflow.types import DeadLetter, Delivery, ObjectReader, SourceStats
 
 logger = logging.getLogger("tideflow.gcp")
@@ -80,9 +89,11 @@ class PubSubSource(Source):
         reader: ObjectReader | None,
         max_attempts: int,
         max_outstanding: int,
-        scan_limit: int = 1000,
-        scan_timeout: float = 1.0,
-        scan_cache_seconds: float = 5.0,
+        lease_seconds: float = 60.0,
+        retry_min_seconds: float = 10.0,
+        retry_max_seconds: float = 600.0,
+        pull_deadline: float = 60.0,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.pubsub = pubsub
         self.subscription = subscription
@@ -92,40 +103,112 @@ class PubSubSource(Source):
         self.reader = reader
         self.max_attempts = max_attempts
         self.max_outstanding = max_outstanding
-        self.scan_limit = scan_limit
-        self.scan_timeout = scan_timeout
-        self.scan_cache_seconds = scan_cache_seconds
+        self.lease_seconds = lease_seconds
+        self.retry_min_seconds = retry_min_seconds
+        self.retry_max_seconds = retry_max_seconds
+        self.pull_deadline = pull_deadline
+        self.clock = clock
+        # Handed out and not yet settled, with when each lease runs out (by ``clock``).
         self._leased: dict[str, ReceivedMessage] = {}
-        self._reserved = 0
+        self._lease_until: dict[str, float] = {}
+        # Pulled by the thread, not yet handed out: (message, lease end).
+        self._buffer: collections.deque[tuple[ReceivedMessage, float]] = collections.deque()
+        self._pull_error: SourceError | None = None
+        self._puller: threading.Thread | None = None
+        self._closed = False
         self._done = 0
         self._room = threading.Condition()
-        self._scan_lock = threading.Lock()
-        self._scanned: tuple[float, list[DeadLetter]] | None = None
 
     # -- delivery --------------------------------------------------------------------------
+
+    def _outstanding(self) -> int:
+        return len(self._leased) + len(self._buffer)
+
+    def _start_puller(self) -> None:
+        if self._puller is None and not self._closed:
+            self._puller = threading.Thread(
+                target=self._pull_forever, name="tideflow-pubsub-pull", daemon=True
+            )
+            self._puller.start()
+
+    def _pull_forever(self) -> None:
+        """Keep the buffer filled up to ``max_outstanding`` leased messages."""
+        backoff = 0.5
+        while True:
+            with self._room:
+                while not self._closed and self._outstanding() >= self.max_outstanding:
+                    self._room.wait()
+                if self._closed:
+                    return
+                wanted = self.max_outstanding - self._outstanding()
+            try:
+                with self._translated("pull from", self.subscription):
+                    received = self.pubsub.pull(
+                        self.subscription, max_messages=wanted, timeout=self.pull_deadline
+                    )
+            except SourceError as exc:
+                with self._room:
+                    if self._closed:
+                        return
+                    self._pull_error = exc
+                    self._room.notify_all()
+                    self._room.wait(backoff)
+                backoff = min(backoff * 2, 10.0)
+                continue
+            except Exception as exc:  # A closed channel at shutdown, or a bug: keep going.
+                with self._room:
+                    if self._closed:
+                        return
+                    self._pull_error = SourceError(
+                        f"cannot pull from {self.subscription}: {type(exc).__name__}: {exc}"
+                    )
+                    self._room.notify_all()
+                    self._room.wait(backoff)
+                backoff = min(backoff * 2, 10.0)
+                continue
+            backoff = 0.5
+            leased_until = self.clock() + self.lease_seconds
+            with self._room:
+                self._pull_error = None
+                self._buffer.extend((m, leased_until) for m in received)
+                self._room.notify_all()
+            if self._closed and received:
+                self._release([m.ack_id for m in received])
 
     def pull(self, *, max_messages: int, timeout: float) -> list[Delivery]:
         deadline = time.monotonic() + timeout
         with self._room:
-            while len(self._leased) + self._reserved >= self.max_outstanding:
+            self._start_puller()
+            while not self._buffer:
+                if self._pull_error is not None:
+                    error, self._pull_error = self._pull_error, None
+                    raise error
                 remaining = deadline - time.monotonic()
-                if remaining <= 0:
+                if remaining <= 0 or self._closed:
                     return []
                 self._room.wait(remaining)
-            wanted = min(max_messages, self.max_outstanding - len(self._leased) - self._reserved)
-            self._reserved += wanted
-        try:
-            with self._translated("pull from", self.subscription):
-                received = self.pubsub.pull(
-                    self.subscription,
-                    max_messages=wanted,
-                    timeout=max(0.0, deadline - time.monotonic()),
-                )
-        finally:
-            with self._room:
-                self._reserved -= wanted
-                self._room.notify_all()
-        return [d for d in (self._delivery(m) for m in received) if d is not None]
+            taken = [self._buffer.popleft() for _ in range(min(max_messages, len(self._buffer)))]
+            for message, until in taken:
+                self._leased[message.ack_id] = message
+                self._lease_until[message.ack_id] = until
+        deliveries: list[Delivery] = []
+        failure: SourceError | None = None
+        for message, _ in taken:
+            try:
+                delivery = self._delivery(message)
+            except SourceError as exc:
+                # The dead-letter publish failed: the message went back; carry on with the rest.
+                failure = failure or exc
+                continue
+            if delivery is not None:
+                deliveries.append(delivery)
+        # Leases half gone while buffered are renewed before a replica starts on them.
+        self.extend([d.ack_id for d in deliveries], seconds=self.lease_seconds)
+        if failure is not None and not deliveries:
+            raise failure
+        if failure is not None:
+            logger.error("%s", failure)
+        return deliveries
 
     def _delivery(self, message: ReceivedMessage) -> Delivery | None:
         try:
@@ -134,19 +217,19 @@ class PubSubSource(Source):
             )
         except MalformedNotificationError as exc:
             logger.error("message %s is dead-lettered: %s", message.message_id, exc)
-            self._dead_letter(message, error=str(exc), attempts=_attempt(message))
-            self._acknowledge([message.ack_id])
+            self._settle_dead(message, error=str(exc), attempts=_attempt(message))
             return None
         if event is None:
+            self._forget([message.ack_id])
             self._acknowledge([message.ack_id])
             return None
-        with self._room:
-            self._leased[message.ack_id] = message
         return Delivery(ack_id=message.ack_id, event=event, attempt=_attempt(message))
 
     def _forget(self, ack_ids: Sequence[str]) -> list[ReceivedMessage]:
         with self._room:
             found = [m for m in (self._leased.pop(i, None) for i in ack_ids) if m is not None]
+            for ack_id in ack_ids:
+                self._lease_until.pop(ack_id, None)
             self._room.notify_all()
         return found
 
@@ -162,42 +245,88 @@ class PubSubSource(Source):
         with self._translated("acknowledge messages of", self.subscription):
             self.pubsub.acknowledge(self.subscription, list(ack_ids))
 
-    def nack(self, ack_id: str, *, error: str, retryable: bool = True) -> None:
-        forgotten = self._forget([ack_id])
-        if not forgotten:
+    def retry_delay(self, attempt: int) -> int:
+        """Seconds before a message that failed its ``attempt``-th delivery comes back."""
+        delay = self.retry_min_seconds * 2 ** max(0, attempt - 1)
+        return round(min(self.retry_max_seconds, delay, _MAX_LEASE_SECONDS))
+
+    def nack(self, ack_id: str, *, error: str, retryable: bool = True) -> bool:
+        with self._room:
+            message = self._leased.get(ack_id)
+        if message is None:
             # Not leased here (already acked, or released at shutdown): nothing to hand back.
             logger.debug("nack of unknown ack id ignored: %s", ack_id)
-            return
-        message = forgotten[0]
+            return False
         attempts = _attempt(message)
         if retryable and attempts < self.max_attempts:
-            self._release([ack_id])
-            return
-        self._dead_letter(message, error=error, attempts=attempts)
-        self._acknowledge([ack_id])
+            self._forget([ack_id])
+            with self._translated("hand back messages of", self.subscription):
+                self.pubsub.modify_ack_deadline(
+                    self.subscription, [ack_id], seconds=self.retry_delay(attempts)
+                )
+            return False
+        self._settle_dead(message, error=error, attempts=attempts)
+        return True
+
+    def _settle_dead(self, message: ReceivedMessage, *, error: str, attempts: int) -> None:
+        """Dead-letter ``message`` and ack it; if the publish fails, hand it back."""
+        try:
+            self._dead_letter(message, error=error, attempts=attempts)
+        except SourceError:
+            self._forget([message.ack_id])
+            with contextlib.suppress(SourceError):  # Else its lease runs out by itself.
+                self._release([message.ack_id])
+            raise
+        self._forget([message.ack_id])
+        self._acknowledge([message.ack_id])
 
     def _release(self, ack_ids: Sequence[str]) -> None:
         with self._translated("hand back messages of", self.subscription):
             self.pubsub.modify_ack_deadline(self.subscription, list(ack_ids), seconds=0)
 
     def extend(self, ack_ids: Sequence[str], *, seconds: float) -> None:
+        lease = max(1, min(_MAX_LEASE_SECONDS, round(seconds)))
+        now = self.clock()
         with self._room:
-            mine = [i for i in ack_ids if i in self._leased]
-        if mine:
-            lease = max(1, min(_MAX_LEASE_SECONDS, round(seconds)))
+            # Only leases with less than half of ``lease`` left: a heartbeat every few
+            # seconds then costs one call per half lease, not one per beat.
+            due = [
+                i
+                for i in ack_ids
+                if i in self._leased and self._lease_until.get(i, 0.0) - now < lease / 2
+            ]
+        if due:
             with self._translated("extend leases on", self.subscription):
-                self.pubsub.modify_ack_deadline(self.subscription, mine, seconds=lease)
+                self.pubsub.modify_ack_deadline(self.subscription, due, seconds=lease)
+            with self._room:
+                for ack_id in due:
+                    if ack_id in self._lease_until:
+                        self._lease_until[ack_id] = now + lease
 
     def release_all(self) -> int:
         with self._room:
-            ack_ids = list(self._leased)
+            ack_ids = list(self._leased) + [m.ack_id for m, _ in self._buffer]
+            self._buffer.clear()
         self._forget(ack_ids)
         if ack_ids:
             self._release(ack_ids)
         return len(ack_ids)
 
     def close(self) -> None:
+        with self._room:
+            self._closed = True
+            buffered = [m.ack_id for m, _ in self._buffer]
+            self._buffer.clear()
+            self._room.notify_all()
+        if buffered:
+            try:
+                self._release(buffered)
+            except SourceError as exc:
+                logger.warning("cannot hand back %d buffered message(s): %s", len(buffered), exc)
+        # Closing the channel cancels the puller's pull in flight.
         self.pubsub.close()
+        if self._puller is not None:
+            self._puller.join(5)
 
     def _dead_letter(self, message: ReceivedMessage, *, error: str, attempts: int) -> None:
         attributes = {
@@ -206,47 +335,58 @@ class PubSubSource(Source):
             ATTEMPTS_ATTRIBUTE: str(attempts),
             SOURCE_MESSAGE_ATTRIBUTE: message.message_id,
         }
-        with self._translated("publish a dead letter to", self.dead_letter_topic):
+        with _translated("publish a dead letter to", self.dead_letter_topic):
             self.pubsub.publish(self.dead_letter_topic, message.data, attributes)
-        self._scanned = None
 
     def _translated(self, action: str, resource: str) -> AbstractContextManager[None]:
-        permission = (
-            "pubsub.topics.publish" if "/topics/" in resource else "pubsub.subscriptions.consume"
-        )
-        return translated(
-            resource=resource, action=action, error=SourceError, permission=permission
-        )
-
-    # -- dead letters and stats ----------------------------------------------------------------
+        return _translated(action, resource)
 
     def stats(self) -> SourceStats:
-        dead = len(self._dead_letters())
         with self._room:
-            return SourceStats(
-                pending=0, in_flight=len(self._leased), done=self._done, dead_lettered=dead
-            )
+            return SourceStats(pending=None, in_flight=len(self._leased), done=self._done)
 
-    def dead_letters(self, *, limit: int = 100) -> list[DeadLetter]:
-        return self._dead_letters()[:limit]
 
-    def dead_letter_for(self, file_path: str) -> DeadLetter | None:
-        matches = [d for d in self._dead_letters() if d.event.file_path == file_path]
-        return max(matches, key=lambda d: (d.event.generation, d.dead_at), default=None)
+def _translated(action: str, resource: str) -> AbstractContextManager[None]:
+    permission = (
+        "pubsub.topics.publish" if "/topics/" in resource else "pubsub.subscriptions.consume"
+    )
+    return translated(resource=resource, action=action, error=SourceError, permission=permission)
 
-    def _dead_letters(self) -> list[DeadLetter]:
-        """Dead letters seen by the latest scan (at most ``scan_limit``), newest first."""
+
+class PubSubDeadLetters(DeadLetterQueue):
+    """The dead-letter subscription, read by scanning (see the module's docstring)."""
+
+    def __init__(
+        self,
+        pubsub: PubSubTransport,
+        *,
+        topic: str,
+        dead_letter_subscription: str,
+        reader: ObjectReader | None,
+        scan_limit: int = 1000,
+        scan_timeout: float = 1.0,
+    ) -> None:
+        self.pubsub = pubsub
+        self.topic = topic
+        self.dead_letter_subscription = dead_letter_subscription
+        self.reader = reader
+        self.scan_limit = scan_limit
+        self.scan_timeout = scan_timeout
+        self._scan_lock = threading.Lock()
+        self._translated = _translated
+
+    def list(self, *, limit: int = 100) -> list[DeadLetter]:
         with self._scan_lock:
-            now = time.monotonic()
-            if self._scanned is None or now - self._scanned[0] > self.scan_cache_seconds:
-                _, messages = self._scan(accept=lambda _: False)
-                letters = sorted(
-                    (self._letter(m) for m in messages), key=lambda d: d.dead_at, reverse=True
-                )
-                self._scanned = (now, letters)
-            return list(self._scanned[1])
+            _, messages = self._scan(accept=lambda _: False)
+        letters = sorted((self._letter(m) for m in messages), key=lambda d: d.dead_at, reverse=True)
+        return letters[:limit]
 
-    def retry_dead_letters(self, ids: Sequence[str] | None = None) -> int:
+    def count(self) -> int:
+        with self._scan_lock:
+            _, messages = self._scan(accept=lambda _: False)
+        return len(messages)
+
+    def retry(self, ids: Sequence[str] | None = None) -> int:
         """Republish dead letters (all, or those ``ids``) to the topic; how many."""
         wanted = None if ids is None else set(ids)
         if wanted is not None and not wanted:
@@ -264,12 +404,11 @@ class PubSubSource(Source):
 
         with self._scan_lock:
             retried, _ = self._scan(accept=retry)
-            self._scanned = None
         return len(retried)
 
     def _scan(
         self, *, accept: Callable[[ReceivedMessage], bool]
-    ) -> tuple[list[ReceivedMessage], list[ReceivedMessage]]:
+    ) -> tuple[builtins.list[ReceivedMessage], builtins.list[ReceivedMessage]]:
         """Pull up to ``scan_limit`` dead letters; ack those ``accept`` takes, hand back the rest.
 
         Returns the accepted ones and all pulled ones.
@@ -311,7 +450,7 @@ class PubSubSource(Source):
             event = GCSFileChangeEvent(
                 file_path=attributes.get("objectId", f"(unreadable message {message.message_id})"),
                 bucket=attributes.get("bucketId", ""),
-                generation=int(attributes.get("objectGeneration", "0") or 0),
+                version=str(int(attributes.get("objectGeneration", "0") or 0)),
                 size=0,
                 event_time=message.publish_time,
                 reader=self.reader,

@@ -2,9 +2,12 @@
 
 ``GCSBucket(project_id, bucket_name).options(force_destroy=True, location="US")``.
 ``client()`` is a google-cloud-storage ``Bucket``, so the BuildFlow tutorial's
-``bucket_dep.bucket.blob(name).upload_from_file(f)`` works unchanged. ``read_bytes`` reads
-one object generation; events carry the bucket as their reader and are pickled to replica
-processes, so the bucket pickles without its client and makes a new one on first use.
+``bucket_dep.bucket.blob(name).upload_from_file(f)`` works unchanged; ``objects()`` is the
+portable ``ObjectStore`` (versions are generations). ``read_bytes`` reads one object
+generation, or raises ``ObjectSupersededError`` naming the newer generation when the
+object was replaced (the local stack does the same); events carry the bucket as their
+reader and are pickled to replica processes, so the bucket pickles without its client and
+makes a new one on first use.
 
 Settings: ``project_id`` (else ``GCP_PROJECT_ID``), credentials and ``STORAGE_EMULATOR_HOST``
 as described in ``tideflow.io.gcp.clients``. Options: ``force_destroy`` (default False:
@@ -17,19 +20,26 @@ then sends its OBJECT_FINALIZE notification at least once.
 
 from __future__ import annotations
 
+import contextlib
+import datetime
+import io
+import shutil
+import tempfile
 import threading
-from typing import Any
+from collections.abc import Iterator, Mapping
+from typing import IO, Any
 
 from google.api_core import exceptions as api_exceptions
 from google.cloud import storage  # type: ignore[attr-defined]
 
-from tideflow.exceptions import ObjectNotFoundError, PrimitiveError
+from tideflow.exceptions import ObjectNotFoundError, ObjectSupersededError, PrimitiveError
 from tideflow.io.gcp import clients
-from tideflow.io.gcp.errors import translated
-from tideflow.io.primitive import PlanAction, PlanStep, Primitive
+from tideflow.io.gcp.errors import api_disabled, describe, translated
+from tideflow.io.primitive import BucketPrimitive, PlanAction, PlanStep
+from tideflow.io.strategies import ObjectStore, StoredObject
 
 
-class GCSBucket(Primitive):
+class GCSBucket(BucketPrimitive):
     """A Cloud Storage bucket; ``client()`` gives the google-cloud-storage ``Bucket``."""
 
     def __init__(self, project_id: str | None = None, bucket_name: str = "") -> None:
@@ -72,23 +82,8 @@ class GCSBucket(Primitive):
         """The google-cloud-storage ``Bucket`` (no API call until it is used)."""
         return self.storage_client().bucket(self.bucket_name)
 
-    def read_bytes(self, key: str, *, generation: int | None = None) -> bytes:
-        blob = self.client().blob(key, generation=generation)
-        try:
-            with translated(
-                resource=f"gs://{self.bucket_name}/{key}",
-                action="read",
-                error=PrimitiveError,
-                permission="storage.objects.get",
-            ):
-                return blob.download_as_bytes()
-        except PrimitiveError as exc:
-            if isinstance(exc.__cause__, api_exceptions.NotFound):
-                which = f" generation {generation}" if generation is not None else ""
-                raise ObjectNotFoundError(
-                    f"no object {key!r}{which} in bucket {self.bucket_name}"
-                ) from exc.__cause__
-            raise
+    def objects(self) -> GCSObjectStore:
+        return GCSObjectStore(self)
 
     # -- plan / apply / destroy ----------------------------------------------------------
 
@@ -96,13 +91,25 @@ class GCSBucket(Primitive):
         return f"gcs-bucket:{self.bucket_name}"
 
     def _exists(self) -> bool:
-        with translated(
-            resource=self.resource,
-            action="look up",
-            error=PrimitiveError,
-            permission="storage.buckets.get",
-        ):
-            return bool(self.client().exists())
+        try:
+            with translated(
+                resource=self.resource,
+                action="look up",
+                error=PrimitiveError,
+                permission="storage.buckets.get",
+            ):
+                return bool(self.client().exists())
+        except PrimitiveError as exc:
+            cause = exc.__cause__
+            if isinstance(cause, api_exceptions.Forbidden) and not api_disabled(cause):
+                # Bucket names are global: a 403 on a name this project may read means
+                # another project owns it (or this identity lacks storage.buckets.get).
+                raise PrimitiveError(
+                    f"bucket name {self.bucket_name!r} is taken by another project (bucket names "
+                    "are global), or this identity lacks storage.buckets.get on it: choose "
+                    f"another GCS_BUCKET_NAME ({describe(cause)})"
+                ) from cause
+            raise
 
     def plan(self) -> PlanStep:
         if self._exists():
@@ -126,7 +133,7 @@ class GCSBucket(Primitive):
                     permission="storage.buckets.create",
                 ):
                     self.storage_client().create_bucket(
-                        self.bucket_name, project=self.project_id, location=self.location
+                        self._new_bucket(), project=self.project_id, location=self.location
                     )
             except PrimitiveError as exc:
                 if isinstance(exc.__cause__, api_exceptions.Conflict):
@@ -136,6 +143,17 @@ class GCSBucket(Primitive):
                     ) from exc.__cause__
                 raise
         return step
+
+    def _new_bucket(self) -> storage.Bucket:
+        """The bucket as created: uniform bucket-level access, public access prevented.
+
+        Organisations commonly enforce both (constraints/storage.uniformBucketLevelAccess,
+        constraints/storage.publicAccessPrevention) and refuse buckets without them.
+        """
+        bucket = self.storage_client().bucket(self.bucket_name)
+        bucket.iam_configuration.uniform_bucket_level_access_enabled = True
+        bucket.iam_configuration.public_access_prevention = "enforced"
+        return bucket
 
     def destroy(self) -> PlanStep:
         step = self.plan_destroy()
@@ -163,7 +181,23 @@ class GCSBucket(Primitive):
         return step
 
     def _delete_objects(self, bucket: storage.Bucket) -> None:
-        # Bucket.delete(force=True) refuses buckets with more than 256 objects.
+        """Delete every object and every noncurrent version, with no soft-delete copy kept.
+
+        Soft delete (on by default, 7 days) would keep, and bill, each deleted object:
+        it is turned off first. Deleting a live object of a versioned bucket without its
+        generation only makes it noncurrent, so each is deleted by generation.
+        Bucket.delete(force=True) would refuse more than 256 objects.
+        """
+        with translated(
+            resource=self.resource,
+            action="turn off soft delete of",
+            error=PrimitiveError,
+            permission="storage.buckets.update",
+        ):
+            bucket.reload()
+            if bucket.soft_delete_policy.retention_duration_seconds:
+                bucket.soft_delete_policy.retention_duration_seconds = 0
+                bucket.patch()
         with translated(
             resource=self.resource,
             action="empty",
@@ -173,4 +207,120 @@ class GCSBucket(Primitive):
             # Page by page, so a large bucket is never listed into memory at once;
             # on_error: an object someone else deleted meanwhile is fine.
             for page in bucket.list_blobs(versions=True).pages:
-                bucket.delete_blobs(list(page), on_error=lambda _: None)
+                bucket.delete_blobs(list(page), on_error=lambda _: None, preserve_generation=True)
+
+
+# google-cloud-storage sends an object of known size up to 8 MiB in one multipart request.
+_SINGLE_REQUEST_BYTES = 8 * 1024 * 1024
+
+
+class GCSObjectStore(ObjectStore):
+    def __init__(self, bucket: GCSBucket) -> None:
+        self.primitive = bucket
+        self.bucket_name = bucket.bucket_name
+
+    def put(
+        self,
+        key: str,
+        data: IO[bytes],
+        *,
+        content_type: str,
+        metadata: Mapping[str, str] | None = None,
+        size: int | None = None,
+    ) -> StoredObject:
+        blob = self.primitive.client().blob(key)
+        blob.metadata = dict(metadata or {})
+        with contextlib.ExitStack() as stack:
+            if size is None:
+                # Without a size, google-cloud-storage makes a resumable upload: two
+                # requests (start a session, then send). Up to its multipart limit one
+                # request does, so a small stream is read first and its size passed.
+                head = data.read(_SINGLE_REQUEST_BYTES + 1)
+                if len(head) <= _SINGLE_REQUEST_BYTES:
+                    data, size = io.BytesIO(head), len(head)
+                else:
+                    # Larger: resumable anyway, and that path needs a seekable stream.
+                    spool = stack.enter_context(tempfile.TemporaryFile())
+                    spool.write(head)
+                    shutil.copyfileobj(data, spool)
+                    size = spool.tell()
+                    spool.seek(0)
+                    data = spool
+            with translated(
+                resource=f"gs://{self.bucket_name}/{key}",
+                action="write",
+                error=PrimitiveError,
+                permission="storage.objects.create",
+            ):
+                blob.upload_from_file(data, content_type=content_type, size=size)
+        return _stored(blob)
+
+    def get(self, key: str, *, version: str | None = None) -> bytes:
+        # The current object, only while it is still ``version``: one request, and a
+        # replaced version fails as superseded whether or not the bucket keeps versions.
+        match = int(version) if version is not None else None
+        blob = self.primitive.client().blob(key)
+        where = f"gs://{self.bucket_name}/{key}"
+        try:
+            with translated(
+                resource=where,
+                action="read",
+                error=PrimitiveError,
+                permission="storage.objects.get",
+            ):
+                data = blob.download_as_bytes(if_generation_match=match)
+        except PrimitiveError as exc:
+            cause = exc.__cause__
+            if isinstance(cause, api_exceptions.PreconditionFailed):
+                current = self.stat(key)
+                newer = current.version if current is not None else "(deleted since)"
+                raise self._superseded(key, version, newer) from cause
+            if isinstance(cause, api_exceptions.NotFound):
+                which = f" version {version}" if version is not None else ""
+                raise ObjectNotFoundError(
+                    f"no object {key!r}{which} in bucket {self.bucket_name}"
+                ) from cause
+            raise
+        # Emulators ignore the precondition; the generation served says what was read
+        # (x-goog-generation; asked separately when a server leaves it out).
+        if version is not None:
+            served = blob.generation or getattr(self.stat(key), "version", None)
+            if str(served) != version:
+                raise self._superseded(key, version, str(served))
+        return data
+
+    def _superseded(self, key: str, version: str | None, newer: str) -> ObjectSupersededError:
+        return ObjectSupersededError(
+            f"{key!r} version {version} was superseded by version {newer} before it could be read"
+        )
+
+    def stat(self, key: str) -> StoredObject | None:
+        with translated(
+            resource=f"gs://{self.bucket_name}/{key}",
+            action="read",
+            error=PrimitiveError,
+            permission="storage.objects.get",
+        ):
+            blob = self.primitive.client().get_blob(key)
+        return None if blob is None else _stored(blob)
+
+    def list(self, *, prefix: str = "") -> Iterator[StoredObject]:
+        with translated(
+            resource=self.primitive.resource,
+            action="list",
+            error=PrimitiveError,
+            permission="storage.objects.list",
+        ):
+            for blob in self.primitive.client().list_blobs(prefix=prefix):
+                yield _stored(blob)
+
+
+def _stored(blob: storage.Blob) -> StoredObject:
+    return StoredObject(
+        key=blob.name,
+        version=str(blob.generation),
+        size=int(blob.size or 0),
+        updated=blob.updated or datetime.datetime.now(datetime.UTC),
+        content_type=blob.content_type,
+        metadata=dict(blob.metadata or {}),
+    )

@@ -16,22 +16,34 @@ bindings go with them). ``stream_id`` defaults to ``<bucket>-changes``.
 
 Options: ``max_attempts`` (default 5, 1 to 100) deliveries before an event is
 dead-lettered; ``lease_seconds`` (default 60, 10 to 600) ack deadline, extended while a
-replica works; ``max_outstanding`` (default 100) events leased by one run process at once.
-Settings: see ``tideflow.io.gcp.clients`` (``PUBSUB_EMULATOR_HOST`` among them);
-``TIDEFLOW_GCP_FAKE_PUBSUB=1`` swaps Pub/Sub and the notifications for in-memory fakes,
-for tests of a whole app (see ``tideflow.io.gcp.fake_pubsub``).
+replica works; ``max_outstanding`` (default 100) events leased by one run process at once;
+``retry_min_seconds``/``retry_max_seconds`` (default 10 and 600, 0 to 600): the growing
+delay before a failed event is tried again (the subscription's retry policy, and the
+source's own nack delay). The dead-letter subscription keeps dead letters 31 days.
+Settings: see ``tideflow.io.gcp.clients`` (``PUBSUB_EMULATOR_HOST`` among them).
+
+Under emulators: with ``PUBSUB_EMULATOR_HOST`` set, apply skips the IAM grants (the
+emulator has no IAM) and keeps dead letters 7 days (its limit); with
+``STORAGE_EMULATOR_HOST`` set, apply leaves the bucket notification to the Storage
+emulator (fake-gcs-server publishes OBJECT_FINALIZE itself, to the topic named by its
+``-event.pubsub-topic`` flag). Each says so in one logged line. Transports passed in
+explicitly (tests' in-memory fakes) are always used in full.
 Delivery guarantees: see ``tideflow.io.gcp.source``.
 """
 
 from __future__ import annotations
 
+import logging
+import os
 import re
 import threading
+from collections.abc import Iterable
 
 from tideflow.exceptions import ConfigError, PrimitiveError
-from tideflow.io.gcp import fake_pubsub
+from tideflow.io.gcp.clients import PUBSUB_EMULATOR_ENV, STORAGE_EMULATOR_ENV
 from tideflow.io.gcp.google_transport import GoogleNotificationTransport, GooglePubSubTransport
-from tideflow.io.gcp.source import PubSubSource
+from tideflow.io.gcp.notifications import finalize_message
+from tideflow.io.gcp.source import PubSubDeadLetters, PubSubSource
 from tideflow.io.gcp.storage import GCSBucket
 from tideflow.io.gcp.stream_parts import (
     BucketNotification,
@@ -43,11 +55,16 @@ from tideflow.io.gcp.stream_parts import (
 )
 from tideflow.io.gcp.transport import NotificationTransport, PubSubTransport, SubscriptionConfig
 from tideflow.io.primitive import PlanAction, PlanStep, SourcePrimitive
+from tideflow.io.strategies import StoredObject
 
 PUBLISHER = "roles/pubsub.publisher"
 SUBSCRIBER = "roles/pubsub.subscriber"
 # Pub/Sub's dead-letter policy takes 5 to 100 attempts.
 MIN_POLICY_ATTEMPTS, MAX_ATTEMPTS = 5, 100
+DEAD_LETTER_RETENTION_SECONDS = 31 * 24 * 3600
+# Google's Pub/Sub emulator refuses subscription retention above 7 days.
+EMULATOR_RETENTION_SECONDS = 7 * 24 * 3600
+logger = logging.getLogger("tideflow.gcp")
 _RESOURCE_ID = re.compile(r"[A-Za-z][A-Za-z0-9\-_.~+%]{2,254}")
 _STORAGE_AGENT = re.compile(r"service-(\d+)@gs-project-accounts\.iam\.gserviceaccount\.com")
 
@@ -63,6 +80,8 @@ class GCSFileChangeStream(SourcePrimitive):
         max_attempts: int = 5,
         lease_seconds: float = 60.0,
         max_outstanding: int = 100,
+        retry_min_seconds: float = 10.0,
+        retry_max_seconds: float = 600.0,
         pubsub: PubSubTransport | None = None,
         notifications: NotificationTransport | None = None,
     ) -> None:
@@ -79,13 +98,41 @@ class GCSFileChangeStream(SourcePrimitive):
         self.max_attempts = max_attempts
         self.lease_seconds = lease_seconds
         self.max_outstanding = max_outstanding
+        self.retry_min_seconds = retry_min_seconds
+        self.retry_max_seconds = retry_max_seconds
         self._pubsub = pubsub
         self._notifications = notifications
+        # Only Google transports built here follow the emulator variables.
+        self._given = (pubsub is not None, notifications is not None)
         self._agents: dict[str, str] = {}
+        self._said: set[str] = set()
         self._lock = threading.Lock()
 
     def _option_names(self) -> frozenset[str]:
-        return frozenset({"max_attempts", "lease_seconds", "max_outstanding"})
+        return frozenset(
+            {
+                "max_attempts",
+                "lease_seconds",
+                "max_outstanding",
+                "retry_min_seconds",
+                "retry_max_seconds",
+            }
+        )
+
+    def _check_option(self, name: str, value: object) -> str | None:
+        if not isinstance(value, int | float) or isinstance(value, bool):
+            return "must be a number"
+        limits = {
+            "max_attempts": (1, MAX_ATTEMPTS),
+            "lease_seconds": (10, 600),
+            "max_outstanding": (1, 1_000_000),
+            "retry_min_seconds": (0, 600),
+            "retry_max_seconds": (0, 600),
+        }
+        low, high = limits[name]
+        if not low <= value <= high:
+            return f"must be {low} to {high}"
+        return None
 
     def _check_options(self) -> None:
         if not 1 <= self.max_attempts <= MAX_ATTEMPTS:
@@ -94,6 +141,28 @@ class GCSFileChangeStream(SourcePrimitive):
             raise ConfigError(f"lease_seconds must be 10 to 600, got {self.lease_seconds}")
         if self.max_outstanding < 1:
             raise ConfigError(f"max_outstanding must be at least 1, got {self.max_outstanding}")
+        if not 0 <= self.retry_min_seconds <= self.retry_max_seconds <= 600:
+            raise ConfigError(
+                "retry_min_seconds and retry_max_seconds must be 0 to 600, the first not above "
+                f"the second; got {self.retry_min_seconds:g} and {self.retry_max_seconds:g}"
+            )
+
+    # -- emulators -----------------------------------------------------------------------
+
+    @property
+    def pubsub_emulated(self) -> bool:
+        """Google's Pub/Sub emulator (no IAM) serves this stream."""
+        return not self._given[0] and bool(os.environ.get(PUBSUB_EMULATOR_ENV, "").strip())
+
+    @property
+    def storage_emulated(self) -> bool:
+        """A Storage emulator that publishes object events itself serves this stream."""
+        return not self._given[1] and bool(os.environ.get(STORAGE_EMULATOR_ENV, "").strip())
+
+    def _say_once(self, key: str, message: str, *args: object) -> None:
+        if key not in self._said:
+            self._said.add(key)
+            logger.info(message, *args)
 
     # -- names and transports ------------------------------------------------------------
 
@@ -122,11 +191,8 @@ class GCSFileChangeStream(SourcePrimitive):
             if self._pubsub is None or self._notifications is None:
                 pubsub: PubSubTransport
                 notifications: NotificationTransport
-                if fake_pubsub.enabled():
-                    pubsub, notifications = fake_pubsub.shared(self.gcs_bucket.storage_client)
-                else:
-                    pubsub = GooglePubSubTransport()
-                    notifications = GoogleNotificationTransport(self.gcs_bucket.storage_client)
+                pubsub = GooglePubSubTransport()
+                notifications = GoogleNotificationTransport(self.gcs_bucket.storage_client)
                 self._pubsub = self._pubsub or pubsub
                 self._notifications = self._notifications or notifications
             return self._pubsub, self._notifications
@@ -144,14 +210,21 @@ class GCSFileChangeStream(SourcePrimitive):
             ack_deadline_seconds=int(self.lease_seconds),
             dead_letter_topic=self.dead_letter_topic,
             max_delivery_attempts=max(MIN_POLICY_ATTEMPTS, self.max_attempts),
+            retry_min_seconds=round(self.retry_min_seconds),
+            retry_max_seconds=round(self.retry_max_seconds),
         )
 
-    def _dead_letter_config(self) -> SubscriptionConfig:
+    def dead_letter_config(self) -> SubscriptionConfig:
         # Listing dead letters leases them briefly; the longest deadline is not needed.
         return SubscriptionConfig(
             name=self.dead_letter_subscription,
             topic=self.dead_letter_topic,
             ack_deadline_seconds=60,
+            retention_seconds=(
+                EMULATOR_RETENTION_SECONDS
+                if self.pubsub_emulated
+                else DEAD_LETTER_RETENTION_SECONDS
+            ),
         )
 
     def storage_agent(self) -> str:
@@ -187,16 +260,49 @@ class GCSFileChangeStream(SourcePrimitive):
 
     def _parts(self) -> list[Part]:
         pubsub = self.pubsub()
-        return [
-            Topic(pubsub, self.topic),
-            IamGrant(pubsub, self.topic, PUBLISHER, self.storage_agent),
-            BucketNotification(self.notifications(), self.gcs_bucket.bucket_name, self.topic),
+        grants = not self.pubsub_emulated
+        notify = not self.storage_emulated
+        if not grants:
+            self._say_once(
+                "iam",
+                "%s: %s is set: no IAM grants (the Pub/Sub emulator has no IAM; on Google "
+                "Cloud apply grants the Storage and Pub/Sub service agents), dead letters "
+                "kept 7 days (the emulator's limit)",
+                self.stream_id,
+                PUBSUB_EMULATOR_ENV,
+            )
+        if not notify:
+            self._say_once(
+                "notification",
+                "%s: %s is set: the bucket notification is left to the Storage emulator "
+                "(start fake-gcs-server with -event.pubsub-topic %s -event.list finalize)",
+                self.stream_id,
+                STORAGE_EMULATOR_ENV,
+                self.stream_id,
+            )
+        parts: list[Part] = [Topic(pubsub, self.topic)]
+        if grants:
+            parts.append(IamGrant(pubsub, self.topic, PUBLISHER, self.storage_agent))
+        if notify:
+            parts.append(
+                BucketNotification(
+                    self.notifications(),
+                    self.gcs_bucket.bucket_name,
+                    self.topic,
+                    agent=self.storage_agent,
+                )
+            )
+        parts += [
             Topic(pubsub, self.dead_letter_topic),
-            Subscription(pubsub, self._dead_letter_config()),
+            Subscription(pubsub, self.dead_letter_config()),
             Subscription(pubsub, self.subscription_config()),
-            IamGrant(pubsub, self.dead_letter_topic, PUBLISHER, self.pubsub_agent),
-            IamGrant(pubsub, self.subscription, SUBSCRIBER, self.pubsub_agent),
         ]
+        if grants:
+            parts += [
+                IamGrant(pubsub, self.dead_letter_topic, PUBLISHER, self.pubsub_agent),
+                IamGrant(pubsub, self.subscription, SUBSCRIBER, self.pubsub_agent),
+            ]
+        return parts
 
     def _summary(self, children: list[PlanStep]) -> PlanStep:
         actions = {c.action for c in children}
@@ -225,13 +331,36 @@ class GCSFileChangeStream(SourcePrimitive):
 
     def _removable(self) -> list[Part]:
         pubsub = self.pubsub()
+        parts: list[Part] = []
+        if not self.storage_emulated:
+            parts.append(
+                BucketNotification(self.notifications(), self.gcs_bucket.bucket_name, self.topic)
+            )
         return [
-            BucketNotification(self.notifications(), self.gcs_bucket.bucket_name, self.topic),
+            *parts,
             Subscription(pubsub, self.subscription_config()),
-            Subscription(pubsub, self._dead_letter_config()),
+            Subscription(pubsub, self.dead_letter_config()),
             Topic(pubsub, self.dead_letter_topic),
             Topic(pubsub, self.topic),
         ]
+
+    def check(self) -> PlanStep:
+        """Whether the topic and the subscriptions exist, read with a consumer's rights.
+
+        ``tideflow run --only consumers`` calls this instead of ``plan``: it reads no IAM
+        policy and no notification configuration (both need admin rights).
+        """
+        self._check_options()
+        pubsub = self.pubsub()
+        children = [
+            Topic(pubsub, self.topic).plan(),
+            Subscription(pubsub, self.dead_letter_config()).plan(),
+            Subscription(pubsub, self.subscription_config()).plan(),
+        ]
+        missing = [c for c in children if c.action is PlanAction.CREATE]
+        action = PlanAction.CREATE if missing else PlanAction.NO_CHANGE
+        detail = ", ".join(c.primitive_id for c in missing) + " missing" if missing else ""
+        return self.step(action, detail, *children)
 
     def plan_destroy(self) -> PlanStep:
         children = [part.plan_destroy() for part in self._removable()]
@@ -261,4 +390,43 @@ class GCSFileChangeStream(SourcePrimitive):
             reader=self.gcs_bucket,
             max_attempts=self.max_attempts,
             max_outstanding=self.max_outstanding,
+            lease_seconds=self.lease_seconds,
+            retry_min_seconds=self.retry_min_seconds,
+            retry_max_seconds=self.retry_max_seconds,
         )
+
+    def dead_letter_queue(self) -> PubSubDeadLetters:
+        return PubSubDeadLetters(
+            self.pubsub(),
+            topic=self.topic,
+            dead_letter_subscription=self.dead_letter_subscription,
+            reader=self.gcs_bucket,
+        )
+
+    def replay(self, objects: Iterable[StoredObject]) -> int:
+        """See ``SourcePrimitive.replay``: publishes, to the stream's topic, the message Cloud
+        Storage publishes when an object is finalized (same bucket, name, generation), so the
+        subscription delivers it to the consumers like the original."""
+        pubsub = self.pubsub()
+        count = 0
+        for stored in objects:
+            resource = {
+                "bucket": self.gcs_bucket.bucket_name,
+                "name": stored.key,
+                "generation": stored.version,
+                "size": str(stored.size),
+                "updated": stored.updated.isoformat(),
+                "contentType": stored.content_type,
+                "metadata": dict(stored.metadata),
+            }
+            data, attributes = finalize_message(resource, notification_config="tideflow-replay")
+            call(
+                lambda data=data, attributes=attributes: pubsub.publish(  # type: ignore[misc]
+                    self.topic, data, attributes
+                ),
+                action="publish a replayed event to",
+                resource=self.topic,
+                permission="pubsub.topics.publish",
+            )
+            count += 1
+        return count

@@ -9,6 +9,7 @@ already gone, is not an error, so concurrent applies and destroys settle.
 from __future__ import annotations
 
 import functools
+import time
 from collections.abc import Callable
 from typing import TypeVar
 
@@ -145,7 +146,12 @@ class Subscription(Part):
                 ("ack deadline", current.ack_deadline_seconds, wanted.ack_deadline_seconds),
                 ("dead-letter topic", current.dead_letter_topic, wanted.dead_letter_topic),
                 ("max attempts", current.max_delivery_attempts, wanted.max_delivery_attempts),
+                ("retry min backoff", current.retry_min_seconds, wanted.retry_min_seconds),
+                ("retry max backoff", current.retry_max_seconds, wanted.retry_max_seconds),
+                ("retention", current.retention_seconds, wanted.retention_seconds),
             )
+            # None: Pub/Sub's default, whatever the subscription says.
+            if new is not None
             if old != new
         ]
         if changes:
@@ -229,12 +235,35 @@ class IamGrant(Part):
 
 
 class BucketNotification(Part):
+    """The bucket's notification configuration that publishes OBJECT_FINALIZE to the topic.
+
+    Creating one is a non-idempotent POST: two applies racing each create one, and every
+    upload is then delivered once per configuration. So ``plan`` reports extra
+    configurations on the topic, and ``apply`` deletes them, keeping the one with the
+    lowest id (the same one whichever apply looks). Right after the publisher grant,
+    Cloud Storage may answer 403 until the grant has propagated (up to ~2 minutes):
+    ``apply`` retries with backoff for ``grant_wait_seconds`` and then names the
+    service agent that lacks the grant.
+    """
+
     kind = "GCSNotification"
 
-    def __init__(self, notifications: NotificationTransport, bucket: str, topic: str) -> None:
+    def __init__(
+        self,
+        notifications: NotificationTransport,
+        bucket: str,
+        topic: str,
+        *,
+        agent: Callable[[], str] | None = None,
+        grant_wait_seconds: float = 120.0,
+        sleep: Callable[[float], None] | None = None,
+    ) -> None:
         self.notifications = notifications
         self.bucket = bucket
         self.topic = topic
+        self.agent = agent
+        self.grant_wait_seconds = grant_wait_seconds
+        self.sleep = sleep
         self.name = f"gs://{bucket} -> {topic}"
 
     def _ours(self) -> list[NotificationConfig]:
@@ -248,30 +277,95 @@ class BucketNotification(Part):
         )
         return [c for c in configs or [] if c.topic == self.topic]
 
+    @staticmethod
+    def _fits(config: NotificationConfig) -> bool:
+        return config.payload_format == JSON_API_V1 and (
+            not config.event_types or OBJECT_FINALIZE in config.event_types
+        )
+
+    @staticmethod
+    def _order(config: NotificationConfig) -> tuple[int, str]:
+        ident = config.notification_id
+        return (int(ident), ident) if ident.isdigit() else (2**63, ident)
+
+    def _split(self) -> tuple[NotificationConfig | None, list[NotificationConfig]]:
+        """The configuration to keep, and the ones to delete."""
+        ours = sorted(self._ours(), key=self._order)
+        kept = next((c for c in ours if self._fits(c)), None)
+        return kept, [c for c in ours if c is not kept]
+
     def plan(self) -> PlanStep:
-        ours = self._ours()
-        if not ours:
+        kept, extra = self._split()
+        if kept is None and not extra:
             return self.step(PlanAction.CREATE, f"{OBJECT_FINALIZE}, {JSON_API_V1}")
-        if any(c.payload_format == JSON_API_V1 and OBJECT_FINALIZE in c.event_types for c in ours):
-            return self.step(PlanAction.NO_CHANGE)
-        return self.step(PlanAction.UPDATE, f"recreate as {OBJECT_FINALIZE}, {JSON_API_V1}")
+        if kept is None:
+            return self.step(PlanAction.UPDATE, f"recreate as {OBJECT_FINALIZE}, {JSON_API_V1}")
+        if extra:
+            ids = ", ".join(c.notification_id for c in extra)
+            return self.step(
+                PlanAction.UPDATE,
+                f"delete {len(extra)} extra configuration(s) on the same topic ({ids}): each "
+                "delivers every upload once more",
+            )
+        return self.step(PlanAction.NO_CHANGE)
 
     def apply(self, action: PlanAction) -> None:
         if action is PlanAction.NO_CHANGE:
             return
-        if action is PlanAction.UPDATE:
-            # Notification configurations cannot be edited, only replaced.
-            self.delete()
+        kept, extra = self._split()
+        for config in extra:
+            self._delete(config)
+        if kept is None:
+            self._create()
+            # A concurrent apply may have created one too: keep the lowest id, everywhere.
+            _, extra = self._split()
+            for config in extra:
+                self._delete(config)
+
+    def _create(self) -> None:
+        waited, pause = 0.0, 2.0
+        while True:
+            try:
+                with translated(
+                    resource=f"bucket gs://{self.bucket}",
+                    action="create the notification of",
+                    error=PrimitiveError,
+                    permission="storage.buckets.update",
+                ):
+                    self.notifications.create_notification(
+                        self.bucket,
+                        topic=self.topic,
+                        event_types=[OBJECT_FINALIZE],
+                        payload_format=JSON_API_V1,
+                    )
+                return
+            except PrimitiveError as exc:
+                denied = isinstance(
+                    exc.__cause__, api_exceptions.Forbidden | api_exceptions.PermissionDenied
+                )
+                if not denied:
+                    raise
+                if waited >= self.grant_wait_seconds:
+                    agent = self.agent() if self.agent is not None else "its service agent"
+                    raise PrimitiveError(
+                        f"Cloud Storage still may not publish to {self.topic} after "
+                        f"{waited:.0f}s: grant roles/pubsub.publisher on the topic to "
+                        f"{agent} (the bucket's Cloud Storage service agent; a new grant "
+                        f"can take a few minutes to apply), then apply again ({exc})"
+                    ) from exc.__cause__
+                (self.sleep or time.sleep)(pause)
+                waited += pause
+                pause = min(pause * 2, 30.0)
+
+    def _delete(self, config: NotificationConfig) -> None:
         call(
-            lambda: self.notifications.create_notification(
-                self.bucket,
-                topic=self.topic,
-                event_types=[OBJECT_FINALIZE],
-                payload_format=JSON_API_V1,
+            functools.partial(
+                self.notifications.delete_notification, self.bucket, config.notification_id
             ),
-            action="create the notification of",
+            action="delete the notification of",
             resource=f"bucket gs://{self.bucket}",
             permission="storage.buckets.update",
+            tolerate=(api_exceptions.NotFound,),
         )
 
     def plan_destroy(self) -> PlanStep:
@@ -281,12 +375,4 @@ class BucketNotification(Part):
 
     def delete(self) -> None:
         for config in self._ours():
-            call(
-                functools.partial(
-                    self.notifications.delete_notification, self.bucket, config.notification_id
-                ),
-                action="delete the notification of",
-                resource=f"bucket gs://{self.bucket}",
-                permission="storage.buckets.update",
-                tolerate=(api_exceptions.NotFound,),
-            )
+            self._delete(config)

@@ -2,8 +2,9 @@
 
 ``PubSubTransport`` and ``NotificationTransport`` list every call ``GCSFileChangeStream``
 and its source make. ``tideflow.io.gcp.google_transport`` implements them with the
-Google client libraries; ``tideflow.io.gcp.fake_pubsub`` implements them in memory, so
-the stream's logic (leases, acks, dead letters, apply order) is tested without a cloud.
+Google client libraries (also against Google's Pub/Sub emulator); tests pass an in-memory
+implementation explicitly where they need what the emulator cannot do (IAM, bucket
+notification configurations, injected faults).
 
 Contract: resource names are full paths (``projects/P/topics/T``,
 ``projects/P/subscriptions/S``); lookups return None or False for a missing resource;
@@ -23,6 +24,10 @@ class SubscriptionConfig:
     """The settings tideflow manages on a subscription.
 
     ``max_delivery_attempts`` (5 to 100) applies only with a ``dead_letter_topic``.
+    ``retry_min_seconds``/``retry_max_seconds`` (0 to 600) are Pub/Sub's retry policy:
+    the exponential backoff before a nacked or expired message is delivered again.
+    ``retention_seconds`` is how long unacknowledged messages are kept (Pub/Sub's default,
+    7 days, when None).
     """
 
     name: str
@@ -30,6 +35,9 @@ class SubscriptionConfig:
     ack_deadline_seconds: int
     dead_letter_topic: str | None = None
     max_delivery_attempts: int | None = None
+    retry_min_seconds: int | None = None
+    retry_max_seconds: int | None = None
+    retention_seconds: int | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -73,7 +81,8 @@ class PubSubTransport:
         raise NotImplementedError(f"{type(self).__name__} must implement create_subscription()")
 
     def update_subscription(self, config: SubscriptionConfig) -> None:
-        """Change the ack deadline and dead-letter policy (the topic cannot change)."""
+        """Change the ack deadline, dead-letter and retry policies and the retention (the
+        topic cannot change)."""
         raise NotImplementedError(f"{type(self).__name__} must implement update_subscription()")
 
     def delete_subscription(self, subscription: str) -> None:
@@ -93,7 +102,12 @@ class PubSubTransport:
     def pull(
         self, subscription: str, *, max_messages: int, timeout: float
     ) -> list[ReceivedMessage]:
-        """Up to ``max_messages`` deliveries, waiting at most ``timeout`` seconds for one."""
+        """Up to ``max_messages`` deliveries, waiting at most ``timeout`` seconds for one.
+
+        ``timeout`` is the call's deadline: a pull cancelled by it may already have leased
+        messages that never arrive (they come back after their ack deadline, one delivery
+        attempt spent), so sources call it with a long one, on their own thread.
+        """
         raise NotImplementedError(f"{type(self).__name__} must implement pull()")
 
     def acknowledge(self, subscription: str, ack_ids: Sequence[str]) -> None:

@@ -9,30 +9,36 @@ the folder by other programs are picked up by ``LocalFileChangeStream``.
 The client mirrors the google-cloud-storage calls the BuildFlow tutorial uses::
 
     bucket_dep.bucket.blob(name).upload_from_file(file, content_type="image/png")
+
+``objects()`` is the portable ``ObjectStore``. The folder keeps only the newest version
+of a key: reading an older version raises ``ObjectSupersededError`` naming the newer
+one, as the gcp and aws stacks do for a replaced object.
 """
 
 from __future__ import annotations
 
+import datetime
 import io
 import os
 import shutil
 import tempfile
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import IO, Any
 
-from tideflow.exceptions import ObjectNotFoundError, PrimitiveError
+from tideflow.exceptions import ObjectNotFoundError, ObjectSupersededError, PrimitiveError
 from tideflow.home import state_path
 from tideflow.io.keys import RESERVED_PREFIX, validate_key
 from tideflow.io.local.journal import Journal, ObjectRecord
-from tideflow.io.primitive import PlanAction, PlanStep, Primitive
+from tideflow.io.primitive import BucketPrimitive, PlanAction, PlanStep
+from tideflow.io.strategies import ObjectStore, StoredObject
 
 TEMP_DIR = f"{RESERVED_PREFIX}-tmp"
 _COPY_CHUNK = 1024 * 1024
 
 
-class LocalBucket(Primitive):
+class LocalBucket(BucketPrimitive):
     """A bucket backed by the folder ``path`` (relative paths live in the state dir)."""
 
     def __init__(self, path: str | os.PathLike[str], *, bucket_name: str | None = None) -> None:
@@ -82,8 +88,75 @@ class LocalBucket(Primitive):
     def client(self) -> LocalBucketClient:
         return LocalBucketClient(self)
 
-    def read_bytes(self, key: str, *, generation: int | None = None) -> bytes:
-        return self.client().blob(key).download_as_bytes()
+    def objects(self) -> LocalObjectStore:
+        return LocalObjectStore(self)
+
+
+class LocalObjectStore(ObjectStore):
+    def __init__(self, bucket: LocalBucket) -> None:
+        self.bucket = bucket
+        self.bucket_name = bucket.bucket_name
+        self._client = LocalBucketClient(bucket)
+
+    def put(
+        self,
+        key: str,
+        data: IO[bytes],
+        *,
+        content_type: str,
+        metadata: Mapping[str, str] | None = None,
+        size: int | None = None,
+    ) -> StoredObject:
+        blob = self._client.blob(key)
+        generation = blob.upload_from_file(data, content_type=content_type, metadata=metadata)
+        found = self.stat(key)
+        if found is None or found.version != str(generation):
+            # Replaced again in the instant since: report what this write stored.
+            return StoredObject(key, str(generation), 0, _now(), content_type, metadata or {})
+        return found
+
+    def get(self, key: str, *, version: str | None = None) -> bytes:
+        blob = self._client.blob(key)
+        data = blob.download_as_bytes()
+        if version is not None:
+            # Read first, check after: a replacement during the read is caught too.
+            record = blob.record()
+            current = None if record is None else str(record.generation)
+            if current != version:
+                if current is None:
+                    raise ObjectNotFoundError(
+                        f"no object {key!r} version {version} in bucket {self.bucket_name}"
+                    )
+                raise ObjectSupersededError(
+                    f"{key!r} version {version} was superseded by version {current} "
+                    "before it could be read"
+                )
+        return data
+
+    def stat(self, key: str) -> StoredObject | None:
+        blob = self._client.blob(key)
+        record = blob.record()
+        if record is None or not blob.exists():
+            return None
+        metadata = {k: str(v) for k, v in record.metadata.items() if k != "content_type"}
+        return StoredObject(
+            key=key,
+            version=str(record.generation),
+            size=record.size,
+            updated=datetime.datetime.fromtimestamp(record.mtime_ns / 1e9, tz=datetime.UTC),
+            content_type=record.metadata.get("content_type"),
+            metadata=metadata,
+        )
+
+    def list(self, *, prefix: str = "") -> Iterator[StoredObject]:
+        for blob in self._client.list_blobs(prefix=prefix):
+            found = self.stat(blob.name)
+            if found is not None:
+                yield found
+
+
+def _now() -> datetime.datetime:
+    return datetime.datetime.now(datetime.UTC)
 
 
 class LocalBucketClient:
@@ -120,7 +193,8 @@ class LocalBlob:
     def exists(self) -> bool:
         return self.path.is_file() and not self.path.is_symlink()
 
-    def _record(self) -> ObjectRecord | None:
+    def record(self) -> ObjectRecord | None:
+        """The journal's entry for this key: its generation, size and metadata."""
         return self.bucket.primitive.journal().get_object(self.name)
 
     @property
@@ -131,7 +205,7 @@ class LocalBlob:
     def metadata(self) -> dict[str, Any]:
         if self._new_metadata is not None:
             return self._new_metadata
-        record = self._record()
+        record = self.record()
         return {} if record is None else record.metadata
 
     @metadata.setter
@@ -144,7 +218,7 @@ class LocalBlob:
         file_obj: IO[bytes],
         *,
         content_type: str | None = None,
-        metadata: dict[str, str] | None = None,
+        metadata: Mapping[str, str] | None = None,
         max_bytes: int | None = None,
     ) -> int:
         """Store the rest of ``file_obj``; returns the new generation.

@@ -223,6 +223,35 @@ class Journal:
             metadata=json.loads(row["metadata"]),
         )
 
+    def replay(self, stream_id: str, key: str, generation: int) -> bool:
+        """Deliver ``(key, generation)`` again on ``stream_id``: its done or dead event goes
+        back to pending with no attempts, or an event is journaled when the stream never had
+        one. False when that generation is not the object's current one, or its event is
+        already pending or leased."""
+        with self._transaction() as db:
+            current = db.execute(
+                "SELECT size, metadata FROM objects WHERE key = ? AND generation = ?",
+                (key, generation),
+            ).fetchone()
+            if current is None:
+                return False
+            now = time.time()
+            updated = db.execute(
+                "UPDATE events SET state = ?, attempts = 0, lease_until = 0, last_error = NULL,"
+                " updated = ? WHERE stream_id = ? AND key = ? AND generation = ?"
+                " AND state IN (?, ?)",
+                (PENDING, now, stream_id, key, generation, DONE, DEAD),
+            ).rowcount
+            if not updated:
+                updated = db.execute(
+                    "INSERT INTO events (stream_id, key, generation, size, event_time, metadata,"
+                    " updated) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                    (stream_id, key, generation, current["size"], now, current["metadata"], now),
+                ).rowcount
+        if updated:
+            self._notify()
+        return bool(updated)
+
     def known_keys(self) -> set[str]:
         return {row[0] for row in self._db().execute("SELECT key FROM objects")}
 
@@ -247,27 +276,15 @@ class Journal:
 
     # -- events -----------------------------------------------------------------
 
-    def lease(
-        self,
-        stream_id: str,
-        *,
-        max_events: int,
-        lease_seconds: float,
-        max_attempts: int,
-    ) -> list[EventRecord]:
+    def lease(self, stream_id: str, *, max_events: int, lease_seconds: float) -> list[EventRecord]:
         """Lease up to ``max_events`` deliverable events, oldest first.
 
-        An expired lease whose attempts are used up is dead-lettered instead: the
-        replica holding it died on it every time.
+        An expired lease whose attempts are used up comes back once more, with
+        ``attempts`` above ``max_attempts``: the runtime dead-letters it (and records
+        why) instead of processing it, since the replica holding it died on it every time.
         """
         now = time.time()
         with self._transaction() as db:
-            db.execute(
-                "UPDATE events SET state = ?, updated = ?, last_error = COALESCE(last_error, "
-                "'the consumer never finished it (replica crashed or timed out)') "
-                "WHERE stream_id = ? AND state = ? AND lease_until < ? AND attempts >= ?",
-                (DEAD, now, stream_id, LEASED, now, max_attempts),
-            )
             rows = db.execute(
                 "UPDATE events SET state = ?, attempts = attempts + 1, lease_until = ?, "
                 "updated = ? WHERE id IN (SELECT id FROM events WHERE stream_id = ? AND "
@@ -336,11 +353,45 @@ class Journal:
         return count
 
     def counts(self, stream_id: str) -> dict[str, int]:
-        rows = self._db().execute(
+        """Events per state; ``done`` includes the compacted ones."""
+        db = self._db()
+        rows = db.execute(
             "SELECT state, COUNT(*) FROM events WHERE stream_id = ? GROUP BY state",
             (stream_id,),
         )
-        return {state: count for state, count in rows}
+        counts = {state: count for state, count in rows}
+        compacted = db.execute(
+            "SELECT value FROM counters WHERE name = ?", (_compacted(stream_id),)
+        ).fetchone()
+        if compacted:
+            counts[DONE] = counts.get(DONE, 0) + compacted[0]
+        return counts
+
+    def compact(self, stream_id: str, *, older_than: float, batch: int = 5000) -> int:
+        """Delete done events finished before ``older_than`` (a time.time()); how many.
+
+        Only done events go: pending, leased and dead ones are never touched. A file's
+        row in ``objects`` (its key and generation) stays, so an unchanged file is never
+        journaled again; ``counts`` keeps counting the deleted ones as done. Batches keep
+        each write transaction short.
+        """
+        removed = 0
+        while True:
+            with self._transaction() as db:
+                count = db.execute(
+                    "DELETE FROM events WHERE id IN (SELECT id FROM events WHERE stream_id = ? "
+                    "AND state = ? AND updated < ? LIMIT ?)",
+                    (stream_id, DONE, older_than, batch),
+                ).rowcount
+                if count:
+                    db.execute(
+                        "INSERT INTO counters (name, value) VALUES (?, ?) "
+                        "ON CONFLICT (name) DO UPDATE SET value = value + excluded.value",
+                        (_compacted(stream_id), count),
+                    )
+            removed += count
+            if count < batch:
+                return removed
 
     def dead(self, stream_id: str, *, limit: int) -> list[EventRecord]:
         rows = self._db().execute(
@@ -348,17 +399,6 @@ class Journal:
             (stream_id, DEAD, limit),
         )
         return [_event(row) for row in rows]
-
-    def latest_for_key(self, stream_id: str, key: str) -> EventRecord | None:
-        row = (
-            self._db()
-            .execute(
-                "SELECT * FROM events WHERE stream_id = ? AND key = ? ORDER BY id DESC LIMIT 1",
-                (stream_id, key),
-            )
-            .fetchone()
-        )
-        return None if row is None else _event(row)
 
     def retry(self, stream_id: str, ids: Sequence[int] | None) -> int:
         """Move dead events (all when ``ids`` is None) back to pending, attempts reset."""
@@ -374,6 +414,10 @@ class Journal:
             count = db.execute(query, params).rowcount
         self._notify()
         return count
+
+
+def _compacted(stream_id: str) -> str:
+    return f"compacted_done:{stream_id}"
 
 
 def _event(row: sqlite3.Row) -> EventRecord:

@@ -8,7 +8,14 @@ transaction as the write), files other programs put into the folder (seen by a
 watchfiles watcher), and a reconciliation scan at start for files that appeared while
 nothing was running. Delivery is at least once: a pulled event is leased, acknowledged
 after the sink commits, redelivered when its lease runs out or it is nacked, and moved
-to the dead-letter list with its last error after ``max_attempts``.
+to the dead-letter list with its last error after ``max_attempts``. The dead-letter
+list is the journal's ``dead`` events (``dead_letter_queue()``); the runtime records each
+in the table's failure log.
+
+The journal stays bounded: while the watcher runs, done events older than
+``TIDEFLOW_JOURNAL_RETENTION_DAYS`` (default 7) are deleted, at start and then hourly.
+Pending, leased and dead events are never deleted, and each file's object record (its
+key and generation, what keeps an unchanged file from being journaled twice) is kept.
 """
 
 from __future__ import annotations
@@ -17,17 +24,34 @@ import datetime
 import logging
 import os
 import threading
-from collections.abc import Sequence
+import time
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import watchfiles
 
+from tideflow.exceptions import SourceError
 from tideflow.io.keys import RESERVED_PREFIX
 from tideflow.io.local.bucket import LocalBucket, iter_keys
 from tideflow.io.local.journal import DEAD, DONE, LEASED, PENDING, EventRecord, Journal
 from tideflow.io.primitive import PlanAction, PlanStep, SourcePrimitive
-from tideflow.io.strategies import Source
-from tideflow.types import DeadLetter, Delivery, FileChangeEvent, SourceStats
+from tideflow.io.strategies import DeadLetterQueue, Source, StoredObject
+from tideflow.types import DeadLetter, Delivery, ObjectReader, SourceStats
+from tideflow.types.local import LocalFileChangeEvent
+
+COMPACT_EVERY_SECONDS = 3600.0
+DEFAULT_RETENTION_DAYS = 7.0
+
+
+def journal_retention_seconds() -> float:
+    """How long done events stay in the journal: $TIDEFLOW_JOURNAL_RETENTION_DAYS (days)."""
+    text = os.environ.get("TIDEFLOW_JOURNAL_RETENTION_DAYS", "").strip()
+    try:
+        days = float(text) if text else DEFAULT_RETENTION_DAYS
+    except ValueError:
+        days = DEFAULT_RETENTION_DAYS
+    return max(days, 0.0) * 86400
+
 
 logger = logging.getLogger("tideflow.local")
 
@@ -37,21 +61,44 @@ class LocalFileChangeStream(SourcePrimitive):
 
     def __init__(
         self,
-        bucket: LocalBucket,
+        bucket: LocalBucket | str | os.PathLike[str] | None = None,
         *,
+        file_path: str | os.PathLike[str] | None = None,
+        event_types: Iterable[object] = ("added",),
         max_attempts: int = 5,
         lease_seconds: float = 60.0,
         stream_id: str | None = None,
     ) -> None:
-        if max_attempts < 1:
-            raise ValueError("max_attempts must be at least 1")
+        if isinstance(bucket, str | os.PathLike):  # BuildFlow's LocalFileChangeStream(path)
+            bucket, file_path = None, bucket
+        # BuildFlow's signature: watch a folder relative to the working directory; events
+        # then carry the file's full path as ``file_path``, as BuildFlow's do.
+        self.full_paths = file_path is not None
+        if file_path is not None:
+            if bucket is not None:
+                raise ValueError("LocalFileChangeStream takes a bucket or a file_path, not both")
+            bucket = LocalBucket(Path.cwd() / Path(file_path).expanduser())
+            _check_event_types(event_types)
+        if bucket is None:
+            raise ValueError("LocalFileChangeStream needs a LocalBucket (or file_path=...)")
         self.bucket = bucket
-        self.max_attempts = max_attempts
-        self.lease_seconds = lease_seconds
         self.stream_id = stream_id or f"{bucket.bucket_name}-changes"
+
+        self.max_attempts = 5
+        self.lease_seconds = 60.0
+        self.options(max_attempts=max_attempts, lease_seconds=lease_seconds)
 
     def _option_names(self) -> frozenset[str]:
         return frozenset({"max_attempts", "lease_seconds"})
+
+    def _check_option(self, name: str, value: object) -> str | None:
+        if name == "max_attempts" and not (isinstance(value, int) and 1 <= value <= 1000):
+            return "must be a whole number from 1 to 1000"
+        if name == "lease_seconds" and not (
+            isinstance(value, int | float) and 0 < value <= 12 * 3600
+        ):
+            return "must be more than 0 seconds and at most 12 hours"
+        return None
 
     def primitive_id(self) -> str:
         return f"local-file-change-stream:{self.stream_id}"
@@ -85,6 +132,18 @@ class LocalFileChangeStream(SourcePrimitive):
     def source(self) -> LocalJournalSource:
         return LocalJournalSource(self)
 
+    def dead_letter_queue(self) -> LocalDeadLetters:
+        return LocalDeadLetters(self)
+
+    def replay(self, objects: Iterable[StoredObject]) -> int:
+        """See ``SourcePrimitive.replay``: the journal's events go back to pending."""
+        journal = self.bucket.journal()
+        count = 0
+        for stored in objects:
+            if journal.replay(self.stream_id, stored.key, int(stored.version)):
+                count += 1
+        return count
+
 
 class LocalJournalSource(Source):
     """Pulls leased events from the journal; watches the folder while started."""
@@ -93,8 +152,10 @@ class LocalJournalSource(Source):
         self.stream = stream
         self.bucket = stream.bucket
         self.journal = stream.bucket.journal()
+        self.max_attempts = stream.max_attempts
         self._stop = threading.Event()
         self._watcher: threading.Thread | None = None
+        self._next_compaction = 0.0
 
     # -- background: watcher and reconciliation ------------------------------------
 
@@ -132,6 +193,7 @@ class LocalJournalSource(Source):
         next(changes, None)
         self.reconcile()
         for batch in changes:
+            self._compact_now_and_then()
             for _, path in batch:
                 key = _key_for(root, Path(path))
                 if key is None:
@@ -143,6 +205,23 @@ class LocalJournalSource(Source):
                         self._observe(f"{key}/{inner}")
                 else:
                     self._observe(key)
+
+    def _compact_now_and_then(self) -> None:
+        """Drop done events older than the retention, at start and then hourly."""
+        now = time.monotonic()
+        if now < self._next_compaction:
+            return
+        self._next_compaction = now + COMPACT_EVERY_SECONDS
+        retention = journal_retention_seconds()
+        try:
+            removed = self.journal.compact(
+                self.stream.stream_id, older_than=time.time() - retention
+            )
+        except SourceError as exc:  # the journal is busy: next time
+            logger.warning("journal compaction skipped: %s", exc)
+            return
+        if removed:
+            logger.info("journal: compacted %d done event(s) older than %gs", removed, retention)
 
     def _observe(self, key: str) -> int | None:
         path = self.bucket.root / key
@@ -163,26 +242,26 @@ class LocalJournalSource(Source):
         if not records and timeout > 0:
             self.journal.wait_for_change(timeout)
             records = self._lease(max_messages)
-        return [Delivery(str(r.id), self._event(r), r.attempts) for r in records]
+        return [Delivery(str(r.id), event_of(self.stream, r), r.attempts) for r in records]
 
     def _lease(self, max_messages: int) -> list[EventRecord]:
         return self.journal.lease(
             self.stream.stream_id,
             max_events=max_messages,
             lease_seconds=self.stream.lease_seconds,
-            max_attempts=self.stream.max_attempts,
         )
 
     def ack(self, ack_ids: Sequence[str]) -> None:
         self.journal.ack([int(i) for i in ack_ids])
 
-    def nack(self, ack_id: str, *, error: str, retryable: bool = True) -> None:
-        self.journal.nack(
+    def nack(self, ack_id: str, *, error: str, retryable: bool = True) -> bool:
+        state = self.journal.nack(
             int(ack_id),
             error=error,
             retryable=retryable,
             max_attempts=self.stream.max_attempts,
         )
+        return state == DEAD
 
     def extend(self, ack_ids: Sequence[str], *, seconds: float) -> None:
         self.journal.extend([int(i) for i in ack_ids], seconds=seconds)
@@ -196,39 +275,73 @@ class LocalJournalSource(Source):
             pending=counts.get(PENDING, 0),
             in_flight=counts.get(LEASED, 0),
             done=counts.get(DONE, 0),
-            dead_lettered=counts.get(DEAD, 0),
         )
 
-    def dead_letters(self, *, limit: int = 100) -> list[DeadLetter]:
-        return [self._dead_letter(r) for r in self.journal.dead(self.stream.stream_id, limit=limit)]
 
-    def dead_letter_for(self, file_path: str) -> DeadLetter | None:
-        record = self.journal.latest_for_key(self.stream.stream_id, file_path)
-        return self._dead_letter(record) if record is not None and record.state == DEAD else None
+class LocalDeadLetters(DeadLetterQueue):
+    """The journal's dead events of one stream."""
 
-    def retry_dead_letters(self, ids: Sequence[str] | None = None) -> int:
+    def __init__(self, stream: LocalFileChangeStream) -> None:
+        self.stream = stream
+        self.journal = stream.bucket.journal()
+
+    def list(self, *, limit: int = 100) -> list[DeadLetter]:
+        records = self.journal.dead(self.stream.stream_id, limit=limit)
+        return [
+            DeadLetter(
+                id=str(record.id),
+                event=event_of(self.stream, record),
+                attempts=record.attempts,
+                error=record.last_error or "",
+                dead_at=_utc(record.updated),
+            )
+            for record in records
+        ]
+
+    def retry(self, ids: Sequence[str] | None = None) -> int:
         numeric = None if ids is None else [int(i) for i in ids]
         return self.journal.retry(self.stream.stream_id, numeric)
 
-    def _event(self, record: EventRecord) -> FileChangeEvent:
-        return FileChangeEvent(
-            file_path=record.key,
-            bucket=self.bucket.bucket_name,
-            generation=record.generation,
-            size=record.size,
-            event_time=_utc(record.event_time),
-            metadata=record.metadata,
-            reader=self.bucket,
-        )
+    def count(self) -> int:
+        return self.journal.counts(self.stream.stream_id).get(DEAD, 0)
 
-    def _dead_letter(self, record: EventRecord) -> DeadLetter:
-        return DeadLetter(
-            id=str(record.id),
-            event=self._event(record),
-            attempts=record.attempts,
-            error=record.last_error or "",
-            dead_at=_utc(record.updated),
-        )
+
+def event_of(stream: LocalFileChangeStream, record: EventRecord) -> LocalFileChangeEvent:
+    bucket = stream.bucket
+    file_path, metadata = record.key, record.metadata
+    reader: ObjectReader = bucket
+    if stream.full_paths:  # BuildFlow's events: the file's full path, and src_path
+        file_path = str(bucket.root / record.key)
+        metadata = {**metadata, "src_path": file_path, "event_type": "added"}
+        reader = FullPathReader(bucket)
+    return LocalFileChangeEvent(
+        file_path=file_path,
+        bucket=bucket.bucket_name,
+        version=str(record.generation),
+        size=record.size,
+        event_time=_utc(record.event_time),
+        metadata=metadata,
+        reader=reader,
+    )
+
+
+class FullPathReader:
+    """Reads the objects of a bucket by their full path (events of BuildFlow-style streams)."""
+
+    def __init__(self, bucket: LocalBucket) -> None:
+        self.bucket = bucket
+
+    def read_bytes(self, key: str, *, version: str | None = None) -> bytes:
+        relative = Path(key).relative_to(self.bucket.root).as_posix()
+        return self.bucket.read_bytes(relative, version=version)
+
+
+def _check_event_types(event_types: Iterable[object]) -> None:
+    """BuildFlow's ``event_types``: tideflow's local streams deliver created (and replaced)
+    files only, which is BuildFlow's default (``FileChangeStreamEventType.CREATED``)."""
+    names = {str(getattr(kind, "value", kind)) for kind in event_types}
+    if names - {"added", "created"}:
+        raise ValueError(f"LocalFileChangeStream delivers created files only, not {sorted(names)}")
 
 
 def _utc(timestamp: float) -> datetime.datetime:

@@ -1,7 +1,8 @@
 """In-memory Pub/Sub and bucket notifications, for tests (like HTTPX's ``MockTransport``).
 
-No Pub/Sub emulator installs without the gcloud SDK, so the stream's logic is tested
-against these fakes at the transport boundary::
+Google's Pub/Sub emulator runs the delivery tests; these fakes serve only the tests that
+need what it cannot do (IAM bindings, bucket notification configurations, injected
+faults, a clock moved by hand). They are passed to the stream explicitly::
 
     pubsub = FakePubSub()
     notifications = FakeNotifications(pubsub)
@@ -17,13 +18,6 @@ delivery-attempt count and forwarding to the dead-letter topic after
 IAM bindings; notification creation failing without the topic or the publisher grant.
 What they do not: ordering keys, exactly-once delivery, retention limits, quotas, and
 Pub/Sub's habit of returning fewer messages than available.
-
-For a whole app under test (``tideflow run`` with ``STACK=gcp`` against the Cloud Storage
-emulator), set ``TIDEFLOW_GCP_FAKE_PUBSUB=1``: every ``GCSFileChangeStream`` built without
-transports then shares this process's fakes, and the notifications fake polls the
-buckets it has configurations for (every 0.2 s) and publishes OBJECT_FINALIZE for each
-new object generation, as Cloud Storage would. The fakes live in one process: ``tideflow
-status`` or ``dead-letters`` in another process see empty ones.
 """
 
 from __future__ import annotations
@@ -31,8 +25,6 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import itertools
-import logging
-import os
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -49,11 +41,8 @@ from tideflow.io.gcp.transport import (
     SubscriptionConfig,
 )
 
-FAKE_ENV = "TIDEFLOW_GCP_FAKE_PUBSUB"
 DETACHED_TOPIC = "_deleted-topic_"
 PUBLISHER_ROLE = "roles/pubsub.publisher"
-
-logger = logging.getLogger("tideflow.gcp.fake")
 
 
 @dataclasses.dataclass
@@ -296,19 +285,12 @@ class FakeNotifications(NotificationTransport):
         pubsub: FakePubSub,
         *,
         project_number: int = 123456789,
-        storage_client: Callable[[], Any] | None = None,
-        poll_seconds: float = 0.2,
     ) -> None:
         self.pubsub = pubsub
         self.project_number = project_number
         self._configs: dict[str, list[NotificationConfig]] = {}
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
-        # With a storage client, a thread plays Cloud Storage: it notices new objects.
-        self._storage = storage_client
-        self._poll_seconds = poll_seconds
-        self._seen: dict[str, set[tuple[str, str]]] = {}
-        self._poller: threading.Thread | None = None
 
     def list_notifications(self, bucket: str) -> list[NotificationConfig]:
         with self._lock:
@@ -333,8 +315,6 @@ class FakeNotifications(NotificationTransport):
         )
         with self._lock:
             self._configs.setdefault(bucket, []).append(config)
-        if self._storage is not None:
-            self._watch(bucket)
         return config
 
     def delete_notification(self, bucket: str, notification_id: str) -> None:
@@ -365,59 +345,3 @@ class FakeNotifications(NotificationTransport):
                 data, attributes["payloadFormat"] = b"", config.payload_format
             sent.append(self.pubsub.publish(config.topic, data, attributes))
         return sent
-
-    def _watch(self, bucket: str) -> None:
-        # Objects already there were "notified" before the configuration existed.
-        existing = self._objects(bucket) or {}
-        with self._lock:
-            self._seen.setdefault(bucket, set(existing))
-            if self._poller is None:
-                self._poller = threading.Thread(
-                    target=self._poll, name="tideflow-fake-notifications", daemon=True
-                )
-                self._poller.start()
-
-    def _objects(self, bucket: str) -> dict[tuple[str, str], dict[str, Any]] | None:
-        """The bucket's objects by (name, generation), as JSON resources; None on failure."""
-        assert self._storage is not None
-        try:
-            blobs = list(self._storage().bucket(bucket).list_blobs())
-        except Exception as exc:  # The emulator may be gone at shutdown; keep polling.
-            logger.debug("cannot list gs://%s: %s", bucket, exc)
-            return None
-        return {(b.name, str(b.generation)): b._properties for b in blobs}
-
-    def _poll(self) -> None:
-        while True:
-            time.sleep(self._poll_seconds)
-            with self._lock:
-                buckets = [b for b, configs in self._configs.items() if configs]
-            for bucket in buckets:
-                objects = self._objects(bucket)
-                if objects is None:
-                    continue
-                with self._lock:
-                    seen = self._seen.setdefault(bucket, set())
-                    new = sorted(set(objects) - seen)
-                    seen.update(new)
-                for key in new:
-                    self.object_finalized(objects[key])
-
-
-_shared: tuple[FakePubSub, FakeNotifications] | None = None
-_shared_lock = threading.Lock()
-
-
-def enabled() -> bool:
-    """Whether ``TIDEFLOW_GCP_FAKE_PUBSUB`` asks streams to use the process's fakes."""
-    return os.environ.get(FAKE_ENV, "").strip().lower() in {"1", "true", "yes"}
-
-
-def shared(storage_client: Callable[[], Any]) -> tuple[FakePubSub, FakeNotifications]:
-    """This process's fakes; the notifications poll buckets through ``storage_client``."""
-    global _shared
-    with _shared_lock:
-        if _shared is None:
-            pubsub = FakePubSub()
-            _shared = (pubsub, FakeNotifications(pubsub, storage_client=storage_client))
-        return _shared

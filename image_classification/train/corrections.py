@@ -1,0 +1,92 @@
+"""``--from-corrections``: the corrections people made on the results page as training data.
+
+Run from the project folder (it reads ``buildflow.yaml`` and ``.env`` like ``tideflow``):
+the newest correction of each image gives its labels, and the image itself is read from the
+bucket (the exact version that was corrected). With one label per image the model is
+single-label, otherwise multi-label (an empty correction means "none of these"). While
+``tideflow run`` holds the local DuckDB file, the corrections are read through it.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+from typing import Any
+
+from rich.console import Console
+
+from .data import DataError, Dataset, build_dataset
+
+
+def load_corrections_dataset(console: Console) -> Dataset:
+    from tideflow.cli.main import Context
+    from tideflow.exceptions import TideflowError
+
+    try:
+        ctx = Context(None)  # loads .env, picks the stack, imports the app (main.py)
+    except TideflowError as exc:
+        raise DataError(f"cannot open the app's project here: {exc}") from exc
+    from image_classification import primitives
+    from image_classification.image_ids import parse_image_id
+    from image_classification.processors import corrections
+
+    rows = _read_corrections(ctx, corrections)
+    if not rows:
+        raise DataError(
+            "there are no corrections yet: mark labels wrong on the results page first "
+            "(or POST /api/images/{image_id}/corrections)."
+        )
+    objects = primitives.bucket.objects()
+    items: list[tuple[str, bytes, list[str]]] = []
+    missing: list[tuple[str, str]] = []
+    for row in rows:
+        key, version = parse_image_id(row.image_id)
+        try:
+            data = objects.get(key, version=version)
+        except Exception as exc:  # ObjectNotFoundError, or a provider's own error
+            missing.append((f"bucket:{key}#{version}", f"cannot read it from the bucket: {exc}"))
+            continue
+        items.append((f"bucket:{key}#{version}", data, list(row.labels)))
+    console.print(
+        f"{len(rows)} corrected image(s) in {corrections.CORRECTIONS_TABLE}; "
+        f"{len(items)} read from bucket {objects.bucket_name}",
+        highlight=False,
+    )
+    multi_label = any(len(labels) != 1 for _, _, labels in items)
+    dataset = build_dataset(items, multi_label=multi_label, origin="corrections")
+    dataset.skipped[:0] = missing
+    return dataset
+
+
+def _read_corrections(ctx: Any, corrections: Any) -> list[Any]:
+    try:
+        return list(corrections.all_latest())
+    except Exception as exc:
+        sock = ctx.admin_socket()
+        if sock is None:
+            raise DataError(f"cannot read the corrections table: {exc}") from exc
+    # `tideflow run` holds the DuckDB file: ask it (its admin socket runs SQL read-only).
+    answer = _ask(
+        sock, {"sql": corrections.newest_sql(table_ref=f'"{corrections.CORRECTIONS_TABLE}"')}
+    )
+    result = []
+    for values in answer["rows"]:
+        row = dict(zip(answer["columns"], values, strict=True))
+        if isinstance(row["labels"], str):
+            row["labels"] = json.loads(row["labels"])
+        if isinstance(row["corrected_at"], str):
+            row["corrected_at"] = datetime.datetime.fromisoformat(row["corrected_at"])
+        result.append(corrections.CorrectionRow(**row))
+    return result
+
+
+def _ask(sock: Any, payload: dict[str, Any]) -> dict[str, Any]:
+    import httpx
+
+    transport = httpx.HTTPTransport(uds=str(sock))
+    with httpx.Client(transport=transport, base_url="http://tideflow", timeout=60) as client:
+        response = client.post("/query", json=payload)
+    if response.status_code != 200:
+        raise DataError(f"the running app could not read the corrections: {response.text}")
+    answer: dict[str, Any] = response.json()
+    return answer

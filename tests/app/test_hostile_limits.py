@@ -1,0 +1,172 @@
+"""The smaller holes: login throttling, slow headers, connection limit, nosniff, HEAD and
+Range on thumbnails, very long file names, error codes in the OpenAPI schema."""
+
+from __future__ import annotations
+
+import io
+import socket
+import time
+from collections.abc import Iterator
+
+import httpx
+import psutil
+import pytest
+from PIL import Image
+
+from tests.app.support import CHELSEA, make_app, upload
+from tests.conftest import TideflowProcess
+
+pytestmark = pytest.mark.slow
+
+TOKEN = "limits-token-123"
+BEARER = {"Authorization": f"Bearer {TOKEN}"}
+
+
+@pytest.fixture(scope="module")
+def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TideflowProcess]:
+    app = make_app(
+        tmp_path_factory.mktemp("limits") / "home",
+        API_TOKEN=TOKEN,
+        TIDEFLOW_HTTP_HEADER_TIMEOUT="2",
+        TIDEFLOW_HTTP_MAX_CONNECTIONS="16",
+    )
+    app.start("--only", "service", wait_consumers=False)
+    yield app
+    app.stop()
+    app.close()
+
+
+def test_login_is_throttled_per_client(app: TideflowProcess) -> None:
+    url = f"{app.base_url}/login"
+    codes = [httpx.post(url, data={"token": f"guess-{i}"}).status_code for i in range(10)]
+    assert codes == [401] * 10
+    throttled = httpx.post(url, data={"token": "guess-11"})
+    assert throttled.status_code == 429
+    assert 1 <= int(throttled.headers["retry-after"]) <= 60
+    assert "Too many" in throttled.text
+    # Even the right token waits: guessing must not go on at any speed.
+    assert httpx.post(url, data={"token": TOKEN}).status_code == 429
+    # Bearer clients are not affected.
+    assert httpx.get(f"{app.base_url}/api/results", headers=BEARER).status_code == 200
+
+
+def test_slow_headers_are_cut_off(app: TideflowProcess) -> None:
+    with socket.create_connection(("127.0.0.1", app.port), timeout=10) as sock:
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+        started = time.monotonic()
+        answer = b""
+        try:
+            for i in range(40):  # one header line every 0.25 s, never the blank line
+                sock.sendall(f"X-Slow-{i}: 1\r\n".encode())
+                time.sleep(0.25)
+        except OSError:
+            pass  # closed by the server
+        sock.settimeout(5)
+        try:
+            while chunk := sock.recv(4096):
+                answer += chunk
+        except OSError:
+            pass
+        waited = time.monotonic() - started
+    assert waited < 8, f"the connection stayed open {waited:.1f}s"
+    assert answer.startswith(b"HTTP/1.1 408") or answer == b""
+
+
+def test_connections_beyond_the_limit_get_503(app: TideflowProcess) -> None:
+    idle = [socket.create_connection(("127.0.0.1", app.port)) for _ in range(16)]
+    try:
+        for sock in idle:
+            sock.sendall(b"GET /healthz HTTP/1.1\r\n")  # headers never finished
+        time.sleep(0.3)
+        response = httpx.get(f"{app.base_url}/healthz", timeout=5)
+        assert response.status_code == 503
+    finally:
+        for sock in idle:
+            sock.close()
+    time.sleep(0.3)
+    assert httpx.get(f"{app.base_url}/healthz", timeout=5).status_code == 200
+
+
+def test_json_api_says_nosniff(app: TideflowProcess) -> None:
+    for path, headers in (
+        ("/api/results", BEARER),
+        ("/api/images/bm90LWEta2V5.1", BEARER),
+        ("/api/results", {}),
+        ("/healthz", {}),
+        ("/openapi.json", {}),
+    ):
+        response = httpx.get(f"{app.base_url}{path}", headers=headers)
+        assert response.headers["x-content-type-options"] == "nosniff", path
+
+
+def test_thumbnails_answer_head_and_ranges(app: TideflowProcess) -> None:
+    accepted = upload(app, CHELSEA.read_bytes(), "cat.png", headers=BEARER)
+    assert accepted.status_code == 202
+    url = f"{app.base_url}/images/{accepted.json()['image_id']}/thumbnail"
+    full = httpx.get(url, headers=BEARER)
+    assert full.status_code == 200
+    assert full.headers["accept-ranges"] == "bytes"
+    size = len(full.content)
+
+    head = httpx.head(url, headers=BEARER)
+    assert head.status_code == 200
+    assert head.content == b""
+    assert int(head.headers["content-length"]) == size
+    assert head.headers["content-type"] == "image/jpeg"
+
+    part = httpx.get(url, headers={**BEARER, "Range": "bytes=0-9"})
+    assert part.status_code == 206
+    assert part.content == full.content[:10]
+    assert part.headers["content-range"] == f"bytes 0-9/{size}"
+    tail = httpx.get(url, headers={**BEARER, "Range": "bytes=-5"})
+    assert tail.status_code == 206 and tail.content == full.content[-5:]
+    rest = httpx.get(url, headers={**BEARER, "Range": "bytes=100-"})
+    assert rest.status_code == 206 and rest.content == full.content[100:]
+    outside = httpx.get(url, headers={**BEARER, "Range": f"bytes={size}-"})
+    assert outside.status_code == 416
+    assert outside.headers["content-range"] == f"bytes */{size}"
+    several = httpx.get(url, headers={**BEARER, "Range": "bytes=0-1,5-6"})
+    assert several.status_code == 200 and several.content == full.content
+    assert httpx.head(url).status_code == 401
+
+
+def test_long_file_names_behave_as_documented(app: TideflowProcess) -> None:
+    data = CHELSEA.read_bytes()
+    long_name = "n" * 3000 + ".png"
+    accepted = upload(app, data, long_name, headers=BEARER)
+    assert accepted.status_code == 202
+    assert accepted.json()["image_name"] == long_name[:255]
+    for size in (8 * 1024, 64 * 1024):
+        refused = upload(app, data, "n" * size + ".png", headers=BEARER)
+        assert refused.status_code == 400
+        assert "file name" in refused.json()["detail"]
+
+
+def test_openapi_documents_the_error_codes(app: TideflowProcess) -> None:
+    schema = httpx.get(f"{app.base_url}/openapi.json").json()
+    documented = {
+        code
+        for operations in schema["paths"].values()
+        for operation in operations.values()
+        for code in operation["responses"]
+    }
+    assert {"400", "401", "403", "404", "413", "415", "503"} <= documented
+    upload_codes = set(schema["paths"]["/image-upload"]["post"]["responses"])
+    assert {"202", "400", "401", "403", "413", "415"} <= upload_codes
+    classify_codes = set(schema["paths"]["/classify"]["post"]["responses"])
+    assert {"413", "422", "503"} <= classify_codes
+
+
+def test_previews_of_huge_images_are_refused_without_decoding(app: TideflowProcess) -> None:
+    out = io.BytesIO()
+    Image.new("L", (9_400, 9_500)).save(out, format="PNG", compress_level=9)
+    accepted = upload(app, out.getvalue(), "zeros.png", headers=BEARER)
+    assert accepted.status_code == 202  # under Pillow's bomb limit: the replicas may try
+    assert app.process is not None
+    before = psutil.Process(app.process.pid).memory_info().rss
+    url = f"{app.base_url}/images/{accepted.json()['image_id']}/thumbnail"
+    answers = [httpx.get(url, headers=BEARER, timeout=30) for _ in range(4)]
+    assert {r.status_code for r in answers} == {404}
+    assert "too many pixels" in answers[0].json()["detail"]
+    grown = psutil.Process(app.process.pid).memory_info().rss - before
+    assert grown < 100 * 1024 * 1024

@@ -1,0 +1,266 @@
+"""The whole app with ``--stack aws``: real ``tideflow run`` processes against moto's server
+(S3 -> SQS notifications over real HTTP) with DuckDB, and with PostgreSQL for several
+consumer machines.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import hashlib
+import io
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import boto3
+import httpx
+import psycopg
+import pytest
+from PIL import Image
+
+from image_classification.image_ids import image_id_for
+from tests.app.support import CAT_LABELS, CHELSEA, PHOTOS, make_app, upload, wait_for_status
+from tests.conftest import TideflowProcess
+
+TABLE = "image_classification"
+
+
+def _aws_settings(**extra: str) -> dict[str, str]:
+    suffix = uuid.uuid4().hex[:8]
+    return {
+        "STACK": "aws",
+        "S3_BUCKET_NAME": f"images-{suffix}",
+        "SQS_QUEUE_NAME": f"images-{suffix}",
+        "SQS_VISIBILITY_TIMEOUT": "10",
+        "WAREHOUSE": "duckdb",
+        "POSTGRES_URL": "",
+        **extra,
+    }
+
+
+def _wait(predicate: Callable[[], bool], *, timeout: float, what: str, log: str = "") -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"{what} not reached after {timeout}s\n{log[-3000:]}")
+
+
+def _total(app: TideflowProcess) -> int:
+    return int(httpx.get(f"{app.base_url}/api/results", timeout=10).json()["total"])
+
+
+@pytest.fixture
+def aws_app(moto_server: str, tmp_path: Path) -> Iterator[TideflowProcess]:
+    app = make_app(tmp_path / "home", **_aws_settings())
+    app.start("--replicas", "1")
+    yield app
+    if app.process is not None:
+        assert app.stop() == 0
+
+
+def test_app_on_aws_with_duckdb(aws_app: TideflowProcess) -> None:
+    app = aws_app
+    bucket = app.env["S3_BUCKET_NAME"]
+
+    # 1. The page's upload -> S3 -> SQS -> a row, shown by the API and the page.
+    accepted = upload(app, CHELSEA.read_bytes(), "chelsea.png", content_type="image/png")
+    assert accepted.status_code == 202, accepted.text
+    status = wait_for_status(app, accepted.json()["status_url"], timeout=90)
+    assert status["status"] == "classified", status
+    assert CAT_LABELS & {c["label"] for c in status["classifications"]}
+    results = httpx.get(f"{app.base_url}/api/results", params={"label": "tabby"}).json()
+    assert results["total"] == 1 and results["rows"][0]["image_name"] == "chelsea.png"
+
+    # 2. 20 objects put straight into the bucket (as `aws s3 cp` would) -> 20 more rows.
+    s3 = boto3.client("s3")
+    for i in range(20):
+        photo = PHOTOS[i % len(PHOTOS)]
+        s3.put_object(Bucket=bucket, Key=f"dropped/{i} {photo.name}", Body=photo.read_bytes())
+    _wait(lambda: _total(app) >= 21, timeout=120, what="21 rows", log=app.log())
+    assert _total(app) == 21
+
+    # 3. A text file named .jpg -> failed with its reason, in the dead-letter queue.
+    text = b"this is not a picture at all\n"
+    put = s3.put_object(Bucket=bucket, Key="dropped/notes.jpg", Body=text)
+    etag = put["ETag"].strip('"')
+    assert etag == hashlib.md5(text).hexdigest()
+    image_id = image_id_for("dropped/notes.jpg", etag)
+    failed = wait_for_status(app, f"/api/images/{image_id}", timeout=60)
+    assert failed["status"] == "failed", failed
+    assert failed["error"]
+    letters = app.cli("dead-letters", "list")
+    assert letters.returncode == 0, letters.stderr
+    assert "notes.jpg" in letters.stdout
+    page = httpx.get(f"{app.base_url}/image-upload-results").text
+    assert "chelsea.png" in page and "notes.jpg" in page
+    status_cli = app.cli("status")
+    assert status_cli.returncode == 0, status_cli.stderr
+    # Redelivery never makes a second row: still 21 classified + 1 failed.
+    assert _total(app) == 22
+    # Sent back from the dead-letter queue, it is delivered again and fails again.
+    retried = app.cli("dead-letters", "retry", "--all")
+    assert retried.returncode == 0 and "1 event(s) sent back" in retried.stdout, retried.stderr
+    _wait(
+        lambda: "notes.jpg" in app.cli("dead-letters", "list").stdout,
+        timeout=60,
+        what="the retried dead letter back in the DLQ",
+        log=app.log(),
+    )
+    assert wait_for_status(app, f"/api/images/{image_id}", timeout=30)["status"] == "failed"
+    assert _total(app) == 22
+
+    # A second apply changes nothing; destroy removes the stream and tables and keeps the
+    # non-empty bucket (no force_destroy), saying how to remove it.
+    assert app.stop() == 0
+    plan = app.cli("plan")
+    assert plan.returncode == 0, plan.stderr
+    assert "create" not in plan.stdout and "update" not in plan.stdout
+    assert plan.stdout.count("no change") == 8  # bucket, stream + its 3 parts, dataset, 2 tables
+    assert "Found credentials" not in plan.stderr  # botocore's INFO lines stay quiet
+    destroyed = app.cli("destroy", "--yes")
+    assert destroyed.returncode != 0
+    assert "not empty" in destroyed.stderr and "force_destroy" in destroyed.stderr
+    sqs = boto3.client("sqs")
+    assert not sqs.list_queues(QueueNamePrefix=app.env["SQS_QUEUE_NAME"]).get("QueueUrls")
+    app.env["S3_FORCE_DESTROY"] = "true"  # empties the bucket, then removes it
+    assert app.cli("destroy", "--yes").returncode == 0
+    assert bucket not in {b["Name"] for b in s3.list_buckets()["Buckets"]}
+
+
+def _start_consumers(app: TideflowProcess) -> None:
+    """Start ``tideflow run --only consumers`` (no HTTP server); see ``_wait_started``."""
+    log = open(app.log_path, "ab")  # noqa: SIM115 - closed with the process
+    app.process = subprocess.Popen(
+        [sys.executable, "-m", "tideflow", "run", "--only", "consumers", "--replicas", "1"],
+        cwd=app.project_dir,
+        env=app.env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    log.close()
+
+
+def _wait_started(app: TideflowProcess, *, timeout: float = 120) -> None:
+    """Until the run logs its start-up line (it exits at once when something is missing)."""
+    _wait(
+        lambda: "started in" in app.log() or app.process is None or app.process.poll() is not None,
+        timeout=timeout,
+        what="consumer start",
+        log=app.log(),
+    )
+    assert app.process is not None and app.process.poll() is None, app.log()
+
+
+def _png(i: int) -> bytes:
+    image = Image.new("RGB", (64, 64), ((i * 37) % 256, (i * 91) % 256, (i * 13) % 256))
+    out = io.BytesIO()
+    image.save(out, format="PNG")
+    return out.getvalue()
+
+
+def _row_counts(url: str) -> tuple[int, int]:
+    with psycopg.connect(url) as conn:
+        row = conn.execute(f"SELECT COUNT(*), COUNT(DISTINCT image_id) FROM {TABLE}").fetchone()
+    assert row is not None
+    return int(row[0]), int(row[1])
+
+
+def _processed(app: TideflowProcess) -> int:
+    return len(re.findall(r"outcome=ok", app.log()))
+
+
+def test_several_machines_share_the_work_with_postgres(
+    moto_server: str, postgres_url: str, tmp_path: Path
+) -> None:
+    settings = _aws_settings(WAREHOUSE="postgres", POSTGRES_URL=postgres_url)
+    deployer = make_app(tmp_path / "deployer", **settings)
+    service = make_app(tmp_path / "service", **settings)
+    consumers = [make_app(tmp_path / f"consumer{n}", **settings) for n in (1, 2)]
+    started = time.monotonic()
+    phases: list[str] = []
+
+    def mark(what: str) -> None:
+        phases.append(f"{what} {time.monotonic() - started:.1f}s")
+
+    try:
+        # --only consumers creates nothing: before apply it stops and says so.
+        refused = consumers[0].cli("run", "--only", "consumers", timeout=120)
+        assert refused.returncode != 0
+        assert "tideflow apply" in refused.stderr + refused.stdout
+        s3 = boto3.client("s3")
+        assert settings["S3_BUCKET_NAME"] not in {b["Name"] for b in s3.list_buckets()["Buckets"]}
+
+        applied = deployer.cli("apply", "--yes", timeout=120)
+        assert applied.returncode == 0, applied.stderr
+        mark("applied")
+        for consumer in consumers:
+            _start_consumers(consumer)
+        service.start("--only", "service", wait_consumers=False)
+        for consumer in consumers:
+            _wait_started(consumer)
+        mark("started")
+
+        def send(i: int) -> None:
+            answer = upload(service, _png(i), f"photo-{i}.png", content_type="image/png")
+            assert answer.status_code == 202, answer.text
+
+        def send_all(numbers: range) -> None:
+            with concurrent.futures.ThreadPoolExecutor(6) as pool:
+                list(pool.map(send, numbers))
+
+        send_all(range(100))
+        mark("100 uploaded")
+        _wait(
+            lambda: _row_counts(postgres_url)[0] >= 60 and all(_processed(c) for c in consumers),
+            timeout=180,
+            what="both consumers at work",
+            log=consumers[0].log() + consumers[1].log(),
+        )
+        # kill -9 one consumer halfway, while the second half is being uploaded.
+        mark(f"{_row_counts(postgres_url)[0]} rows")
+        uploader = threading.Thread(target=send_all, args=(range(100, 200),))
+        uploader.start()
+        time.sleep(1.0)
+        done_by_killed = _processed(consumers[1])
+        consumers[1].kill9()
+        uploader.join(120)
+        mark("200 uploaded")
+        _wait(
+            lambda: _row_counts(postgres_url)[0] >= 200,
+            timeout=240,
+            what="200 rows",
+            log=consumers[0].log(),
+        )
+        mark("200 rows")
+        time.sleep(2)  # anything still in flight would show as a 201st row now
+        assert _row_counts(postgres_url) == (200, 200)
+        with psycopg.connect(postgres_url) as conn:
+            failures = conn.execute(f"SELECT COUNT(*) FROM {TABLE}_failures").fetchone()
+        assert failures == (0,)
+        assert done_by_killed > 0 and _processed(consumers[0]) > 0
+        print(  # shown with `pytest -s`: how the work was shared
+            f"\nrows: 200; consumer 1 processed {_processed(consumers[0])}, consumer 2 "
+            f"{done_by_killed} before its kill -9 (redeliveries count again); " + ", ".join(phases)
+        )
+        dlq = boto3.client("sqs").get_queue_url(QueueName=f"{settings['SQS_QUEUE_NAME']}-dlq")
+        attributes = boto3.client("sqs").get_queue_attributes(
+            QueueUrl=dlq["QueueUrl"], AttributeNames=["ApproximateNumberOfMessages"]
+        )["Attributes"]
+        assert attributes["ApproximateNumberOfMessages"] == "0"
+        assert httpx.get(f"{service.base_url}/api/results").json()["total"] == 200
+        # Any machine with POSTGRES_URL reads the warehouse directly.
+        counted = deployer.cli("query", "SELECT COUNT(DISTINCT image_id) AS n FROM {table}")
+        assert counted.returncode == 0, counted.stderr
+        assert "200" in counted.stdout
+        assert consumers[0].stop(signal.SIGTERM) == 0
+    finally:
+        for app in (service, *consumers):
+            app.close()

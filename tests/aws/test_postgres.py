@@ -1,0 +1,155 @@
+"""PostgresTable against a real PostgreSQL 15 (a throwaway cluster per session)."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import threading
+
+import pytest
+
+from tideflow.exceptions import ConfigError, ReadError, RowError
+from tideflow.io.postgres import PostgresDatabase, PostgresTable
+from tideflow.io.primitive import PlanAction
+from tideflow.io.strategies import ItemFilter
+from tideflow.types import Failure, FileChangeEvent
+
+NOW = datetime.datetime(2026, 11, 22, 12, 0, tzinfo=datetime.UTC)
+
+
+@dataclasses.dataclass(frozen=True)
+class Label:
+    label: str
+    confidence: float
+
+
+@dataclasses.dataclass(frozen=True)
+class Row:
+    image_id: str
+    upload: datetime.datetime
+    labels: list[Label]
+    tags: list[str]
+    width: int
+    note: str | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class RowV2(Row):
+    height: int | None = None
+
+
+def _row(i: int, label: str = "tabby", confidence: float = 0.9) -> Row:
+    return Row(
+        image_id=f"img-{i}",
+        upload=NOW + datetime.timedelta(minutes=i),
+        labels=[Label(label, confidence), Label("other", 0.05)],
+        tags=["a", "b"],
+        width=i,
+    )
+
+
+@pytest.fixture
+def table(postgres_url: str) -> PostgresTable:
+    return PostgresTable(PostgresDatabase(postgres_url), "images").options(schema=Row)
+
+
+def test_plan_apply_twice_add_column_destroy(table: PostgresTable) -> None:
+    assert table.database.plan().action is PlanAction.NO_CHANGE
+    assert table.plan().action is PlanAction.CREATE
+    assert table.apply().action is PlanAction.CREATE
+    assert table.apply().action is PlanAction.NO_CHANGE
+    table.sink().write([("r1", _row(1))])
+    grown = PostgresTable(table.database, "images").options(schema=RowV2)
+    step = grown.plan()
+    assert step.action is PlanAction.UPDATE and "height" in step.detail
+    grown.apply()
+    assert grown.plan().action is PlanAction.NO_CHANGE
+    assert grown.reader().select().records()[0]["height"] is None
+    assert table.plan_destroy().action is PlanAction.DELETE
+    table.destroy()
+    assert table.plan().action is PlanAction.CREATE
+    assert table.destroy().action is PlanAction.NO_CHANGE
+
+
+def test_idempotent_writes_and_reads(table: PostgresTable) -> None:
+    table.apply()
+    sink = table.sink()
+    sink.write([(f"r{i}", _row(i)) for i in range(5)])
+    sink.write([(f"r{i}", _row(i)) for i in range(3, 8)])  # a redelivered batch overlaps
+    reader = table.reader()
+    assert reader.count() == 8
+    rows = reader.select(order_by="upload", limit=3).records()
+    assert [r["image_id"] for r in rows] == ["img-7", "img-6", "img-5"]
+    assert "_tideflow_row_id" not in rows[0]
+    assert rows[0]["labels"][0] == {"label": "tabby", "confidence": 0.9}
+    assert rows[0]["tags"] == ["a", "b"]
+    assert rows[0]["upload"] == NOW + datetime.timedelta(minutes=7)
+    assert reader.select(where={"image_id": "img-2"}).records()[0]["width"] == 2
+    assert reader.select(order_by="upload", limit=2, offset=6).records()[-1]["image_id"] == "img-0"
+    sink.write([("cat", _row(100, "Persian_cat", 0.3))])
+    item = ItemFilter(column="labels", field="label", value="persian_CAT")
+    assert reader.count(item=item) == 1
+    strong = ItemFilter("labels", "label", "persian_cat", "confidence", 0.5)
+    assert reader.count(item=strong) == 0
+    assert reader.select(item=ItemFilter("labels", "label", "tabby")).records()
+    result = reader.query("SELECT COUNT(*) AS n FROM {table} WHERE width >= $w", {"w": 5})
+    assert result.records() == [{"n": 4}]
+    assert reader.query("SELECT '100%' AS p").rows == [("100%",)]
+    with pytest.raises(ReadError):
+        reader.query("SELECT nope FROM {table}")
+
+
+def test_concurrent_writers_keep_one_row_per_id(table: PostgresTable) -> None:
+    table.apply()
+    sinks = [table.sink() for _ in range(4)]
+    ids = [f"r{i}" for i in range(60)]
+
+    def write(sink_index: int) -> None:
+        for start in range(0, 60, 6):
+            sinks[sink_index].write([(i, _row(int(i[1:]))) for i in ids[start : start + 6]])
+
+    threads = [threading.Thread(target=write, args=(n,)) for n in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert table.reader().count() == 60
+
+
+def test_a_refused_row_fails_alone(table: PostgresTable) -> None:
+    table.apply()
+    bad = dataclasses.replace(_row(2), image_id="nul\x00byte")  # text cannot hold NUL
+    with pytest.raises(RowError) as caught:
+        table.sink().write([("ok1", _row(1)), ("bad", bad), ("ok3", _row(3))])
+    assert set(caught.value.rejected) == {"bad"}
+    assert table.reader().count() == 2
+
+
+def test_failure_log_beside_the_table(table: PostgresTable) -> None:
+    table.apply()
+    table.failure_table.apply()
+    log = table.failure_log()
+    event = FileChangeEvent(
+        file_path="uploads/x.jpg", bucket="b", version="abc", size=3, event_time=NOW
+    )
+    failure = log.record(event, error="not an image", attempts=1)
+    assert isinstance(failure, Failure)
+    found = log.for_object("b", "uploads/x.jpg")
+    assert found is not None and found.error == "not an image" and found.version == "abc"
+    assert log.count() == 1
+    assert [f.event_id for f in log.list(limit=10)] == [event.event_id]
+    log.clear([found])
+    assert log.for_object("b", "uploads/x.jpg") is None
+    assert log.count() == 0
+    log.record(event, error="still not an image", attempts=1)  # retried, failed again
+    assert log.count() == 1 and len(log.list(limit=10)) == 1
+
+
+def test_settings_errors(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("POSTGRES_URL", raising=False)
+    with pytest.raises(ConfigError, match="POSTGRES_URL"):
+        PostgresDatabase()
+    with pytest.raises(ConfigError, match="postgresql://"):
+        PostgresDatabase("mysql://x")
+    db = PostgresDatabase("postgresql://u:secret@127.0.0.1:1/db")
+    assert "secret" not in db.primitive_id()

@@ -1,0 +1,276 @@
+"""The SQS source's delivery rules, against moto's server (real S3 -> SQS notifications)."""
+
+from __future__ import annotations
+
+import io
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+
+from tideflow.io.aws import S3Bucket, S3FileChangeEvent, S3FileChangeStream, SQSSource
+from tideflow.io.aws.source import ATTEMPTS_ATTRIBUTE, ERROR_ATTRIBUTE
+from tideflow.types import Delivery
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+@pytest.fixture
+def stream(moto_server: str, names: dict[str, str]) -> Iterator[S3FileChangeStream]:
+    bucket = S3Bucket(names["bucket"]).options(force_destroy=True)
+    stream = S3FileChangeStream(
+        s3_bucket=bucket, queue_name=names["queue"], max_attempts=3, retry_delay_seconds=1
+    )
+    bucket.apply()
+    stream.apply()
+    yield stream
+    stream.destroy()
+    bucket.destroy()
+
+
+def _put(stream: S3FileChangeStream, key: str, data: bytes = b"data") -> str:
+    return stream.s3_bucket.objects().put(key, io.BytesIO(data), content_type="image/jpeg").version
+
+
+def _pull(source: SQSSource, wanted: int = 1, timeout: float = 10) -> list[Delivery]:
+    found: list[Delivery] = []
+    deadline = time.monotonic() + timeout
+    while len(found) < wanted and time.monotonic() < deadline:
+        found.extend(source.pull(max_messages=10, timeout=1))
+    return found
+
+
+def _queue_url(stream: S3FileChangeStream, dlq: bool = False) -> str:
+    name = stream.dead_letter_queue_name if dlq else stream.queue_name
+    return str(boto3.client("sqs").get_queue_url(QueueName=name)["QueueUrl"])
+
+
+def _count(stream: S3FileChangeStream, dlq: bool = False) -> int:
+    attributes = boto3.client("sqs").get_queue_attributes(
+        QueueUrl=_queue_url(stream, dlq),
+        AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+    )["Attributes"]
+    return sum(int(v) for v in attributes.values())
+
+
+class Spy:
+    """Records the calls a source makes to its SQS client."""
+
+    def __init__(self, source: SQSSource) -> None:
+        self.calls: list[tuple[str, dict[str, Any]]] = []
+        real = source.sqs()
+        spy = self
+
+        class Client:
+            def __getattr__(self, name: str) -> Any:
+                method = getattr(real, name)
+
+                def call(**kwargs: Any) -> Any:
+                    spy.calls.append((name, kwargs))
+                    return method(**kwargs)
+
+                return call
+
+        source.sqs = lambda: Client()  # type: ignore[method-assign]
+
+    def named(self, name: str) -> list[dict[str, Any]]:
+        return [kwargs for called, kwargs in self.calls if called == name]
+
+
+def test_event_from_s3_decoded_key_and_delete_after_ack(stream: S3FileChangeStream) -> None:
+    source = stream.source()
+    version = _put(stream, "uploads/a b+c.jpg", b"cat")
+    (delivery,) = _pull(source)  # the s3:TestEvent S3 sent first was skipped
+    event = delivery.event
+    assert event.file_path == "uploads/a b+c.jpg"
+    assert event.version == version  # the upload knew the event's version
+    assert event.blob == b"cat"
+    # Like Cloud Storage's notifications: the object's content type and user metadata.
+    assert event.metadata["content_type"] == "image/jpeg"
+    assert event.metadata["event_name"] == "ObjectCreated:Put"
+    assert delivery.attempt == 1
+    # Not acked: handed back (as after a crash), it comes again with the same identity.
+    assert source.release_all() == 1
+    (again,) = _pull(source)
+    assert again.event.event_id == event.event_id and again.attempt == 2
+    assert _count(stream) == 1  # never deleted before the sink committed
+    source.ack([again.ack_id])
+    assert _count(stream) == 0 and _count(stream, dlq=True) == 0
+    assert source.stats().done is not None
+
+
+def test_long_polling_no_busy_loop(stream: S3FileChangeStream) -> None:
+    source = stream.source()
+    _pull(source, wanted=99, timeout=0.1)  # drain the test event
+    spy = Spy(source)
+    started = time.monotonic()
+    while time.monotonic() - started < 3:
+        assert source.pull(max_messages=10, timeout=0.5) == []
+    receives = spy.named("receive_message")
+    assert all(1 <= r["WaitTimeSeconds"] <= 20 for r in receives)
+    assert len(receives) <= 4  # about one request a second, not a busy loop
+    spy.calls.clear()
+    _put(stream, "uploads/wake.jpg")  # answers the long poll at once
+    assert source.pull(max_messages=50, timeout=60)
+    (receive,) = spy.named("receive_message")
+    assert receive["WaitTimeSeconds"] == 20 and receive["MaxNumberOfMessages"] == 10
+
+
+def test_extend_keeps_the_message_leased(stream: S3FileChangeStream) -> None:
+    source = stream.source()
+    source.lease_seconds = 2
+    _put(stream, "uploads/slow.jpg")
+    (delivery,) = _pull(source)
+    spy = Spy(source)
+    source.extend([delivery.ack_id], seconds=30)
+    (change,) = spy.named("change_message_visibility_batch")
+    assert change["Entries"][0]["VisibilityTimeout"] == 30
+    time.sleep(2.5)
+    other = stream.source()
+    assert other.pull(max_messages=10, timeout=1) == []  # still leased
+    source.ack([delivery.ack_id])
+
+
+def test_retryable_nack_comes_back_after_a_growing_delay(stream: S3FileChangeStream) -> None:
+    source = stream.source()
+    _put(stream, "uploads/flaky.jpg")
+    spy = Spy(source)
+    delays = []
+    for attempt in (1, 2):
+        (delivery,) = _pull(source)
+        assert delivery.attempt == attempt
+        assert source.nack(delivery.ack_id, error="flaky", retryable=True) is False
+        delays.append(spy.named("change_message_visibility_batch")[-1]["Entries"][0])
+    assert [d["VisibilityTimeout"] for d in delays] == [1, 2]
+    # The third receive reaches max_attempts: its nack dead-letters it with the reason.
+    (delivery,) = _pull(source)
+    assert delivery.attempt == 3
+    assert source.nack(delivery.ack_id, error="still flaky", retryable=True) is True
+    assert _count(stream) == 0
+    (letter,) = stream.dead_letter_queue().list()
+    assert letter.error == "still flaky" and letter.attempts == 3
+    assert letter.event.file_path == "uploads/flaky.jpg"
+
+
+def test_non_retryable_goes_to_the_dlq_at_once(stream: S3FileChangeStream) -> None:
+    source = stream.source()
+    _put(stream, "uploads/text.jpg", b"not an image")
+    (delivery,) = _pull(source)
+    assert source.nack(delivery.ack_id, error="not an image: text", retryable=False) is True
+    assert _count(stream) == 0
+    sqs = boto3.client("sqs")
+    message = sqs.receive_message(
+        QueueUrl=_queue_url(stream, dlq=True), MessageAttributeNames=["All"], WaitTimeSeconds=1
+    )["Messages"][0]
+    assert message["MessageAttributes"][ERROR_ATTRIBUTE]["StringValue"] == "not an image: text"
+    assert message["MessageAttributes"][ATTEMPTS_ATTRIBUTE]["StringValue"] == "1"
+    record = json.loads(message["Body"])["Records"][0]
+    assert record["s3"]["object"]["key"] == "uploads%2Ftext.jpg"  # the record as S3 sent it
+    sqs.change_message_visibility(
+        QueueUrl=_queue_url(stream, dlq=True),
+        ReceiptHandle=message["ReceiptHandle"],
+        VisibilityTimeout=0,
+    )
+
+    dlq = stream.dead_letter_queue()
+    assert dlq.count() == 1
+    (letter,) = dlq.list()
+    assert letter.event.version == delivery.event.version
+    assert dlq.retry([letter.id]) == 1
+    assert dlq.count() == 0
+    (back,) = _pull(source)
+    assert back.event.event_id == delivery.event.event_id
+    source.ack([back.ack_id])
+
+
+def test_crashing_consumers_are_dead_lettered_by_the_redrive_policy(
+    stream: S3FileChangeStream,
+) -> None:
+    source = stream.source()
+    source.lease_seconds = 1
+    _put(stream, "uploads/crash.jpg")
+    for attempt in (1, 2, 3):  # received, never settled: the replica "crashed"
+        (delivery,) = _pull(source)
+        assert delivery.attempt == attempt
+        time.sleep(1.1)
+    assert _pull(source, timeout=2) == []
+    (letter,) = stream.dead_letter_queue().list()
+    assert "attempts exhausted" in letter.error
+    assert letter.event.file_path == "uploads/crash.jpg"
+
+
+def test_several_records_test_events_and_other_prefixes(stream: S3FileChangeStream) -> None:
+    source = stream.source()
+    source.prefix = "uploads/"
+    _pull(source, wanted=99, timeout=0.1)
+    sqs = boto3.client("sqs")
+    body = json.loads((FIXTURES / "s3_put_event.json").read_text())
+    outside = json.loads(json.dumps(body["Records"][1]))
+    outside["s3"]["object"]["key"] = "elsewhere/x.jpg"
+    body["Records"].append(outside)
+    sqs.send_message(QueueUrl=_queue_url(stream), MessageBody=json.dumps(body))
+    sqs.send_message(
+        QueueUrl=_queue_url(stream), MessageBody=(FIXTURES / "s3_test_event.json").read_text()
+    )
+    deliveries = _pull(source, wanted=2)
+    # Of four records: two creations under the prefix; the removal and the outsider skipped.
+    assert [d.event.file_path for d in deliveries] == [
+        "uploads/Happy Face+1.jpg",
+        "uploads/big.jpg",
+    ]
+    first, second = deliveries
+    source.ack([first.ack_id])
+    assert source.nack(second.ack_id, error="busy", retryable=True) is False
+    assert _count(stream) == 1  # one record failed: the whole message comes back
+    again = _pull(source, wanted=2)
+    assert sorted(d.event.event_id for d in again) == sorted(d.event.event_id for d in deliveries)
+    source.ack([d.ack_id for d in again])
+    assert _count(stream) == 0
+
+    sqs.send_message(QueueUrl=_queue_url(stream), MessageBody="garbage")
+    assert _pull(source, timeout=2) == []
+    (letter,) = stream.dead_letter_queue().list()
+    assert "not JSON" in letter.error
+
+
+def test_versioned_bucket_events_carry_version_ids(moto_server: str, names: dict[str, str]) -> None:
+    """Real S3 puts ``versionId`` in records of a versioned bucket; moto's server omits it, so
+    the records are sent as S3 would, for objects really stored with versions."""
+    bucket = S3Bucket(names["bucket"]).options(force_destroy=True, versioning=True)
+    stream = S3FileChangeStream(s3_bucket=bucket, queue_name=names["queue"])
+    bucket.apply()
+    stream.apply()
+    try:
+        source = stream.source()
+        _pull(source, wanted=99, timeout=0.1)
+        puts = [
+            boto3.client("s3").put_object(Bucket=bucket.bucket_name, Key="uploads/k 1.jpg", Body=b)
+            for b in (b"first", b"second")
+        ]
+        _pull(source, wanted=99, timeout=2)  # drop moto's records (no versionId)
+        template = json.loads((FIXTURES / "s3_put_event.json").read_text())["Records"][0]
+        records = []
+        for put in puts:
+            record = json.loads(json.dumps(template))
+            record["s3"]["bucket"]["name"] = bucket.bucket_name
+            record["s3"]["object"].update(
+                key="uploads/k+1.jpg", eTag=put["ETag"].strip('"'), versionId=put["VersionId"]
+            )
+            records.append(record)
+        boto3.client("sqs").send_message(
+            QueueUrl=_queue_url(stream), MessageBody=json.dumps({"Records": records})
+        )
+        deliveries = _pull(source, wanted=2)
+        events = [d.event for d in deliveries]
+        assert [e.version for e in events] == [p["VersionId"] for p in puts]
+        assert all(isinstance(e, S3FileChangeEvent) and e.version_id == e.version for e in events)
+        # Each event reads its own version, even after the key was overwritten.
+        assert [e.blob for e in events] == [b"first", b"second"]
+        source.ack([d.ack_id for d in deliveries])
+    finally:
+        stream.destroy()
+        bucket.destroy()

@@ -1,0 +1,43 @@
+"""Progress bars and spinners for long commands, only where someone watches a terminal.
+
+``tideflow --quiet ...`` turns them off; so does output that is not a terminal (a pipe,
+a file, CI logs), where Rich would otherwise print nothing useful.
+"""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TextColumn,
+    TimeElapsedColumn,
+)
+
+_state = {"quiet": False}
+
+
+def set_quiet(quiet: bool) -> None:
+    _state["quiet"] = quiet
+
+
+def is_quiet() -> bool:
+    return _state["quiet"]
+
+
+def progress(console: Console, *, bar: bool = True) -> Progress:
+    """A transient progress display: spinner, description, (bar,) count and time."""
+    columns = [SpinnerColumn(), TextColumn("{task.description}")]
+    if bar:
+        columns += [BarColumn(), MofNCompleteColumn()]
+    else:
+        columns.append(TextColumn("{task.completed:,} {task.fields[unit]}"))
+    columns.append(TimeElapsedColumn())
+    return Progress(
+        *columns,
+        console=console,
+        transient=True,
+        disable=_state["quiet"] or not console.is_terminal,
+    )

@@ -1,0 +1,376 @@
+"""PostgreSQL as the warehouse, on any stack: for consumers on many machines.
+
+``PostgresDatabase(url)`` is an existing database (``POSTGRES_URL`` when ``url`` is None,
+e.g. ``postgresql://user:password@host:5432/db``; on AWS that is RDS or Aurora): tideflow
+creates tables in it, never the server or the database. ``PostgresTable(database,
+"name").options(schema=Row)`` is a table whose columns come from the row dataclass
+(``tideflow.io.schema``): text, bigint, double precision, boolean, bytea, timestamptz,
+date; a record or a list of records is ``jsonb``; a list of scalars is an array. apply
+creates the table and adds columns the dataclass gained (additive changes only; added
+columns are nullable); a second apply changes nothing; destroy drops the table.
+
+Delivery: each table has a hidden ``_tideflow_row_id`` primary key and a batch is one
+``INSERT ... ON CONFLICT DO NOTHING`` in one transaction, so any number of consumers on any
+number of machines can write the same event twice and the table keeps one row. When the
+server refuses a batch for its data (not for a connection problem), rows are retried one
+by one and ``RowError`` names the refused ones; the others are committed. Connection
+problems raise ``SinkError`` (the events are redelivered) or ``ReadError``.
+
+Reads: the same ``select``/``count``/``query`` interface as DuckDB and BigQuery
+(``tideflow.io.sql``); ``query`` takes ``{table}`` and ``$name`` placeholders. Each process
+keeps a small pool of connections (``pool_size``, default 8) shared by its threads.
+``failure_log()`` is the ``<table>_failures`` table in the same database.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import re
+import threading
+import urllib.parse
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import psycopg
+from psycopg.types.json import Jsonb
+
+from tideflow.exceptions import ConfigError, PrimitiveError, ReadError, RowError, SinkError
+from tideflow.io.primitive import PlanAction, PlanStep, Primitive, SinkPrimitive
+from tideflow.io.schema import ROW_ID_COLUMN, Field, Kind, row_values, schema_of
+from tideflow.io.sql import SqlDialect, SqlTableReader
+from tideflow.io.strategies import Sink
+from tideflow.types import QueryResult
+
+URL_ENV = "POSTGRES_URL"
+_TYPES = {
+    Kind.STRING: "text",
+    Kind.INTEGER: "bigint",
+    Kind.FLOAT: "double precision",
+    Kind.BOOLEAN: "boolean",
+    Kind.BYTES: "bytea",
+    Kind.TIMESTAMP: "timestamptz",
+    Kind.DATE: "date",
+}
+_PARAM = re.compile(r"\$([A-Za-z_][A-Za-z0-9_]*)")
+
+
+def quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def is_json(field: Field) -> bool:
+    return field.kind is Kind.RECORD
+
+
+def column_type(field: Field) -> str:
+    if field.kind is Kind.RECORD:
+        return "jsonb"
+    return f"{_TYPES[field.kind]}[]" if field.repeated else _TYPES[field.kind]
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, default=str)
+
+
+def redacted(url: str) -> str:
+    """``url`` without its password, for messages and primitive ids."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
+    return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
+
+
+class _Pool:
+    """Up to ``size`` autocommit-off connections, shared by a process's threads."""
+
+    def __init__(self, url: str, size: int) -> None:
+        self.url = url
+        self._idle: queue.LifoQueue[psycopg.Connection[Any]] = queue.LifoQueue()
+        self._slots = threading.BoundedSemaphore(size)
+
+    @contextmanager
+    def connection(self) -> Iterator[psycopg.Connection[Any]]:
+        self._slots.acquire()
+        conn: psycopg.Connection[Any] | None = None
+        try:
+            try:
+                conn = self._idle.get_nowait()
+                if conn.closed or conn.broken:
+                    conn = None
+            except queue.Empty:
+                conn = None
+            if conn is None:
+                conn = psycopg.connect(self.url, connect_timeout=10)
+            yield conn
+            if not conn.closed and not conn.broken:
+                conn.rollback()  # leave no transaction open between uses
+                self._idle.put(conn)
+                conn = None
+        finally:
+            if conn is not None:
+                conn.close()
+            self._slots.release()
+
+    def close(self) -> None:
+        while True:
+            try:
+                self._idle.get_nowait().close()
+            except queue.Empty:
+                return
+
+
+class PostgresDatabase(Primitive):
+    """An existing PostgreSQL database; tideflow creates tables in it, not the database."""
+
+    def __init__(self, url: str | None = None, *, pool_size: int = 8) -> None:
+        self.url = url or os.environ.get(URL_ENV, "")
+        if not self.url:
+            raise ConfigError(
+                f"no PostgreSQL database: set {URL_ENV}=postgresql://user:password@host:5432/db"
+            )
+        if not self.url.startswith(("postgresql://", "postgres://")):
+            raise ConfigError(f"{URL_ENV} must start with postgresql://, got {redacted(self.url)}")
+        self.pool_size = pool_size
+        self._pool: _Pool | None = None
+        self._lock = threading.Lock()
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state["_pool"] = None
+        del state["_lock"]
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+
+    @property
+    def where(self) -> str:
+        return redacted(self.url)
+
+    def pool(self) -> _Pool:
+        with self._lock:
+            if self._pool is None:
+                self._pool = _Pool(self.url, self.pool_size)
+            return self._pool
+
+    @contextmanager
+    def connection(
+        self, error: type[Exception] = PrimitiveError
+    ) -> Iterator[psycopg.Connection[Any]]:
+        """A pooled connection; psycopg errors become ``error`` (kept as ``__cause__``)."""
+        try:
+            with self.pool().connection() as conn:
+                yield conn
+        except psycopg.Error as exc:
+            raise error(f"PostgreSQL {self.where}: {' '.join(str(exc).split())}") from exc
+
+    def close(self) -> None:
+        with self._lock:
+            if self._pool is not None:
+                self._pool.close()
+                self._pool = None
+
+    def primitive_id(self) -> str:
+        return f"postgres-database:{self.where}"
+
+    def plan(self) -> PlanStep:
+        with self.connection() as conn:
+            conn.execute("SELECT 1")
+        return self.step(PlanAction.NO_CHANGE, "exists (tideflow never creates the database)")
+
+    def plan_destroy(self) -> PlanStep:
+        return self.step(PlanAction.NO_CHANGE, "kept (tideflow never drops the database)")
+
+    def apply(self) -> PlanStep:
+        return self.plan()
+
+    def destroy(self) -> PlanStep:
+        step = self.plan_destroy()
+        self.close()
+        return step
+
+
+class PostgresTable(SinkPrimitive):
+    """A table in a ``PostgresDatabase``; set its row type with ``.options(schema=Row)``."""
+
+    def __init__(self, database: PostgresDatabase | str | None, table_name: str) -> None:
+        if not isinstance(database, PostgresDatabase):
+            database = PostgresDatabase(database)
+        self.database = database
+        self.table_name = table_name
+        self.schema: type | None = None
+
+    def _option_names(self) -> frozenset[str]:
+        return frozenset({"schema"})
+
+    def _check_option(self, name: str, value: Any) -> str | None:
+        try:
+            schema_of(value)
+        except TypeError as exc:
+            return str(exc)
+        return None
+
+    def primitive_id(self) -> str:
+        return f"postgres-table:{self.database.where}/{self.table_name}"
+
+    def depends_on(self) -> tuple[PostgresDatabase, ...]:
+        return (self.database,)
+
+    def sibling(self, table_name: str, *, schema: type) -> PostgresTable:
+        return PostgresTable(self.database, table_name).options(schema=schema)
+
+    def fields(self) -> tuple[Field, ...]:
+        if self.schema is None:
+            raise PrimitiveError(
+                f"table {self.table_name} has no schema: declare it with "
+                "PostgresTable(...).options(schema=YourRowDataclass)"
+            )
+        return schema_of(self.schema)
+
+    def _existing_columns(self) -> list[str] | None:
+        with self.database.connection() as conn:
+            rows = conn.execute(
+                "SELECT column_name FROM information_schema.columns "
+                "WHERE table_schema = current_schema() AND table_name = %s "
+                "ORDER BY ordinal_position",
+                [self.table_name],
+            ).fetchall()
+        return [r[0] for r in rows] or None
+
+    def plan(self) -> PlanStep:
+        existing = self._existing_columns()
+        if existing is None:
+            names = ", ".join(f.name for f in self.fields())
+            return self.step(PlanAction.CREATE, f"columns: {names}")
+        missing = [f for f in self.fields() if f.name not in existing]
+        if missing:
+            return self.step(
+                PlanAction.UPDATE, "add columns: " + ", ".join(f.name for f in missing)
+            )
+        return self.step(PlanAction.NO_CHANGE)
+
+    def plan_destroy(self) -> PlanStep:
+        present = self._existing_columns() is not None
+        return self.step(PlanAction.DELETE if present else PlanAction.NO_CHANGE)
+
+    def apply(self) -> PlanStep:
+        step = self.plan()
+        table = quote(self.table_name)
+        with self.database.connection() as conn:
+            if step.action is PlanAction.CREATE:
+                columns = [f"{quote(f.name)} {column_type(f)}" for f in self.fields()]
+                columns.append(f"{quote(ROW_ID_COLUMN)} text PRIMARY KEY")
+                conn.execute(f"CREATE TABLE IF NOT EXISTS {table} ({', '.join(columns)})")
+            elif step.action is PlanAction.UPDATE:
+                existing = self._existing_columns() or []
+                for field in self.fields():
+                    if field.name not in existing:
+                        conn.execute(
+                            f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS "
+                            f"{quote(field.name)} {column_type(field)}"
+                        )
+            conn.commit()
+        return step
+
+    def destroy(self) -> PlanStep:
+        step = self.plan_destroy()
+        if step.action is PlanAction.DELETE:
+            with self.database.connection() as conn:
+                conn.execute(f"DROP TABLE IF EXISTS {quote(self.table_name)}")
+                conn.commit()
+        return step
+
+    def sink(self) -> PostgresSink:
+        return PostgresSink(self)
+
+    def reader(self) -> PostgresReader:
+        return PostgresReader(self)
+
+
+class PostgresSink(Sink):
+    def __init__(self, table: PostgresTable) -> None:
+        self.table = table
+        self._fields = table.fields()
+        names = [quote(f.name) for f in self._fields] + [quote(ROW_ID_COLUMN)]
+        self._insert = f"INSERT INTO {quote(table.table_name)} ({', '.join(names)}) VALUES "
+        self._marks = "(" + ", ".join(["%s"] * len(names)) + ")"
+        self._conflict = f" ON CONFLICT ({quote(ROW_ID_COLUMN)}) DO NOTHING"
+
+    def _params(self, row_id: str, row: Any) -> list[Any]:
+        values = row_values(row)
+        params: list[Any] = []
+        for field in self._fields:
+            value = values[field.name]
+            params.append(
+                Jsonb(value, dumps=_dumps) if is_json(field) and value is not None else value
+            )
+        params.append(row_id)
+        return params
+
+    def write(self, rows: Sequence[tuple[str, Any]]) -> None:
+        if not rows:
+            return
+        prepared = [(row_id, self._params(row_id, row)) for row_id, row in rows]
+        where = f"{len(rows)} row(s) to {self.table.table_name}"
+        try:
+            with self.table.database.connection(SinkError) as conn:
+                sql = self._insert + ", ".join([self._marks] * len(prepared)) + self._conflict
+                try:
+                    with conn.transaction():
+                        conn.execute(sql, [p for _, params in prepared for p in params])
+                    return
+                except (psycopg.DataError, psycopg.IntegrityError, psycopg.ProgrammingError):
+                    pass  # a row the server refuses: find which, keep the others
+                rejected: dict[str, str] = {}
+                with conn.transaction():
+                    for row_id, params in prepared:
+                        try:
+                            with conn.transaction():  # a savepoint per row
+                                conn.execute(self._insert + self._marks + self._conflict, params)
+                        except (
+                            psycopg.DataError,
+                            psycopg.IntegrityError,
+                            psycopg.ProgrammingError,
+                        ) as exc:
+                            rejected[row_id] = " ".join(str(exc).split())
+        except SinkError as exc:
+            raise SinkError(f"writing {where}: {exc}") from exc.__cause__
+        if rejected:
+            raise RowError(f"PostgreSQL refused {len(rejected)} of {where}", rejected=rejected)
+
+    def close(self) -> None:
+        """The database's pool stays open for the process's readers."""
+
+
+class PostgresReader(SqlTableReader):
+    def __init__(self, table: PostgresTable) -> None:
+        self.table = table
+        self.table_ref = quote(table.table_name)
+        fields = {quote(f.name): f for f in table.fields()}
+        visible = ", ".join(fields)
+
+        def unnest_items(column: str) -> str:
+            field = fields[column]
+            inner = ", ".join(f"{quote(f.name)} {column_type(f)}" for f in field.fields)
+            return f"jsonb_to_recordset({column}) AS _item({inner})"
+
+        self.dialect = SqlDialect(
+            quote=quote, all_but=lambda column: visible, unnest_items=unnest_items
+        )
+
+    def query(self, sql: str, params: dict[str, Any] | None = None) -> QueryResult:
+        sql = sql.replace("{table}", self.table_ref).replace("%", "%%")
+        sql = _PARAM.sub(r"%(\1)s", sql)
+        try:
+            with self.table.database.connection(ReadError) as conn:
+                cursor = conn.execute(sql, params or {})
+                rows = cursor.fetchall()
+                columns = [d.name for d in cursor.description or []]
+        except ReadError as exc:
+            raise ReadError(f"query on {self.table.table_name} failed: {exc}") from exc.__cause__
+        return QueryResult(columns=columns, rows=[tuple(r) for r in rows])
