@@ -123,7 +123,8 @@ def test_app_on_aws_with_duckdb(aws_app: TideflowProcess) -> None:
     plan = app.cli("plan")
     assert plan.returncode == 0, plan.stderr
     assert "create" not in plan.stdout and "update" not in plan.stdout
-    assert plan.stdout.count("no change") == 8  # bucket, stream + its 3 parts, dataset, 2 tables
+    # bucket, stream + its 3 parts, dataset, results + corrections + failures tables
+    assert plan.stdout.count("no change") == 9
     assert "Found credentials" not in plan.stderr  # botocore's INFO lines stay quiet
     destroyed = app.cli("destroy", "--yes")
     assert destroyed.returncode != 0

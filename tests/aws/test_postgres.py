@@ -89,7 +89,7 @@ def test_idempotent_writes_and_reads(table: PostgresTable) -> None:
     sink.write([("cat", _row(100, "Persian_cat", 0.3))])
     item = ItemFilter(column="labels", field="label", value="persian_CAT")
     assert reader.count(item=item) == 1
-    strong = ItemFilter("labels", "label", "persian_cat", "confidence", 0.5)
+    strong = ItemFilter("labels", "label", "persian_cat", score_field="confidence", min_score=0.5)
     assert reader.count(item=strong) == 0
     assert reader.select(item=ItemFilter("labels", "label", "tabby")).records()
     result = reader.query("SELECT COUNT(*) AS n FROM {table} WHERE width >= $w", {"w": 5})

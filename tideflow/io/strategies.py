@@ -153,6 +153,9 @@ class ItemFilter:
     column: str
     field: str
     value: str | None = None
+    # Keyword-only: ``ItemFilter("labels", "label", "cat", "confidence", 0.5)`` would
+    # silently put "confidence" into ``contains``.
+    _: dataclasses.KW_ONLY
     contains: bool = False
     score_field: str | None = None
     min_score: float | None = None
