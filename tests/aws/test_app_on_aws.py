@@ -57,6 +57,19 @@ def _total(app: TideflowProcess) -> int:
     return int(httpx.get(f"{app.base_url}/api/results", timeout=10).json()["total"])
 
 
+def _queue_url(name: str) -> str:
+    return str(boto3.client("sqs").get_queue_url(QueueName=name)["QueueUrl"])
+
+
+def _in_queue(url: str) -> int:
+    """Messages waiting or in flight in the queue."""
+    attributes = boto3.client("sqs").get_queue_attributes(
+        QueueUrl=url,
+        AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+    )["Attributes"]
+    return sum(int(v) for v in attributes.values())
+
+
 @pytest.fixture
 def aws_app(moto_server: str, tmp_path: Path) -> Iterator[TideflowProcess]:
     app = make_app(tmp_path / "home", **_aws_settings())
@@ -116,6 +129,13 @@ def test_app_on_aws_with_duckdb(aws_app: TideflowProcess) -> None:
     )
     assert wait_for_status(app, f"/api/images/{image_id}", timeout=30)["status"] == "failed"
     assert _total(app) == 22
+    # Replaying every stored object with the same model adds no row.
+    replayed = app.cli("replay", "--all")
+    assert replayed.returncode == 0, replayed.stderr
+    assert "22 event(s) replayed" in replayed.stdout
+    queue = _queue_url(app.env["SQS_QUEUE_NAME"])
+    _wait(lambda: _in_queue(queue) == 0, timeout=60, what="replayed events done", log=app.log())
+    assert _total(app) == 22
 
     # A second apply changes nothing; destroy removes the stream and tables and keeps the
     # non-empty bucket (no force_destroy), saying how to remove it.
@@ -129,8 +149,11 @@ def test_app_on_aws_with_duckdb(aws_app: TideflowProcess) -> None:
     destroyed = app.cli("destroy", "--yes")
     assert destroyed.returncode != 0
     assert "not empty" in destroyed.stderr and "force_destroy" in destroyed.stderr
-    sqs = boto3.client("sqs")
-    assert not sqs.list_queues(QueueNamePrefix=app.env["SQS_QUEUE_NAME"]).get("QueueUrls")
+    assert (
+        not boto3.client("sqs")
+        .list_queues(QueueNamePrefix=app.env["SQS_QUEUE_NAME"])
+        .get("QueueUrls")
+    )
     app.env["S3_FORCE_DESTROY"] = "true"  # empties the bucket, then removes it
     assert app.cli("destroy", "--yes").returncode == 0
     assert bucket not in {b["Name"] for b in s3.list_buckets()["Buckets"]}
@@ -251,11 +274,7 @@ def test_several_machines_share_the_work_with_postgres(
             f"\nrows: 200; consumer 1 processed {_processed(consumers[0])}, consumer 2 "
             f"{done_by_killed} before its kill -9 (redeliveries count again); " + ", ".join(phases)
         )
-        dlq = boto3.client("sqs").get_queue_url(QueueName=f"{settings['SQS_QUEUE_NAME']}-dlq")
-        attributes = boto3.client("sqs").get_queue_attributes(
-            QueueUrl=dlq["QueueUrl"], AttributeNames=["ApproximateNumberOfMessages"]
-        )["Attributes"]
-        assert attributes["ApproximateNumberOfMessages"] == "0"
+        assert _in_queue(_queue_url(f"{settings['SQS_QUEUE_NAME']}-dlq")) == 0
         assert httpx.get(f"{service.base_url}/api/results").json()["total"] == 200
         # Any machine with POSTGRES_URL reads the warehouse directly.
         counted = deployer.cli("query", "SELECT COUNT(DISTINCT image_id) AS n FROM {table}")

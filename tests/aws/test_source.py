@@ -103,6 +103,20 @@ def test_event_from_s3_decoded_key_and_delete_after_ack(stream: S3FileChangeStre
     assert source.stats().done is not None
 
 
+def test_replay_sends_the_same_event_again(stream: S3FileChangeStream) -> None:
+    source = stream.source()
+    _put(stream, "uploads/a b+c.jpg", b"cat")
+    (first,) = _pull(source)
+    source.ack([first.ack_id])
+    listed = list(stream.s3_bucket.objects().list(prefix="uploads/"))
+    assert stream.replay(listed) == 1
+    (again,) = _pull(source)
+    assert again.event.event_id == first.event.event_id
+    assert again.event.file_path == "uploads/a b+c.jpg" and again.event.blob == b"cat"
+    source.ack([again.ack_id])
+    assert _count(stream) == 0
+
+
 def test_long_polling_no_busy_loop(stream: S3FileChangeStream) -> None:
     source = stream.source()
     _pull(source, wanted=99, timeout=0.1)  # drain the test event
@@ -271,6 +285,12 @@ def test_versioned_bucket_events_carry_version_ids(moto_server: str, names: dict
         # Each event reads its own version, even after the key was overwritten.
         assert [e.blob for e in events] == [b"first", b"second"]
         source.ack([d.ack_id for d in deliveries])
+        # A replay sends the current version's event: the same identity as S3's own.
+        assert stream.replay(bucket.objects().list(prefix="uploads/")) == 1
+        (replayed,) = _pull(source)
+        assert replayed.event.event_id == events[1].event_id
+        assert replayed.event.blob == b"second"
+        source.ack([replayed.ack_id])
     finally:
         stream.destroy()
         bucket.destroy()

@@ -130,13 +130,18 @@ SELECTIONS: list[tuple[str, dict[str, Any]]] = [
     (
         "select",
         {
-            "item": ItemFilter("labels", "label", "tabby cat", score_field="confidence", min_score=0.5),
+            "item": ItemFilter(
+                "labels", "label", "tabby cat", score_field="confidence", min_score=0.5
+            ),
             "order_by": "classified_at",
         },
     ),
     (
         "select",
-        {"item": ItemFilter("labels", "label", None, score_field="confidence", min_score=0.7), "order_by": "size"},
+        {
+            "item": ItemFilter("labels", "label", None, score_field="confidence", min_score=0.7),
+            "order_by": "size",
+        },
     ),
     ("count", {}),
     ("count", {"item": ItemFilter("labels", "label", "egyptian CAT")}),

@@ -17,6 +17,7 @@ import urllib.parse
 from typing import Any
 
 from tideflow.exceptions import MalformedEventError
+from tideflow.io.strategies import StoredObject
 from tideflow.types import ObjectReader
 from tideflow.types.aws import S3FileChangeEvent, s3_version
 
@@ -73,6 +74,33 @@ def parse_record(
         etag=etag,
         sequencer=obj.get("sequencer"),
     )
+
+
+def created_record(
+    *, bucket: str, stored: StoredObject, version_id: str | None, configuration_id: str
+) -> dict[str, Any]:
+    """The record S3 sends when ``stored`` is created (its key URL-encoded as S3 does), so
+    that ``parse_record`` gives the original event back: same key and version."""
+    obj: dict[str, Any] = {
+        "key": urllib.parse.quote_plus(stored.key, safe="/"),
+        "size": stored.size,
+    }
+    if version_id is None:
+        obj["eTag"] = stored.version
+    else:
+        obj["versionId"] = version_id
+    return {
+        "eventVersion": "2.1",
+        "eventSource": "aws:s3",
+        "eventTime": stored.updated.astimezone(datetime.UTC).isoformat().replace("+00:00", "Z"),
+        "eventName": "ObjectCreated:Put",
+        "s3": {
+            "s3SchemaVersion": "1.0",
+            "configurationId": configuration_id,
+            "bucket": {"name": bucket, "arn": f"arn:aws:s3:::{bucket}"},
+            "object": obj,
+        },
+    }
 
 
 def record_body(record: dict[str, Any]) -> str:

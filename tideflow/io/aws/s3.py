@@ -309,14 +309,20 @@ class S3ObjectStore(ObjectStore):
                         return str(item["VersionId"])
         raise ObjectNotFoundError(f"no object {key!r} version {version} in {self.bucket_name}")
 
+    def version_id(self, key: str, version: str) -> str | None:
+        """S3's own version id behind ``version``; None when ``version`` is an ETag (an
+        unversioned bucket)."""
+        if _ETAG.fullmatch(version):
+            return None
+        if version.startswith(HASHED_PREFIX):
+            return self._find_hashed(key, version)
+        return decode_version(version) or version
+
     def _version_args(self, key: str, version: str | None) -> dict[str, Any]:
         if version is None:
             return {}
-        if _ETAG.fullmatch(version):
-            return {"IfMatch": f'"{version}"'}
-        if version.startswith(HASHED_PREFIX):
-            return {"VersionId": self._find_hashed(key, version)}
-        return {"VersionId": decode_version(version) or version}
+        version_id = self.version_id(key, version)
+        return {"IfMatch": f'"{version}"'} if version_id is None else {"VersionId": version_id}
 
     def stat(self, key: str, *, version: str | None = None) -> StoredObject | None:
         """The object (``version`` of it when given); None when it (or that version) is gone."""

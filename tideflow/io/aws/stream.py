@@ -27,14 +27,17 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterable
 from typing import Any
 
 from tideflow.exceptions import ConfigError, PrimitiveError
 from tideflow.io.aws import clients
 from tideflow.io.aws.errors import error_code, translated
+from tideflow.io.aws.notifications import created_record, record_body
 from tideflow.io.aws.s3 import S3Bucket
 from tideflow.io.aws.source import SQSDeadLetterQueue, SQSSource
 from tideflow.io.primitive import PlanAction, PlanStep, SourcePrimitive
+from tideflow.io.strategies import StoredObject
 
 _QUEUE_NAME = re.compile(r"[A-Za-z0-9_-]{1,76}")
 _MISSING_QUEUE = {"AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist"}
@@ -368,6 +371,45 @@ class S3FileChangeStream(SourcePrimitive):
             region=self.region,
             reader=self.s3_bucket,
         )
+
+    def replay(self, objects: Iterable[StoredObject]) -> int:
+        """See ``SourcePrimitive.replay``: sends to the queue, for each object, the
+        notification S3 sends when it is created (same bucket, key and version), so the
+        consumers get the original event again. Ten messages per ``SendMessageBatch``."""
+        store = self.s3_bucket.objects()
+        records = [
+            created_record(
+                bucket=self.s3_bucket.bucket_name,
+                stored=stored,
+                version_id=store.version_id(stored.key, stored.version),
+                configuration_id="tideflow-replay",
+            )
+            for stored in objects
+        ]
+        queue = self._queue_url(self.queue_name)
+        if queue is None:
+            raise PrimitiveError(f"SQS queue {self.queue_name} does not exist: run tideflow apply")
+        sent = 0
+        for start in range(0, len(records), 10):
+            entries = [
+                {"Id": str(n), "MessageBody": record_body(record)}
+                for n, record in enumerate(records[start : start + 10])
+            ]
+            with translated(
+                resource=f"SQS queue {self.queue_name}",
+                action="send replayed events to",
+                error=PrimitiveError,
+                permission="sqs:SendMessage",
+            ):
+                answer = self.sqs().send_message_batch(QueueUrl=queue, Entries=entries)
+            if answer.get("Failed"):
+                failure = answer["Failed"][0]
+                raise PrimitiveError(
+                    f"SQS queue {self.queue_name} refused {len(answer['Failed'])} replayed "
+                    f"event(s): {failure.get('Code')}: {failure.get('Message')}"
+                )
+            sent += len(answer.get("Successful", []))
+        return sent
 
 
 def _delete_queue(sqs: Any, name: str, url: str) -> None:
