@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Annotated
 
 from image_classification import primitives
-from image_classification.model import load_classifier
+from image_classification.model import ClassifiedImage, load_classifier
+from image_classification.model.batching import BatchingClassifier
 from image_classification.settings import Settings, get_settings
 from tideflow import Scope, dependency
 from tideflow.dependencies import TableDependency, TableDependencyBuilder
@@ -23,7 +24,8 @@ class ModelDep:
     """The classifier, loaded once per replica (and once by the HTTP service for /classify).
 
     Its thread count is explicit so that replicas sharing a machine split its cores instead
-    of each starting one thread per core.
+    of each starting one thread per core. ``classify`` batches the images the replica's
+    consumer threads classify at the same time into one inference call.
     """
 
     def __init__(self, settings: SettingsDep) -> None:
@@ -34,6 +36,15 @@ class ModelDep:
             threads=settings.threads_per_model,
         )
         self.top_k = settings.top_k
+        self._batching = BatchingClassifier(
+            self.classifier,
+            max_batch=settings.batch_size,
+            max_delay=settings.batch_max_delay_ms / 1000,
+        )
+
+    def classify(self, image: bytes) -> ClassifiedImage:
+        """The top-k labels of one encoded image, plus its format and size."""
+        return self._batching.classify_with_info(image, top_k=self.top_k)
 
 
 @dependency(scope=Scope.PROCESS)

@@ -22,9 +22,15 @@ class Consumer:
     sink: SinkPrimitive
     num_replicas: int | None = None
     batch_size: int = 8
+    num_concurrency: int = 1
 
     def __post_init__(self) -> None:
         functools.update_wrapper(self, self.function)
+        if not 1 <= self.num_concurrency <= self.batch_size:
+            raise ConfigError(
+                f"consumer {self.name}: num_concurrency must be between 1 and batch_size "
+                f"({self.batch_size}), got {self.num_concurrency}"
+            )
         dependant = get_dependant(self.function)
         if len(dependant.other_params) != 1:
             raise ConfigError(
@@ -68,7 +74,6 @@ class Consumer:
 RAY_CONSUMER_OPTIONS = frozenset(
     {
         "num_cpus",
-        "num_concurrency",
         "enable_autoscaler",
         "min_replicas",
         "max_replicas",
@@ -86,6 +91,7 @@ def consumer(
     *,
     num_replicas: int | None = None,
     batch_size: int = 8,
+    num_concurrency: int = 1,
     **buildflow_options: Any,
 ) -> Callable[[Callable[..., Any]], Consumer]:
     """Declare a consumer reading ``source`` and writing to ``sink``.
@@ -93,8 +99,10 @@ def consumer(
     ``num_replicas`` defaults to the run's ``--replicas`` or the CPU count; each replica
     is an OS process with its own REPLICA-scoped dependencies. Up to ``batch_size``
     events are handed to a replica at once and their rows written in one transaction.
-    BuildFlow's Ray/autoscaler options (``num_cpus``, ``max_replicas``...) are accepted
-    and have no effect.
+    ``num_concurrency`` (as BuildFlow's: at most ``batch_size``) is how many of them a
+    replica processes at once, each call in its own thread: the function and its
+    dependencies must then be thread-safe. BuildFlow's other Ray/autoscaler options
+    (``num_cpus``, ``max_replicas``...) are accepted and have no effect.
     """
     unknown = set(buildflow_options) - RAY_CONSUMER_OPTIONS
     if unknown:
@@ -105,6 +113,13 @@ def consumer(
         raise ConfigError(f"consumer sink must be a table primitive, got {sink!r}")
 
     def wrap(function: Callable[..., Any]) -> Consumer:
-        return Consumer(function, source, sink, num_replicas=num_replicas, batch_size=batch_size)
+        return Consumer(
+            function,
+            source,
+            sink,
+            num_replicas=num_replicas,
+            batch_size=batch_size,
+            num_concurrency=num_concurrency,
+        )
 
     return wrap

@@ -8,7 +8,7 @@ from typing import Protocol
 
 import numpy as np
 
-from .datatypes import Classification, ClassifiedImage
+from .datatypes import Classification, ClassifiedImage, DecodedImage
 from .errors import ConfigurationError, InvalidImageError
 from .preprocess import PreprocessSpec, decode_image
 
@@ -194,12 +194,28 @@ class TensorClassifier(Classifier):
     def close(self) -> None:
         self._runner.close()
 
+    def decode(self, image: bytes) -> DecodedImage:
+        """The model's input for one encoded image (``InvalidImageError`` when it is not one)."""
+        return decode_image(image, self.preprocess)
+
+    def labelled(
+        self, decoded: DecodedImage, probabilities: np.ndarray, top_k: int
+    ) -> ClassifiedImage:
+        """``decoded``'s result from its row of ``probabilities``."""
+        self._check_top_k(top_k)
+        classifications = self._top_k(probabilities, top_k)
+        return ClassifiedImage(
+            info=decoded.info,
+            classifications=classifications,
+            labels=self._asserted(classifications),
+        )
+
     def _classify_images(self, images: Sequence[bytes], top_k: int) -> list[ClassifiedImage]:
         self._check_top_k(top_k)
         decoded = []
         for index, data in enumerate(images):
             try:
-                decoded.append(decode_image(data, self.preprocess))
+                decoded.append(self.decode(data))
             except InvalidImageError as exc:
                 if len(images) == 1:
                     raise
@@ -207,17 +223,10 @@ class TensorClassifier(Classifier):
         if not decoded:
             return []
         probabilities = self.probabilities(np.stack([item.pixels for item in decoded]))
-        results = []
-        for item, row in zip(decoded, probabilities, strict=True):
-            classifications = self._top_k(row, top_k)
-            results.append(
-                ClassifiedImage(
-                    info=item.info,
-                    classifications=classifications,
-                    labels=self._asserted(classifications),
-                )
-            )
-        return results
+        return [
+            self.labelled(item, row, top_k)
+            for item, row in zip(decoded, probabilities, strict=True)
+        ]
 
     def _scores(self, pixels: np.ndarray) -> np.ndarray:
         if self._layout == "NHWC":

@@ -12,12 +12,22 @@ from image_classification.image_ids import image_id_for
 from image_classification.model import InvalidImageError
 from image_classification.processors.uploads import IMAGE_NAME_METADATA, display_name, mime_type_of
 from image_classification.schemas import Classification, ImageClassificationRow
+from image_classification.settings import get_settings
 from tideflow import consumer
 from tideflow.exceptions import NonRetryableError, ObjectNotFoundError, ObjectSupersededError
 from tideflow.types import FileChangeEvent
 
+# Each replica classifies up to BATCH_SIZE images at once: decoded in parallel threads,
+# then one inference call for all of them (ModelDep.classify).
+_batch_size = get_settings().batch_size
 
-@consumer(source=primitives.file_change_stream, sink=primitives.table)
+
+@consumer(
+    source=primitives.file_change_stream,
+    sink=primitives.table,
+    batch_size=_batch_size,
+    num_concurrency=_batch_size,
+)
 def classify_image(file_event: FileChangeEvent, model: ModelDep) -> ImageClassificationRow:
     """Classify one stored image.
 
@@ -27,7 +37,7 @@ def classify_image(file_event: FileChangeEvent, model: ModelDep) -> ImageClassif
     """
     started = time.perf_counter()
     try:
-        result = model.classifier.classify_with_info(file_event.blob, top_k=model.top_k)
+        result = model.classify(file_event.blob)
     except InvalidImageError as exc:
         raise NonRetryableError(str(exc)) from exc
     except ObjectSupersededError:

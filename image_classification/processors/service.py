@@ -602,7 +602,7 @@ def classify(
         )
         started = time.perf_counter()
         try:
-            result = model.classifier.classify_with_info(data, top_k=model.top_k)
+            result = model.classify(data)
         except InvalidImageError as exc:
             raise HTTPException(422, str(exc)) from exc
         seconds = time.perf_counter() - started

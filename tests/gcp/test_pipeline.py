@@ -78,6 +78,7 @@ def test_uploads_become_rows_once_and_poison_becomes_a_dead_letter(
                 consumer_name="measure",
                 index=0,
                 count=1,
+                num_concurrency=1,
                 global_values={},
                 log_level="WARNING",
             )

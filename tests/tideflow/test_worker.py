@@ -14,6 +14,8 @@ import duckdb
 import pytest
 
 from tests.tideflow.conftest import TEXTFLOW
+from tideflow import consumer
+from tideflow.exceptions import ConfigError
 from tideflow.io.duckdb import DuckDBDataset, DuckDBTable
 from tideflow.io.memory import MemoryFailures, MemorySink, MemorySource
 from tideflow.runtime.replica import ReplicaProcess, ReplicaSpec
@@ -45,19 +47,21 @@ def _event(key: str, generation: int = 1) -> LocalFileChangeEvent:
     )
 
 
-@pytest.fixture
-def running(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Running]:
-    monkeypatch.setenv("TIDEFLOW_HOME", str(tmp_path))
-    # The run process has the flow imported (rows come back as its dataclasses).
-    monkeypatch.syspath_prepend(str(TEXTFLOW))
-    source, sink, failures = MemorySource(max_attempts=2), MemorySink(), MemoryFailures()
-    stop = threading.Event()
+def _start_worker(
+    source: MemorySource,
+    sink: MemorySink,
+    failures: MemoryFailures,
+    stop: threading.Event,
+    *,
+    num_concurrency: int = 1,
+) -> ConsumerWorker:
     spec = ReplicaSpec(
         entry_point="textflow:app",
         project_dir=str(TEXTFLOW),
         consumer_name="count_words",
         index=0,
         count=1,
+        num_concurrency=num_concurrency,
         global_values={},
         log_level="WARNING",
     )
@@ -73,10 +77,41 @@ def running(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Running
         on_fatal=lambda message: pytest.fail(message),
     )
     worker.start()
+    return worker
+
+
+@pytest.fixture(autouse=True)
+def _home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TIDEFLOW_HOME", str(tmp_path))
+    # The run process has the flow imported (rows come back as its dataclasses).
+    monkeypatch.syspath_prepend(str(TEXTFLOW))
+
+
+@pytest.fixture
+def running() -> Iterator[Running]:
+    source, sink, failures = MemorySource(max_attempts=2), MemorySink(), MemoryFailures()
+    stop = threading.Event()
+    worker = _start_worker(source, sink, failures, stop)
     yield source, sink, failures
     stop.set()
     worker.join(15)
     assert not worker.is_alive()
+
+
+def test_a_replica_runs_num_concurrency_events_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Each call waits until 4 run at once: one at a time, each would time out and fail.
+    monkeypatch.setenv("TEXTFLOW_TOGETHER", "4")
+    source, sink, failures = MemorySource(max_attempts=1), MemorySink(), MemoryFailures()
+    for n in range(4):
+        source.publish(_event("a.txt", generation=n + 1))
+    stop = threading.Event()
+    worker = _start_worker(source, sink, failures, stop, num_concurrency=4)
+    try:
+        _wait(lambda: len(source.acked) == 4)
+        assert not failures.recorded and len(sink.rows) == 4
+    finally:
+        stop.set()
+        worker.join(15)
 
 
 def _wait(condition: object, timeout: float = 60) -> None:
@@ -200,6 +235,7 @@ def test_a_warehouse_outage_is_waited_out_with_backoff(
         consumer_name="count_words",
         index=0,
         count=1,
+        num_concurrency=1,
         global_values={},
         log_level="WARNING",
     )
@@ -230,3 +266,15 @@ def test_a_warehouse_outage_is_waited_out_with_backoff(
     waits = [b - a for a, b in itertools.pairwise(outage.attempts)]
     assert len(waits) >= 3 and waits[2] > waits[0] * 1.5, waits
     assert source.extended
+
+
+def test_num_concurrency_is_at_most_batch_size() -> None:
+    import textflow
+
+    def count(file_event: LocalFileChangeEvent) -> None:
+        return None
+
+    with pytest.raises(ConfigError, match="num_concurrency must be between 1 and batch_size"):
+        consumer(textflow.file_change_stream, textflow.table, batch_size=2, num_concurrency=3)(
+            count
+        )

@@ -4,13 +4,17 @@ Each replica process has ``TIDEFLOW_REPLICA_INDEX`` and ``TIDEFLOW_REPLICAS`` (h
 replicas its consumer runs) in its environment, e.g. to share CPU threads out fairly.
 
 The parent sends batches of events over a pipe; the replica answers with one outcome
-per event. A replica whose parent disappears sees the pipe close and exits.
+per event, processing ``num_concurrency`` of them at once (threads). Replicas run at a lower
+OS priority (nice 5) than the run process, which serves HTTP. A replica whose parent
+disappears sees the pipe close and exits.
 """
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import dataclasses
+import functools
 import logging
 import multiprocessing
 import multiprocessing.connection
@@ -31,6 +35,7 @@ logger = logging.getLogger("tideflow.replica")
 REPLICA_INDEX_ENV = "TIDEFLOW_REPLICA_INDEX"
 REPLICAS_ENV = "TIDEFLOW_REPLICAS"
 _BUILD_SCOPES = {Scope.GLOBAL, Scope.PROCESS, Scope.REPLICA}
+REPLICA_NICENESS = 5
 
 
 class ReplicaKilledError(ReplicaError):
@@ -44,6 +49,7 @@ class ReplicaSpec:
     consumer_name: str
     index: int
     count: int
+    num_concurrency: int
     global_values: dict[Any, Any]
     log_level: str
 
@@ -60,6 +66,9 @@ class Outcome:
 def replica_main(spec: ReplicaSpec, conn: multiprocessing.connection.Connection) -> None:
     # Ctrl-C reaches the whole process group; the run process decides when replicas stop.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # Consumers are the elastic part (a backlog may grow); the HTTP process taking uploads
+    # must not starve behind them on a busy machine.
+    os.nice(REPLICA_NICENESS)
     os.environ[REPLICA_INDEX_ENV] = str(spec.index)
     os.environ[REPLICAS_ENV] = str(spec.count)
     logging.basicConfig(level=spec.log_level, format="%(levelname)s %(name)s: %(message)s")
@@ -75,6 +84,12 @@ def replica_main(spec: ReplicaSpec, conn: multiprocessing.connection.Connection)
         return
     conn.send(("ready", os.getpid()))
     dependant = get_dependant(consumer.function)
+    process = functools.partial(
+        _process, consumer.function, consumer.event_param, dependant, resolver
+    )
+    threads = concurrent.futures.ThreadPoolExecutor(
+        spec.num_concurrency, thread_name_prefix="tideflow-consumer"
+    )
     try:
         while True:
             try:
@@ -84,12 +99,13 @@ def replica_main(spec: ReplicaSpec, conn: multiprocessing.connection.Connection)
             if message[0] == "stop":
                 break
             events: list[FileChangeEvent] = message[1]
-            outcomes = [
-                _process(consumer.function, consumer.event_param, dependant, resolver, event)
-                for event in events
-            ]
+            if spec.num_concurrency == 1:
+                outcomes = [process(event) for event in events]
+            else:
+                outcomes = list(threads.map(process, events))
             conn.send(("done", outcomes))
     finally:
+        threads.shutdown()
         resolver.shutdown()  # REPLICA values, then this process's PROCESS values
 
 

@@ -178,6 +178,7 @@ class FlowRunner:
                 consumer_name=consumer.name,
                 index=index,
                 count=count,
+                num_concurrency=consumer.num_concurrency,
                 global_values=global_values,
                 log_level=self.options.log_level,
             )

@@ -1,9 +1,9 @@
 """A small non-image flow for the framework's integration tests.
 
 It counts the words of each text file. Knobs, read from the environment so tests can
-steer a real ``tideflow run``: TEXTFLOW_DELAY (seconds per event), a ``fault-fixed``
-file in the state directory that cures "POISON" files, and "CRASH" files that kill
-the replica process.
+steer a real ``tideflow run``: TEXTFLOW_DELAY (seconds per event), TEXTFLOW_TOGETHER (each
+call waits until that many run at once), a ``fault-fixed`` file in the state directory
+that cures "POISON" files, and "CRASH" files that kill the replica process.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import os
+import threading
 import time
 from collections.abc import Iterator
 from typing import Annotated, Any
@@ -40,6 +41,8 @@ class TextRow:
     replica_pid: int
     processed_at: datetime.datetime
 
+
+_together = threading.Barrier(int(os.environ.get("TEXTFLOW_TOGETHER", "1")), timeout=20)
 
 bucket = LocalBucket("files")
 file_change_stream = LocalFileChangeStream(bucket, max_attempts=3, lease_seconds=10)
@@ -129,6 +132,7 @@ def count_words(
     if text.startswith("POISON") and not (tideflow_home() / "fault-fixed").exists():
         raise ValueError(f"cannot digest {file_event.file_path}")
     time.sleep(float(os.environ.get("TEXTFLOW_DELAY", "0")))
+    _together.wait()
     return TextRow(
         key=file_event.file_path,
         generation=file_event.generation,
