@@ -2,9 +2,14 @@
 
     .venv/bin/python bench/pipeline.py [--images 300] [--concurrency 8] [--replicas 2]
                                        [--sizes 1mp,12mp] [--light-rate 10] [--light-images 50]
-                                       [--out bench/results/pipeline.json]
+                                       [--batch-sizes 1,4] [--mixed-seconds 20]
+                                       [--bare-seconds 5] [--out bench/results/pipeline.json]
 
-Starts ``tideflow run`` of the app (local stack, a fresh state directory) and measures:
+First the bare classifier (the same model, as many threads as the app's replicas have in
+all, no app around it): images/s classifying the benchmark's own 1 MP JPEGs from bytes, and
+on ready tensors, batches of 8. Then, for each of ``--batch-sizes`` (the app's BATCH_SIZE: 1
+is one image at a time, the app before adaptive batching), starts ``tideflow run`` of the
+app (local stack, a fresh state directory) and measures:
 
 * cold start: from spawning the process to the first ``/healthz`` 200, and to
   ``consumers_ready`` (every replica has loaded its model);
@@ -12,7 +17,12 @@ Starts ``tideflow run`` of the app (local stack, a fresh state directory) and me
   clients; images/s end to end = images / (last row visible - first upload sent);
 * latency from "upload accepted" (the 202 reaching the client) to "row visible", p50 and p95,
   under that load and under a light open-loop load of ``--light-rate`` 1 MP images/s;
+* upload latency while the consumers are saturated: ``--mixed-seconds`` of 32 clients, half
+  uploading 1 MP JPEGs, half reading ``/api/results``, as fast as they are answered;
 * peak RSS of the run process and its replicas together, sampled every 100 ms.
+
+End-to-end images/s are also reported as a ratio of the bare classifier's, and the load
+average is printed before and after (this machine class is shared: compare within one run).
 
 "Row visible" is the time the event was acknowledged, read from the local stack's SQLite
 journal after each phase: tideflow acknowledges right after the DuckDB commit, so this is the
@@ -62,7 +72,14 @@ SAMPLES = [
     "sklearn/datasets/images/flower.jpg",
 ]
 SIZES = {"1mp": (1155, 866), "12mp": (4000, 3000)}
-TARGETS = {"images_per_s_1mp": 60.0, "light_p50_ms": 150.0, "cold_start_s": 5.0}
+TARGETS = {
+    "share_of_bare_1mp": 0.65,
+    "images_per_s_12mp": 50.0,
+    "light_p50_ms": 25.0,
+    "cold_start_s": 1.0,
+    "peak_rss_mb": 600.0,
+    "mixed_upload_p99_ms": 500.0,
+}
 # Every app setting explicitly, so a local .env does not change what is measured.
 APP_ENV = {
     "MODEL": "efficientnet_lite0",
@@ -95,6 +112,7 @@ class PhaseResult:
     latency_p50_ms: float
     latency_p95_ms: float
     upload_p50_ms: float
+    upload_p99_ms: float
     failed: int
 
 
@@ -138,18 +156,19 @@ class RssSampler(threading.Thread):
 class App:
     """``tideflow run`` of the app on a free port, with a state directory of its own."""
 
-    def __init__(self, *, home: Path, port: int, replicas: int) -> None:
+    def __init__(self, *, home: Path, port: int, replicas: int, batch_size: int) -> None:
         self.home = home
         self.base_url = f"http://127.0.0.1:{port}"
         env = {
             **os.environ,
             **APP_ENV,
+            "BATCH_SIZE": str(batch_size),
             # The app then gives each replica's model cores / replicas threads.
             "NUM_REPLICAS": str(replicas),
             "TIDEFLOW_HOME": str(home),
             "PYTHONUNBUFFERED": "1",
         }
-        self.log_path = home.parent / "run.log"
+        self.log_path = home.parent / f"run-{batch_size}.log"
         self.started = time.monotonic()
         with open(self.log_path, "wb") as log:
             self.process = subprocess.Popen(
@@ -218,8 +237,9 @@ def send(client: httpx.Client, data: bytes, name: str) -> Upload:
     response = client.post("/image-upload", files={"image_file": (name, data, "image/jpeg")})
     accepted = time.time()
     response.raise_for_status()
-    key, generation = parse_image_id(response.json()["image_id"])
-    return Upload(key=key, generation=generation, sent=sent, accepted=accepted)
+    key, version = parse_image_id(response.json()["image_id"])
+    # On the local stack the version is the journal's integer generation.
+    return Upload(key=key, generation=int(version), sent=sent, accepted=accepted)
 
 
 def percentile(values: list[float], fraction: float) -> float:
@@ -241,6 +261,7 @@ def summarise(
     latencies = [(finished[(u.key, u.generation)][1] - u.accepted) * 1000 for u in done]
     start = min(u.sent for u in uploads)
     end = max(updated for _, updated in finished.values())
+    upload_ms = [(u.accepted - u.sent) * 1000 for u in uploads]
     return PhaseResult(
         name=name,
         size=size,
@@ -251,7 +272,8 @@ def summarise(
         images_per_s=round(len(done) / (end - start), 1),
         latency_p50_ms=round(percentile(latencies, 0.5), 1),
         latency_p95_ms=round(percentile(latencies, 0.95), 1),
-        upload_p50_ms=round(statistics.median((u.accepted - u.sent) * 1000 for u in uploads), 1),
+        upload_p50_ms=round(statistics.median(upload_ms), 1),
+        upload_p99_ms=round(percentile(upload_ms, 0.99), 1),
         failed=len(uploads) - len(done),
     )
 
@@ -291,58 +313,67 @@ def light_phase(app: App, *, rate: float, images: int) -> PhaseResult:
     return summarise(app, uploads, name="light load", size="1mp", concurrency=None, offered=rate)
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+def mixed_phase(app: App, *, seconds: float, clients: int = 32) -> PhaseResult:
+    """Closed loop for ``seconds``: half the clients upload, half read the results."""
+    jpegs = sample_jpegs("1mp", seed=2)
+    deadline = time.monotonic() + seconds
+    uploads: list[Upload] = []
+
+    def client_loop(index: int, client: httpx.Client) -> None:
+        count = 0
+        while time.monotonic() < deadline:
+            if index % 2:
+                client.get("/api/results", params={"limit": 20}).raise_for_status()
+            else:
+                name = f"mixed-{index}-{count}.jpg"
+                uploads.append(send(client, jpegs[count % len(jpegs)], name))
+            count += 1
+
+    limits = httpx.Limits(max_connections=clients)
+    with (
+        httpx.Client(base_url=app.base_url, timeout=120, limits=limits) as client,
+        ThreadPoolExecutor(clients) as pool,
+    ):
+        list(pool.map(lambda i: client_loop(i, client), range(clients)))
+    return summarise(app, uploads, name="mixed", size="1mp", concurrency=clients, offered=None)
 
 
-def print_report(report: dict[str, Any]) -> None:
-    start = report["cold_start"]
-    print(f"\nmachine: {report['machine']['cpus']} CPUs, {report['machine']['processor']}")
-    print(f"replicas: {report['replicas']}, model threads each: {report['model_threads']}")
-    print(
-        f"cold start: /healthz 200 after {start['serving_s']:.2f} s, "
-        f"consumers ready after {start['consumers_ready_s']:.2f} s"
-    )
-    header = (
-        f"{'phase':<11} {'size':<5} {'images':>6} {'conc':>5} {'offered/s':>9} "
-        f"{'images/s':>9} {'p50 ms':>8} {'p95 ms':>8} {'upload p50':>10} {'failed':>6}"
-    )
-    print(header)
-    print("-" * len(header))
-    for phase in report["phases"]:
-        offered = f"{phase['offered_per_s']:.0f}" if phase["offered_per_s"] else "-"
-        print(
-            f"{phase['name']:<11} {phase['size']:<5} {phase['images']:>6} "
-            f"{phase['concurrency'] or '-':>5} {offered:>9} {phase['images_per_s']:>9.1f} "
-            f"{phase['latency_p50_ms']:>8.1f} {phase['latency_p95_ms']:>8.1f} "
-            f"{phase['upload_p50_ms']:>10.1f} {phase['failed']:>6}"
-        )
-    print(f"peak RSS, run process + replicas: {report['peak_rss_mb']:.0f} MB")
-    print(
-        "targets: "
-        + ", ".join(f"{k} {'met' if v else 'MISSED'}" for k, v in report["targets_met"].items())
-    )
+def bare_classifier(*, threads: int, seconds: float) -> dict[str, float]:
+    """Images/s of the model alone, batches of 8: from the benchmark's 1 MP JPEG bytes, and
+    from ready tensors (in this process, before the app starts)."""
+    from image_classification.model import load_classifier
+
+    classifier = load_classifier(APP_ENV["MODEL"], APP_ENV["ENGINE"], threads=threads)
+    jpegs = (sample_jpegs("1mp") * 2)[:8]
+    crop = classifier.preprocess.crop
+    tensors = np.random.default_rng(0).normal(size=(8, 3, crop, crop)).astype(np.float32)
+
+    def rate(call: Any) -> float:
+        call()  # warm up
+        done, started = 0, time.perf_counter()
+        while time.perf_counter() - started < seconds:
+            call()
+            done += 8
+        return round(done / (time.perf_counter() - started), 1)
+
+    try:
+        return {
+            "from_jpeg_per_s": rate(lambda: classifier.classify_batch(jpegs)),
+            "from_tensors_per_s": rate(lambda: classifier.probabilities(tensors)),
+        }
+    finally:
+        classifier.close()
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--images", type=int, default=300)
-    parser.add_argument("--concurrency", type=int, default=8)
-    parser.add_argument("--replicas", type=int, default=os.cpu_count() or 1)
-    parser.add_argument("--sizes", default="1mp,12mp")
-    parser.add_argument("--light-rate", type=float, default=10.0)
-    parser.add_argument("--light-images", type=int, default=50)
-    parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "pipeline.json")
-    args = parser.parse_args()
-    sizes = [s.strip() for s in args.sizes.split(",") if s.strip()]
-    unknown = set(sizes) - set(SIZES)
-    if unknown:
-        parser.error(f"unknown sizes {sorted(unknown)}; use {', '.join(SIZES)}")
-
+def run_app(args: argparse.Namespace, sizes: list[str], batch_size: int) -> dict[str, Any]:
+    """Every phase against one fresh ``tideflow run`` with BATCH_SIZE=``batch_size``."""
     with tempfile.TemporaryDirectory(prefix="pipeline-bench-") as scratch:
-        app = App(home=Path(scratch) / "home", port=free_port(), replicas=args.replicas)
+        app = App(
+            home=Path(scratch) / "home",
+            port=free_port(),
+            replicas=args.replicas,
+            batch_size=batch_size,
+        )
         sampler = RssSampler(app.process.pid)
         sampler.start()
         try:
@@ -353,36 +384,134 @@ def main() -> None:
             ]
             if args.light_images:
                 phases.append(light_phase(app, rate=args.light_rate, images=args.light_images))
+            if args.mixed_seconds:
+                phases.append(mixed_phase(app, seconds=args.mixed_seconds))
             total = httpx.get(f"{app.base_url}/api/results", params={"limit": 1}).json()["total"]
         finally:
             sampler.stop.set()
             app.stop()
-
     expected = sum(phase.images for phase in phases)
     if total != expected:
         raise SystemExit(f"the results API lists {total} rows, expected {expected}")
-    throughput_1mp = next((p for p in phases if p.name == "throughput" and p.size == "1mp"), None)
-    light = next((p for p in phases if p.name == "light load"), None)
-    targets_met = {"cold start to serving < 5 s": serving < TARGETS["cold_start_s"]}
-    if throughput_1mp:
-        targets_met[">= 60 images/s (1 MP)"] = (
-            throughput_1mp.images_per_s >= TARGETS["images_per_s_1mp"]
+    return {
+        "batch_size": batch_size,
+        "cold_start": {"serving_s": round(serving, 3), "consumers_ready_s": round(ready, 3)},
+        "phases": [dataclasses.asdict(phase) for phase in phases],
+        "peak_rss_mb": round(sampler.peak / 2**20, 1),
+    }
+
+
+def targets_met(run: dict[str, Any], bare: dict[str, float]) -> dict[str, bool]:
+    phases = {(p["name"], p["size"]): p for p in run["phases"]}
+    met = {
+        "cold start to serving < 1 s": run["cold_start"]["serving_s"] < TARGETS["cold_start_s"],
+        "peak RSS <= 600 MB": run["peak_rss_mb"] <= TARGETS["peak_rss_mb"],
+    }
+    if ("throughput", "1mp") in phases:
+        share = phases["throughput", "1mp"]["images_per_s"] / bare["from_tensors_per_s"]
+        met[">= 65% of the bare classifier (1 MP)"] = share >= TARGETS["share_of_bare_1mp"]
+    if ("throughput", "12mp") in phases:
+        rate = phases["throughput", "12mp"]["images_per_s"]
+        met[">= 50 images/s (12 MP)"] = rate >= TARGETS["images_per_s_12mp"]
+    if ("light load", "1mp") in phases:
+        p50 = phases["light load", "1mp"]["latency_p50_ms"]
+        met["light-load p50 <= 25 ms"] = p50 <= TARGETS["light_p50_ms"]
+    if ("mixed", "1mp") in phases:
+        p99 = phases["mixed", "1mp"]["upload_p99_ms"]
+        met["mixed upload p99 <= 500 ms"] = p99 <= TARGETS["mixed_upload_p99_ms"]
+    return met
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def print_report(report: dict[str, Any]) -> None:
+    bare = report["bare_classifier"]
+    print(f"\nmachine: {report['machine']['cpus']} CPUs, {report['machine']['processor']}")
+    print(f"load average before: {report['load_before']}, after: {report['load_after']}")
+    print(f"replicas: {report['replicas']}, model threads each: {report['model_threads']}")
+    print(
+        f"bare classifier ({report['model_threads'] * report['replicas']} threads, batches of "
+        f"8): {bare['from_tensors_per_s']} images/s on tensors, {bare['from_jpeg_per_s']} "
+        "from 1 MP JPEG bytes"
+    )
+    header = (
+        f"{'batch':>5} {'phase':<11} {'size':<5} {'images':>6} {'conc':>5} {'offered/s':>9} "
+        f"{'images/s':>9} {'of bare':>7} {'p50 ms':>8} {'p95 ms':>8} {'upl p50':>8} "
+        f"{'upl p99':>8} {'failed':>6}"
+    )
+    print(header)
+    print("-" * len(header))
+    for run in report["runs"]:
+        for phase in run["phases"]:
+            offered = f"{phase['offered_per_s']:.0f}" if phase["offered_per_s"] else "-"
+            share = phase["images_per_s"] / bare["from_tensors_per_s"]
+            print(
+                f"{run['batch_size']:>5} {phase['name']:<11} {phase['size']:<5} "
+                f"{phase['images']:>6} {phase['concurrency'] or '-':>5} {offered:>9} "
+                f"{phase['images_per_s']:>9.1f} {share:>7.0%} {phase['latency_p50_ms']:>8.1f} "
+                f"{phase['latency_p95_ms']:>8.1f} {phase['upload_p50_ms']:>8.1f} "
+                f"{phase['upload_p99_ms']:>8.1f} {phase['failed']:>6}"
+            )
+    for run in report["runs"]:
+        start = run["cold_start"]
+        print(
+            f"batch {run['batch_size']}: /healthz 200 after {start['serving_s']:.2f} s, "
+            f"consumers ready after {start['consumers_ready_s']:.2f} s, peak RSS (run process "
+            f"+ replicas) {run['peak_rss_mb']:.0f} MB; targets: "
+            + ", ".join(f"{k} {'met' if v else 'MISSED'}" for k, v in run["targets_met"].items())
         )
-    if light:
-        targets_met["light-load p50 < 150 ms"] = light.latency_p50_ms < TARGETS["light_p50_ms"]
+    if len(report["runs"]) > 1:
+        first, last = report["runs"][0], report["runs"][-1]
+        for before, after in zip(first["phases"], last["phases"], strict=True):
+            ratio = after["images_per_s"] / before["images_per_s"]
+            print(
+                f"{before['name']} {before['size']}: batch {last['batch_size']} / batch "
+                f"{first['batch_size']} = {ratio:.2f}x images/s"
+            )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--images", type=int, default=300)
+    parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--replicas", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--sizes", default="1mp,12mp")
+    parser.add_argument("--light-rate", type=float, default=10.0)
+    parser.add_argument("--light-images", type=int, default=50)
+    parser.add_argument("--batch-sizes", default="1,4", help="the app's BATCH_SIZE, in turn")
+    parser.add_argument("--mixed-seconds", type=float, default=20.0)
+    parser.add_argument("--bare-seconds", type=float, default=5.0)
+    parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "pipeline.json")
+    args = parser.parse_args()
+    sizes = [s.strip() for s in args.sizes.split(",") if s.strip()]
+    unknown = set(sizes) - set(SIZES)
+    if unknown:
+        parser.error(f"unknown sizes {sorted(unknown)}; use {', '.join(SIZES)}")
+    batch_sizes = [int(b) for b in args.batch_sizes.split(",") if b.strip()]
+
     cpus = len(os.sched_getaffinity(0))
+    threads = max(1, cpus // args.replicas)
+    load_before = [round(x, 2) for x in os.getloadavg()]
+    bare = bare_classifier(threads=threads * args.replicas, seconds=args.bare_seconds)
+    runs = [run_app(args, sizes, batch_size) for batch_size in batch_sizes]
+    for run in runs:
+        run["targets_met"] = targets_met(run, bare)
     report = {
         "machine": {
             "cpus": cpus,
             "processor": platform.processor() or platform.machine(),
             "python": platform.python_version(),
         },
+        "load_before": load_before,
+        "load_after": [round(x, 2) for x in os.getloadavg()],
         "replicas": args.replicas,
-        "model_threads": max(1, cpus // args.replicas),
-        "cold_start": {"serving_s": round(serving, 3), "consumers_ready_s": round(ready, 3)},
-        "phases": [dataclasses.asdict(phase) for phase in phases],
-        "peak_rss_mb": round(sampler.peak / 2**20, 1),
-        "targets_met": targets_met,
+        "model_threads": threads,
+        "bare_classifier": bare,
+        "runs": runs,
     }
     print_report(report)
     args.out.parent.mkdir(parents=True, exist_ok=True)

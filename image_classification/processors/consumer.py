@@ -17,15 +17,16 @@ from tideflow import consumer
 from tideflow.exceptions import NonRetryableError, ObjectNotFoundError, ObjectSupersededError
 from tideflow.types import FileChangeEvent
 
-# Each replica classifies up to BATCH_SIZE images at once: decoded in parallel threads,
-# then one inference call for all of them (ModelDep.classify).
+# A replica takes up to 8 events at once (their rows are written in one transaction) and
+# classifies BATCH_SIZE of them at a time: decoded in parallel threads, then one inference
+# call for all of them (ModelDep.classify). BATCH_SIZE=1: one at a time.
 _batch_size = get_settings().batch_size
 
 
 @consumer(
     source=primitives.file_change_stream,
     sink=primitives.table,
-    batch_size=_batch_size,
+    batch_size=max(8, _batch_size),
     num_concurrency=_batch_size,
 )
 def classify_image(file_event: FileChangeEvent, model: ModelDep) -> ImageClassificationRow:
