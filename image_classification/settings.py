@@ -49,7 +49,7 @@ class Settings(BaseSettings):
     top_k: int = Field(default=5, ge=1, le=20)
     # Adaptive batching in each replica (TorchServe's batch_size / max_batch_delay): up to
     # batch_size images decoded in parallel threads, then one inference call; 1 turns it off.
-    batch_size: int = Field(default=4, ge=1, le=64)
+    batch_size: int = Field(default=1, ge=1, le=64)
     batch_max_delay_ms: float = Field(default=10.0, ge=0, le=1000)
     # /classify decodes in the HTTP (run) process: bound what it may decode, and how many
     # at once (see processors/classify_guard.py).

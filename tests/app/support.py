@@ -48,6 +48,8 @@ BASE_ENV = {
     "API_TOKEN": "",
     "CLASSIFY_MAX_PIXELS": "",
     "CLASSIFY_CONCURRENCY": "",
+    "BATCH_SIZE": "",
+    "BATCH_MAX_DELAY_MS": "",
 }
 
 
