@@ -11,6 +11,7 @@ A missing server fails the tests that need it with the command that installs it.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -89,73 +90,72 @@ def _as_postgres(command: list[str]) -> list[str]:
     return command
 
 
-@pytest.fixture(scope="session")
-def postgres_server() -> Iterator[str]:
-    """A throwaway PostgreSQL 15 cluster on a free port; yields its base URL (no database)."""
-    initdb, pg_ctl = PG_BIN / "initdb", PG_BIN / "pg_ctl"
-    if not initdb.exists():
-        pytest.fail(f"{initdb} is missing: run `make setup-dev` (it apt-installs postgresql)")
-    root = Path(tempfile.mkdtemp(prefix="tideflow-pg-"))
-    data, sockets = root / "data", root / "sock"
-    sockets.mkdir()
-    if os.geteuid() == 0:
-        shutil.chown(root, "postgres")
-        shutil.chown(sockets, "postgres")
-    port = free_port()
-    try:
-        subprocess.run(
-            _as_postgres(
-                [
-                    str(initdb),
-                    "-D",
-                    str(data),
-                    "-A",
-                    "trust",
-                    "-U",
-                    "postgres",
-                    "-E",
-                    "UTF8",
-                    "--no-sync",
-                ]
-            ),
-            check=True,
-            capture_output=True,
-        )
-        options = (
+class PostgresCluster:
+    """A throwaway PostgreSQL 15 cluster in a temp dir, on a free port."""
+
+    def __init__(self) -> None:
+        self.root = Path(tempfile.mkdtemp(prefix="tideflow-pg-"))
+        self.data, sockets = self.root / "data", self.root / "sock"
+        sockets.mkdir()
+        if os.geteuid() == 0:
+            shutil.chown(self.root, "postgres")
+            shutil.chown(sockets, "postgres")
+        port = free_port()
+        self.url = f"postgresql://postgres@127.0.0.1:{port}"
+        self.options = (
             f"-p {port} -k {sockets} -c listen_addresses=127.0.0.1 -c fsync=off "
             "-c synchronous_commit=off -c full_page_writes=off -c max_connections=100"
         )
+
+    def _pg_ctl(self, *args: str) -> None:
         subprocess.run(
-            _as_postgres(
-                [
-                    str(pg_ctl),
-                    "-D",
-                    str(data),
-                    "-o",
-                    options,
-                    "-l",
-                    str(root / "pg.log"),
-                    "-w",
-                    "start",
-                ]
-            ),
+            _as_postgres([str(PG_BIN / "pg_ctl"), "-D", str(self.data), *args]),
             check=True,
             capture_output=True,
         )
+
+    def init(self) -> None:
+        initdb = [str(PG_BIN / "initdb"), "-D", str(self.data), "-A", "trust", "-U", "postgres"]
+        subprocess.run(
+            _as_postgres([*initdb, "-E", "UTF8", "--no-sync"]), check=True, capture_output=True
+        )
+
+    def start(self) -> None:
+        self._pg_ctl("-o", self.options, "-l", str(self.root / "pg.log"), "-w", "start")
+
+    def stop(self) -> None:
+        """Stop at once, as a crashed or unreachable server: clients' connections break."""
+        self._pg_ctl("-m", "immediate", "-w", "stop")
+
+    def log(self) -> str:
+        log = self.root / "pg.log"
+        return log.read_text(errors="replace")[-2000:] if log.exists() else ""
+
+
+@pytest.fixture(scope="session")
+def postgres_cluster() -> Iterator[PostgresCluster]:
+    if not (PG_BIN / "initdb").exists():
+        pytest.fail(f"{PG_BIN / 'initdb'} is missing: run `make setup-dev` (it apt-installs it)")
+    cluster = PostgresCluster()
+    try:
+        cluster.init()
+        cluster.start()
     except subprocess.CalledProcessError as exc:
-        log = root / "pg.log"
-        detail = log.read_text(errors="replace")[-2000:] if log.exists() else ""
-        shutil.rmtree(root, ignore_errors=True)
+        detail = cluster.log()
+        shutil.rmtree(cluster.root, ignore_errors=True)
         pytest.fail(f"PostgreSQL did not start: {exc.stderr!r}\n{detail}")
     try:
-        yield f"postgresql://postgres@127.0.0.1:{port}"
+        yield cluster
     finally:
-        subprocess.run(
-            _as_postgres([str(pg_ctl), "-D", str(data), "-m", "immediate", "-w", "stop"]),
-            check=False,
-            capture_output=True,
-        )
-        shutil.rmtree(root, ignore_errors=True)
+        with contextlib.suppress(subprocess.CalledProcessError):
+            cluster.stop()
+        shutil.rmtree(cluster.root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def postgres_server(postgres_cluster: PostgresCluster) -> str:
+    """The session cluster's base URL (no database)."""
+    return postgres_cluster.url
 
 
 @pytest.fixture

@@ -14,8 +14,7 @@ import subprocess
 import sys
 import threading
 import time
-import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import boto3
@@ -26,53 +25,24 @@ from PIL import Image
 
 from image_classification.image_ids import image_id_for
 from tests.app.support import CAT_LABELS, CHELSEA, PHOTOS, make_app, upload, wait_for_status
+from tests.aws.support import (
+    TABLE,
+    aws_settings,
+    messages_in_queue,
+    queue_url,
+    row_counts,
+    wait_until,
+)
 from tests.conftest import TideflowProcess
-
-TABLE = "image_classification"
-
-
-def _aws_settings(**extra: str) -> dict[str, str]:
-    suffix = uuid.uuid4().hex[:8]
-    return {
-        "STACK": "aws",
-        "S3_BUCKET_NAME": f"images-{suffix}",
-        "SQS_QUEUE_NAME": f"images-{suffix}",
-        "SQS_VISIBILITY_TIMEOUT": "10",
-        "WAREHOUSE": "duckdb",
-        "POSTGRES_URL": "",
-        **extra,
-    }
-
-
-def _wait(predicate: Callable[[], bool], *, timeout: float, what: str, log: str = "") -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"{what} not reached after {timeout}s\n{log[-3000:]}")
 
 
 def _total(app: TideflowProcess) -> int:
     return int(httpx.get(f"{app.base_url}/api/results", timeout=10).json()["total"])
 
 
-def _queue_url(name: str) -> str:
-    return str(boto3.client("sqs").get_queue_url(QueueName=name)["QueueUrl"])
-
-
-def _in_queue(url: str) -> int:
-    """Messages waiting or in flight in the queue."""
-    attributes = boto3.client("sqs").get_queue_attributes(
-        QueueUrl=url,
-        AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
-    )["Attributes"]
-    return sum(int(v) for v in attributes.values())
-
-
 @pytest.fixture
 def aws_app(moto_server: str, tmp_path: Path) -> Iterator[TideflowProcess]:
-    app = make_app(tmp_path / "home", **_aws_settings())
+    app = make_app(tmp_path / "home", **aws_settings())
     app.start("--replicas", "1")
     yield app
     if app.process is not None:
@@ -97,7 +67,7 @@ def test_app_on_aws_with_duckdb(aws_app: TideflowProcess) -> None:
     for i in range(20):
         photo = PHOTOS[i % len(PHOTOS)]
         s3.put_object(Bucket=bucket, Key=f"dropped/{i} {photo.name}", Body=photo.read_bytes())
-    _wait(lambda: _total(app) >= 21, timeout=120, what="21 rows", log=app.log())
+    wait_until(lambda: _total(app) >= 21, timeout=120, what="21 rows", log=app.log())
     assert _total(app) == 21
 
     # 3. A text file named .jpg -> failed with its reason, in the dead-letter queue.
@@ -121,7 +91,7 @@ def test_app_on_aws_with_duckdb(aws_app: TideflowProcess) -> None:
     # Sent back from the dead-letter queue, it is delivered again and fails again.
     retried = app.cli("dead-letters", "retry", "--all")
     assert retried.returncode == 0 and "1 event(s) sent back" in retried.stdout, retried.stderr
-    _wait(
+    wait_until(
         lambda: "notes.jpg" in app.cli("dead-letters", "list").stdout,
         timeout=60,
         what="the retried dead letter back in the DLQ",
@@ -133,8 +103,13 @@ def test_app_on_aws_with_duckdb(aws_app: TideflowProcess) -> None:
     replayed = app.cli("replay", "--all")
     assert replayed.returncode == 0, replayed.stderr
     assert "22 event(s) replayed" in replayed.stdout
-    queue = _queue_url(app.env["SQS_QUEUE_NAME"])
-    _wait(lambda: _in_queue(queue) == 0, timeout=60, what="replayed events done", log=app.log())
+    queue = queue_url(app.env["SQS_QUEUE_NAME"])
+    wait_until(
+        lambda: messages_in_queue(queue) == 0,
+        timeout=60,
+        what="replayed events done",
+        log=app.log(),
+    )
     assert _total(app) == 22
 
     # A second apply changes nothing; destroy removes the stream and tables and keeps the
@@ -174,7 +149,7 @@ def _start_consumers(app: TideflowProcess) -> None:
 
 def _wait_started(app: TideflowProcess, *, timeout: float = 120) -> None:
     """Until the run logs its start-up line (it exits at once when something is missing)."""
-    _wait(
+    wait_until(
         lambda: "started in" in app.log() or app.process is None or app.process.poll() is not None,
         timeout=timeout,
         what="consumer start",
@@ -190,13 +165,6 @@ def _png(i: int) -> bytes:
     return out.getvalue()
 
 
-def _row_counts(url: str) -> tuple[int, int]:
-    with psycopg.connect(url) as conn:
-        row = conn.execute(f"SELECT COUNT(*), COUNT(DISTINCT image_id) FROM {TABLE}").fetchone()
-    assert row is not None
-    return int(row[0]), int(row[1])
-
-
 def _processed(app: TideflowProcess) -> int:
     return len(re.findall(r"outcome=ok", app.log()))
 
@@ -204,7 +172,7 @@ def _processed(app: TideflowProcess) -> int:
 def test_several_machines_share_the_work_with_postgres(
     moto_server: str, postgres_url: str, tmp_path: Path
 ) -> None:
-    settings = _aws_settings(WAREHOUSE="postgres", POSTGRES_URL=postgres_url)
+    settings = aws_settings(WAREHOUSE="postgres", POSTGRES_URL=postgres_url)
     deployer = make_app(tmp_path / "deployer", **settings)
     service = make_app(tmp_path / "service", **settings)
     consumers = [make_app(tmp_path / f"consumer{n}", **settings) for n in (1, 2)]
@@ -242,14 +210,14 @@ def test_several_machines_share_the_work_with_postgres(
 
         send_all(range(100))
         mark("100 uploaded")
-        _wait(
-            lambda: _row_counts(postgres_url)[0] >= 60 and all(_processed(c) for c in consumers),
+        wait_until(
+            lambda: row_counts(postgres_url)[0] >= 60 and all(_processed(c) for c in consumers),
             timeout=180,
             what="both consumers at work",
             log=consumers[0].log() + consumers[1].log(),
         )
         # kill -9 one consumer halfway, while the second half is being uploaded.
-        mark(f"{_row_counts(postgres_url)[0]} rows")
+        mark(f"{row_counts(postgres_url)[0]} rows")
         uploader = threading.Thread(target=send_all, args=(range(100, 200),))
         uploader.start()
         time.sleep(1.0)
@@ -257,15 +225,15 @@ def test_several_machines_share_the_work_with_postgres(
         consumers[1].kill9()
         uploader.join(120)
         mark("200 uploaded")
-        _wait(
-            lambda: _row_counts(postgres_url)[0] >= 200,
+        wait_until(
+            lambda: row_counts(postgres_url)[0] >= 200,
             timeout=240,
             what="200 rows",
             log=consumers[0].log(),
         )
         mark("200 rows")
         time.sleep(2)  # anything still in flight would show as a 201st row now
-        assert _row_counts(postgres_url) == (200, 200)
+        assert row_counts(postgres_url) == (200, 200)
         with psycopg.connect(postgres_url) as conn:
             failures = conn.execute(f"SELECT COUNT(*) FROM {TABLE}_failures").fetchone()
         assert failures == (0,)
@@ -274,7 +242,7 @@ def test_several_machines_share_the_work_with_postgres(
             f"\nrows: 200; consumer 1 processed {_processed(consumers[0])}, consumer 2 "
             f"{done_by_killed} before its kill -9 (redeliveries count again); " + ", ".join(phases)
         )
-        assert _in_queue(_queue_url(f"{settings['SQS_QUEUE_NAME']}-dlq")) == 0
+        assert messages_in_queue(queue_url(f"{settings['SQS_QUEUE_NAME']}-dlq")) == 0
         assert httpx.get(f"{service.base_url}/api/results").json()["total"] == 200
         # Any machine with POSTGRES_URL reads the warehouse directly.
         counted = deployer.cli("query", "SELECT COUNT(DISTINCT image_id) AS n FROM {table}")

@@ -61,7 +61,7 @@ def fake_gcs_server_binary() -> Path:
     return Path(_server._get_binary_path())
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
@@ -114,7 +114,7 @@ def gcs_emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """The Cloud Storage emulator's URL, with ``STORAGE_EMULATOR_HOST`` set for the session."""
     if not STORAGE_EMULATOR.exists():
         pytest.fail(f"{STORAGE_EMULATOR} is missing: pip install -r requirements-dev.txt")
-    port = _free_port()
+    port = free_port()
     emulator = _start(
         "gcs",
         [str(STORAGE_EMULATOR), "start", "--host", "127.0.0.1", "--port", str(port), "-M", "-q"],
@@ -133,7 +133,7 @@ def gcs_emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 def pubsub_emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """Google's Pub/Sub emulator's ``host:port``, with ``PUBSUB_EMULATOR_HOST`` set."""
     command = pubsub_emulator_command()
-    port = _free_port()
+    port = free_port()
     log_dir = tmp_path_factory.mktemp("pubsub-emulator")
     emulator = _start(
         "pubsub",
@@ -178,7 +178,7 @@ def eventing_storage(
     started: list[Emulator] = []
 
     def start(bucket: str, topic: str) -> EventingStorage:
-        port = _free_port()
+        port = free_port()
         root = tmp_path / f"fake-gcs-{port}"
         emulator = _start(
             "fake-gcs-server",
@@ -212,12 +212,10 @@ def eventing_storage(
         emulator.stop()
 
 
-@pytest.fixture(scope="session")
-def bigquery_emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """The BigQuery emulator's URL, with ``BIGQUERY_EMULATOR_HOST`` set for the session."""
+def start_bigquery_emulator(rest: int, grpc: int, *options: str, log_dir: Path) -> Emulator:
+    """bqemulator on the ports ``rest`` and ``grpc``, ready (``options``: e.g. persistence)."""
     if not BQEMULATOR.exists():
         pytest.fail(f"{BQEMULATOR} is missing: run scripts/install-bqemulator.sh")
-    rest, grpc = _free_port(), _free_port()
     emulator = _start(
         "bigquery",
         [
@@ -235,11 +233,22 @@ def bigquery_emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]
             str(grpc),
             "--log-level",
             "warning",
+            *options,
         ],
         port=rest,
-        log_dir=tmp_path_factory.mktemp("bigquery-emulator"),
+        log_dir=log_dir,
     )
     emulator.wait_ready("/healthz")
+    return emulator
+
+
+@pytest.fixture(scope="session")
+def bigquery_emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The BigQuery emulator's URL, with ``BIGQUERY_EMULATOR_HOST`` set for the session."""
+    rest, grpc = free_port(), free_port()
+    emulator = start_bigquery_emulator(
+        rest, grpc, log_dir=tmp_path_factory.mktemp("bigquery-emulator")
+    )
     with pytest.MonkeyPatch.context() as env:
         env.setenv("BIGQUERY_EMULATOR_HOST", emulator.url)
         env.setenv("GCP_PROJECT_ID", PROJECT)

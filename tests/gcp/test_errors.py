@@ -10,7 +10,13 @@ import requests
 from google.api_core import exceptions as api_exceptions
 from google.auth import exceptions as auth_exceptions
 
-from tideflow.exceptions import ConfigError, PrimitiveError, SinkError, SourceError
+from tideflow.exceptions import (
+    ConfigError,
+    PrimitiveError,
+    SinkError,
+    SinkUnavailableError,
+    SourceError,
+)
 from tideflow.io.gcp import GCSBucket
 from tideflow.io.gcp.clients import resolve_project
 from tideflow.io.gcp.errors import translated
@@ -157,3 +163,35 @@ def test_a_bucket_name_owned_by_another_project_says_so(
     monkeypatch.setattr(type(native), "exists", lambda self, **_: forbidden())
     with pytest.raises(PrimitiveError, match="taken by another project"):
         bucket.plan()
+
+
+@pytest.mark.parametrize(
+    ("raised", "expected"),
+    [
+        (api_exceptions.ServiceUnavailable("down"), SinkUnavailableError),
+        (api_exceptions.InternalServerError("oops"), SinkUnavailableError),
+        (api_exceptions.TooManyRequests("slow down"), SinkUnavailableError),
+        (requests.ConnectionError("refused"), SinkUnavailableError),
+        (
+            api_exceptions.RetryError("gave up", api_exceptions.BadGateway("502")),
+            SinkUnavailableError,
+        ),
+        (api_exceptions.BadRequest("bad row"), SinkError),
+        (api_exceptions.Forbidden("no"), SinkError),
+        (api_exceptions.ServiceUnavailable("Getting metadata from plugin failed"), ConfigError),
+    ],
+)
+def test_a_sinks_transient_failures_are_unavailability(
+    raised: Exception, expected: type[Exception]
+) -> None:
+    with (
+        pytest.raises(expected) as caught,
+        translated(
+            resource="table t",
+            action="write to",
+            error=SinkError,
+            unavailable=SinkUnavailableError,
+        ),
+    ):
+        raise raised
+    assert type(caught.value) is expected

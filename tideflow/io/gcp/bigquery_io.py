@@ -37,7 +37,7 @@ from typing import Any
 
 from google.cloud import bigquery
 
-from tideflow.exceptions import ReadError, RowError, SinkError
+from tideflow.exceptions import ReadError, RowError, SinkError, SinkUnavailableError
 from tideflow.io.gcp.errors import one_line, translated
 from tideflow.io.schema import ROW_ID_COLUMN, Field, row_values
 from tideflow.io.sql import SqlDialect, SqlTableReader
@@ -121,6 +121,7 @@ class BigQuerySink(Sink):
             action=f"write {len(rows)} row(s) to",
             error=SinkError,
             permission="bigquery.tables.updateData",
+            unavailable=SinkUnavailableError,
         ):
             errors = self._client().insert_rows_json(
                 self.table_ref,

@@ -3,9 +3,10 @@
 Every call into a Google client library runs inside ``translated(...)``, which names the
 resource and what was being done, keeps the SDK error as ``__cause__`` and raises the
 tideflow error the caller chose (``PrimitiveError`` for plan/apply/destroy, ``SourceError``
-and ``SinkError`` at run time). A permission error names the IAM permission the call
-needs; a quota error says so; missing credentials become a ``ConfigError`` that says how
-to provide them.
+and ``SinkError`` at run time; a sink's transient failures, unreachable or 5xx or rate
+limited, become ``SinkUnavailableError``, which the worker waits out). A permission error
+names the IAM permission the call needs; a quota error says so; missing credentials become
+a ``ConfigError`` that says how to provide them.
 """
 
 from __future__ import annotations
@@ -65,6 +66,27 @@ def credentials_failed(exc: BaseException) -> bool:
     )
 
 
+_TRANSIENT = (
+    api_exceptions.ServiceUnavailable,
+    api_exceptions.InternalServerError,
+    api_exceptions.BadGateway,
+    api_exceptions.GatewayTimeout,
+    api_exceptions.DeadlineExceeded,
+    api_exceptions.TooManyRequests,
+    api_exceptions.ResourceExhausted,
+    requests.ConnectionError,
+    requests.Timeout,
+)
+
+
+def transient(exc: BaseException) -> bool:
+    """The service is unreachable, overloaded or failing for now: the same call may succeed
+    later (not a credential refresh that failed: that needs a person)."""
+    if isinstance(exc, api_exceptions.RetryError):
+        return exc.cause is not None and transient(exc.cause)
+    return isinstance(exc, _TRANSIENT) and not credentials_failed(exc)
+
+
 def translate(
     exc: BaseException,
     *,
@@ -72,8 +94,12 @@ def translate(
     action: str,
     error: type[TideflowError],
     permission: str | None = None,
+    unavailable: type[TideflowError] | None = None,
 ) -> TideflowError:
-    """The tideflow error for ``exc``, raised while ``action`` on ``resource``."""
+    """The tideflow error for ``exc``, raised while ``action`` on ``resource``; a transient
+    failure is ``unavailable`` when given."""
+    if unavailable is not None and transient(exc):
+        error = unavailable
     if isinstance(exc, auth_exceptions.GoogleAuthError):
         return ConfigError(
             f"no usable Google credentials to {action} {resource}: {describe(exc)}; "
@@ -117,8 +143,10 @@ def translated(
     action: str,
     error: type[TideflowError],
     permission: str | None = None,
+    unavailable: type[TideflowError] | None = None,
 ) -> Iterator[None]:
-    """Run the block, turning Google SDK errors into ``error`` (kept as ``__cause__``)."""
+    """Run the block, turning Google SDK errors into ``error`` (kept as ``__cause__``), or
+    transient ones into ``unavailable`` when given."""
     try:
         yield
     except (
@@ -127,5 +155,10 @@ def translated(
         requests.RequestException,
     ) as exc:
         raise translate(
-            exc, resource=resource, action=action, error=error, permission=permission
+            exc,
+            resource=resource,
+            action=action,
+            error=error,
+            permission=permission,
+            unavailable=unavailable,
         ) from exc

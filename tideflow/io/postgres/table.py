@@ -14,7 +14,9 @@ Delivery: each table has a hidden ``_tideflow_row_id`` primary key and a batch i
 number of machines can write the same event twice and the table keeps one row. When the
 server refuses a batch for its data (not for a connection problem), rows are retried one
 by one and ``RowError`` names the refused ones; the others are committed. Connection
-problems raise ``SinkError`` (the events are redelivered) or ``ReadError``.
+problems (``psycopg.OperationalError``: refused, lost, server shutting down) raise
+``SinkUnavailableError``, which the worker waits out with backoff, burning no delivery
+attempt; reads raise ``ReadError``.
 
 Reads: the same ``select``/``count``/``query`` interface as DuckDB and BigQuery
 (``tideflow.io.sql``); ``query`` takes ``{table}`` and ``$name`` placeholders. Each process
@@ -37,7 +39,14 @@ from typing import Any
 import psycopg
 from psycopg.types.json import Jsonb
 
-from tideflow.exceptions import ConfigError, PrimitiveError, ReadError, RowError, SinkError
+from tideflow.exceptions import (
+    ConfigError,
+    PrimitiveError,
+    ReadError,
+    RowError,
+    SinkError,
+    SinkUnavailableError,
+)
 from tideflow.io.primitive import PlanAction, PlanStep, Primitive, SinkPrimitive
 from tideflow.io.schema import ROW_ID_COLUMN, Field, Kind, row_values, schema_of
 from tideflow.io.sql import SqlDialect, SqlTableReader
@@ -339,7 +348,11 @@ class PostgresSink(Sink):
                         ) as exc:
                             rejected[row_id] = " ".join(str(exc).split())
         except SinkError as exc:
-            raise SinkError(f"writing {where}: {exc}") from exc.__cause__
+            # Connection lost or refused, server shutting down, serialization conflicts: the
+            # same write can succeed later, so the worker waits instead of failing events.
+            unavailable = isinstance(exc.__cause__, psycopg.OperationalError)
+            error = SinkUnavailableError if unavailable else SinkError
+            raise error(f"writing {where}: {exc}") from exc.__cause__
         if rejected:
             raise RowError(f"PostgreSQL refused {len(rejected)} of {where}", rejected=rejected)
 
