@@ -25,13 +25,20 @@ def aws_settings(**extra: str) -> dict[str, str]:
     }
 
 
-def wait_until(predicate: Callable[[], bool], *, timeout: float, what: str, log: str = "") -> None:
+def wait_until(
+    predicate: Callable[[], bool],
+    *,
+    timeout: float,
+    what: str,
+    log: Callable[[], str] = str,
+) -> None:
+    """Poll ``predicate``; on timeout, fail with the end of ``log()`` as it is then."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if predicate():
             return
         time.sleep(0.2)
-    raise AssertionError(f"{what} not reached after {timeout}s\n{log[-3000:]}")
+    raise AssertionError(f"{what} not reached after {timeout}s\n{log()[-3000:]}")
 
 
 def queue_url(name: str) -> str:

@@ -67,7 +67,7 @@ def test_app_on_aws_with_duckdb(aws_app: TideflowProcess) -> None:
     for i in range(20):
         photo = PHOTOS[i % len(PHOTOS)]
         s3.put_object(Bucket=bucket, Key=f"dropped/{i} {photo.name}", Body=photo.read_bytes())
-    wait_until(lambda: _total(app) >= 21, timeout=120, what="21 rows", log=app.log())
+    wait_until(lambda: _total(app) >= 21, timeout=120, what="21 rows", log=app.log)
     assert _total(app) == 21
 
     # 3. A text file named .jpg -> failed with its reason, in the dead-letter queue.
@@ -95,7 +95,7 @@ def test_app_on_aws_with_duckdb(aws_app: TideflowProcess) -> None:
         lambda: "notes.jpg" in app.cli("dead-letters", "list").stdout,
         timeout=60,
         what="the retried dead letter back in the DLQ",
-        log=app.log(),
+        log=app.log,
     )
     assert wait_for_status(app, f"/api/images/{image_id}", timeout=30)["status"] == "failed"
     assert _total(app) == 22
@@ -108,7 +108,7 @@ def test_app_on_aws_with_duckdb(aws_app: TideflowProcess) -> None:
         lambda: messages_in_queue(queue) == 0,
         timeout=60,
         what="replayed events done",
-        log=app.log(),
+        log=app.log,
     )
     assert _total(app) == 22
 
@@ -153,7 +153,7 @@ def _wait_started(app: TideflowProcess, *, timeout: float = 120) -> None:
         lambda: "started in" in app.log() or app.process is None or app.process.poll() is not None,
         timeout=timeout,
         what="consumer start",
-        log=app.log(),
+        log=app.log,
     )
     assert app.process is not None and app.process.poll() is None, app.log()
 
@@ -214,7 +214,7 @@ def test_several_machines_share_the_work_with_postgres(
             lambda: row_counts(postgres_url)[0] >= 60 and all(_processed(c) for c in consumers),
             timeout=180,
             what="both consumers at work",
-            log=consumers[0].log() + consumers[1].log(),
+            log=lambda: consumers[0].log() + consumers[1].log(),
         )
         # kill -9 one consumer halfway, while the second half is being uploaded.
         mark(f"{row_counts(postgres_url)[0]} rows")
@@ -229,7 +229,7 @@ def test_several_machines_share_the_work_with_postgres(
             lambda: row_counts(postgres_url)[0] >= 200,
             timeout=240,
             what="200 rows",
-            log=consumers[0].log(),
+            log=consumers[0].log,
         )
         mark("200 rows")
         time.sleep(2)  # anything still in flight would show as a 201st row now

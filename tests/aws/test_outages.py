@@ -1,16 +1,19 @@
-"""The warehouse down while uploads continue: PostgreSQL stopped for 30 s under a running
-``tideflow run --stack aws`` -> uploads still accepted, consumers wait with backoff, nothing
-dead-lettered, every row there after the restart, once."""
+"""Outages under a running ``tideflow run --stack aws`` while uploads continue, 30 s each:
+PostgreSQL stopped, then SQS unreachable (the run's SQS traffic goes through a proxy that
+cuts it). Uploads are still accepted, consumers wait and resume, nothing is dead-lettered,
+every row is there afterwards, once."""
 
 from __future__ import annotations
 
 import time
+import urllib.parse
 from pathlib import Path
 
+import httpx
 import psycopg
 import pytest
 
-from tests.app.support import PHOTOS, make_app, upload
+from tests.app.support import PHOTOS, make_app, upload, wait_for_status
 from tests.aws.conftest import PostgresCluster
 from tests.aws.support import (
     TABLE,
@@ -20,6 +23,7 @@ from tests.aws.support import (
     row_counts,
     wait_until,
 )
+from tests.tcp_proxy import TcpProxy
 
 pytestmark = pytest.mark.slow
 
@@ -35,9 +39,7 @@ def test_a_warehouse_outage_is_waited_out(
     try:
         for photo in PHOTOS[:3]:
             assert upload(app, photo.read_bytes(), photo.name).status_code == 202
-        wait_until(
-            lambda: row_counts(postgres_url)[0] == 3, timeout=60, what="3 rows", log=app.log()
-        )
+        wait_until(lambda: row_counts(postgres_url)[0] == 3, timeout=60, what="3 rows", log=app.log)
 
         postgres_cluster.stop()
         try:
@@ -50,7 +52,7 @@ def test_a_warehouse_outage_is_waited_out(
             postgres_cluster.start()
 
         wait_until(
-            lambda: row_counts(postgres_url)[0] >= 9, timeout=120, what="9 rows", log=app.log()
+            lambda: row_counts(postgres_url)[0] >= 9, timeout=120, what="9 rows", log=app.log
         )
         time.sleep(2)  # a duplicate still in flight would show now
         assert row_counts(postgres_url) == (9, 9)
@@ -60,3 +62,38 @@ def test_a_warehouse_outage_is_waited_out(
         assert messages_in_queue(queue_url(f"{settings['SQS_QUEUE_NAME']}-dlq")) == 0
     finally:
         app.stop()
+
+
+def test_a_queue_outage_is_waited_out(moto_server: str, tmp_path: Path) -> None:
+    moto = urllib.parse.urlsplit(moto_server)
+    proxy = TcpProxy(moto.hostname or "127.0.0.1", moto.port or 80)
+    settings = aws_settings(AWS_ENDPOINT_URL_SQS=f"http://127.0.0.1:{proxy.port}")
+    app = make_app(tmp_path / "home", **settings)
+    app.start("--replicas", "1")
+    try:
+        first = upload(app, PHOTOS[0].read_bytes(), PHOTOS[0].name).json()["status_url"]
+        assert wait_for_status(app, first, timeout=60)["status"] == "classified"
+
+        proxy.cut()
+        try:
+            during = []
+            for n, photo in enumerate(PHOTOS[:4]):
+                answer = upload(app, photo.read_bytes(), f"during-{n}-{photo.name}")
+                assert answer.status_code == 202, answer.text  # S3 is up
+                during.append(answer.json()["status_url"])
+            time.sleep(OUTAGE_SECONDS)
+            assert "pull failed, retrying" in app.log()
+            assert all(
+                httpx.get(f"{app.base_url}{url}").json()["status"] != "classified" for url in during
+            )
+        finally:
+            proxy.restore()
+
+        for status_url in during:
+            status = wait_for_status(app, status_url, timeout=120)
+            assert status["status"] == "classified", (status, app.log()[-3000:])
+        assert httpx.get(f"{app.base_url}/api/results").json()["total"] == 5
+        assert messages_in_queue(queue_url(f"{settings['SQS_QUEUE_NAME']}-dlq")) == 0
+    finally:
+        app.stop()
+        proxy.close()

@@ -1,7 +1,8 @@
-"""The warehouse down while uploads continue: a BigQuery emulator of its own (persistent, so
-a restart keeps the tables) stopped for 30 s under a running ``tideflow run --stack gcp`` ->
-uploads still accepted, consumers wait with backoff, nothing failed or dead-lettered, every
-image classified once after the restart."""
+"""Outages under a running ``tideflow run --stack gcp`` while uploads continue, 30 s each:
+a BigQuery emulator of the test's own (persistent, so a restart keeps the tables) stopped,
+then Pub/Sub unreachable (the run's Pub/Sub traffic goes through a proxy that cuts it).
+Uploads are still accepted, consumers wait and resume, nothing fails or is dead-lettered,
+every image is classified once afterwards."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from tests.gcp.conftest import (
     free_port,
     start_bigquery_emulator,
 )
+from tests.tcp_proxy import TcpProxy
 
 pytestmark = pytest.mark.slow
 
@@ -78,3 +80,51 @@ def test_a_warehouse_outage_is_waited_out(
     finally:
         app.stop()
         warehouse.stop()
+
+
+def test_a_queue_outage_is_waited_out(
+    eventing_storage: Callable[[str, str], EventingStorage],
+    pubsub_emulator: str,
+    bigquery_emulator: str,
+    tmp_path: Path,
+) -> None:
+    host, port = pubsub_emulator.rsplit(":", 1)
+    proxy = TcpProxy(host, int(port))
+    suffix = uuid.uuid4().hex[:8]
+    bucket = f"images-{suffix}"
+    eventing_storage(bucket, f"{bucket}-changes")  # it publishes to the emulator itself
+    app = make_app(
+        tmp_path / "home",
+        STACK="gcp",
+        GCP_PROJECT_ID=PROJECT,
+        GCS_BUCKET_NAME=bucket,
+        BIGQUERY_DATASET=f"queue_outage_{suffix}",
+        PUBSUB_EMULATOR_HOST=f"127.0.0.1:{proxy.port}",
+    )
+    app.start("--replicas", "1")
+    try:
+        first = upload(app, PHOTOS[0].read_bytes(), PHOTOS[0].name).json()["status_url"]
+        assert wait_for_status(app, first, timeout=90)["status"] == "classified"
+
+        proxy.cut()
+        try:
+            during = []
+            for n, photo in enumerate(PHOTOS[:4]):
+                answer = upload(app, photo.read_bytes(), f"during-{n}-{photo.name}")
+                assert answer.status_code == 202, answer.text  # Cloud Storage is up
+                during.append(answer.json()["status_url"])
+            time.sleep(OUTAGE_SECONDS)
+            assert all(
+                httpx.get(f"{app.base_url}{url}").json()["status"] != "classified" for url in during
+            )
+        finally:
+            proxy.restore()
+
+        for status_url in during:
+            status = wait_for_status(app, status_url, timeout=120)
+            assert status["status"] == "classified", (status, app.log()[-3000:])
+        results = httpx.get(f"{app.base_url}/api/results", params={"limit": 50}).json()
+        assert results["total"] == 5
+    finally:
+        app.stop()
+        proxy.close()
