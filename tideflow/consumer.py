@@ -26,10 +26,10 @@ class Consumer:
 
     def __post_init__(self) -> None:
         functools.update_wrapper(self, self.function)
-        if not 1 <= self.num_concurrency <= self.batch_size:
+        if self.num_concurrency < 1:
             raise ConfigError(
-                f"consumer {self.name}: num_concurrency must be between 1 and batch_size "
-                f"({self.batch_size}), got {self.num_concurrency}"
+                f"consumer {self.name}: num_concurrency must be at least 1, "
+                f"got {self.num_concurrency}"
             )
         dependant = get_dependant(self.function)
         if len(dependant.other_params) != 1:
@@ -99,9 +99,9 @@ def consumer(
     ``num_replicas`` defaults to the run's ``--replicas`` or the CPU count; each replica
     is an OS process with its own REPLICA-scoped dependencies. Up to ``batch_size``
     events are handed to a replica at once and their rows written in one transaction.
-    ``num_concurrency`` (as BuildFlow's: at most ``batch_size``) is how many of them a
-    replica processes at once, each call in its own thread: the function and its
-    dependencies must then be thread-safe. BuildFlow's other Ray/autoscaler options
+    ``num_concurrency`` (BuildFlow's option) is how many of them a replica processes at
+    once, each call in its own thread (never more than ``batch_size``): the function and
+    its dependencies must then be thread-safe. BuildFlow's other Ray/autoscaler options
     (``num_cpus``, ``max_replicas``...) are accepted and have no effect.
     """
     unknown = set(buildflow_options) - RAY_CONSUMER_OPTIONS

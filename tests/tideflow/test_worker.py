@@ -268,13 +268,11 @@ def test_a_warehouse_outage_is_waited_out_with_backoff(
     assert source.extended
 
 
-def test_num_concurrency_is_at_most_batch_size() -> None:
+def test_num_concurrency_is_at_least_one() -> None:
     import textflow
 
     def count(file_event: LocalFileChangeEvent) -> None:
         return None
 
-    with pytest.raises(ConfigError, match="num_concurrency must be between 1 and batch_size"):
-        consumer(textflow.file_change_stream, textflow.table, batch_size=2, num_concurrency=3)(
-            count
-        )
+    with pytest.raises(ConfigError, match="num_concurrency must be at least 1, got 0"):
+        consumer(textflow.file_change_stream, textflow.table, num_concurrency=0)(count)
