@@ -49,7 +49,7 @@ class BatchingClassifier:
         self._decoding = 0  # callers between entering and joining the queue
         self._queue: list[_Waiting] = []
         self._running = False
-        self.batches = 0  # inference calls made, and the images they held (for metrics)
+        self.batches = 0  # inference calls made, and the images they held
         self.images = 0
 
     def classify_with_info(self, image: bytes, top_k: int = 5) -> ClassifiedImage:

@@ -100,3 +100,25 @@ def png_bomb(side: int = 60_000) -> bytes:
     return (
         b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", pixels) + chunk(b"IEND", b"")
     )
+
+
+def upload_during_outage(app: TideflowProcess, photos: list[Path], *, seconds: float) -> list[str]:
+    """Upload ``photos`` while something behind the app is down (each must still be
+    accepted: the bucket is up), then let the outage last ``seconds``; their status URLs."""
+    status_urls = []
+    for n, photo in enumerate(photos):
+        answer = upload(app, photo.read_bytes(), f"during-{n}-{photo.name}")
+        assert answer.status_code == 202, answer.text
+        status_urls.append(answer.json()["status_url"])
+    time.sleep(seconds)
+    return status_urls
+
+
+def is_classified(app: TideflowProcess, status_url: str) -> bool:
+    return bool(httpx.get(f"{app.base_url}{status_url}").json()["status"] == "classified")
+
+
+def assert_classified(app: TideflowProcess, status_urls: list[str], *, timeout: float) -> None:
+    for status_url in status_urls:
+        status = wait_for_status(app, status_url, timeout=timeout)
+        assert status["status"] == "classified", (status, app.log()[-3000:])

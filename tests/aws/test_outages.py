@@ -13,7 +13,15 @@ import httpx
 import psycopg
 import pytest
 
-from tests.app.support import PHOTOS, make_app, upload, wait_for_status
+from tests.app.support import (
+    PHOTOS,
+    assert_classified,
+    is_classified,
+    make_app,
+    upload,
+    upload_during_outage,
+    wait_for_status,
+)
 from tests.aws.conftest import PostgresCluster
 from tests.aws.support import (
     TABLE,
@@ -43,10 +51,7 @@ def test_a_warehouse_outage_is_waited_out(
 
         postgres_cluster.stop()
         try:
-            for n, photo in enumerate(PHOTOS[:6]):
-                answer = upload(app, photo.read_bytes(), f"during-{n}-{photo.name}")
-                assert answer.status_code == 202, answer.text  # the bucket is up
-            time.sleep(OUTAGE_SECONDS)
+            upload_during_outage(app, PHOTOS[:6], seconds=OUTAGE_SECONDS)
             assert "the warehouse is unavailable, retrying" in app.log()
         finally:
             postgres_cluster.start()
@@ -76,22 +81,13 @@ def test_a_queue_outage_is_waited_out(moto_server: str, tmp_path: Path) -> None:
 
         proxy.cut()
         try:
-            during = []
-            for n, photo in enumerate(PHOTOS[:4]):
-                answer = upload(app, photo.read_bytes(), f"during-{n}-{photo.name}")
-                assert answer.status_code == 202, answer.text  # S3 is up
-                during.append(answer.json()["status_url"])
-            time.sleep(OUTAGE_SECONDS)
+            during = upload_during_outage(app, PHOTOS[:4], seconds=OUTAGE_SECONDS)
             assert "pull failed, retrying" in app.log()
-            assert all(
-                httpx.get(f"{app.base_url}{url}").json()["status"] != "classified" for url in during
-            )
+            assert not any(is_classified(app, url) for url in during)
         finally:
             proxy.restore()
 
-        for status_url in during:
-            status = wait_for_status(app, status_url, timeout=120)
-            assert status["status"] == "classified", (status, app.log()[-3000:])
+        assert_classified(app, during, timeout=120)
         assert httpx.get(f"{app.base_url}/api/results").json()["total"] == 5
         assert messages_in_queue(queue_url(f"{settings['SQS_QUEUE_NAME']}-dlq")) == 0
     finally:

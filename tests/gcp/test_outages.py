@@ -6,7 +6,6 @@ every image is classified once afterwards."""
 
 from __future__ import annotations
 
-import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -14,7 +13,16 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.app.support import PHOTOS, make_app, upload, wait_for_status
+from tests.app.support import (
+    PHOTOS,
+    assert_classified,
+    is_classified,
+    make_app,
+    upload,
+    upload_during_outage,
+    wait_for_status,
+)
+from tests.conftest import TideflowProcess
 from tests.gcp.conftest import (
     PROJECT,
     Emulator,
@@ -27,6 +35,25 @@ from tests.tcp_proxy import TcpProxy
 pytestmark = pytest.mark.slow
 
 OUTAGE_SECONDS = 30
+
+
+def _gcp_app(
+    eventing_storage: Callable[[str, str], EventingStorage], tmp_path: Path, **env: str
+) -> TideflowProcess:
+    """A started ``tideflow run --stack gcp`` on a bucket of its own, with ``env``."""
+    suffix = uuid.uuid4().hex[:8]
+    bucket = f"images-{suffix}"
+    eventing_storage(bucket, f"{bucket}-changes")
+    app = make_app(
+        tmp_path / "home",
+        STACK="gcp",
+        GCP_PROJECT_ID=PROJECT,
+        GCS_BUCKET_NAME=bucket,
+        BIGQUERY_DATASET=f"outage_{suffix}",
+        **env,
+    )
+    app.start("--replicas", "1")
+    return app
 
 
 def test_a_warehouse_outage_is_waited_out(
@@ -42,18 +69,7 @@ def test_a_warehouse_outage_is_waited_out(
         )
 
     warehouse = start_warehouse()
-    suffix = uuid.uuid4().hex[:8]
-    bucket = f"images-{suffix}"
-    eventing_storage(bucket, f"{bucket}-changes")
-    app = make_app(
-        tmp_path / "home",
-        STACK="gcp",
-        GCP_PROJECT_ID=PROJECT,
-        GCS_BUCKET_NAME=bucket,
-        BIGQUERY_DATASET=f"outage_{suffix}",
-        BIGQUERY_EMULATOR_HOST=f"http://127.0.0.1:{rest}",
-    )
-    app.start("--replicas", "1")
+    app = _gcp_app(eventing_storage, tmp_path, BIGQUERY_EMULATOR_HOST=f"http://127.0.0.1:{rest}")
     try:
         before = [upload(app, p.read_bytes(), p.name).json()["status_url"] for p in PHOTOS[:2]]
         for status_url in before:
@@ -61,19 +77,12 @@ def test_a_warehouse_outage_is_waited_out(
 
         warehouse.stop()
         try:
-            during = []
-            for n, photo in enumerate(PHOTOS[:4]):
-                answer = upload(app, photo.read_bytes(), f"during-{n}-{photo.name}")
-                assert answer.status_code == 202, answer.text  # the bucket is up
-                during.append(answer.json()["status_url"])
-            time.sleep(OUTAGE_SECONDS)
+            during = upload_during_outage(app, PHOTOS[:4], seconds=OUTAGE_SECONDS)
             assert "the warehouse is unavailable, retrying" in app.log()
         finally:
             warehouse = start_warehouse()
 
-        for status_url in during:
-            status = wait_for_status(app, status_url, timeout=120)
-            assert status["status"] == "classified", (status, app.log()[-3000:])
+        assert_classified(app, during, timeout=120)
         results = httpx.get(f"{app.base_url}/api/results", params={"limit": 50}).json()
         assert results["total"] == 6  # failures would count too; duplicates would show
         assert len({row["image_id"] for row in results["rows"]}) == 6
@@ -90,39 +99,20 @@ def test_a_queue_outage_is_waited_out(
 ) -> None:
     host, port = pubsub_emulator.rsplit(":", 1)
     proxy = TcpProxy(host, int(port))
-    suffix = uuid.uuid4().hex[:8]
-    bucket = f"images-{suffix}"
-    eventing_storage(bucket, f"{bucket}-changes")  # it publishes to the emulator itself
-    app = make_app(
-        tmp_path / "home",
-        STACK="gcp",
-        GCP_PROJECT_ID=PROJECT,
-        GCS_BUCKET_NAME=bucket,
-        BIGQUERY_DATASET=f"queue_outage_{suffix}",
-        PUBSUB_EMULATOR_HOST=f"127.0.0.1:{proxy.port}",
-    )
-    app.start("--replicas", "1")
+    # fake-gcs-server publishes to the emulator itself; only the app goes through the proxy.
+    app = _gcp_app(eventing_storage, tmp_path, PUBSUB_EMULATOR_HOST=f"127.0.0.1:{proxy.port}")
     try:
         first = upload(app, PHOTOS[0].read_bytes(), PHOTOS[0].name).json()["status_url"]
         assert wait_for_status(app, first, timeout=90)["status"] == "classified"
 
         proxy.cut()
         try:
-            during = []
-            for n, photo in enumerate(PHOTOS[:4]):
-                answer = upload(app, photo.read_bytes(), f"during-{n}-{photo.name}")
-                assert answer.status_code == 202, answer.text  # Cloud Storage is up
-                during.append(answer.json()["status_url"])
-            time.sleep(OUTAGE_SECONDS)
-            assert all(
-                httpx.get(f"{app.base_url}{url}").json()["status"] != "classified" for url in during
-            )
+            during = upload_during_outage(app, PHOTOS[:4], seconds=OUTAGE_SECONDS)
+            assert not any(is_classified(app, url) for url in during)
         finally:
             proxy.restore()
 
-        for status_url in during:
-            status = wait_for_status(app, status_url, timeout=120)
-            assert status["status"] == "classified", (status, app.log()[-3000:])
+        assert_classified(app, during, timeout=120)
         results = httpx.get(f"{app.base_url}/api/results", params={"limit": 50}).json()
         assert results["total"] == 5
     finally:

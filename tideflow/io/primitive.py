@@ -28,6 +28,15 @@ class PlanAction(enum.Enum):
     NO_CHANGE = "no change"
     DELETE = "delete"
 
+    @classmethod
+    def of_parts(cls, parts: Iterable[PlanStep]) -> PlanAction:
+        """The action of a resource made of ``parts`` (being applied): no change, or create,
+        when every part says so; otherwise update."""
+        actions = {part.action for part in parts}
+        if actions in ({cls.NO_CHANGE}, {cls.CREATE}):
+            return actions.pop()
+        return cls.UPDATE
+
 
 @dataclasses.dataclass(frozen=True)
 class PlanStep:

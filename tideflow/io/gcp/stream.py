@@ -305,15 +305,8 @@ class GCSFileChangeStream(SourcePrimitive):
         return parts
 
     def _summary(self, children: list[PlanStep]) -> PlanStep:
-        actions = {c.action for c in children}
-        if actions == {PlanAction.NO_CHANGE}:
-            action = PlanAction.NO_CHANGE
-        elif actions == {PlanAction.CREATE}:
-            action = PlanAction.CREATE
-        else:
-            action = PlanAction.UPDATE
         detail = f"dead letter after {self.max_attempts} attempt(s), lease {self.lease_seconds:g}s"
-        return self.step(action, detail, *children)
+        return self.step(PlanAction.of_parts(children), detail, *children)
 
     def plan(self) -> PlanStep:
         self._check_options()

@@ -169,14 +169,20 @@ class PostgresDatabase(Primitive):
 
     @contextmanager
     def connection(
-        self, error: type[Exception] = PrimitiveError
+        self,
+        error: type[Exception] = PrimitiveError,
+        unavailable: type[Exception] | None = None,
     ) -> Iterator[psycopg.Connection[Any]]:
-        """A pooled connection; psycopg errors become ``error`` (kept as ``__cause__``)."""
+        """A pooled connection; psycopg errors become ``error`` (kept as ``__cause__``), or
+        ``unavailable`` when given for connection problems (refused, lost, server shutting
+        down, serialization conflicts: ``psycopg.OperationalError``), which may pass."""
         try:
             with self.pool().connection() as conn:
                 yield conn
         except psycopg.Error as exc:
-            raise error(f"PostgreSQL {self.where}: {' '.join(str(exc).split())}") from exc
+            transient = isinstance(exc, psycopg.OperationalError)
+            kind = unavailable if transient and unavailable is not None else error
+            raise kind(f"PostgreSQL {self.where}: {' '.join(str(exc).split())}") from exc
 
     def close(self) -> None:
         with self._lock:
@@ -327,7 +333,7 @@ class PostgresSink(Sink):
         prepared = [(row_id, self._params(row_id, row)) for row_id, row in rows]
         where = f"{len(rows)} row(s) to {self.table.table_name}"
         try:
-            with self.table.database.connection(SinkError) as conn:
+            with self.table.database.connection(SinkError, SinkUnavailableError) as conn:
                 sql = self._insert + ", ".join([self._marks] * len(prepared)) + self._conflict
                 try:
                     with conn.transaction():
@@ -347,12 +353,8 @@ class PostgresSink(Sink):
                             psycopg.ProgrammingError,
                         ) as exc:
                             rejected[row_id] = " ".join(str(exc).split())
-        except SinkError as exc:
-            # Connection lost or refused, server shutting down, serialization conflicts: the
-            # same write can succeed later, so the worker waits instead of failing events.
-            unavailable = isinstance(exc.__cause__, psycopg.OperationalError)
-            error = SinkUnavailableError if unavailable else SinkError
-            raise error(f"writing {where}: {exc}") from exc.__cause__
+        except SinkError as exc:  # SinkUnavailableError stays one: the worker waits it out
+            raise type(exc)(f"writing {where}: {exc}") from exc.__cause__
         if rejected:
             raise RowError(f"PostgreSQL refused {len(rejected)} of {where}", rejected=rejected)
 
