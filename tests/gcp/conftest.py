@@ -169,15 +169,16 @@ class EventingStorage:
 @pytest.fixture
 def eventing_storage(
     pubsub_emulator: str, tmp_path: Path
-) -> Iterator[Callable[[str, str], EventingStorage]]:
+) -> Iterator[Callable[..., EventingStorage]]:
     """Start fake-gcs-server for one bucket whose events go to a topic (a stream id).
 
-    Sets ``STORAGE_EMULATOR_HOST`` to it for the test. The topic must exist before the
-    first object is written (the stream's apply creates it).
+    ``start(bucket, topic, project=PROJECT)``; sets ``STORAGE_EMULATOR_HOST`` to it for the
+    test. The topic must exist before the first object is written (the stream's apply
+    creates it).
     """
     started: list[Emulator] = []
 
-    def start(bucket: str, topic: str) -> EventingStorage:
+    def start(bucket: str, topic: str, project: str = PROJECT) -> EventingStorage:
         port = free_port()
         root = tmp_path / f"fake-gcs-{port}"
         emulator = _start(
@@ -190,7 +191,7 @@ def eventing_storage(
                 "-backend=memory",
                 f"-filesystem-root={root}",
                 f"-external-url=http://127.0.0.1:{port}",
-                f"-event.pubsub-project-id={PROJECT}",
+                f"-event.pubsub-project-id={project}",
                 f"-event.pubsub-topic={topic}",
                 f"-event.bucket={bucket}",
                 "-event.list=finalize",
