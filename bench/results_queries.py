@@ -5,7 +5,7 @@
 
 Builds (or reuses, when ``DIR`` already holds one of that size) the app's local state with
 ``--rows`` rows in the DuckDB table (bench/results_table.py) and as many done events in
-the bucket's journal, then starts ``tideflow run --only service`` on it and times over HTTP,
+the bucket's journal, then starts ``tideflow run`` on it and times over HTTP,
 ``--runs`` times each after one warm-up: ``/api/results`` unfiltered, with ``label``, ``q``,
 ``min_confidence`` (alone and with a label), paged deep into the table, the results page
 with a filter, ``/api/results.csv`` of a rare label, ``/stats``, and ``tideflow status``
@@ -34,6 +34,7 @@ sys.path.insert(0, str(REPO))
 
 from bench.results_table import fill  # noqa: E402
 from tests.conftest import TideflowProcess  # noqa: E402
+from tideflow.io.local.journal import Journal  # noqa: E402
 
 TABLE = "image_classification"
 
@@ -107,7 +108,9 @@ def main() -> None:
     build(home, args.rows)
 
     app = TideflowProcess(project_dir=REPO, home=home, env={"API_TOKEN": "", "COLUMNS": "80"})
-    app.start("--only", "service", wait_consumers=False, timeout=300)
+    # With its consumer (nothing is pending): the process that runs the consumers answers
+    # `tideflow status`.
+    app.start("--replicas", "1", timeout=300)
     results: dict[str, dict[str, float]] = {}
     try:
         client = httpx.Client(base_url=app.base_url, timeout=60)
@@ -140,15 +143,18 @@ def main() -> None:
 
             results[name] = timed(get, args.runs)
             print(f"{name:32} {results[name]}")
-        counts_sql = "SELECT state, COUNT(*) FROM events WHERE stream_id = ? GROUP BY state"
-        journal = sqlite3.connect(home / "journal" / "image-bucket.sqlite3")
-        (stream,) = journal.execute("SELECT stream_id FROM streams").fetchone()
+        journal = Journal(home / "journal" / "image-bucket.sqlite3")
+        (stream,) = journal._db().execute("SELECT stream_id FROM streams").fetchone()
         results["status journal counts (in-process)"] = timed(
-            lambda: journal.execute(counts_sql, (stream,)).fetchall(), args.runs
+            lambda: journal.counts(stream), args.runs
         )
-        results["tideflow status (command)"] = timed(
-            lambda: app.cli("--quiet", "status"), max(3, args.runs // 4)
-        )
+
+        def status() -> None:
+            done = app.cli("--quiet", "status")
+            if done.returncode != 0 or "running" not in done.stdout:
+                raise SystemExit(f"tideflow status failed: {done.stdout}{done.stderr}")
+
+        results["tideflow status (command)"] = timed(status, max(3, args.runs // 4))
         for name in list(results)[-2:]:
             print(f"{name:32} {results[name]}")
     finally:

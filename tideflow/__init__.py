@@ -3,14 +3,33 @@
 ```python
 from tideflow import Flow, FlowOptions, Service, consumer, dependency, Scope
 ```
+
+The names are imported on first use (PEP 562), so that commands such as ``tideflow
+status`` start without importing the web framework.
 """
 
-from tideflow.consumer import Consumer, consumer
-from tideflow.dependencies import Scope, dependency
-from tideflow.flow import Flow, FlowOptions
-from tideflow.service import Service
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from tideflow.consumers import Consumer, consumer
+    from tideflow.dependencies import Scope, dependency
+    from tideflow.flow import Flow, FlowOptions
+    from tideflow.service import Service
 
 __version__ = "0.1.0"
+
+_EXPORTS = {
+    "Consumer": "tideflow.consumers",
+    "consumer": "tideflow.consumers",
+    "Scope": "tideflow.dependencies",
+    "dependency": "tideflow.dependencies",
+    "Flow": "tideflow.flow",
+    "FlowOptions": "tideflow.flow",
+    "Service": "tideflow.service",
+}
 
 __all__ = [
     "Consumer",
@@ -21,3 +40,16 @@ __all__ = [
     "consumer",
     "dependency",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_EXPORTS])

@@ -28,6 +28,8 @@ original as ``__cause__``::
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 
 class TideflowError(Exception):
     """Root of every error tideflow raises."""
@@ -117,5 +119,15 @@ class ObjectSupersededError(ObjectNotFoundError, NonRetryableError):
     """
 
 
-# BuildFlow apps raise ``buildflow.exceptions.HTTPException`` from endpoints: FastAPI's.
-from fastapi import HTTPException as HTTPException  # noqa: E402
+# BuildFlow apps raise ``buildflow.exceptions.HTTPException`` from endpoints: FastAPI's,
+# imported on first use so that commands which never serve HTTP start without FastAPI.
+if TYPE_CHECKING:
+    from fastapi import HTTPException as HTTPException
+
+
+def __getattr__(name: str) -> Any:
+    if name == "HTTPException":
+        from fastapi import HTTPException
+
+        return HTTPException
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -7,8 +7,8 @@ import os
 from collections.abc import Callable
 from typing import Any
 
-from tideflow.consumer import Consumer
-from tideflow.consumer import consumer as consumer_decorator
+from tideflow.consumers import Consumer
+from tideflow.consumers import consumer as consumer_decorator
 from tideflow.exceptions import ConfigError
 from tideflow.home import STACK_ENV
 from tideflow.io.primitive import Primitive, SinkPrimitive, SourcePrimitive

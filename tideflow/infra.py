@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from operator import methodcaller
+from typing import TYPE_CHECKING
 
 from tideflow.exceptions import PrimitiveError, TideflowError
-from tideflow.flow import Flow
 from tideflow.io.primitive import PlanStep, Primitive
+
+if TYPE_CHECKING:
+    from tideflow.flow import Flow
 
 OnStep = Callable[[PlanStep], None] | None
 

@@ -11,6 +11,7 @@ import pytest
 
 from tideflow.exceptions import ConfigError, ObjectSupersededError
 from tideflow.io.local import LocalBucket, LocalFileChangeStream
+from tideflow.io.local.journal import Journal
 from tideflow.io.local.stream import LocalJournalSource
 
 
@@ -178,3 +179,46 @@ def test_replay_sends_done_and_dead_events_again_once(source: LocalJournalSource
     # A version that is no longer the object's current one is skipped.
     _write(source, "a.txt", b"new")
     assert stream.replay([objects["a.txt"]]) == 0
+
+
+def _recounted(source: LocalJournalSource) -> dict[str, int]:
+    rows = source.journal._db().execute(
+        "SELECT state, COUNT(*) FROM events WHERE stream_id = ? GROUP BY state",
+        (source.stream.stream_id,),
+    )
+    return {state: count for state, count in rows}
+
+
+def test_state_counts_follow_every_transition(source: LocalJournalSource) -> None:
+    for key in ("a", "b", "c", "d"):
+        _write(source, key)
+    checks = [source.journal.counts(source.stream.stream_id) == _recounted(source)]
+    a, b, c, d = source.pull(max_messages=4, timeout=0)
+    checks.append(source.journal.counts(source.stream.stream_id) == _recounted(source))
+    source.ack([a.ack_id])
+    source.nack(b.ack_id, error="again")
+    source.nack(c.ack_id, error="bad", retryable=False)
+    checks.append(source.journal.counts(source.stream.stream_id) == _recounted(source))
+    time.sleep(0.35)  # d's lease expires: pulled again
+    source.pull(max_messages=4, timeout=0)
+    source.stream.dead_letter_queue().retry(None)
+    source.stream.replay(source.bucket.objects().list())
+    checks.append(source.journal.counts(source.stream.stream_id) == _recounted(source))
+    assert checks == [True] * 4
+    assert sum(source.journal.counts(source.stream.stream_id).values()) == 4
+
+
+def test_a_journal_from_before_the_state_counts_gets_them_on_open(
+    source: LocalJournalSource,
+) -> None:
+    _write(source, "a")
+    _write(source, "b")
+    (first, _) = source.pull(max_messages=2, timeout=0)
+    source.ack([first.ack_id])
+    db = source.journal._db()
+    for name in ("events_counted_insert", "events_counted_delete", "events_counted_update"):
+        db.execute(f"DROP TRIGGER {name}")
+    db.execute("DROP TABLE state_counts")
+
+    reopened = Journal(source.journal.path)  # what a newer tideflow does at start
+    assert reopened.counts(source.stream.stream_id) == {"done": 1, "leased": 1}

@@ -9,9 +9,8 @@ import logging
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
-import httpx
 import typer
 from dotenv import load_dotenv
 from rich.console import Console
@@ -29,14 +28,17 @@ from tideflow.cli.render import (
     summary_table,
     write_records,
 )
-from tideflow.consumer import Consumer
 from tideflow.exceptions import ConfigError, TideflowError
-from tideflow.flow import Flow
-from tideflow.io.failures import retry_dead_letters
-from tideflow.io.primitive import PlanStep
 from tideflow.io.strategies import ItemFilter
-from tideflow.runtime.loader import load_flow
+from tideflow.runtime.admin_client import ask_running
 from tideflow.runtime.lock import running_info
+
+# The flow, the runtime and the adapters (FastAPI, provider SDKs) are imported by the
+# commands that need them: `tideflow status` asks a running app and stays fast.
+if TYPE_CHECKING:
+    from tideflow.consumers import Consumer
+    from tideflow.flow import Flow
+    from tideflow.io.primitive import PlanStep
 
 app = typer.Typer(help="Plan, apply, run and destroy a BuildFlow-style flow.", no_args_is_help=True)
 dead_letters_app = typer.Typer(help="List and retry events that failed too often.")
@@ -77,7 +79,12 @@ class Context:
         load_dotenv(self.config.project_dir / ".env", override=False)
         self.stack = self.config.stack(stack_name)
         self.home = self.config.activate(self.stack)
-        self.flow: Flow = load_flow(self.config.entry_point, self.config.project_dir)
+
+    @functools.cached_property
+    def flow(self) -> Flow:
+        from tideflow.runtime.loader import load_flow
+
+        return load_flow(self.config.entry_point, self.config.project_dir)
 
     @property
     def title(self) -> str:
@@ -206,17 +213,17 @@ def run(
 @app.command()
 @reports_errors
 def status(stack: StackOption = None) -> None:
-    """Events pending, in flight and done (as the queue tells), and failed, per consumer."""
+    """Events pending, in flight and done (as the queue tells), and failed, per consumer.
+
+    While `tideflow run` runs, it answers (the flow is not even imported here)."""
     ctx = Context(stack)
     sock = ctx.admin_socket()
-    rows = []
-    for consumer in ctx.consumers():
-        stats = consumer.source.source().stats()
-        if sock is not None:
-            failed = _ask_running(sock, "/failures/count", {})["count"]
-        else:
-            failed = consumer.sink.failure_log().count()
-        rows.append((consumer.name, stats.pending, stats.in_flight, stats.done, failed))
+    if sock is not None:
+        rows = [tuple(row) for row in ask_running(sock, "/status", {})["consumers"]]
+    else:
+        from tideflow.runtime.status import status_row
+
+        rows = [status_row(c, c.source.source()) for c in ctx.consumers()]
     shown = [tuple("?" if v is None else v for v in row) for row in rows]
     columns = ["consumer", "pending", "in flight", "done", "failed"]
     console.print(line_table(columns, shown, wide=False, width=console.width))
@@ -280,8 +287,10 @@ def dead_letters_retry(
     count = 0
     for consumer in ctx.consumers():
         if sock is not None:
-            count += _ask_running(sock, "/dead-letters/retry", {"ids": wanted})["retried"]
+            count += ask_running(sock, "/dead-letters/retry", {"ids": wanted})["retried"]
         else:
+            from tideflow.io.failures import retry_dead_letters
+
             count += retry_dead_letters(
                 consumer.source.dead_letter_queue(), consumer.sink.failure_log(), wanted
             )
@@ -456,7 +465,7 @@ def query(
                 else {"order_by": order_by, "limit": limit, "offset": offset, "item": item}
             )
             path = "/query" if sql else "/select"
-            answer = _ask_running(sock, path, payload)
+            answer = ask_running(sock, path, payload)
             columns, rows = answer["columns"], answer["rows"]
         else:
             reader = table.reader()
@@ -510,7 +519,7 @@ def export(
         task = spinner.add_task(f"Exporting to {out}", total=None, unit="rows")
         if sock is not None:
             payload = {"path": str(target), "format": fmt, "order_by": order_by, "item": item}
-            answer = _ask_running(sock, "/export", payload)
+            answer = ask_running(sock, "/export", payload)
             count = int(answer["rows"])
         else:
             count = table.reader().export(
@@ -543,15 +552,3 @@ def _results_shape(
                 "contains": contains,
             }
     raise ConfigError("--label needs a table with a list of records that have a 'label' field")
-
-
-def _ask_running(sock: Path, path: str, payload: dict[str, Any]) -> dict[str, Any]:
-    transport = httpx.HTTPTransport(uds=str(sock))
-    try:
-        with httpx.Client(transport=transport, base_url="http://tideflow", timeout=60) as client:
-            response = client.post(path, json=payload)
-    except httpx.HTTPError as exc:
-        raise ConfigError(f"cannot reach the running app through {sock}: {exc}") from exc
-    if response.status_code != 200:
-        raise ConfigError(response.json().get("detail", response.text))
-    return response.json()

@@ -1,7 +1,8 @@
 """A private HTTP API on a Unix socket, so CLI commands can read through the running app.
 
 DuckDB lets one process open its file; while ``tideflow run`` holds it,
-``tideflow query`` sends its query here instead. The socket lives in the stack's state
+``tideflow query`` sends its query here instead, and ``tideflow status`` asks for its
+counts here without importing the flow. The socket lives in the stack's state
 directory (or a short temp path when that is too long for a socket name).
 """
 
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +20,7 @@ from fastapi.encoders import jsonable_encoder
 from tideflow.exceptions import TideflowError
 from tideflow.io.failures import FailureLog, retry_dead_letters
 from tideflow.io.strategies import DeadLetterQueue, ItemFilter, TableReader
+from tideflow.runtime.status import StatusRow
 
 _MAX_SOCKET_PATH = 100
 
@@ -31,14 +34,18 @@ def socket_path(home: Path) -> Path:
 
 
 def admin_app(
-    reader: TableReader, *, failures: FailureLog, dead_letters: DeadLetterQueue
+    reader: TableReader,
+    *,
+    failures: FailureLog,
+    dead_letters: DeadLetterQueue,
+    status: Callable[[], list[StatusRow]],
 ) -> FastAPI:
     app = FastAPI(openapi_url=None, docs_url=None, redoc_url=None)
 
-    @app.post("/failures/count")
-    def count_failures() -> Any:
+    @app.post("/status")
+    def consumers_status() -> Any:
         try:
-            return {"count": failures.count()}
+            return {"consumers": status()}
         except TideflowError as exc:
             raise HTTPException(400, str(exc)) from exc
 

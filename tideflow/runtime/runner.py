@@ -24,7 +24,7 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from tideflow import infra
-from tideflow.consumer import Consumer
+from tideflow.consumers import Consumer
 from tideflow.dependencies import Resolver, Scope
 from tideflow.exceptions import ConfigError
 from tideflow.flow import Flow
@@ -34,6 +34,7 @@ from tideflow.runtime.admin import admin_app, socket_path
 from tideflow.runtime.http import server_options
 from tideflow.runtime.lock import run_lock
 from tideflow.runtime.replica import ReplicaProcess, ReplicaSpec
+from tideflow.runtime.status import status_row
 from tideflow.runtime.worker import ConsumerWorker
 
 logger = logging.getLogger("tideflow.run")
@@ -92,10 +93,9 @@ class FlowRunner:
     def run(self) -> int:
         """Run until a signal arrives; the process exit code."""
         sock = socket_path(self.options.home)
-        info = {
-            "url": f"http://{self.options.host}:{self.options.port}",
-            "admin_socket": str(sock),
-        }
+        info = {"url": f"http://{self.options.host}:{self.options.port}"}
+        if self.runs_consumers and self.flow.consumers:
+            info["admin_socket"] = str(sock)  # served by the process that runs them
         with run_lock(self.options.home, info):
             for signum in (signal.SIGINT, signal.SIGTERM):
                 signal.signal(signum, lambda *_: self.stop_event.set())
@@ -247,6 +247,7 @@ class FlowRunner:
                 consumer.sink.reader(),
                 failures=consumer.sink.failure_log(),
                 dead_letters=consumer.source.dead_letter_queue(),
+                status=lambda: [status_row(r.consumer, r.source) for r in self._consumers],
             )
             sock.unlink(missing_ok=True)
             self._serve(app, uds=str(sock))
