@@ -193,7 +193,7 @@ def test_state_counts_follow_every_transition(source: LocalJournalSource) -> Non
     for key in ("a", "b", "c", "d"):
         _write(source, key)
     checks = [source.journal.counts(source.stream.stream_id) == _recounted(source)]
-    a, b, c, d = source.pull(max_messages=4, timeout=0)
+    a, b, c, _ = source.pull(max_messages=4, timeout=0)
     checks.append(source.journal.counts(source.stream.stream_id) == _recounted(source))
     source.ack([a.ack_id])
     source.nack(b.ack_id, error="again")
