@@ -16,7 +16,14 @@ from pathlib import Path
 import duckdb
 
 LABELS = Path(__file__).resolve().parent.parent / ("image_classification/model/imagenet_labels.txt")
-MODEL_ID = "efficientnet_lite0@0f3b2a71c9d4/onnxruntime/v1"
+
+
+def current_model_id() -> str:
+    """The model the app runs now (MODEL/ENGINE): the results pages show its rows."""
+    from image_classification.processors.service import current_model_id
+    from image_classification.settings import get_settings
+
+    return current_model_id(get_settings())
 
 
 def fill(
@@ -30,6 +37,7 @@ def fill(
 ) -> None:
     """Insert ``rows`` rows numbered from ``start`` into ``table`` (which must exist)."""
     labels = LABELS.read_text().splitlines()
+    model_id = current_model_id()
     # Label popularity is skewed the way real photo sets are: a few labels are common.
     row_id = ", 'bench/' || i AS \"_tideflow_row_id\"" if with_row_ids else ""
     connection.execute(
@@ -54,7 +62,7 @@ def fill(
             [{{'label': names[picks[k + 1] + 1],
                'confidence': round(0.9 / (k + 1) ** 2 * (0.5 + ((h >> 7) % 500) / 1000.0), 4)}}
              FOR k IN range(5)] AS classifications,
-            '{MODEL_ID}' AS model_id,
+            $model_id AS model_id,
             640 + (h % 3000)::INTEGER AS width,
             480 + (h % 2000)::INTEGER AS height,
             100000 + (h % 5000000)::INTEGER AS size_bytes,
@@ -65,11 +73,12 @@ def fill(
             {row_id}
         FROM picked
         """,
-        {"labels": labels},
+        {"labels": labels, "model_id": model_id},
     )
     # The item index the sink keeps (tideflow/io/duckdb/item_index.py), when the table has it.
     from image_classification.schemas import ImageClassificationRow
-    from tideflow.io.duckdb.item_index import indexes_for
+    from tideflow.io.duckdb.item_index import backfill_sql
+    from tideflow.io.item_index import indexes_for
     from tideflow.io.schema import schema_of
 
     present = {
@@ -78,7 +87,7 @@ def fill(
     }
     for index in indexes_for(table, schema_of(ImageClassificationRow)):
         if index.name in present:
-            connection.execute(index.backfill_sql())
+            connection.execute(backfill_sql(index))
 
 
 def main() -> None:

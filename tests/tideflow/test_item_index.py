@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from tideflow.io.duckdb import DuckDBDataset, DuckDBTable, warehouse
+from tideflow.io import sql
+from tideflow.io.duckdb import DuckDBDataset, DuckDBTable
 from tideflow.io.duckdb.warehouse import DuckDBReader
 from tideflow.io.strategies import ItemFilter
 
@@ -80,9 +81,9 @@ def test_index_matches_the_scan(
     everything = scanned.select(item=item, order_by="at", limit=1000).records()
     assert len(everything) == total
     # Deep pages are read from the other end: make "deep" small enough to be tested here.
-    monkeypatch.setattr(warehouse, "FLIP_OFFSET", 20)
+    monkeypatch.setattr(sql, "FLIP_OFFSET", 20)
     # And pages past 40 grouped in SQL instead of de-duplicated in Python.
-    monkeypatch.setattr(warehouse, "DEDUPE_UP_TO", 40)
+    monkeypatch.setattr(sql, "DEDUPE_UP_TO", 40)
     offsets = {0, 7, 25, 60, 90, total - 10, total - 1, total, total + 5}
     for offset in sorted(o for o in offsets if o >= 0):
         by_index = indexed.select(item=item, order_by="at", limit=25, offset=offset).records()

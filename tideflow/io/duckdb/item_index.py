@@ -1,201 +1,63 @@
-"""A side table per list-of-records column, so item filters do not scan every row's list.
-
-``ItemFilter`` ("rows with an item whose label is tabby / contains cat / scores >= 0.5")
-over ``UNNEST`` reads every row's whole list: seconds at a million rows. For each
-repeated record column of a table that also has a timestamp column (its newest-first
-order), DuckDB tables keep ``<table>__<column>_items``: one row per item with the row's
-id, the item's position, whether it is the row's best-scoring item, whether it is the
-best-scoring item of its row with its text (first text field), the row's timestamp, the
-item's scalar fields (text lower-cased, since filters ignore case). The two flags let
-"any item scores >= x" and "an item is exactly y" pick one index row per table row, so
-they need no grouping. The sink
-writes it in the same transaction as the rows, ``apply`` creates and back-fills it.
-
-A filtered page is then picked from the side table (newest first, by the timestamp kept
-there) and only that page's rows are read from the table.
-"""
+"""DuckDB's side of the item index (``tideflow.io.item_index``): its table, inserts and
+back-fill."""
 
 from __future__ import annotations
 
-import dataclasses
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable
 
+from tideflow.io.item_index import BEST, FIRST, KEY, ORDER, POSITION, ItemIndex, quote
 from tideflow.io.schema import ROW_ID_COLUMN, Field, Kind
-from tideflow.io.strategies import ItemFilter
-
-POSITION, BEST, FIRST, ORDER, KEY = "_pos", "_best", "_first", "_order", "_key"
 
 
-def quote(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
+def create_sql(index: ItemIndex, column_type: Callable[[Field], str]) -> str:
+    columns = [
+        f"{quote(ROW_ID_COLUMN)} VARCHAR NOT NULL",
+        f"{POSITION} INTEGER NOT NULL",
+        f"{BEST} BOOLEAN NOT NULL",
+        f"{FIRST} BOOLEAN NOT NULL",
+        f"{ORDER} TIMESTAMPTZ",
+        *(f"{quote(f.name)} {column_type(f)}" for f in index.fields),
+        f"{KEY} UBIGINT NOT NULL",  # hash of the row id: counting distinct rows is cheaper
+    ]
+    return f"CREATE TABLE IF NOT EXISTS {quote(index.name)} ({', '.join(columns)})"
 
 
-@dataclasses.dataclass(frozen=True)
-class ItemIndex:
-    table: str  # the indexed table
-    column: str  # its list-of-records column
-    order_by: str  # its timestamp column
-    fields: tuple[Field, ...]  # the records' scalar fields
-    score: str | None  # the first number field: "best" is the item with the highest
+def insert_sql(index: ItemIndex, count: int) -> str:
+    """``count`` rows of ``ItemIndex.rows`` (the last value, the row id, is hashed)."""
+    marks = "(" + ", ".join("?" * (5 + len(index.fields))) + ", hash(?))"
+    return f"INSERT INTO {quote(index.name)} VALUES {', '.join([marks] * count)}"
 
-    @property
-    def text(self) -> str | None:
-        """The first text field: ``_first`` marks a row's best item with each value of it."""
-        return next((f.name for f in self.fields if f.kind is Kind.STRING), None)
 
-    @property
-    def name(self) -> str:
-        return f"{self.table}__{self.column}_items"
-
-    def create_sql(self, column_type: Any) -> str:
-        columns = [
-            f"{quote(ROW_ID_COLUMN)} VARCHAR NOT NULL",
-            f"{POSITION} INTEGER NOT NULL",
-            f"{BEST} BOOLEAN NOT NULL",
-            f"{FIRST} BOOLEAN NOT NULL",
-            f"{ORDER} TIMESTAMPTZ",
-            *(f"{quote(f.name)} {column_type(f)}" for f in self.fields),
-            f"{KEY} UBIGINT NOT NULL",  # hash of the row id: counting distinct rows is cheaper
-        ]
-        return f"CREATE TABLE IF NOT EXISTS {quote(self.name)} ({', '.join(columns)})"
-
-    def backfill_sql(self) -> str:
-        """Items of the table's rows that the side table does not have yet."""
-        column = quote(self.column)
-        values = ", ".join(
-            f"lower(_item.{quote(f.name)})" if f.kind is Kind.STRING else f"_item.{quote(f.name)}"
-            for f in self.fields
+def backfill_sql(index: ItemIndex) -> str:
+    """Items of the table's rows that the side table does not have yet."""
+    column = quote(index.column)
+    values = ", ".join(
+        f"lower(_item.{quote(f.name)})" if f.kind is Kind.STRING else f"_item.{quote(f.name)}"
+        for f in index.fields
+    )
+    if index.score:
+        scores = f"[_x.{quote(index.score)} for _x in {column}]"
+        best = f"_pos = list_position({scores}, list_max({scores}))"
+    else:
+        best = "_pos = 1"
+    if index.text:
+        # The best-scoring (then first) item among the row's items with the same text.
+        score = f"_item.{quote(index.score)} DESC NULLS LAST, " if index.score else ""
+        first = (
+            f"row_number() OVER (PARTITION BY {quote(ROW_ID_COLUMN)}, "
+            f"lower(_item.{quote(index.text)}) ORDER BY {score}_pos) = 1"
         )
-        if self.score:
-            scores = f"[_x.{quote(self.score)} for _x in {column}]"
-            best = f"_pos = list_position({scores}, list_max({scores}))"
-        else:
-            best = "_pos = 1"
-        if self.text:
-            # The best-scoring (then first) item among the row's items with the same text.
-            score = f"_item.{quote(self.score)} DESC NULLS LAST, " if self.score else ""
-            first = (
-                f"row_number() OVER (PARTITION BY {quote(ROW_ID_COLUMN)}, "
-                f"lower(_item.{quote(self.text)}) ORDER BY {score}_pos) = 1"
-            )
-        else:
-            first = "true"
-        return (
-            f"INSERT INTO {quote(self.name)} "
-            f"SELECT {quote(ROW_ID_COLUMN)}, _pos, {best}, {first}, {quote(self.order_by)}, "
-            f"{values}, hash({quote(ROW_ID_COLUMN)}) "
-            f"FROM (SELECT *, unnest({column}) AS _item, "
-            f"generate_subscripts({column}, 1) AS _pos FROM {quote(self.table)} "
-            f"WHERE {quote(ROW_ID_COLUMN)} NOT IN "
-            f"(SELECT {quote(ROW_ID_COLUMN)} FROM {quote(self.name)})) "
-            # Stored in time order, as the sink appends: newest-first pages then skip
-            # most row groups by their min/max timestamps.
-            f"ORDER BY {quote(self.order_by)}, {quote(ROW_ID_COLUMN)}, _pos"
-        )
-
-    def rows(self, row_id: str, row: dict[str, Any]) -> list[tuple[Any, ...]]:
-        """The side-table rows of one table row (as ``row_values`` gives it)."""
-        items = row.get(self.column) or []
-        best = -1
-        if self.score and items:
-            scores = [item.get(self.score) for item in items]
-            known = [s for s in scores if s is not None]
-            best = scores.index(max(known)) if known else -1
-        elif items:
-            best = 0
-        # Per text (any case): the position of its best-scoring, then first, item.
-        chosen: dict[Any, int] = {}
-        for position, item in enumerate(items):
-            text = item.get(self.text) if self.text else None
-            key = text.lower() if isinstance(text, str) else text
-            score = item.get(self.score) if self.score else None
-            if key not in chosen:
-                chosen[key] = position
-            elif score is not None:
-                held = items[chosen[key]].get(self.score) if self.score else None
-                if held is None or score > held:
-                    chosen[key] = position
-        out = []
-        for position, item in enumerate(items):
-            text = item.get(self.text) if self.text else None
-            key = text.lower() if isinstance(text, str) else text
-            first = chosen[key] == position
-            values = [
-                item.get(f.name).lower()
-                if f.kind is Kind.STRING and item.get(f.name) is not None
-                else item.get(f.name)
-                for f in self.fields
-            ]
-            out.append(
-                (
-                    row_id,
-                    position + 1,
-                    position == best,
-                    first,
-                    row.get(self.order_by),
-                    *values,
-                    row_id,  # hashed by the INSERT into _key
-                )
-            )
-        return out
-
-    def insert_sql(self, count: int) -> str:
-        marks = "(" + ", ".join("?" * (5 + len(self.fields))) + ", hash(?))"
-        return f"INSERT INTO {quote(self.name)} VALUES {', '.join([marks] * count)}"
-
-    def usable_for(self, item: ItemFilter, order_by: str | None) -> bool:
-        names = {f.name for f in self.fields}
-        return (
-            item.column == self.column
-            and order_by == self.order_by
-            and item.field in names
-            and (item.score_field is None or item.score_field in names)
-        )
-
-    def matching_ids_sql(self, item: ItemFilter) -> tuple[str, dict[str, Any], bool]:
-        """``SELECT row id, timestamp FROM items WHERE ...``, its params, and whether a row
-        can match through several items (then the caller groups by row id)."""
-        tests: list[str] = []
-        params: dict[str, Any] = {}
-        several = True
-        if item.value is not None:
-            field = quote(item.field)
-            if item.contains:
-                tests.append(f"strpos({field}, lower($item_value)) > 0")
-            else:
-                tests.append(f"{field} = lower($item_value)")
-                if item.field == self.text and (
-                    item.min_score is None or item.score_field == self.score
-                ):
-                    # The row's best item with this text stands for it: one per row.
-                    tests.append(FIRST)
-                    several = False
-            params["item_value"] = item.value
-        else:
-            # Any item at least this sure <=> the row's best item is: one item per row.
-            tests.append(BEST)
-            several = False
-        if item.score_field is not None and item.min_score is not None:
-            tests.append(f"{quote(item.score_field)} >= $item_score")
-            params["item_score"] = item.min_score
-        sql = (
-            f"SELECT {quote(ROW_ID_COLUMN)} AS _id, {ORDER} AS _o, {KEY} AS _k "
-            f"FROM {quote(self.name)} "
-            f"WHERE {' AND '.join(tests)}"
-        )
-        return sql, params, several
-
-
-def indexes_for(table: str, fields: Sequence[Field]) -> list[ItemIndex]:
-    order_by = next((f.name for f in fields if f.kind is Kind.TIMESTAMP and not f.repeated), None)
-    if order_by is None:
-        return []
-    found = []
-    for field in fields:
-        if field.repeated and field.kind is Kind.RECORD:
-            scalars = tuple(f for f in field.fields if f.kind is not Kind.RECORD and not f.repeated)
-            score = next((f.name for f in scalars if f.kind in (Kind.FLOAT, Kind.INTEGER)), None)
-            if scalars:
-                found.append(ItemIndex(table, field.name, order_by, scalars, score))
-    return found
+    else:
+        first = "true"
+    return (
+        f"INSERT INTO {quote(index.name)} "
+        f"SELECT {quote(ROW_ID_COLUMN)}, _pos, {best}, {first}, {quote(index.order_by)}, "
+        f"{values}, hash({quote(ROW_ID_COLUMN)}) "
+        f"FROM (SELECT *, unnest({column}) AS _item, "
+        f"generate_subscripts({column}, 1) AS _pos FROM {quote(index.table)} "
+        f"WHERE {quote(ROW_ID_COLUMN)} NOT IN "
+        f"(SELECT {quote(ROW_ID_COLUMN)} FROM {quote(index.name)})) "
+        # Stored in time order, as the sink appends: newest-first pages then skip
+        # most row groups by their min/max timestamps.
+        f"ORDER BY {quote(index.order_by)}, {quote(ROW_ID_COLUMN)}, _pos"
+    )

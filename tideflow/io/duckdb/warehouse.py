@@ -29,12 +29,13 @@ from tideflow.exceptions import (
 )
 from tideflow.home import state_path
 from tideflow.io.duckdb.connection import brief_connection, close_shared, shared_connection
-from tideflow.io.duckdb.item_index import ItemIndex, indexes_for
+from tideflow.io.duckdb.item_index import backfill_sql, create_sql, insert_sql
 from tideflow.io.export import check_format, sql_string
+from tideflow.io.item_index import ItemIndex, indexes_for
 from tideflow.io.primitive import PlanAction, PlanStep, Primitive, SinkPrimitive
 from tideflow.io.schema import ROW_ID_COLUMN, Field, Kind, row_values, schema_of, schema_problem
 from tideflow.io.sql import SqlDialect, SqlTableReader
-from tideflow.io.strategies import ItemFilter, Sink, check_paging
+from tideflow.io.strategies import ItemFilter, Sink
 from tideflow.types import QueryResult
 
 _TYPES = {
@@ -261,8 +262,8 @@ class DuckDBTable(SinkPrimitive):
             for index in self._missing_indexes():
                 cursor.execute("BEGIN TRANSACTION")
                 try:
-                    cursor.execute(index.create_sql(column_type))
-                    cursor.execute(index.backfill_sql())
+                    cursor.execute(create_sql(index, column_type))
+                    cursor.execute(backfill_sql(index))
                     cursor.execute("COMMIT")
                 except BaseException:
                     cursor.execute("ROLLBACK")
@@ -357,7 +358,7 @@ class DuckDBSink(Sink):
                 items = [item for row_id in inserted for item in index.rows(row_id, by_id[row_id])]
                 if items:
                     cursor.execute(
-                        index.insert_sql(len(items)), [v for item in items for v in item]
+                        insert_sql(index, len(items)), [v for item in items for v in item]
                     )
             cursor.execute("COMMIT")
         except BaseException:
@@ -426,13 +427,6 @@ class DuckDBSink(Sink):
         return SinkError(f"writing {len(rows)} row(s) to {self.table.table_name}: {exc}")
 
 
-# From this offset on, a page past the middle is read from the other end.
-FLIP_OFFSET = 10_000
-# Pages of filters a row can match several times (label contains...) up to this far are
-# de-duplicated in Python from a sorted read; deeper ones are grouped in SQL.
-DEDUPE_UP_TO = 2_000
-
-
 class DuckDBReader(SqlTableReader):
     dialect = SqlDialect(
         quote=quote,
@@ -454,98 +448,6 @@ class DuckDBReader(SqlTableReader):
         self.indexes = list(indexes)
         if not row_id_column:  # a BuildFlow-style table keeps its row ids apart
             self.dialect = dataclasses.replace(self.dialect, all_but=lambda column: "*")
-
-    def _index_for(self, item: ItemFilter | None, order_by: str | None) -> ItemIndex | None:
-        if item is None:
-            return None
-        return next((i for i in self.indexes if i.usable_for(item, order_by)), None)
-
-    def select(
-        self,
-        *,
-        where: dict[str, Any] | None = None,
-        item: ItemFilter | None = None,
-        order_by: str | None = None,
-        limit: int = 50,
-        offset: int = 0,
-    ) -> QueryResult:
-        check_paging(limit, offset)
-        index = None if where else self._index_for(item, order_by)
-        ascending = False
-        if order_by and offset >= FLIP_OFFSET:
-            # Deep pages: the page counted from the other end needs a small sort, not one
-            # of offset + limit rows.
-            total = self.count(where=where, item=item)
-            if offset >= total:
-                limit, offset = 0, 0
-            elif offset > total // 2:
-                ascending = True
-                end = min(total, offset + limit)
-                limit, offset = end - offset, total - end
-        if index is None or item is None:
-            sql, params = self.select_sql(
-                where=where, item=item, order_by=order_by, ascending=ascending
-            )
-            found = self.query(f"{sql} LIMIT {int(limit)} OFFSET {int(offset)}", params)
-        else:
-            # The page's row ids come from the item index; then only those rows are read
-            # (an IN list of ids is a point lookup; a join would scan the whole table).
-            matching, params, several = index.matching_ids_sql(item)
-            direction = "ASC" if ascending else "DESC"
-            ids = self._page_ids(matching, params, several, direction, limit, offset)
-            columns = self.dialect.all_but(quote(ROW_ID_COLUMN))
-            rows = self.query(
-                f"SELECT {quote(ROW_ID_COLUMN)} AS _id, {columns} FROM {{table}} "
-                f"WHERE {quote(ROW_ID_COLUMN)} IN (SELECT unnest($ids))",
-                {"ids": ids},
-            )
-            by_id = {row[0]: row[1:] for row in rows.rows}
-            found = QueryResult(
-                columns=rows.columns[1:], rows=[by_id[i] for i in ids if i in by_id]
-            )
-        if ascending:
-            return QueryResult(columns=found.columns, rows=found.rows[::-1])
-        return found
-
-    def _page_ids(
-        self,
-        matching: str,
-        params: dict[str, Any],
-        several: bool,
-        direction: str,
-        limit: int,
-        offset: int,
-    ) -> list[str]:
-        """Row ids of a page, from the item index rows ``matching`` selects.
-
-        When a row can match through several items, near pages are read in index order
-        and de-duplicated here (a small sorted read); deeper ones are grouped by row.
-        """
-        order = f"ORDER BY _o {direction}, _id {direction}"
-        if not several:
-            sql = f"{matching} {order} LIMIT {int(limit)} OFFSET {int(offset)}"
-            return [row[0] for row in self.query(sql, params).rows]
-        wanted = offset + limit
-        fetch = wanted * 2 + 10
-        while wanted <= DEDUPE_UP_TO and fetch <= DEDUPE_UP_TO * 16:
-            rows = self.query(f"{matching} {order} LIMIT {fetch}", params).rows
-            ids = list(dict.fromkeys(row[0] for row in rows))
-            if len(ids) >= wanted or len(rows) < fetch:
-                return ids[offset:wanted]
-            fetch *= 4
-        grouped = f"SELECT any_value(_id) AS _id, max(_o) AS _o FROM ({matching}) GROUP BY _k"
-        sql = f"{grouped} {order} LIMIT {int(limit)} OFFSET {int(offset)}"
-        return [row[0] for row in self.query(sql, params).rows]
-
-    def count(self, *, where: dict[str, Any] | None = None, item: ItemFilter | None = None) -> int:
-        index = None
-        if item is not None and not where:
-            index = next((i for i in self.indexes if i.usable_for(item, i.order_by)), None)
-        if index is None or item is None:
-            return super().count(where=where, item=item)
-        matching, params, several = index.matching_ids_sql(item)
-        counted = "COUNT(DISTINCT _k)" if several else "COUNT(*)"
-        return int(self.query(f"SELECT {counted} FROM ({matching})", params).rows[0][0])
 
     def query(self, sql: str, params: dict[str, Any] | None = None) -> QueryResult:
         if self.table_ref:

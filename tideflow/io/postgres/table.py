@@ -47,6 +47,8 @@ from tideflow.exceptions import (
     SinkError,
     SinkUnavailableError,
 )
+from tideflow.io.item_index import ItemIndex, indexes_for
+from tideflow.io.postgres.item_index import backfill, create_sql, insert_items
 from tideflow.io.primitive import PlanAction, PlanStep, Primitive, SinkPrimitive
 from tideflow.io.schema import ROW_ID_COLUMN, Field, Kind, row_values, schema_of
 from tideflow.io.sql import SqlDialect, SqlTableReader
@@ -257,16 +259,35 @@ class PostgresTable(SinkPrimitive):
             ).fetchall()
         return [r[0] for r in rows] or None
 
+    def item_indexes(self) -> list[ItemIndex]:
+        """Side tables that make item filters fast (``tideflow.io.item_index``)."""
+        return indexes_for(self.table_name, self.fields())
+
+    def _missing_indexes(self) -> list[ItemIndex]:
+        indexes = self.item_indexes()
+        with self.database.connection() as conn:
+            found = conn.execute(
+                "SELECT table_name FROM information_schema.tables "
+                "WHERE table_schema = current_schema() AND table_name = ANY(%s)",
+                [[index.name for index in indexes]],
+            ).fetchall()
+        present = {row[0] for row in found}
+        return [index for index in indexes if index.name not in present]
+
     def plan(self) -> PlanStep:
         existing = self._existing_columns()
         if existing is None:
             names = ", ".join(f.name for f in self.fields())
             return self.step(PlanAction.CREATE, f"columns: {names}")
+        changes = []
         missing = [f for f in self.fields() if f.name not in existing]
         if missing:
-            return self.step(
-                PlanAction.UPDATE, "add columns: " + ", ".join(f.name for f in missing)
-            )
+            changes.append("add columns: " + ", ".join(f.name for f in missing))
+        indexes = self._missing_indexes()
+        if indexes:
+            changes.append(f"add item index: {', '.join(i.name for i in indexes)}")
+        if changes:
+            return self.step(PlanAction.UPDATE, "; ".join(changes))
         return self.step(PlanAction.NO_CHANGE)
 
     def plan_destroy(self) -> PlanStep:
@@ -290,12 +311,19 @@ class PostgresTable(SinkPrimitive):
                             f"{quote(field.name)} {column_type(field)}"
                         )
             conn.commit()
+            for index in self._missing_indexes():
+                with conn.transaction():
+                    for statement in create_sql(index, column_type):
+                        conn.execute(statement)
+                    backfill(conn, index)
         return step
 
     def destroy(self) -> PlanStep:
         step = self.plan_destroy()
         if step.action is PlanAction.DELETE:
             with self.database.connection() as conn:
+                for index in self.item_indexes():
+                    conn.execute(f"DROP TABLE IF EXISTS {quote(index.name)}")
                 conn.execute(f"DROP TABLE IF EXISTS {quote(self.table_name)}")
                 conn.commit()
         return step
@@ -314,7 +342,25 @@ class PostgresSink(Sink):
         names = [quote(f.name) for f in self._fields] + [quote(ROW_ID_COLUMN)]
         self._insert = f"INSERT INTO {quote(table.table_name)} ({', '.join(names)}) VALUES "
         self._marks = "(" + ", ".join(["%s"] * len(names)) + ")"
-        self._conflict = f" ON CONFLICT ({quote(ROW_ID_COLUMN)}) DO NOTHING"
+        # The ids of the rows that were new: only they get item index rows.
+        self._conflict = (
+            f" ON CONFLICT ({quote(ROW_ID_COLUMN)}) DO NOTHING RETURNING {quote(ROW_ID_COLUMN)}"
+        )
+        self._indexes = table.item_indexes()
+
+    def _index(
+        self,
+        conn: psycopg.Connection[Any],
+        cursor: psycopg.Cursor[Any],
+        rows: Sequence[tuple[str, Any]],
+    ) -> None:
+        """Item index rows for the rows ``cursor``'s INSERT ... RETURNING added."""
+        if not self._indexes:
+            return
+        added = {found[0] for found in cursor.fetchall()}
+        new = [(row_id, row_values(row)) for row_id, row in rows if row_id in added]
+        for index in self._indexes:
+            insert_items(conn, index, new)
 
     def _params(self, row_id: str, row: Any) -> list[Any]:
         values = row_values(row)
@@ -337,16 +383,20 @@ class PostgresSink(Sink):
                 sql = self._insert + ", ".join([self._marks] * len(prepared)) + self._conflict
                 try:
                     with conn.transaction():
-                        conn.execute(sql, [p for _, params in prepared for p in params])
+                        cursor = conn.execute(sql, [p for _, params in prepared for p in params])
+                        self._index(conn, cursor, rows)
                     return
                 except (psycopg.DataError, psycopg.IntegrityError, psycopg.ProgrammingError):
                     pass  # a row the server refuses: find which, keep the others
                 rejected: dict[str, str] = {}
                 with conn.transaction():
-                    for row_id, params in prepared:
+                    for (row_id, params), row in zip(prepared, rows, strict=True):
                         try:
                             with conn.transaction():  # a savepoint per row
-                                conn.execute(self._insert + self._marks + self._conflict, params)
+                                cursor = conn.execute(
+                                    self._insert + self._marks + self._conflict, params
+                                )
+                                self._index(conn, cursor, [row])
                         except (
                             psycopg.DataError,
                             psycopg.IntegrityError,
@@ -377,6 +427,7 @@ class PostgresReader(SqlTableReader):
         self.dialect = SqlDialect(
             quote=quote, all_but=lambda column: visible, unnest_items=unnest_items
         )
+        self.indexes = table.item_indexes()
 
     def query(self, sql: str, params: dict[str, Any] | None = None) -> QueryResult:
         sql = sql.replace("{table}", self.table_ref).replace("%", "%%")

@@ -1,0 +1,191 @@
+"""Results queries on PostgreSQL at scale: the lists scanned vs the item index, same run.
+
+    .venv/bin/python bench/results_postgres.py [--rows 1000000] [--runs 10] [--scan-runs 3]
+                                               [--out bench/results/results_postgres.json]
+
+Starts a throwaway PostgreSQL 15 cluster (as the aws tests do: fsync off), makes the app's
+table with ``PostgresTable`` and fills it in SQL with ``--rows`` rows shaped like the
+consumer's (ImageNet labels, top-5 confidences, uploads over six hours). Then times what
+the results API asks for each filter (a page of 50 newest first, and the total) first with
+the reader scanning every row's list (``indexes`` emptied: the code before the index),
+then after ``apply`` back-fills the item index (timed too). Prints a table and the ratios.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from bench.results_table import LABELS, current_model_id  # noqa: E402
+from image_classification.schemas import ImageClassificationRow  # noqa: E402
+from tests.aws.conftest import PostgresCluster  # noqa: E402
+from tideflow.io.postgres import PostgresDatabase, PostgresTable  # noqa: E402
+from tideflow.io.postgres.table import PostgresReader  # noqa: E402
+from tideflow.io.strategies import ItemFilter  # noqa: E402
+
+TABLE = "image_classification"
+
+
+def fill(table: PostgresTable, rows: int) -> None:
+    """``rows`` made-up rows in one INSERT ... SELECT (no item index rows: apply adds them)."""
+    labels = LABELS.read_text().splitlines()
+    with table.database.connection() as conn:
+        conn.execute(
+            f"""
+            INSERT INTO {TABLE} (image_id, image_name, upload, classifications, model_id,
+                width, height, size_bytes, content_type, latency_ms, classified_at,
+                _tideflow_row_id)
+            SELECT 'img-' || i, 'photo-' || i || '.jpg', upload,
+                (SELECT jsonb_agg(jsonb_build_object(
+                    'label', (%(labels)s::text[])[1 + (abs(hashint8(i * 7 + k))
+                        %% 1000 * (abs(hashint8(i * 13 + k)) %% 1000) / 1000)],
+                    'confidence', round((0.9 / (k + 1) ^ 2
+                        * (0.5 + (abs(hashint8(i)) %% 500) / 1000.0))::numeric, 4))
+                    ORDER BY k)
+                 FROM generate_series(0, 4) AS k),
+                %(model_id)s, 640, 480, 100000, 'image/jpeg', 20.0, upload, 'bench/' || i
+            FROM (SELECT i, now() - make_interval(secs => (%(rows)s - i) * 21600.0 / %(rows)s)
+                  AS upload FROM generate_series(1, %(rows)s) AS i) AS numbered
+            """,
+            {"labels": labels, "model_id": current_model_id(), "rows": rows},
+        )
+        conn.execute(f"ANALYZE {TABLE}")
+        conn.commit()
+
+
+def timed(function: Callable[[], object], runs: int) -> dict[str, float]:
+    function()  # warm-up
+    samples = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        function()
+        samples.append((time.perf_counter() - started) * 1000)
+    samples.sort()
+    p95 = samples[min(len(samples) - 1, round(0.95 * (len(samples) - 1)))]
+    return {"p50_ms": round(statistics.median(samples), 1), "p95_ms": round(p95, 1)}
+
+
+def queries(common_label: str, rows: int) -> dict[str, tuple[ItemFilter | None, int]]:
+    """What the results API reads per filter: (item filter, offset)."""
+    label = ItemFilter("classifications", "label", value=common_label)
+    return {
+        "results": (None, 0),
+        "label": (label, 0),
+        "q=cat": (ItemFilter("classifications", "label", value="cat", contains=True), 0),
+        "q=TERRIER": (ItemFilter("classifications", "label", value="TERRIER", contains=True), 0),
+        "min_confidence=0.5": (
+            ItemFilter("classifications", "label", score_field="confidence", min_score=0.5),
+            0,
+        ),
+        "label+min_confidence=0.3": (
+            ItemFilter(
+                "classifications",
+                "label",
+                value=common_label,
+                score_field="confidence",
+                min_score=0.3,
+            ),
+            0,
+        ),
+        "deep page": (None, max(0, rows - 1000)),
+        "label, offset 2000": (label, 2000),
+    }
+
+
+def page_and_total(reader: PostgresReader, item: ItemFilter | None, offset: int) -> None:
+    reader.select(item=item, order_by="upload", limit=50, offset=offset)
+    reader.count(item=item)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--runs", type=int, default=10)
+    parser.add_argument("--scan-runs", type=int, default=3)
+    parser.add_argument("--out", type=Path, default=REPO / "bench/results/results_postgres.json")
+    args = parser.parse_args()
+
+    cluster = PostgresCluster()
+    cluster.init()
+    cluster.start()
+    try:
+        table = PostgresTable(PostgresDatabase(f"{cluster.url}/postgres"), TABLE).options(
+            schema=ImageClassificationRow
+        )
+        table.apply()
+        (index,) = table.item_indexes()
+        with table.database.connection() as conn:  # the table as it was before the index
+            conn.execute(f'DROP TABLE "{index.name}"')
+            conn.commit()
+        started = time.perf_counter()
+        fill(table, args.rows)
+        print(f"filled {args.rows:,} rows in {time.perf_counter() - started:.0f} s")
+
+        scanning = table.reader()
+        scanning.indexes = []
+        top = scanning.query(
+            "SELECT c->>'label', COUNT(*) FROM {table}, jsonb_array_elements(classifications) c "
+            "WHERE image_id IN (SELECT image_id FROM {table} LIMIT 2000) "
+            "GROUP BY 1 ORDER BY 2 DESC LIMIT 1"
+        )
+        common = str(top.rows[0][0])
+        shapes = queries(common, args.rows)
+        results: dict[str, dict[str, dict[str, float]]] = {}
+        for name, (item, offset) in shapes.items():
+            results[name] = {
+                "scan": timed(
+                    lambda i=item, o=offset: page_and_total(scanning, i, o), args.scan_runs
+                )
+            }
+            print(f"scan   {name:26} {results[name]['scan']}", flush=True)
+
+        started = time.perf_counter()
+        table.apply()  # creates the index and back-fills it
+        backfill_s = round(time.perf_counter() - started, 1)
+        print(f"apply back-filled the item index in {backfill_s} s")
+        with table.database.connection() as conn:
+            conn.execute(f'ANALYZE "{index.name}"')
+            conn.commit()
+        indexed = table.reader()
+        for name, (item, offset) in shapes.items():
+            results[name]["index"] = timed(
+                lambda i=item, o=offset: page_and_total(indexed, i, o), args.runs
+            )
+            ratio = results[name]["scan"]["p50_ms"] / max(results[name]["index"]["p50_ms"], 0.1)
+            results[name]["scan/index p50"] = {"x": round(ratio, 1)}
+            print(f"index  {name:26} {results[name]['index']}  ({ratio:.1f}x)", flush=True)
+    finally:
+        cluster.stop()
+
+    print(f"\n{'page of 50 + total, ms':28} {'scan p50/p95':>16} {'index p50/p95':>16} {'x':>6}")
+    for name, found in results.items():
+        scan, index_ = found["scan"], found["index"]
+        print(
+            f"{name:28} {scan['p50_ms']:>8} /{scan['p95_ms']:>6} "
+            f"{index_['p50_ms']:>8} /{index_['p95_ms']:>6} {found['scan/index p50']['x']:>6}"
+        )
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(
+        json.dumps(
+            {
+                "rows": args.rows,
+                "backfill_s": backfill_s,
+                "common_label": common,
+                "timings": results,
+            },
+            indent=2,
+        )
+    )
+    print(f"-> {args.out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,85 @@
+"""PostgreSQL's item index answers item filters exactly as scanning the lists does."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.tideflow.test_item_index import FILTERS, Row, _rows
+from tideflow.io import sql
+from tideflow.io.postgres import PostgresDatabase, PostgresTable
+from tideflow.io.postgres.table import PostgresReader
+from tideflow.io.strategies import ItemFilter
+
+
+@pytest.fixture
+def table(postgres_url: str) -> PostgresTable:
+    table = PostgresTable(PostgresDatabase(postgres_url), "rows").options(schema=Row)
+    table.apply()
+    return table
+
+
+def scanning(table: PostgresTable) -> PostgresReader:
+    """A reader of the same table that filters the lists themselves."""
+    reader = table.reader()
+    reader.indexes = []
+    return reader
+
+
+@pytest.mark.parametrize("item", [*FILTERS, None], ids=repr)
+def test_index_matches_the_scan(
+    table: PostgresTable, item: ItemFilter | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sink = table.sink()
+    rows = _rows(300, seed=1)
+    sink.write(rows[:200])
+    sink.write(rows[150:])  # 50 redelivered: no second row, no second index entry
+    indexed, scanned = table.reader(), scanning(table)
+    assert indexed.indexes, "the table has a list of records and a timestamp: it is indexed"
+    total = scanned.count(item=item)
+    assert indexed.count(item=item) == total
+    everything = scanned.select(item=item, order_by="at", limit=1000).records()
+    assert len(everything) == total
+    # Make "deep" pages (read from the other end) and grouped pages small enough to test.
+    monkeypatch.setattr(sql, "FLIP_OFFSET", 20)
+    monkeypatch.setattr(sql, "DEDUPE_UP_TO", 40)
+    offsets = {0, 7, 25, 60, 90, total - 10, total - 1, total, total + 5}
+    for offset in sorted(o for o in offsets if o >= 0):
+        by_index = indexed.select(item=item, order_by="at", limit=25, offset=offset).records()
+        assert [r["name"] for r in by_index] == [
+            r["name"] for r in everything[offset : offset + 25]
+        ], offset
+
+
+def test_a_refused_row_gets_no_index_rows_and_the_others_do(table: PostgresTable) -> None:
+    rows = _rows(5, seed=3)
+    bad = (rows[2][0], Row("bad\x00name", rows[2][1].labels, rows[2][1].at))  # NUL: refused
+    with pytest.raises(Exception, match="refused 1 of 5"):
+        table.sink().write([*rows[:2], bad, *rows[3:]])
+    indexed, scanned = table.reader(), scanning(table)
+    for item in FILTERS:
+        assert indexed.count(item=item) == scanned.count(item=item), item
+
+
+def test_apply_backfills_the_index_of_an_existing_table(table: PostgresTable) -> None:
+    table.sink().write(_rows(50, seed=2))
+    (index,) = table.item_indexes()
+    with table.database.connection() as conn:
+        conn.execute(f'DROP TABLE "{index.name}"')
+        conn.commit()
+    assert "add item index" in (table.plan().detail or "")
+    table.apply()
+    assert table.plan().detail in (None, "")
+    indexed, scanned = table.reader(), scanning(table)
+    for item in FILTERS:
+        assert indexed.count(item=item) == scanned.count(item=item), item
+        assert indexed.select(item=item, order_by="at").rows == (
+            scanned.select(item=item, order_by="at").rows
+        ), item
+
+
+def test_destroy_drops_the_index_too(table: PostgresTable) -> None:
+    (index,) = table.item_indexes()
+    table.destroy()
+    with table.database.connection() as conn:
+        left = conn.execute("SELECT to_regclass(%s)", [f'"{index.name}"']).fetchone()
+    assert left == (None,)

@@ -1,0 +1,89 @@
+"""PostgreSQL's side of the item index (``tideflow.io.item_index``): its table, B-tree
+indexes, inserts and back-fill.
+
+The B-trees follow the filters: an exact text with its timestamp (newest-first pages of
+a label), the timestamp alone (pages of "contains" filters walk it newest first) and the
+best items' timestamp and score ("any item scores >= x": pages and counts).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import psycopg
+
+from tideflow.io.item_index import BEST, FIRST, KEY, ORDER, POSITION, ItemIndex, quote
+from tideflow.io.schema import ROW_ID_COLUMN, Field
+
+_BACKFILL_BATCH = 1000
+
+
+def create_sql(index: ItemIndex, column_type: Callable[[Field], str]) -> list[str]:
+    """The side table and its indexes (PostgreSQL names are cut at 63 bytes: kept short)."""
+    name = quote(index.name)
+    columns = [
+        f"{quote(ROW_ID_COLUMN)} text NOT NULL",
+        f"{POSITION} integer NOT NULL",
+        f"{BEST} boolean NOT NULL",
+        f"{FIRST} boolean NOT NULL",
+        f"{ORDER} timestamptz",
+        *(f"{quote(f.name)} {column_type(f)}" for f in index.fields),
+        f"{KEY} bigint NOT NULL",
+    ]
+    statements = [
+        f"CREATE TABLE IF NOT EXISTS {name} ({', '.join(columns)})",
+        f"CREATE INDEX IF NOT EXISTS {quote(index.name[:55] + '_row')} "
+        f"ON {name} ({quote(ROW_ID_COLUMN)})",
+        f"CREATE INDEX IF NOT EXISTS {quote(index.name[:55] + '_order')} ON {name} ({ORDER})",
+    ]
+    if index.text:
+        statements.append(
+            f"CREATE INDEX IF NOT EXISTS {quote(index.name[:55] + '_text')} "
+            f"ON {name} ({quote(index.text)}, {ORDER})"
+        )
+    if index.score:
+        statements.append(
+            f"CREATE INDEX IF NOT EXISTS {quote(index.name[:55] + '_best')} "
+            f"ON {name} ({ORDER}) WHERE {BEST}"
+        )
+        statements.append(
+            f"CREATE INDEX IF NOT EXISTS {quote(index.name[:55] + '_score')} "
+            f"ON {name} ({quote(index.score)}) WHERE {BEST}"
+        )
+    return statements
+
+
+def insert_sql(index: ItemIndex, count: int) -> str:
+    """``count`` rows of ``ItemIndex.rows`` (the last value, the row id, is hashed)."""
+    marks = "(" + ", ".join(["%s"] * (5 + len(index.fields))) + ", hashtextextended(%s, 0))"
+    return f"INSERT INTO {quote(index.name)} VALUES {', '.join([marks] * count)}"
+
+
+def insert_items(
+    conn: psycopg.Connection[Any],
+    index: ItemIndex,
+    rows: list[tuple[str, dict[str, Any]]],
+) -> None:
+    """The index rows of ``rows`` (row id, ``row_values``), in the caller's transaction."""
+    items = [item for row_id, values in rows for item in index.rows(row_id, values)]
+    for start in range(0, len(items), _BACKFILL_BATCH):
+        batch = items[start : start + _BACKFILL_BATCH]
+        conn.execute(insert_sql(index, len(batch)), [v for item in batch for v in item])
+
+
+def backfill(conn: psycopg.Connection[Any], index: ItemIndex) -> None:
+    """Index rows for the table's rows that have none yet (a table made before the index),
+    computed by ``ItemIndex.rows`` like the sink's, read through a server-side cursor."""
+    row_id, column, order_by = quote(ROW_ID_COLUMN), quote(index.column), quote(index.order_by)
+    with conn.cursor(name="tideflow_item_backfill") as cursor:
+        cursor.execute(
+            f"SELECT {row_id}, {column}, {order_by} FROM {quote(index.table)} AS t "
+            f"WHERE NOT EXISTS (SELECT 1 FROM {quote(index.name)} AS i "
+            f"WHERE i.{row_id} = t.{row_id})"
+        )
+        while batch := cursor.fetchmany(_BACKFILL_BATCH):
+            rows = [
+                (found[0], {index.column: found[1], index.order_by: found[2]}) for found in batch
+            ]
+            insert_items(conn, index, rows)
