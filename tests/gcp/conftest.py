@@ -313,6 +313,8 @@ def stream(
 
 
 @pytest.fixture(autouse=True)
-def _no_real_google(monkeypatch: pytest.MonkeyPatch) -> None:
+def _no_real_google(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     # A test that forgets its emulator must fail fast, not find real credentials.
     monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", os.devnull)
+    # What primitives note in the stack's state directory stays in the test's.
+    monkeypatch.setenv("TIDEFLOW_HOME", str(tmp_path / "tideflow-home"))

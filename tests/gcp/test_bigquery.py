@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -14,8 +16,10 @@ from google.cloud import bigquery
 
 from tests.gcp.conftest import PROJECT, unique
 from tideflow.exceptions import PrimitiveError
+from tideflow.home import state_path
 from tideflow.io.duckdb import DuckDBDataset, DuckDBTable
 from tideflow.io.gcp import BigQueryDataset, BigQueryTable
+from tideflow.io.gcp import bigquery as gcp_bigquery
 from tideflow.io.primitive import PlanAction
 from tideflow.io.strategies import ItemFilter, TableReader
 
@@ -237,6 +241,24 @@ def test_destroy_removes_the_table_and_only_an_empty_dataset(table: BigQueryTabl
     assert dataset.destroy().action is PlanAction.DELETE
     assert dataset.plan().action is PlanAction.CREATE
     assert dataset.destroy().action is PlanAction.NO_CHANGE
+
+
+def test_a_name_destroy_just_deleted_is_not_created_again_at_once(
+    table: BigQueryTable,
+) -> None:
+    # 4b: streaming inserts can still go to the deleted table for minutes: rows lost.
+    write_all(table)
+    assert table.destroy().action is PlanAction.DELETE
+    with pytest.raises(PrimitiveError, match=r"was deleted \d+s ago by `tideflow destroy`"):
+        table.apply()
+    assert table.plan().action is PlanAction.CREATE  # nothing was created
+    other = BigQueryTable(table.dataset, "image_classification_v2").options(schema=Row)
+    assert other.apply().action is PlanAction.CREATE  # another name is fine
+    other.destroy()
+    # Once the wait is over (the note says it was deleted long enough ago), it is free.
+    long_ago = time.time() - gcp_bigquery.RECREATE_AFTER_SECONDS - 1
+    state_path(gcp_bigquery.DELETED_TABLES_FILE).write_text(json.dumps({table.table_ref: long_ago}))
+    assert table.apply().action is PlanAction.CREATE
 
 
 def test_tables_are_partitioned_by_their_time_column_and_clustered_by_ids(

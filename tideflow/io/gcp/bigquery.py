@@ -26,6 +26,8 @@ Settings: ``project_id`` (else ``GCP_PROJECT_ID``), credentials and
 
 from __future__ import annotations
 
+import datetime
+import json
 import logging
 import os
 import threading
@@ -37,6 +39,7 @@ from google.api_core import exceptions as api_exceptions
 from google.cloud import bigquery
 
 from tideflow.exceptions import PrimitiveError
+from tideflow.home import state_path
 from tideflow.io.gcp.bigquery_io import API_RETRY, BigQueryReader, BigQuerySink
 from tideflow.io.gcp.clients import BIGQUERY_EMULATOR_ENV, bigquery_client, resolve_project
 from tideflow.io.gcp.errors import describe, one_line, translated
@@ -57,6 +60,32 @@ _TYPES = {
 }
 # BigQuery reports either the legacy or the GoogleSQL name of a type.
 _SYNONYMS = {"INT64": "INTEGER", "FLOAT64": "FLOAT", "BOOL": "BOOLEAN", "STRUCT": "RECORD"}
+
+# BigQuery's streaming inserts keep using a deleted table for some minutes after a table
+# of the same name is created again: rows sent then can land in the deleted table while
+# insertAll answers OK. destroy notes (in the stack's state directory) when it deleted a
+# table; apply will not create that name again sooner than this.
+RECREATE_AFTER_SECONDS = 600.0
+DELETED_TABLES_FILE = "bigquery-deleted-tables.json"
+
+
+def _deleted_tables() -> dict[str, float]:
+    try:
+        found = json.loads(state_path(DELETED_TABLES_FILE).read_text())
+    except (OSError, ValueError):
+        return {}
+    return found if isinstance(found, dict) else {}
+
+
+def _note_deleted(table_ref: str) -> None:
+    now = time.time()
+    recent = {
+        ref: when for ref, when in _deleted_tables().items() if now - when < RECREATE_AFTER_SECONDS
+    }
+    recent[table_ref] = now
+    path = state_path(DELETED_TABLES_FILE)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(recent))
 
 
 def schema_field(field: Field) -> bigquery.SchemaField:
@@ -352,10 +381,24 @@ class BigQueryTable(SinkPrimitive):
             return self.step(PlanAction.NO_CHANGE, "already gone")
         return self.step(PlanAction.DELETE)
 
+    def _refuse_recent_name(self) -> None:
+        deleted = _deleted_tables().get(self.table_ref)
+        if deleted is None or time.time() - deleted >= RECREATE_AFTER_SECONDS:
+            return
+        after = datetime.datetime.fromtimestamp(deleted + RECREATE_AFTER_SECONDS, datetime.UTC)
+        raise PrimitiveError(
+            f"table {self.table_ref} was deleted {time.time() - deleted:.0f}s ago by "
+            "`tideflow destroy`; BigQuery's streaming inserts can keep sending rows to the "
+            "deleted table for some minutes after a table of the same name is created, and "
+            f"those rows would be lost. Apply again after {after:%H:%M:%S} UTC, or use "
+            "another table name"
+        )
+
     def apply(self) -> PlanStep:
         table = self._table()
         client = self.dataset.client()
         if table is None:
+            self._refuse_recent_name()
             with translated(
                 resource=f"table {self.table_ref}",
                 action="create",
@@ -462,6 +505,7 @@ class BigQueryTable(SinkPrimitive):
                 self.dataset.client().delete_table(
                     self.table_ref, not_found_ok=True, retry=API_RETRY
                 )
+            _note_deleted(self.table_ref)
         return step
 
     def sink(self) -> BigQuerySink:

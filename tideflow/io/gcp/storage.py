@@ -252,6 +252,10 @@ class GCSObjectStore(ObjectStore):
                 error=PrimitiveError,
                 permission="storage.objects.create",
             ):
+                # No if_generation_match=0: google-cloud-storage 3 retries uploads anyway
+                # (DEFAULT_RETRY), and with that precondition a retry after a lost answer
+                # fails 412 on the object this very call stored. Upload keys are new UUIDs,
+                # so there is no other object to protect.
                 blob.upload_from_file(data, content_type=content_type, size=size)
         return _stored(blob)
 
