@@ -83,3 +83,15 @@ def test_destroy_drops_the_index_too(table: PostgresTable) -> None:
     with table.database.connection() as conn:
         left = conn.execute("SELECT to_regclass(%s)", [f'"{index.name}"']).fetchone()
     assert left == (None,)
+
+
+def test_newest_first_pages_have_an_index_on_the_time_column(table: PostgresTable) -> None:
+    with table.database.connection() as conn:
+        conn.execute('DROP INDEX "rows__by_at"')
+        conn.commit()
+    assert table.plan().detail == "add index on at"
+    table.apply()
+    assert table.plan().detail in (None, "")
+    with table.database.connection() as conn:
+        plan = conn.execute('EXPLAIN SELECT * FROM "rows" ORDER BY "at" DESC LIMIT 50').fetchall()
+    assert "rows__by_at" in " ".join(row[0] for row in plan)

@@ -274,6 +274,22 @@ class PostgresTable(SinkPrimitive):
         present = {row[0] for row in found}
         return [index for index in indexes if index.name not in present]
 
+    def _order_index(self) -> tuple[str, str] | None:
+        """(index name, column): newest-first pages and deep pages of the table's first
+        timestamp column read a B-tree, not a sort of the whole table."""
+        column = next(
+            (f.name for f in self.fields() if f.kind is Kind.TIMESTAMP and not f.repeated), None
+        )
+        return None if column is None else (f"{self.table_name[:40]}__by_{column}"[:63], column)
+
+    def _missing_order_index(self) -> str | None:
+        wanted = self._order_index()
+        if wanted is None:
+            return None
+        with self.database.connection() as conn:
+            found = conn.execute("SELECT to_regclass(%s)", [quote(wanted[0])]).fetchone()
+        return wanted[1] if found is None or found[0] is None else None
+
     def plan(self) -> PlanStep:
         existing = self._existing_columns()
         if existing is None:
@@ -283,6 +299,9 @@ class PostgresTable(SinkPrimitive):
         missing = [f for f in self.fields() if f.name not in existing]
         if missing:
             changes.append("add columns: " + ", ".join(f.name for f in missing))
+        unordered = self._missing_order_index()
+        if unordered:
+            changes.append(f"add index on {unordered}")
         indexes = self._missing_indexes()
         if indexes:
             changes.append(f"add item index: {', '.join(i.name for i in indexes)}")
@@ -310,6 +329,12 @@ class PostgresTable(SinkPrimitive):
                             f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS "
                             f"{quote(field.name)} {column_type(field)}"
                         )
+            order_index = self._order_index()
+            if order_index is not None:
+                name, column = order_index
+                conn.execute(
+                    f"CREATE INDEX IF NOT EXISTS {quote(name)} ON {table} ({quote(column)})"
+                )
             conn.commit()
             for index in self._missing_indexes():
                 with conn.transaction():
