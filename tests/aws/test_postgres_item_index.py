@@ -77,6 +77,13 @@ def test_apply_backfills_the_index_of_an_existing_table(table: PostgresTable) ->
         ), item
 
 
+def test_contains_filters_have_a_trigram_index(table: PostgresTable) -> None:
+    (index,) = table.item_indexes()
+    with table.database.connection() as conn:
+        found = conn.execute("SELECT to_regclass(%s)", [f'"{index.name}_trgm"']).fetchone()
+    assert found is not None and found[0] is not None
+
+
 def test_destroy_drops_the_index_too(table: PostgresTable) -> None:
     (index,) = table.item_indexes()
     table.destroy()

@@ -62,6 +62,9 @@ FILTERS = [
     ItemFilter("labels", "label", score_field="confidence", min_score=0.7),
     ItemFilter("labels", "label", value="dog", score_field="confidence", min_score=0.2),
     ItemFilter("labels", "label", value="nothing", contains=True),
+    # LIKE's wildcards are plain text in a search: "t_b" is not "tab", "%" is not anything.
+    ItemFilter("labels", "label", value="T_B", contains=True),
+    ItemFilter("labels", "label", value="%", contains=True),
 ]
 
 

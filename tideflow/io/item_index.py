@@ -20,6 +20,7 @@ DDL and inserts.
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -105,15 +106,24 @@ class ItemIndex:
             and (item.score_field is None or item.score_field in names)
         )
 
-    def matching_ids_sql(self, item: ItemFilter) -> tuple[str, dict[str, Any], bool]:
+    def matching_ids_sql(
+        self, item: ItemFilter, *, like: bool = False
+    ) -> tuple[str, dict[str, Any], bool]:
         """``SELECT row id, timestamp FROM items WHERE ...``, its params, and whether a row
-        can match through several items (then the caller groups by row id)."""
+        can match through several items (then the caller groups by row id).
+
+        ``like``: "contains" as ``LIKE '%text%'`` (which a trigram index serves) rather than
+        ``strpos``."""
         tests: list[str] = []
         params: dict[str, Any] = {}
         several = True
         if item.value is not None:
             field = quote(item.field)
-            if item.contains:
+            if item.contains and like:
+                tests.append(f"{field} LIKE $item_like")
+                escaped = re.sub(r"([\\%_])", r"\\\1", item.value.lower())
+                params["item_like"] = f"%{escaped}%"
+            elif item.contains:
                 tests.append(f"strpos({field}, lower($item_value)) > 0")
             else:
                 tests.append(f"{field} = lower($item_value)")

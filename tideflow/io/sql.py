@@ -36,6 +36,7 @@ class SqlDialect:
 class SqlTableReader(TableReader):
     dialect: SqlDialect
     indexes: list[ItemIndex] = []  # noqa: RUF012 - read only; adapters set their own
+    contains_like = False  # "contains" filters on an index as LIKE (for a trigram index)
 
     def _index_for(self, item: ItemFilter | None, order_by: str | None) -> ItemIndex | None:
         if item is None:
@@ -72,7 +73,7 @@ class SqlTableReader(TableReader):
         else:
             # The page's row ids come from the item index; then only those rows are read
             # (an IN list of ids is a point lookup; a join would scan the whole table).
-            matching, params, several = index.matching_ids_sql(item)
+            matching, params, several = index.matching_ids_sql(item, like=self.contains_like)
             direction = "ASC" if ascending else "DESC"
             ids = self._page_ids(matching, params, several, direction, limit, offset)
             row_id = self.dialect.quote(ROW_ID_COLUMN)
@@ -145,7 +146,7 @@ class SqlTableReader(TableReader):
         if index is None or item is None:
             condition, params = self._condition(where, item)
             return int(self.query(f"SELECT COUNT(*) FROM {{table}}{condition}", params).rows[0][0])
-        matching, params, several = index.matching_ids_sql(item)
+        matching, params, several = index.matching_ids_sql(item, like=self.contains_like)
         counted = "COUNT(DISTINCT _k)" if several else "COUNT(*)"
         return int(self.query(f"SELECT {counted} FROM ({matching}) AS _m", params).rows[0][0])
 

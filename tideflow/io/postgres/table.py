@@ -48,7 +48,7 @@ from tideflow.exceptions import (
     SinkUnavailableError,
 )
 from tideflow.io.item_index import ItemIndex, indexes_for
-from tideflow.io.postgres.item_index import backfill, create_sql, insert_items
+from tideflow.io.postgres.item_index import backfill, create, insert_items
 from tideflow.io.primitive import PlanAction, PlanStep, Primitive, SinkPrimitive
 from tideflow.io.schema import ROW_ID_COLUMN, Field, Kind, row_values, schema_of
 from tideflow.io.sql import SqlDialect, SqlTableReader
@@ -338,8 +338,7 @@ class PostgresTable(SinkPrimitive):
             conn.commit()
             for index in self._missing_indexes():
                 with conn.transaction():
-                    for statement in create_sql(index, column_type):
-                        conn.execute(statement)
+                    create(conn, index, column_type)
                     backfill(conn, index)
         return step
 
@@ -453,6 +452,7 @@ class PostgresReader(SqlTableReader):
             quote=quote, all_but=lambda column: visible, unnest_items=unnest_items
         )
         self.indexes = table.item_indexes()
+        self.contains_like = True
 
     def query(self, sql: str, params: dict[str, Any] | None = None) -> QueryResult:
         sql = sql.replace("{table}", self.table_ref).replace("%", "%%")
