@@ -33,6 +33,9 @@ def test_index_matches_the_scan(
     rows = _rows(300, seed=1)
     sink.write(rows[:200])
     sink.write(rows[150:])  # 50 redelivered: no second row, no second index entry
+    newcomer = _rows(301, seed=9)[300]
+    sink.write([newcomer, newcomer])  # one new event twice in a batch: one index entry set
+    rows.append(newcomer)
     indexed, scanned = table.reader(), scanning(table)
     assert indexed.indexes, "the table has a list of records and a timestamp: it is indexed"
     total = scanned.count(item=item)

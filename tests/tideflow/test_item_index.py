@@ -76,6 +76,8 @@ def test_index_matches_the_scan(
     rows = _rows(300, seed=1)
     sink.write(rows[:200])
     sink.write(rows[150:])  # 50 redelivered: no second row, no second index entry
+    newcomer = _rows(301, seed=9)[300]
+    sink.write([newcomer, newcomer])  # one new event twice in a batch: one index entry set
     indexed = table.reader()
     assert indexed.indexes, "the table has a list of records and a timestamp: it is indexed"
     scanned = DuckDBReader(table.dataset, table_ref=indexed.table_ref)

@@ -16,14 +16,14 @@ from tideflow.exceptions import ConfigError
 
 
 class _UnixConnection(http.client.HTTPConnection):
-    def __init__(self, path: Path, timeout: float) -> None:
+    def __init__(self, socket_path: Path, timeout: float) -> None:
         super().__init__("tideflow", timeout=timeout)
-        self.path = path
+        self.socket_path = socket_path
 
     def connect(self) -> None:
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self.sock.settimeout(self.timeout)
-        self.sock.connect(str(self.path))
+        self.sock.connect(str(self.socket_path))
 
 
 def ask_running(
@@ -37,7 +37,7 @@ def ask_running(
         )
         response = connection.getresponse()
         status, body = response.status, response.read()
-    except OSError as exc:  # refused, missing socket, timeout
+    except (OSError, http.client.HTTPException) as exc:  # refused, gone, cut short, timeout
         raise ConfigError(f"cannot reach the running app through {sock}: {exc}") from exc
     finally:
         connection.close()

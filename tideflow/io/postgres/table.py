@@ -382,7 +382,9 @@ class PostgresSink(Sink):
         if not self._indexes:
             return
         added = {found[0] for found in cursor.fetchall()}
-        new = [(row_id, row_values(row)) for row_id, row in rows if row_id in added]
+        # One entry per id: a batch may hold the same event twice (a duplicate delivery).
+        by_id = {row_id: row for row_id, row in rows if row_id in added}
+        new = [(row_id, row_values(row)) for row_id, row in by_id.items()]
         for index in self._indexes:
             insert_items(conn, index, new)
 
