@@ -15,7 +15,6 @@ import typer
 from dotenv import load_dotenv
 from rich.console import Console
 
-from tideflow import infra
 from tideflow.cli.config import load_config
 from tideflow.cli.progress import progress, set_quiet
 from tideflow.cli.render import (
@@ -29,7 +28,6 @@ from tideflow.cli.render import (
     write_records,
 )
 from tideflow.exceptions import ConfigError, TideflowError
-from tideflow.io.strategies import ItemFilter
 from tideflow.runtime.admin_client import ask_running
 from tideflow.runtime.lock import running_info
 
@@ -139,6 +137,8 @@ def _with_progress(label: str, action: Callable[..., list[PlanStep]], flow: Flow
 @reports_errors
 def plan(stack: StackOption = None) -> None:
     """Show the primitives and what apply would do to each."""
+    from tideflow import infra
+
     ctx = Context(stack)
     console.print(plan_tree(ctx.title, infra.plan(ctx.flow)))
 
@@ -147,6 +147,8 @@ def plan(stack: StackOption = None) -> None:
 @reports_errors
 def apply(stack: StackOption = None, yes: YesOption = False) -> None:
     """Create the missing primitives (asks first)."""
+    from tideflow import infra
+
     ctx = Context(stack)
     steps = infra.plan(ctx.flow)
     console.print(plan_tree(ctx.title, steps))
@@ -163,6 +165,8 @@ def apply(stack: StackOption = None, yes: YesOption = False) -> None:
 @reports_errors
 def destroy(stack: StackOption = None, yes: YesOption = False) -> None:
     """Remove every primitive of the flow (asks first)."""
+    from tideflow import infra
+
     ctx = Context(stack)
     if running_info(ctx.home) is not None:
         raise ConfigError("`tideflow run` is running on this stack; stop it before destroy")
@@ -468,6 +472,8 @@ def query(
             answer = ask_running(sock, path, payload)
             columns, rows = answer["columns"], answer["rows"]
         else:
+            from tideflow.io.strategies import ItemFilter
+
             reader = table.reader()
             if sql:
                 found = reader.query(sql)
@@ -522,6 +528,8 @@ def export(
             answer = ask_running(sock, "/export", payload)
             count = int(answer["rows"])
         else:
+            from tideflow.io.strategies import ItemFilter
+
             count = table.reader().export(
                 target,
                 fmt,

@@ -6,15 +6,11 @@ a file, CI logs), where Rich would otherwise print nothing useful.
 
 from __future__ import annotations
 
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    SpinnerColumn,
-    TextColumn,
-    TimeElapsedColumn,
-)
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.progress import Progress
 
 _state = {"quiet": False}
 
@@ -29,7 +25,18 @@ def is_quiet() -> bool:
 
 def progress(console: Console, *, bar: bool = True) -> Progress:
     """A transient progress display: spinner, description, (bar,) count and time."""
-    columns = [SpinnerColumn(), TextColumn("{task.description}")]
+    # Imported here: quick commands (status) never show one.
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        ProgressColumn,
+        SpinnerColumn,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+
+    columns: list[ProgressColumn] = [SpinnerColumn(), TextColumn("{task.description}")]
     if bar:
         columns += [BarColumn(), MofNCompleteColumn()]
     else:
