@@ -16,15 +16,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from bench.results_queries import timed  # noqa: E402
 from bench.results_table import LABELS, current_model_id  # noqa: E402
 from image_classification.schemas import ImageClassificationRow  # noqa: E402
 from tests.aws.conftest import PostgresCluster  # noqa: E402
@@ -60,18 +59,6 @@ def fill(table: PostgresTable, rows: int) -> None:
         )
         conn.execute(f"ANALYZE {TABLE}")
         conn.commit()
-
-
-def timed(function: Callable[[], object], runs: int) -> dict[str, float]:
-    function()  # warm-up
-    samples = []
-    for _ in range(runs):
-        started = time.perf_counter()
-        function()
-        samples.append((time.perf_counter() - started) * 1000)
-    samples.sort()
-    p95 = samples[min(len(samples) - 1, round(0.95 * (len(samples) - 1)))]
-    return {"p50_ms": round(statistics.median(samples), 1), "p95_ms": round(p95, 1)}
 
 
 def queries(common_label: str, rows: int) -> dict[str, tuple[ItemFilter | None, int]]:

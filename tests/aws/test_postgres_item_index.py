@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from tests.tideflow.test_item_index import FILTERS, Row, _rows
-from tideflow.io import sql
+from tests.tideflow.test_item_index import (
+    FILTERS,
+    Row,
+    _rows,
+    assert_index_matches_scan,
+    write_with_redeliveries,
+)
 from tideflow.io.postgres import PostgresDatabase, PostgresTable
 from tideflow.io.postgres.table import PostgresReader
 from tideflow.io.strategies import ItemFilter
@@ -29,28 +34,8 @@ def scanning(table: PostgresTable) -> PostgresReader:
 def test_index_matches_the_scan(
     table: PostgresTable, item: ItemFilter | None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    sink = table.sink()
-    rows = _rows(300, seed=1)
-    sink.write(rows[:200])
-    sink.write(rows[150:])  # 50 redelivered: no second row, no second index entry
-    newcomer = _rows(301, seed=9)[300]
-    sink.write([newcomer, newcomer])  # one new event twice in a batch: one index entry set
-    rows.append(newcomer)
-    indexed, scanned = table.reader(), scanning(table)
-    assert indexed.indexes, "the table has a list of records and a timestamp: it is indexed"
-    total = scanned.count(item=item)
-    assert indexed.count(item=item) == total
-    everything = scanned.select(item=item, order_by="at", limit=1000).records()
-    assert len(everything) == total
-    # Make "deep" pages (read from the other end) and grouped pages small enough to test.
-    monkeypatch.setattr(sql, "FLIP_OFFSET", 20)
-    monkeypatch.setattr(sql, "DEDUPE_UP_TO", 40)
-    offsets = {0, 7, 25, 60, 90, total - 10, total - 1, total, total + 5}
-    for offset in sorted(o for o in offsets if o >= 0):
-        by_index = indexed.select(item=item, order_by="at", limit=25, offset=offset).records()
-        assert [r["name"] for r in by_index] == [
-            r["name"] for r in everything[offset : offset + 25]
-        ], offset
+    write_with_redeliveries(table.sink())
+    assert_index_matches_scan(table.reader(), scanning(table), item, monkeypatch)
 
 
 def test_a_refused_row_gets_no_index_rows_and_the_others_do(table: PostgresTable) -> None:

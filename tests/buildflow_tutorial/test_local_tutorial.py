@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import re
 import shutil
-import time
 from pathlib import Path
 
 import duckdb
@@ -19,6 +18,7 @@ import httpx
 import pytest
 import skimage
 
+from tests.buildflow_tutorial.support import results_page
 from tests.conftest import TideflowProcess
 
 APP = Path(__file__).parent / "app"
@@ -33,23 +33,6 @@ def tutorial(tmp_path: Path, mobilenet_weights: Path) -> TideflowProcess:
     shutil.copytree(APP, project)
     shutil.copy(mobilenet_weights, project / "mobilenet_v2-b0353104.pth")
     return TideflowProcess(project_dir=project, home=tmp_path / "home")
-
-
-def _results(app: TideflowProcess, name: str, *, timeout: float = 90) -> str:
-    """The results page once it lists ``name``, polled as a user would reload it.
-
-    The tutorial's page answers 500 while its table is empty (as on BuildFlow); each of
-    its DuckDB connections holds the file while the consumer wants to write its row.
-    """
-    deadline = time.monotonic() + timeout
-    page = ""
-    while time.monotonic() < deadline:
-        response = httpx.get(f"{app.base_url}/image-upload-results", timeout=30)
-        page = response.text
-        if response.status_code == 200 and name in page:
-            return page
-        time.sleep(0.3)
-    raise AssertionError(f"{name} not on the results page after {timeout}s:\n{page}\n{app.log()}")
 
 
 def test_upload_is_classified_and_rendered_by_the_tutorials_own_endpoints(
@@ -67,7 +50,7 @@ def test_upload_is_classified_and_rendered_by_the_tutorials_own_endpoints(
         assert uploaded.status_code == 200, uploaded.text
         assert (app.project_dir / "image_folder" / "chelsea.png").read_bytes() == PHOTO.read_bytes()
 
-        page = _results(app, "chelsea.png")
+        page = results_page(app, "chelsea.png")
         # The outer table has the row's columns; its classifications cell is a table of
         # the top 5 labels with their confidences.
         headers = re.findall(r"<th>(\w*)</th>", page.split("<tbody>")[0])

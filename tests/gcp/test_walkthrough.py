@@ -19,7 +19,6 @@ from __future__ import annotations
 import json
 import re
 import shutil
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -28,6 +27,7 @@ import pytest
 from google.cloud import bigquery
 
 from tests.app.support import CHELSEA
+from tests.buildflow_tutorial.support import results_page
 from tests.conftest import TideflowProcess
 from tests.gcp.conftest import EventingStorage
 
@@ -84,19 +84,6 @@ def walkthrough(
         yield app
     finally:
         app.close()
-
-
-def results_page(app: TideflowProcess, name: str, *, timeout: float = 90) -> str:
-    """The walkthrough's results page once it lists ``name``, reloaded as a user would."""
-    deadline = time.monotonic() + timeout
-    page = ""
-    while time.monotonic() < deadline:
-        response = httpx.get(f"{app.base_url}/image-upload-results", timeout=30)
-        page = response.text
-        if response.status_code == 200 and name in page:
-            return page
-        time.sleep(0.5)
-    raise AssertionError(f"{name} not on the results page after {timeout}s:\n{page}\n{app.log()}")
 
 
 def test_the_gcp_walkthrough_classifies_an_upload_and_renders_it(

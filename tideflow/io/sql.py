@@ -10,7 +10,7 @@ row ids from the side table and read only those rows.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from tideflow.io.item_index import ItemIndex
@@ -35,7 +35,7 @@ class SqlDialect:
 
 class SqlTableReader(TableReader):
     dialect: SqlDialect
-    indexes: list[ItemIndex] = []  # noqa: RUF012 - read only; adapters set their own
+    indexes: Sequence[ItemIndex] = ()  # adapters that keep item indexes list theirs
     contains_like = False  # "contains" filters on an index as LIKE (for a trigram index)
 
     def _index_for(self, item: ItemFilter | None, order_by: str | None) -> ItemIndex | None:

@@ -22,6 +22,11 @@ _BACKFILL_BATCH = 1000
 logger = logging.getLogger("tideflow.postgres")
 
 
+def _index_name(index: ItemIndex, suffix: str) -> str:
+    """PostgreSQL cuts names at 63 bytes: the side table's name, shortened, + ``suffix``."""
+    return quote(index.name[:55] + suffix)
+
+
 def create(
     conn: psycopg.Connection[Any], index: ItemIndex, column_type: Callable[[Field], str]
 ) -> None:
@@ -36,7 +41,7 @@ def create(
         with conn.transaction():  # a savepoint: a refusal leaves the rest standing
             conn.execute("CREATE EXTENSION IF NOT EXISTS pg_trgm")
             conn.execute(
-                f"CREATE INDEX IF NOT EXISTS {quote(index.name[:55] + '_trgm')} "
+                f"CREATE INDEX IF NOT EXISTS {_index_name(index, '_trgm')} "
                 f"ON {quote(index.name)} USING gin ({quote(index.text)} gin_trgm_ops)"
             )
     except psycopg.Error as exc:
@@ -48,7 +53,7 @@ def create(
 
 
 def create_sql(index: ItemIndex, column_type: Callable[[Field], str]) -> list[str]:
-    """The side table and its B-trees (PostgreSQL names are cut at 63 bytes: kept short)."""
+    """The side table and its B-trees."""
     name = quote(index.name)
     columns = [
         f"{quote(ROW_ID_COLUMN)} text NOT NULL",
@@ -61,24 +66,24 @@ def create_sql(index: ItemIndex, column_type: Callable[[Field], str]) -> list[st
     ]
     statements = [
         f"CREATE TABLE IF NOT EXISTS {name} ({', '.join(columns)})",
-        f"CREATE INDEX IF NOT EXISTS {quote(index.name[:55] + '_row')} "
+        f"CREATE INDEX IF NOT EXISTS {_index_name(index, '_row')} "
         f"ON {name} ({quote(ROW_ID_COLUMN)})",
-        f"CREATE INDEX IF NOT EXISTS {quote(index.name[:55] + '_order')} ON {name} ({ORDER})",
+        f"CREATE INDEX IF NOT EXISTS {_index_name(index, '_order')} ON {name} ({ORDER})",
     ]
     if index.text:
         # Exact-text filters test _first too (one item per row): pages and counts of a
         # label read only this index's entries for it.
         statements.append(
-            f"CREATE INDEX IF NOT EXISTS {quote(index.name[:55] + '_text')} "
+            f"CREATE INDEX IF NOT EXISTS {_index_name(index, '_text')} "
             f"ON {name} ({quote(index.text)}, {ORDER}) WHERE {FIRST}"
         )
     if index.score:
         statements.append(
-            f"CREATE INDEX IF NOT EXISTS {quote(index.name[:55] + '_best')} "
+            f"CREATE INDEX IF NOT EXISTS {_index_name(index, '_best')} "
             f"ON {name} ({ORDER}) WHERE {BEST}"
         )
         statements.append(
-            f"CREATE INDEX IF NOT EXISTS {quote(index.name[:55] + '_score')} "
+            f"CREATE INDEX IF NOT EXISTS {_index_name(index, '_score')} "
             f"ON {name} ({quote(index.score)}) WHERE {BEST}"
         )
     return statements
