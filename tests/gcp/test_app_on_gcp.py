@@ -13,7 +13,6 @@ import json
 import os
 import subprocess
 import tempfile
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -21,9 +20,10 @@ import httpx
 import pytest
 from google.cloud import storage  # type: ignore[attr-defined]
 
-from tests.app.support import CAT_LABELS, CHELSEA, make_app, upload, wait_for_status
+from tests.app.support import CAT_LABELS, CHELSEA, upload, wait_for_status
 from tests.conftest import TideflowProcess
 from tests.gcp.conftest import PROJECT, EventingStorage
+from tests.gcp.support import start_gcp_app
 
 
 @pytest.fixture
@@ -32,17 +32,7 @@ def gcp_app(
     bigquery_emulator: str,
     tmp_path: Path,
 ) -> Iterator[TideflowProcess]:
-    suffix = uuid.uuid4().hex[:8]
-    bucket = f"images-{suffix}"
-    eventing_storage(bucket, f"{bucket}-changes")
-    app = make_app(
-        tmp_path / "home",
-        STACK="gcp",
-        GCP_PROJECT_ID=PROJECT,
-        GCS_BUCKET_NAME=bucket,
-        BIGQUERY_DATASET=f"image_classification_{suffix}",
-    )
-    app.start("--replicas", "1")
+    app = start_gcp_app(eventing_storage, tmp_path / "home", dataset_prefix="image_classification")
     yield app
     assert app.stop() == 0
 

@@ -6,7 +6,6 @@ every image is classified once afterwards."""
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Callable
 from pathlib import Path
 
@@ -17,43 +16,22 @@ from tests.app.support import (
     PHOTOS,
     assert_classified,
     is_classified,
-    make_app,
     upload,
     upload_during_outage,
     wait_for_status,
 )
-from tests.conftest import TideflowProcess
 from tests.gcp.conftest import (
-    PROJECT,
     Emulator,
     EventingStorage,
     free_port,
     start_bigquery_emulator,
 )
+from tests.gcp.support import start_gcp_app
 from tests.tcp_proxy import TcpProxy
 
 pytestmark = pytest.mark.slow
 
 OUTAGE_SECONDS = 30
-
-
-def _gcp_app(
-    eventing_storage: Callable[[str, str], EventingStorage], tmp_path: Path, **env: str
-) -> TideflowProcess:
-    """A started ``tideflow run --stack gcp`` on a bucket of its own, with ``env``."""
-    suffix = uuid.uuid4().hex[:8]
-    bucket = f"images-{suffix}"
-    eventing_storage(bucket, f"{bucket}-changes")
-    app = make_app(
-        tmp_path / "home",
-        STACK="gcp",
-        GCP_PROJECT_ID=PROJECT,
-        GCS_BUCKET_NAME=bucket,
-        BIGQUERY_DATASET=f"outage_{suffix}",
-        **env,
-    )
-    app.start("--replicas", "1")
-    return app
 
 
 def test_a_warehouse_outage_is_waited_out(
@@ -69,7 +47,12 @@ def test_a_warehouse_outage_is_waited_out(
         )
 
     warehouse = start_warehouse()
-    app = _gcp_app(eventing_storage, tmp_path, BIGQUERY_EMULATOR_HOST=f"http://127.0.0.1:{rest}")
+    app = start_gcp_app(
+        eventing_storage,
+        tmp_path / "home",
+        dataset_prefix="outage",
+        BIGQUERY_EMULATOR_HOST=f"http://127.0.0.1:{rest}",
+    )
     try:
         before = [upload(app, p.read_bytes(), p.name).json()["status_url"] for p in PHOTOS[:2]]
         for status_url in before:
@@ -100,7 +83,12 @@ def test_a_queue_outage_is_waited_out(
     host, port = pubsub_emulator.rsplit(":", 1)
     proxy = TcpProxy(host, int(port))
     # fake-gcs-server publishes to the emulator itself; only the app goes through the proxy.
-    app = _gcp_app(eventing_storage, tmp_path, PUBSUB_EMULATOR_HOST=f"127.0.0.1:{proxy.port}")
+    app = start_gcp_app(
+        eventing_storage,
+        tmp_path / "home",
+        dataset_prefix="outage",
+        PUBSUB_EMULATOR_HOST=f"127.0.0.1:{proxy.port}",
+    )
     try:
         first = upload(app, PHOTOS[0].read_bytes(), PHOTOS[0].name).json()["status_url"]
         assert wait_for_status(app, first, timeout=90)["status"] == "classified"
