@@ -57,6 +57,14 @@ def test_apply_backfills_the_index_of_an_existing_table(table: PostgresTable) ->
     assert "add item index" in (table.plan().detail or "")
     table.apply()
     assert table.plan().detail in (None, "")
+    with table.database.connection() as conn:
+        # Vacuumed and analysed: counts are index-only scans straight away.
+        vacuumed = conn.execute(
+            "SELECT last_vacuum IS NOT NULL AND last_analyze IS NOT NULL "
+            "FROM pg_stat_user_tables WHERE relname = %s",
+            [index.name],
+        ).fetchone()
+    assert vacuumed == (True,)
     indexed, scanned = table.reader(), scanning(table)
     for item in FILTERS:
         assert indexed.count(item=item) == scanned.count(item=item), item
