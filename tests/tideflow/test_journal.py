@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -222,3 +223,57 @@ def test_a_journal_from_before_the_state_counts_gets_them_on_open(
 
     reopened = Journal(source.journal.path)  # what a newer tideflow does at start
     assert reopened.counts(source.stream.stream_id) == {"done": 1, "leased": 1}
+
+
+def test_writes_arriving_during_a_commit_are_committed_together(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    journal = Journal(tmp_path / "journal.sqlite3")
+    journal.add_stream("s")
+    synced: list[Path] = []
+    monkeypatch.setattr("tideflow.io.local.journal.fsync_dir", synced.append)
+    first_publishing, release_first = threading.Event(), threading.Event()
+
+    def publisher(name: str) -> Callable[[], Path]:
+        def publish() -> Path:
+            path = tmp_path / "files" / name
+            path.parent.mkdir(exist_ok=True)
+            if name == "0":  # the first group's commit takes a while: the others queue
+                first_publishing.set()
+                release_first.wait(10)
+            if name == "bad":
+                raise OSError("disk full")
+            path.write_bytes(name.encode())
+            return path
+
+        return publish
+
+    results: dict[str, int | BaseException] = {}
+
+    def write(name: str) -> None:
+        try:
+            results[name] = journal.record_write(name, publish=publisher(name), metadata={})
+        except OSError as exc:
+            results[name] = exc
+
+    names = ["0", "1", "2", "bad", "3", "4"]
+    threads = [threading.Thread(target=write, args=(name,)) for name in names]
+    threads[0].start()
+    assert first_publishing.wait(10)
+    for thread in threads[1:]:
+        thread.start()
+    deadline = time.monotonic() + 10
+    while len(journal._queued) < len(names) - 1 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    release_first.set()
+    for thread in threads:
+        thread.join(10)
+
+    assert isinstance(results.pop("bad"), OSError)  # its own error; the others go on
+    generations = sorted(results.values())  # type: ignore[type-var]
+    assert len(set(generations)) == 5
+    assert synced == [tmp_path / "files"] * 2  # two groups: one fsync of the folder each
+    journaled = {record.key for record in map(journal.get_object, results) if record}
+    assert journaled == {"0", "1", "2", "3", "4"}
+    assert journal.get_object("bad") is None
+    assert journal.counts("s") == {"pending": 5}

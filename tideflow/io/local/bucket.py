@@ -254,11 +254,10 @@ class LocalBlob:
         payload = data.encode() if isinstance(data, str) else data
         return self.upload_from_file(io.BytesIO(payload), content_type=content_type)
 
-    def _publish(self, temp_path: Path) -> os.stat_result:
+    def _publish(self, temp_path: Path) -> Path:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         os.replace(temp_path, self.path)
-        _fsync_dir(self.path.parent)
-        return os.stat(self.path)
+        return self.path  # the journal fsyncs its folder
 
     def download_as_bytes(self) -> bytes:
         try:
@@ -281,14 +280,6 @@ class LocalBlob:
                 f"no object {self.name!r} in bucket {self.bucket.name}"
             ) from exc
         self.bucket.primitive.journal().forget(self.name)
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def iter_keys(root: Path) -> Iterator[str]:

@@ -3,7 +3,9 @@
 One database per bucket, in WAL mode with ``synchronous=FULL``: a write returns only
 once its object row and its events are on disk, so an upload that was answered
 "accepted" survives ``kill -9`` and power loss. Every change that matters runs in a
-``BEGIN IMMEDIATE`` transaction, which serialises writers across processes.
+``BEGIN IMMEDIATE`` transaction, which serialises writers across processes. Uploads that
+arrive while one is being committed are committed together (group commit): one folder
+fsync and one journal commit for all of them.
 """
 
 from __future__ import annotations
@@ -88,6 +90,17 @@ class EventRecord:
     updated: float
 
 
+@dataclass
+class _Write:
+    """One ``record_write`` waiting for its group commit."""
+
+    key: str
+    publish: Callable[[], Path]
+    metadata: dict[str, Any]
+    generation: int | None = None
+    error: BaseException | None = None
+
+
 @dataclass(frozen=True)
 class ObjectRecord:
     key: str
@@ -117,6 +130,14 @@ class Journal:
         self.path = path
         self._local = threading.local()
         self._changed = threading.Condition()
+        # This process's writers queue here rather than in SQLite's busy handler, which
+        # polls with sleeps of up to 100 ms: under load a writer could lose the race for
+        # seconds (upload p99 3.6 s with 32 clients). Other processes still meet it.
+        self._write_lock = threading.Lock()
+        # Group commit of uploads: writes queue up, one leader at a time commits them all.
+        self._queued: list[_Write] = []
+        self._queue_lock = threading.Lock()
+        self._leader_lock = threading.Lock()
         path.parent.mkdir(parents=True, exist_ok=True)
         self._db().executescript(_SCHEMA)
         with self._transaction() as db:
@@ -146,17 +167,18 @@ class Journal:
     @contextlib.contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
         db = self._db()
-        try:
-            db.execute("BEGIN IMMEDIATE")
-        except sqlite3.Error as exc:
-            raise SourceError(f"cannot open the event journal {self.path}: {exc}") from exc
-        try:
-            yield db
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
-        else:
-            db.execute("COMMIT")
+        with self._write_lock:
+            try:
+                db.execute("BEGIN IMMEDIATE")
+            except sqlite3.Error as exc:
+                raise SourceError(f"cannot open the event journal {self.path}: {exc}") from exc
+            try:
+                yield db
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            else:
+                db.execute("COMMIT")
 
     def _notify(self) -> None:
         with self._changed:
@@ -204,38 +226,83 @@ class Journal:
         self,
         key: str,
         *,
-        publish: Callable[[], os.stat_result],
+        publish: Callable[[], Path],
         metadata: dict[str, Any],
     ) -> int:
-        """Run ``publish`` (which makes the file visible) and journal it, atomically.
+        """Run ``publish`` (which makes the file visible and returns its path) and journal
+        it, atomically: the file's folder is fsynced and the journal committed before this
+        returns.
 
-        Holding the write lock across ``publish`` keeps the folder watcher from
-        journaling the same file a second time.
+        Writes that arrive while another group is being committed wait and go together in
+        the next: on a busy app each upload no longer pays a folder fsync and a commit of
+        its own, one after the other. Holding the write lock across ``publish`` keeps the
+        folder watcher from journaling the same file a second time.
         """
-        with self._transaction() as db:
-            generation = self._store_generation(db, key, publish(), metadata)
+        write = _Write(key, publish, metadata)
+        with self._queue_lock:
+            self._queued.append(write)
+        with self._leader_lock:
+            if write.generation is None and write.error is None:
+                with self._queue_lock:
+                    group, self._queued = self._queued, []
+                self._commit_writes(group)
+        if write.error is not None:
+            raise write.error
         self._notify()
-        return generation
+        assert write.generation is not None
+        return write.generation
+
+    def _commit_writes(self, group: list[_Write]) -> None:
+        """Publish and journal ``group`` in one transaction; a write whose ``publish``
+        fails gets its own error, the others go on."""
+        generations: dict[int, int] = {}
+        try:
+            with self._transaction() as db:
+                published: list[tuple[_Write, Path]] = []
+                for write in group:
+                    try:
+                        published.append((write, write.publish()))
+                    except Exception as exc:
+                        write.error = exc
+                for folder in {path.parent for _, path in published}:
+                    fsync_dir(folder)
+                for write, path in published:
+                    generations[id(write)] = self._store_generation(
+                        db, write.key, os.stat(path), write.metadata
+                    )
+        except BaseException as exc:
+            for write in group:
+                write.error = write.error or exc
+            raise
+        for write in group:
+            write.generation = generations.get(id(write))
 
     def observe(self, key: str, stat: Callable[[], os.stat_result | None]) -> int | None:
         """Journal a file found in the folder if it is new or changed; its generation."""
+        current = stat()
+        if current is not None and self._unchanged(self._db(), key, current):
+            return None  # the usual case (the watcher sees each upload): no write lock
         with self._transaction() as db:
             current = stat()
             if current is None:
                 db.execute("DELETE FROM objects WHERE key = ?", (key,))
                 return None
-            known = db.execute(
-                "SELECT size, mtime_ns, inode FROM objects WHERE key = ?", (key,)
-            ).fetchone()
-            if known is not None and tuple(known) == (
-                current.st_size,
-                current.st_mtime_ns,
-                current.st_ino,
-            ):
+            if self._unchanged(db, key, current):
                 return None
             generation = self._store_generation(db, key, current, {})
         self._notify()
         return generation
+
+    @staticmethod
+    def _unchanged(db: sqlite3.Connection, key: str, current: os.stat_result) -> bool:
+        known = db.execute(
+            "SELECT size, mtime_ns, inode FROM objects WHERE key = ?", (key,)
+        ).fetchone()
+        return known is not None and tuple(known) == (
+            current.st_size,
+            current.st_mtime_ns,
+            current.st_ino,
+        )
 
     def forget(self, key: str) -> None:
         with self._transaction() as db:
@@ -444,6 +511,15 @@ class Journal:
             count = db.execute(query, params).rowcount
         self._notify()
         return count
+
+
+def fsync_dir(path: Path) -> None:
+    """Make the entries of folder ``path`` (a rename into it) durable."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _compacted(stream_id: str) -> str:
