@@ -5,12 +5,12 @@
 
 Starts a throwaway PostgreSQL 15 cluster (as the aws tests do: fsync off, but synchronous
 commits), makes the app's table with ``PostgresTable`` and fills it in SQL with ``--rows``
-rows shaped like the consumer's (ImageNet labels, top-5 confidences, uploads over six hours). Then times what
-the results API asks for each filter (a page of 50 newest first, and the total) first with
-the reader scanning every row's list (``indexes`` emptied: the code before the index),
-then after ``apply`` adds the index on the upload time and back-fills the item index
-(timed too; it vacuums what it filled). The filled table is vacuumed, as autovacuum would
-do after a bulk insert. Prints a table and the ratios.
+rows shaped like the consumer's (ImageNet labels, top-5 confidences, uploads over six
+hours). Then times what the results API asks for each filter (a page of 50 newest first, and
+the total) first with the reader scanning every row's list (``indexes`` emptied: the code
+before the index), then after ``apply`` adds the index on the upload time and back-fills the
+item index (timed too; it vacuums what it filled). The filled table is vacuumed, as
+autovacuum would do after a bulk insert. Prints a table and the ratios.
 """
 
 from __future__ import annotations
