@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 import functools
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any, Self
 
 from tideflow.exceptions import ConfigError
@@ -108,6 +108,21 @@ class Primitive:
 
     def step(self, action: PlanAction, detail: str = "", *children: PlanStep) -> PlanStep:
         return PlanStep(self.primitive_id(), type(self).__name__, action, detail, children)
+
+    def table_step(
+        self, columns: Sequence[str], existing: Sequence[str] | None, changes: Sequence[str]
+    ) -> PlanStep:
+        """A table's plan from its declared ``columns`` and the ``existing`` ones (None: no
+        table): CREATE, or UPDATE adding the missing columns and making ``changes``, or
+        NO_CHANGE."""
+        if existing is None:
+            return self.step(PlanAction.CREATE, f"columns: {', '.join(columns)}")
+        missing = [name for name in columns if name not in existing]
+        if missing:
+            changes = [f"add columns: {', '.join(missing)}", *changes]
+        if changes:
+            return self.step(PlanAction.UPDATE, "; ".join(changes))
+        return self.step(PlanAction.NO_CHANGE)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.primitive_id()!r})"

@@ -221,19 +221,9 @@ class DuckDBTable(SinkPrimitive):
 
     def plan(self) -> PlanStep:
         existing = self._existing_columns()
-        if existing is None:
-            names = ", ".join(f.name for f in self.fields())
-            return self.step(PlanAction.CREATE, f"columns: {names}")
-        changes = []
-        missing = self._missing_fields(existing)
-        if missing:
-            changes.append(f"add columns: {', '.join(f.name for f in missing)}")
-        indexes = self._missing_indexes()
-        if indexes:
-            changes.append(f"add item index: {', '.join(i.name for i in indexes)}")
-        if changes:
-            return self.step(PlanAction.UPDATE, "; ".join(changes))
-        return self.step(PlanAction.NO_CHANGE)
+        indexes = self._missing_indexes() if existing is not None else []
+        changes = [f"add item index: {', '.join(i.name for i in indexes)}"] if indexes else []
+        return self.table_step([f.name for f in self.fields()], existing, changes)
 
     def plan_destroy(self) -> PlanStep:
         present = self._existing_columns() is not None

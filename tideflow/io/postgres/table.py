@@ -292,22 +292,15 @@ class PostgresTable(SinkPrimitive):
 
     def plan(self) -> PlanStep:
         existing = self._existing_columns()
-        if existing is None:
-            names = ", ".join(f.name for f in self.fields())
-            return self.step(PlanAction.CREATE, f"columns: {names}")
         changes = []
-        missing = [f for f in self.fields() if f.name not in existing]
-        if missing:
-            changes.append("add columns: " + ", ".join(f.name for f in missing))
-        unordered = self._missing_order_index()
-        if unordered:
-            changes.append(f"add index on {unordered}")
-        indexes = self._missing_indexes()
-        if indexes:
-            changes.append(f"add item index: {', '.join(i.name for i in indexes)}")
-        if changes:
-            return self.step(PlanAction.UPDATE, "; ".join(changes))
-        return self.step(PlanAction.NO_CHANGE)
+        if existing is not None:
+            unordered = self._missing_order_index()
+            if unordered:
+                changes.append(f"add index on {unordered}")
+            indexes = self._missing_indexes()
+            if indexes:
+                changes.append(f"add item index: {', '.join(i.name for i in indexes)}")
+        return self.table_step([f.name for f in self.fields()], existing, changes)
 
     def plan_destroy(self) -> PlanStep:
         present = self._existing_columns() is not None
