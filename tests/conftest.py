@@ -57,6 +57,11 @@ class TideflowProcess:
         )
 
     def start(self, *args: str, wait_consumers: bool = True, timeout: float = 120) -> None:
+        self.launch(*args)
+        self.wait_ready(wait_consumers=wait_consumers, timeout=timeout)
+
+    def launch(self, *args: str) -> None:
+        """Start ``tideflow run`` without waiting (``wait_ready`` waits)."""
         log = open(self.log_path, "ab")  # noqa: SIM115 - closed with the process
         self.process = subprocess.Popen(
             [sys.executable, "-m", "tideflow", "run", "--port", str(self.port), *args],
@@ -66,6 +71,10 @@ class TideflowProcess:
             stderr=subprocess.STDOUT,
         )
         log.close()
+
+    def wait_ready(self, *, wait_consumers: bool = True, timeout: float = 120) -> None:
+        """Until /healthz answers (and, with ``wait_consumers``, every replica is ready)."""
+        assert self.process is not None
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:

@@ -134,30 +134,6 @@ def test_app_on_aws_with_duckdb(aws_app: TideflowProcess) -> None:
     assert bucket not in {b["Name"] for b in s3.list_buckets()["Buckets"]}
 
 
-def _start_consumers(app: TideflowProcess) -> None:
-    """Start ``tideflow run --only consumers`` (no HTTP server); see ``_wait_started``."""
-    log = open(app.log_path, "ab")  # noqa: SIM115 - closed with the process
-    app.process = subprocess.Popen(
-        [sys.executable, "-m", "tideflow", "run", "--only", "consumers", "--replicas", "1"],
-        cwd=app.project_dir,
-        env=app.env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    log.close()
-
-
-def _wait_started(app: TideflowProcess, *, timeout: float = 120) -> None:
-    """Until the run logs its start-up line (it exits at once when something is missing)."""
-    wait_until(
-        lambda: "started in" in app.log() or app.process is None or app.process.poll() is not None,
-        timeout=timeout,
-        what="consumer start",
-        log=app.log,
-    )
-    assert app.process is not None and app.process.poll() is None, app.log()
-
-
 def _png(i: int) -> bytes:
     image = Image.new("RGB", (64, 64), ((i * 37) % 256, (i * 91) % 256, (i * 13) % 256))
     out = io.BytesIO()
@@ -194,10 +170,10 @@ def test_several_machines_share_the_work_with_postgres(
         assert applied.returncode == 0, applied.stderr
         mark("applied")
         for consumer in consumers:
-            _start_consumers(consumer)
+            consumer.launch("--only", "consumers", "--replicas", "1")
         service.start("--only", "service", wait_consumers=False)
         for consumer in consumers:
-            _wait_started(consumer)
+            consumer.wait_ready()
         mark("started")
 
         def send(i: int) -> None:

@@ -30,26 +30,6 @@ from tideflow.io.gcp.clients import bigquery_client
 UPLOADS = 200
 
 
-def start_consumers(machine: TideflowProcess, timeout: float = 120) -> None:
-    """``run --only consumers`` serves no HTTP: ready when it logs that it started."""
-    log = open(machine.log_path, "ab")  # noqa: SIM115 - closed with the process
-    machine.process = subprocess.Popen(
-        [sys.executable, "-m", "tideflow", "run", "--only", "consumers", "--replicas", "1"],
-        cwd=machine.project_dir,
-        env=machine.env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    log.close()
-    deadline = time.monotonic() + timeout
-    while "replica" not in machine.log() or "ready" not in machine.log():
-        if machine.process.poll() is not None:
-            raise AssertionError(f"consumers exited early:\n{machine.log()}")
-        if time.monotonic() > deadline:
-            raise AssertionError(f"consumers not ready after {timeout}s:\n{machine.log()}")
-        time.sleep(0.2)
-
-
 def handled(machine: TideflowProcess) -> int:
     """Events this machine's consumer finished (its worker logs one line per event)."""
     return machine.log().count("outcome=ok")
@@ -95,8 +75,8 @@ def test_one_service_and_two_consumer_machines_make_each_row_once(
     applied = service.cli("apply", "--yes", timeout=120)
     assert applied.returncode == 0, applied.stdout + applied.stderr
     service.start("--only", "service", wait_consumers=False)
-    start_consumers(first)
-    start_consumers(second)
+    first.start("--only", "consumers", "--replicas", "1")
+    second.start("--only", "consumers", "--replicas", "1")
 
     photo = CHELSEA.read_bytes()
 

@@ -107,12 +107,13 @@ class FlowRunner:
             resolver = Resolver()
             for consumer in self.flow.consumers:
                 resolver.warm_up(consumer.function, scopes={Scope.GLOBAL})
-            if self.runs_service:
-                self._serve(
-                    self._http_app(resolver),
-                    host=self.options.host,
-                    port=self.options.port,
-                )
+            # A consumers-only run still answers /healthz and /metrics on its port: the
+            # probes and scalers of a container platform ask there.
+            self._serve(
+                self._http_app(resolver) if self.runs_service else self._health_app(),
+                host=self.options.host,
+                port=self.options.port,
+            )
             if self.runs_consumers:
                 for consumer in self.flow.consumers:
                     self._start_consumer(consumer, resolver.global_values)
@@ -201,7 +202,15 @@ class FlowRunner:
 
     def _http_app(self, resolver: Resolver) -> FastAPI:
         app = self.flow.services[0].build_app(resolver=resolver)
+        self._add_health_routes(app)
+        return app
 
+    def _health_app(self) -> FastAPI:
+        app = FastAPI(openapi_url=None, docs_url=None, redoc_url=None)
+        self._add_health_routes(app)
+        return app
+
+    def _add_health_routes(self, app: FastAPI) -> None:
         @app.get("/healthz", include_in_schema=False)
         def healthz() -> JSONResponse:
             return JSONResponse(
@@ -215,8 +224,6 @@ class FlowRunner:
         @app.get("/metrics", include_in_schema=False)
         def prometheus_metrics() -> Response:
             return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
-
-        return app
 
     def _serve(self, app: Any, *, host: str = "", port: int = 0, uds: str | None = None) -> None:
         config = uvicorn.Config(
