@@ -16,12 +16,17 @@ from typing import Any
 
 import yaml
 
+from tideflow.runtime.runner import STOP_GRACE_SECONDS
+
 REPO = Path(__file__).resolve().parents[2]
 DEPLOY = REPO / "deploy"
 KUBERNETES = DEPLOY / "kubernetes"
 OVERLAYS = ("gcp", "aws")
 NAMESPACE = "image-classification"
 APP_PORT = 8000
+# What a stopped consumer needs after SIGTERM: the runner's grace for batches in flight,
+# then time to kill late replicas, hand their events back and close the sink.
+MIN_STOP_SECONDS = STOP_GRACE_SECONDS + 10
 
 Manifest = dict[str, Any]
 

@@ -16,6 +16,7 @@ from cloudcoil.models.keda import v1alpha1 as keda
 
 from tests.deploy.support import (
     APP_PORT,
+    MIN_STOP_SECONDS,
     NAMESPACE,
     OVERLAYS,
     Manifest,
@@ -24,7 +25,6 @@ from tests.deploy.support import (
     settings_of,
     stream_names,
 )
-from tideflow.runtime.runner import STOP_GRACE_SECONDS
 
 # The oldest Kubernetes the README promises, and the newest schemas the validator ships.
 KUBERNETES_VERSIONS = ("1.30.0", kubernetes_validate.latest_version())
@@ -33,9 +33,6 @@ KEDA_MODELS = {
     "TriggerAuthentication": keda.TriggerAuthentication,
 }
 SERVICE, CONSUMERS = "image-classification-service", "image-classification-consumers"
-# Seconds a pod needs after SIGTERM beyond the runner's grace for batches in flight:
-# killing late replicas, handing their events back, closing the sink.
-HAND_BACK_SECONDS = 10
 
 
 def test_base_and_overlays_render(rendered: dict[str, list[Manifest]]) -> None:
@@ -196,7 +193,7 @@ def test_pods_run_the_roles_hardened(rendered: dict[str, list[Manifest]], overla
         one(docs, "ServiceAccount", name)
         assert pod["automountServiceAccountToken"] is False
         assert pod["securityContext"]["runAsNonRoot"] is True
-        assert pod["terminationGracePeriodSeconds"] >= STOP_GRACE_SECONDS + HAND_BACK_SECONDS
+        assert pod["terminationGracePeriodSeconds"] >= MIN_STOP_SECONDS
         (container,) = pod["containers"]
         args = container["args"]
         assert args[:3] == ["run", "--only", role]
