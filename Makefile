@@ -6,7 +6,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test fuzz lint typecheck setup setup-dev browser postgres emulators bench clean train demo-data
+.PHONY: run test fuzz lint typecheck setup setup-dev browser postgres emulators kubectl bench clean train demo-data
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -23,7 +23,7 @@ $(VENV)/.dev: $(VENV)/.runtime requirements-dev.txt
 	touch $@
 
 setup: $(VENV)/.runtime
-setup-dev: $(VENV)/.dev browser postgres emulators
+setup-dev: $(VENV)/.dev browser postgres emulators kubectl
 
 .env:
 	cp template.env .env
@@ -51,6 +51,12 @@ browser:
 postgres:
 	@test -x /usr/lib/postgresql/15/bin/initdb || { $(SUDO) apt-get update -q && \
 		$(SUDO) apt-get install -y -q --no-install-recommends postgresql-15; }
+
+# kubectl renders deploy/kubernetes with its built-in kustomize (tests/deploy); like the Pub/Sub
+# emulator it comes from the Google Cloud CLI's Debian repository (preinstalled on CI).
+kubectl:
+	@command -v kubectl >/dev/null || { $(SUDO) apt-get update -q && \
+		$(SUDO) apt-get install -y -q --no-install-recommends kubectl; }
 
 # The BigQuery emulator needs its own venv (it pins an older DuckDB). Google's Pub/Sub
 # emulator comes from the Cloud SDK's Debian package (Java 17); preinstalled on CI.
