@@ -170,7 +170,8 @@ class ReplicaProcess:
 
     @property
     def pid(self) -> int | None:
-        return None if self._process is None else self._process.pid
+        process = self._process  # read once: another thread may be replacing it
+        return None if process is None else process.pid
 
     def cpu_seconds(self) -> float | None:
         """CPU time the process has used (user + system, all its threads), from Linux's
