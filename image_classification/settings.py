@@ -125,13 +125,10 @@ class Settings(BaseSettings):
         low, high, start = self.min_replicas or 1, self.max_replicas, self.num_replicas
         if high is not None and high < low:
             raise ValueError(f"MAX_REPLICAS={high} is below MIN_REPLICAS={low}")
-        if start is not None and not low <= start <= (high or start):
-            raise ValueError(
-                f"NUM_REPLICAS={start} must be between MIN_REPLICAS={low} and "
-                f"MAX_REPLICAS={high}"
-                if high is not None
-                else f"NUM_REPLICAS={start} is below MIN_REPLICAS={low}"
-            )
+        if start is not None and start < low:
+            raise ValueError(f"NUM_REPLICAS={start} is below MIN_REPLICAS={low}")
+        if start is not None and high is not None and start > high:
+            raise ValueError(f"NUM_REPLICAS={start} is above MAX_REPLICAS={high}")
         return self
 
     @model_validator(mode="after")

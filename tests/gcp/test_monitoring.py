@@ -78,7 +78,8 @@ def monitoring() -> Iterator[tuple[MetricService, Any]]:
     port = server.add_insecure_port("127.0.0.1:0")
     server.start()
     channel = grpc.insecure_channel(f"127.0.0.1:{port}")
-    client = monitoring_v3.MetricServiceClient(transport=MetricServiceGrpcTransport(channel=channel))
+    transport = MetricServiceGrpcTransport(channel=channel)
+    client = monitoring_v3.MetricServiceClient(transport=transport)
     yield service, client
     channel.close()
     server.stop(None)
