@@ -72,7 +72,10 @@ def test_replicas_follow_the_backlog_up_and_back_down(
         most_ready = max(most_ready, int(now["tideflow_consumer_replicas"]))
         if now["tideflow_consumer_backlog"]:
             waiting.append(now["tideflow_consumer_oldest_pending_seconds"])
-        if sum(httpx.get(f"{app.base_url}/rows", timeout=10).json().values()) == FILES:
+        done = sum(httpx.get(f"{app.base_url}/rows", timeout=10).json().values())
+        # Added replicas count once ready, even if the burst is gone by then, and stay a
+        # full window before they may go: all three are seen ready at once.
+        if done == FILES and most_ready == 3:
             break
         time.sleep(0.2)
     wait_for_rows(app, FILES)
