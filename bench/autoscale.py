@@ -41,20 +41,17 @@ PHOTOS = [
     SITE / "skimage/data" / name
     for name in ("chelsea.png", "coffee.png", "astronaut.png", "rocket.jpg", "motorcycle_left.png")
 ] + [SITE / "sklearn/datasets/images" / name for name in ("china.jpg", "flower.jpg")]
-# Every app setting that matters here explicitly, so a local .env does not change it.
+# Every app setting that matters here explicitly, so a local .env does not change it
+# (an empty value is the default).
+REPLICA_SETTINGS = ("NUM_REPLICAS", "MIN_REPLICAS", "MAX_REPLICAS", "MODEL_THREADS")
+AUTOSCALE_SETTINGS = ("AUTOSCALE_FREQUENCY_S", "AUTOSCALE_BACKLOG_BURN_S", "AUTOSCALE_CPU_TARGET")
 APP_ENV = {
     "MODEL": "efficientnet_lite0",
     "ENGINE": "onnxruntime",
     "MODEL_PATH": "",
-    "MODEL_THREADS": "",
     "BATCH_SIZE": "1",
     "API_TOKEN": "",
-    "NUM_REPLICAS": "",
-    "MIN_REPLICAS": "",
-    "MAX_REPLICAS": "",
-    "AUTOSCALE_FREQUENCY_S": "",
-    "AUTOSCALE_BACKLOG_BURN_S": "",
-    "AUTOSCALE_CPU_TARGET": "",
+    **dict.fromkeys(REPLICA_SETTINGS + AUTOSCALE_SETTINGS, ""),
 }
 DONE = re.compile(r'^tideflow_events_processed_total\{consumer="classify_image"\} (\S+)$', re.M)
 READY = re.compile(r'^tideflow_consumer_replicas\{consumer="classify_image"\} (\S+)$', re.M)
