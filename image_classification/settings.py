@@ -44,6 +44,13 @@ class Settings(BaseSettings):
     engine: str = "onnxruntime"
     model_path: Path | None = None
     num_replicas: int | None = Field(default=None, ge=1, le=64)
+    # BuildFlow's autoscaler (tideflow/runtime/autoscaler.py): on when MAX_REPLICAS is above
+    # MIN_REPLICAS; NUM_REPLICAS is then the start (default MIN_REPLICAS).
+    min_replicas: int | None = Field(default=None, ge=1, le=64)
+    max_replicas: int | None = Field(default=None, ge=1, le=64)
+    autoscale_frequency_s: float | None = Field(default=None, gt=0, le=3600)
+    autoscale_backlog_burn_s: float | None = Field(default=None, gt=0, le=86400)
+    autoscale_cpu_target: float | None = Field(default=None, gt=0, le=100)
     model_threads: int | None = Field(default=None, ge=1, le=256)
     max_upload_mb: int = Field(default=20, ge=1, le=1024)
     top_k: int = Field(default=5, ge=1, le=20)
@@ -112,6 +119,17 @@ class Settings(BaseSettings):
                 f"must be at least {_MIN_TOKEN_LENGTH} characters, without surrounding spaces"
             )
         return value
+
+    @model_validator(mode="after")
+    def _replicas_in_range(self) -> Settings:
+        low, high, start = self.min_replicas or 1, self.max_replicas, self.num_replicas
+        if high is not None and high < low:
+            raise ValueError(f"MAX_REPLICAS={high} is below MIN_REPLICAS={low}")
+        if start is not None and start < low:
+            raise ValueError(f"NUM_REPLICAS={start} is below MIN_REPLICAS={low}")
+        if start is not None and high is not None and start > high:
+            raise ValueError(f"NUM_REPLICAS={start} is above MAX_REPLICAS={high}")
+        return self
 
     @model_validator(mode="after")
     def _model_can_load(self) -> Settings:

@@ -32,6 +32,9 @@ class TideflowProcess:
         self.port = free_port()
         self.env = {
             **os.environ,
+            # This checkout's tideflow, even where the venv's editable install points at
+            # another one (a git worktree) and the project is not the repository root.
+            "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
             "TIDEFLOW_HOME": str(home),
             "PYTHONDONTWRITEBYTECODE": "1",
             "PYTHONUNBUFFERED": "1",

@@ -20,14 +20,20 @@ from tideflow.types import FileChangeEvent
 # A replica takes up to 8 events at once (their rows are written in one transaction) and
 # classifies BATCH_SIZE of them at a time: decoded in parallel threads, then one inference
 # call for all of them (ModelDep.classify). BATCH_SIZE=1: one at a time.
-_batch_size = get_settings().batch_size
+_settings = get_settings()
 
 
 @consumer(
     source=primitives.file_change_stream,
     sink=primitives.table,
-    batch_size=max(8, _batch_size),
-    num_concurrency=_batch_size,
+    batch_size=max(8, _settings.batch_size),
+    num_concurrency=_settings.batch_size,
+    # BuildFlow's autoscaler options; unset settings leave tideflow's defaults.
+    min_replicas=_settings.min_replicas,
+    max_replicas=_settings.max_replicas,
+    autoscale_frequency_secs=_settings.autoscale_frequency_s,
+    consumer_backlog_burn_threshold=_settings.autoscale_backlog_burn_s,
+    consumer_cpu_percent_target=_settings.autoscale_cpu_target,
 )
 def classify_image(file_event: FileChangeEvent, model: ModelDep) -> ImageClassificationRow:
     """Classify one stored image.

@@ -48,6 +48,10 @@ def test_dotenv_is_read_and_empty_environment_values_mean_default(
         ("ENGINE", "tensorflow", "ENGINE='tensorflow': Unknown engine 'tensorflow'. Choose"),
         ("STACK", "gpc", "STACK='gpc': no such stack 'gpc'; did you mean 'gcp'?"),
         ("NUM_REPLICAS", "-1", "NUM_REPLICAS='-1'"),
+        ("MAX_REPLICAS", "0", "MAX_REPLICAS='0'"),
+        ("AUTOSCALE_FREQUENCY_S", "0", "AUTOSCALE_FREQUENCY_S='0'"),
+        ("AUTOSCALE_BACKLOG_BURN_S", "soon", "AUTOSCALE_BACKLOG_BURN_S='soon'"),
+        ("AUTOSCALE_CPU_TARGET", "150", "AUTOSCALE_CPU_TARGET='150'"),
         ("MODEL_PATH", "/no/such/weights.pth", "MODEL_PATH="),
     ],
 )
@@ -59,6 +63,36 @@ def test_a_bad_value_names_the_setting(
         get_settings()
     assert expected in str(raised.value)
     assert "\n" not in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    ("settings", "expected"),
+    [
+        ({"MIN_REPLICAS": "3", "MAX_REPLICAS": "2"}, "MAX_REPLICAS=2 is below MIN_REPLICAS=3"),
+        ({"NUM_REPLICAS": "5", "MAX_REPLICAS": "4"}, "NUM_REPLICAS=5 is above MAX_REPLICAS=4"),
+        ({"NUM_REPLICAS": "1", "MIN_REPLICAS": "2"}, "NUM_REPLICAS=1 is below MIN_REPLICAS=2"),
+    ],
+)
+def test_replica_settings_must_agree(
+    monkeypatch: pytest.MonkeyPatch, settings: dict[str, str], expected: str
+) -> None:
+    for name, value in settings.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(ConfigError, match="invalid setting") as raised:
+        get_settings()
+    assert expected in str(raised.value) and "\n" not in str(raised.value)
+
+
+def test_autoscaling_settings_default_to_unset() -> None:
+    settings = get_settings()
+    autoscaling = (
+        settings.min_replicas,
+        settings.max_replicas,
+        settings.autoscale_frequency_s,
+        settings.autoscale_backlog_burn_s,
+        settings.autoscale_cpu_target,
+    )
+    assert autoscaling == (None, None, None, None, None)  # the consumer's defaults: fixed
 
 
 def test_a_bad_token_is_never_echoed(monkeypatch: pytest.MonkeyPatch) -> None:

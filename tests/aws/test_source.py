@@ -103,6 +103,22 @@ def test_event_from_s3_decoded_key_and_delete_after_ack(stream: S3FileChangeStre
     assert source.stats().done is not None
 
 
+def test_stats_tell_the_backlog_apart_from_the_events_in_flight(
+    stream: S3FileChangeStream,
+) -> None:
+    source = stream.source()
+    for n in range(3):
+        _put(stream, f"uploads/{n}.jpg")
+    assert len(_pull(source, 3)) == 3
+    stats = source.stats()
+    assert (stats.pending, stats.in_flight) == (0, 3)
+    source.release_all()
+    stats = source.stats()
+    assert (stats.pending, stats.in_flight) == (3, 0)  # the backlog autoscalers read
+    # SQS has no attribute for it (CloudWatch's ApproximateAgeOfOldestMessage is a metric).
+    assert stats.oldest_pending_seconds is None
+
+
 def test_replay_sends_the_same_event_again(stream: S3FileChangeStream) -> None:
     source = stream.source()
     _put(stream, "uploads/a b+c.jpg", b"cat")

@@ -67,6 +67,24 @@ def test_ack_is_final(source: LocalJournalSource) -> None:
     assert source.stats().done == 1
 
 
+def test_stats_tell_the_backlog_and_how_long_its_oldest_event_waited(
+    source: LocalJournalSource,
+) -> None:
+    assert source.stats().oldest_pending_seconds == 0.0  # nothing waits
+    _write(source, "first")
+    time.sleep(0.2)
+    _write(source, "second")
+    _write(source, "third")
+    stats = source.stats()
+    assert (stats.pending, stats.in_flight) == (3, 0)
+    assert stats.oldest_pending_seconds is not None and 0.2 <= stats.oldest_pending_seconds < 5
+    (delivery,) = source.pull(max_messages=1, timeout=0)  # the oldest, now in flight
+    assert delivery.event.file_path == "first"
+    stats = source.stats()
+    assert (stats.pending, stats.in_flight) == (2, 1)
+    assert stats.oldest_pending_seconds is not None and stats.oldest_pending_seconds < 0.2
+
+
 def test_nack_redelivers_then_dead_letters_after_max_attempts(source: LocalJournalSource) -> None:
     _write(source, "bad")
     (first,) = source.pull(max_messages=1, timeout=0)

@@ -164,6 +164,25 @@ def test_a_delivery_past_its_attempts_is_dead_lettered_unprocessed(running: Runn
     assert "never finished it" in failures.recorded[0].error
 
 
+def test_a_halted_worker_finishes_its_batch_before_its_replica_stops(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """What the autoscaler's scale-down relies on: the batch in hand is written and acked
+    (nothing handed back, nothing done twice), then the worker and its replica end."""
+    monkeypatch.setenv("TEXTFLOW_DELAY", "0.3")  # a batch of 4 takes 1.2 s
+    source, sink, failures = MemorySource(), MemorySink(), MemoryFailures()
+    for n in range(6):
+        source.publish(_event("a.txt", generation=n + 1))
+    worker = _start_worker(source, sink, failures, threading.Event())
+    _wait(lambda: worker.busy_seconds() > 0.1)  # the first batch (4 events) is in hand
+    worker.halt()
+    worker.join(15)
+    assert not worker.is_alive() and not worker.replica.alive
+    assert source.acked == ["1", "2", "3", "4"] and len(sink.rows) == 4
+    assert worker.events_done == 4 and not failures.recorded
+    assert source.stats().pending == 2  # the rest still wait for another replica
+
+
 def test_a_source_outage_is_waited_out(running: Running) -> None:
     source, sink, _ = running
     source.failing_pulls = 2

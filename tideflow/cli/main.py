@@ -189,7 +189,11 @@ def run(
     port: Annotated[int, typer.Option(help="Port of the HTTP service.")] = 8000,
     replicas: Annotated[
         int | None,
-        typer.Option(help="Replicas per consumer (default: CPU count).", min=1),
+        typer.Option(
+            help="Replicas per consumer; the start of one that autoscales (default: CPU "
+            "count, or its min_replicas).",
+            min=1,
+        ),
     ] = None,
     only: Annotated[
         str | None, typer.Option(help="Run only 'service' or only 'consumers'.")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Iterator
 
 from prometheus_client import Counter, Histogram
@@ -33,20 +34,36 @@ PROCESSING_SECONDS = Histogram(
 )
 
 
+@dataclasses.dataclass(frozen=True)
+class _Watched:
+    stats: Callable[[], SourceStats]
+    failures: Callable[[], int]
+    replicas: Callable[[], int]
+
+
 class QueueCollector(Collector):
-    """Reads queue depth (from each consumer's source) and failures (from its failure
-    log) at scrape time."""
+    """Reads, at scrape time, each consumer's queue (its source's stats), failures (its
+    failure log) and ready replicas: what KEDA, an HPA or ECS scale on.
+
+    ``tideflow_consumer_backlog`` (events waiting, not in flight) and
+    ``tideflow_consumer_oldest_pending_seconds`` are left out where the source cannot
+    tell them (Pub/Sub without Cloud Monitoring; the oldest's age on SQS).
+    """
 
     def __init__(self) -> None:
-        self._sources: dict[str, tuple[Callable[[], SourceStats], Callable[[], int]]] = {}
+        self._consumers: dict[str, _Watched] = {}
 
     def watch(
-        self, consumer: str, stats: Callable[[], SourceStats], failures: Callable[[], int]
+        self,
+        consumer: str,
+        stats: Callable[[], SourceStats],
+        failures: Callable[[], int],
+        replicas: Callable[[], int],
     ) -> None:
-        self._sources[consumer] = (stats, failures)
+        self._consumers[consumer] = _Watched(stats, failures, replicas)
 
     def clear(self) -> None:
-        self._sources.clear()
+        self._consumers.clear()
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         depth = GaugeMetricFamily(
@@ -59,15 +76,33 @@ class QueueCollector(Collector):
             "Events dead-lettered and not sent back since.",
             labels=["consumer"],
         )
-        for consumer, (read_stats, count_failures) in self._sources.items():
-            stats = read_stats()
+        replicas = GaugeMetricFamily(
+            "tideflow_consumer_replicas",
+            "Replicas ready to take events (started ones count once ready).",
+            labels=["consumer"],
+        )
+        backlog = GaugeMetricFamily(
+            "tideflow_consumer_backlog",
+            "Events waiting for a replica, not in flight.",
+            labels=["consumer"],
+        )
+        oldest = GaugeMetricFamily(
+            "tideflow_consumer_oldest_pending_seconds",
+            "Age of the oldest waiting event.",
+            labels=["consumer"],
+        )
+        for consumer, watched in self._consumers.items():
+            stats = watched.stats()
             if stats.pending is not None:
                 depth.add_metric([consumer, "pending"], stats.pending)
+                backlog.add_metric([consumer], stats.pending)
             if stats.in_flight is not None:
                 depth.add_metric([consumer, "in_flight"], stats.in_flight)
-            dead.add_metric([consumer], count_failures())
-        yield depth
-        yield dead
+            if stats.oldest_pending_seconds is not None:
+                oldest.add_metric([consumer], stats.oldest_pending_seconds)
+            dead.add_metric([consumer], watched.failures())
+            replicas.add_metric([consumer], watched.replicas())
+        yield from (depth, dead, replicas, backlog, oldest)
 
 
 QUEUES = QueueCollector()

@@ -1,7 +1,8 @@
 """Consumer replicas: one OS process each, holding its REPLICA-scoped dependencies.
 
 Each replica process has ``TIDEFLOW_REPLICA_INDEX`` and ``TIDEFLOW_REPLICAS`` (how many
-replicas its consumer runs) in its environment, e.g. to share CPU threads out fairly.
+replicas its consumer runs; at most, when it autoscales) in its environment, e.g. to share
+CPU threads out fairly.
 
 The parent sends batches of events over a pipe; the replica answers with one outcome
 per event, processing ``num_concurrency`` of them at once (threads). Replicas run at a lower
@@ -38,6 +39,7 @@ REPLICAS_ENV = "TIDEFLOW_REPLICAS"
 _BUILD_SCOPES = {Scope.GLOBAL, Scope.PROCESS, Scope.REPLICA}
 REPLICA_NICENESS = 5
 _M_ARENA_MAX = -8  # mallopt's parameter number, from glibc's malloc.h
+_CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
 
 class ReplicaKilledError(ReplicaError):
@@ -165,6 +167,27 @@ class ReplicaProcess:
     @property
     def exitcode(self) -> int | None:
         return None if self._process is None else self._process.exitcode
+
+    @property
+    def pid(self) -> int | None:
+        process = self._process  # read once: another thread may be replacing it
+        return None if process is None else process.pid
+
+    def cpu_seconds(self) -> float | None:
+        """CPU time the process has used (user + system, all its threads), from Linux's
+        ``/proc/<pid>/stat``; None elsewhere or when it is gone."""
+        pid = self.pid
+        if pid is None:
+            return None
+        try:
+            with open(f"/proc/{pid}/stat", "rb") as stat:
+                text = stat.read()
+        except OSError:
+            return None
+        # Fields after the command name (in parentheses, which may hold spaces): utime and
+        # stime are the 14th and 15th of the whole line, in clock ticks.
+        fields = text[text.rindex(b")") + 2 :].split()
+        return (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS
 
     def state(self) -> str:
         if self.ready and self.alive:

@@ -3,7 +3,8 @@
 Start-up: take the stack's run lock, apply missing primitives (``--only consumers`` only
 checks that they exist: consumer machines need no admin rights), build GLOBAL
 dependencies, release leases a crashed run left behind, start each source's watcher,
-one worker thread plus replica process per replica, then the HTTP server. SIGINT or
+one worker thread plus replica process per replica (a ``ReplicaPool``, which the
+consumer's ``Autoscaler`` resizes when it scales), then the HTTP server. SIGINT or
 SIGTERM stops intake, lets in-flight batches finish (or hands them back), and exits 0.
 """
 
@@ -11,7 +12,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import os
 import signal
 import threading
 import time
@@ -31,8 +31,10 @@ from tideflow.flow import Flow
 from tideflow.io.strategies import Sink, Source
 from tideflow.runtime import metrics
 from tideflow.runtime.admin import admin_app, socket_path
+from tideflow.runtime.autoscaler import Autoscaler, machine_cpus, plan_replicas
 from tideflow.runtime.http import server_options
 from tideflow.runtime.lock import run_lock
+from tideflow.runtime.pool import ReplicaPool
 from tideflow.runtime.replica import ReplicaProcess, ReplicaSpec
 from tideflow.runtime.status import status_row
 from tideflow.runtime.worker import ConsumerWorker
@@ -60,7 +62,7 @@ class _RunningConsumer:
     consumer: Consumer
     source: Source
     sink: Sink
-    workers: list[ConsumerWorker]
+    pool: ReplicaPool
 
 
 class FlowRunner:
@@ -83,12 +85,13 @@ class FlowRunner:
         return self.options.only in (None, "service") and bool(self.flow.services)
 
     def consumers_ready(self) -> bool:
-        workers = [w for c in self._consumers for w in c.workers]
-        return bool(workers) and all(w.replica.state() == "ready" for w in workers)
+        """Every consumer's replicas are ready (those added by its autoscaler once ready)."""
+        return bool(self._consumers) and all(c.pool.ready() for c in self._consumers)
 
     def replica_states(self) -> dict[str, str]:
-        """Each replica's ``ready``, ``starting`` or ``dead`` (exited, not yet restarted)."""
-        return {w.replica.name: w.replica.state() for c in self._consumers for w in c.workers}
+        """Each live replica's ``ready``, ``starting``, ``dead`` (exited, not yet restarted)
+        or ``stopping`` (removed by the autoscaler, finishing its batch)."""
+        return {name: state for c in self._consumers for name, state in c.pool.states().items()}
 
     def run(self) -> int:
         """Run until a signal arrives; the process exit code."""
@@ -168,22 +171,29 @@ class FlowRunner:
         source.start()
         sink = consumer.sink.sink()
         failures = consumer.sink.failure_log()
-        count = consumer.num_replicas or self.options.replicas
-        count = count or self.flow.options.num_replicas or os.cpu_count() or 1
+        asked = consumer.num_replicas or self.options.replicas or self.flow.options.num_replicas
+        plan = plan_replicas(consumer.autoscaling, asked=asked, cpus=machine_cpus())
+        if asked and asked != plan.start:
+            logger.info(
+                "consumer %s: %d replica(s) asked, %d within min_replicas..max_replicas",
+                consumer.name,
+                asked,
+                plan.start,
+            )
         lease_seconds = float(getattr(consumer.source, "lease_seconds", 60.0))
-        workers = []
-        for index in range(count):
+
+        def make_worker(index: int) -> ConsumerWorker:
             spec = ReplicaSpec(
                 entry_point=self.options.entry_point,
                 project_dir=str(self.options.project_dir),
                 consumer_name=consumer.name,
                 index=index,
-                count=count,
+                count=plan.most,
                 num_concurrency=consumer.num_concurrency,
                 global_values=global_values,
                 log_level=self.options.log_level,
             )
-            worker = ConsumerWorker(
+            return ConsumerWorker(
                 replica=ReplicaProcess(spec),
                 source=source,
                 sink=sink,
@@ -191,14 +201,36 @@ class FlowRunner:
                 batch_size=consumer.batch_size,
                 lease_seconds=lease_seconds,
                 event_timeout=self.options.event_timeout,
-                stop=self.stop_event,
+                stop=threading.Event(),
                 on_fatal=self._fatal,
             )
-            worker.start()
-            workers.append(worker)
-        metrics.QUEUES.watch(consumer.name, source.stats, failures.count)
-        self._consumers.append(_RunningConsumer(consumer, source, sink, workers))
-        logger.info("consumer %s: %d replica(s) starting", consumer.name, count)
+
+        pool = ReplicaPool(consumer.name, make_worker)
+        pool.add(plan.start, counted=True)
+        metrics.QUEUES.watch(consumer.name, source.stats, failures.count, pool.ready_count)
+        self._consumers.append(_RunningConsumer(consumer, source, sink, pool))
+        if plan.policy is None:
+            logger.info("consumer %s: %d replica(s) starting", consumer.name, plan.start)
+            return
+        options = consumer.autoscaling
+        Autoscaler(
+            pool,
+            stats=source.stats,
+            policy=plan.policy,
+            frequency=options.frequency_seconds,
+            stop=self.stop_event,
+        ).start()
+        logger.info(
+            "consumer %s: %d replica(s) starting, autoscaling %d..%d every %gs (backlog burn "
+            "threshold %gs, CPU target %g%%)",
+            consumer.name,
+            plan.start,
+            plan.policy.min_replicas,
+            plan.policy.max_replicas,
+            options.frequency_seconds,
+            options.backlog_burn_seconds,
+            options.cpu_percent_target,
+        )
 
     def _http_app(self, resolver: Resolver) -> FastAPI:
         app = self.flow.services[0].build_app(resolver=resolver)
@@ -264,11 +296,12 @@ class FlowRunner:
         deadline = time.monotonic() + STOP_GRACE_SECONDS
         for server, _ in self._servers:
             server.should_exit = True
-        for running in self._consumers:
-            for worker in running.workers:
+        closing = [(running, running.pool.close()) for running in self._consumers]
+        for _, workers in closing:
+            for worker in workers:
                 worker.join(max(0.0, deadline - time.monotonic()))
-        for running in self._consumers:
-            for worker in running.workers:
+        for running, workers in closing:
+            for worker in workers:
                 if worker.is_alive():
                     worker.replica.kill()
             # Hand back whatever a worker could not finish, for the next run.

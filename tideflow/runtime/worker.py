@@ -40,6 +40,11 @@ class ConsumerWorker(threading.Thread):
     Rows are written before the events are acked, and row ids derive from the event
     identity, so a crash anywhere in between leads to a redelivery that writes nothing.
     An event its source dead-letters is recorded in ``failures`` with its error.
+
+    Setting ``stop`` (``halt()``) stops the pulling: the batch in hand is finished (rows
+    written, events acked) or, while the warehouse is unavailable, handed back; then the
+    replica stops. ``events_done`` (acked or dead-lettered) and ``busy_seconds`` (spent on
+    batches) are what the autoscaler measures.
     """
 
     def __init__(
@@ -66,6 +71,21 @@ class ConsumerWorker(threading.Thread):
         self._stop_event = stop
         self._on_fatal = on_fatal
         self._consumer = replica.spec.consumer_name
+        # Written by this thread only; read by the autoscaler.
+        self.events_done = 0
+        self._busy_seconds = 0.0
+        self._batch_started: float | None = None
+        self._busy_lock = threading.Lock()
+
+    def halt(self) -> None:
+        """Stop after the batch in hand (see the class docstring); does not wait."""
+        self._stop_event.set()
+
+    def busy_seconds(self) -> float:
+        """Seconds spent on batches so far, the one in hand included."""
+        with self._busy_lock:
+            started = self._batch_started
+            return self._busy_seconds + (0.0 if started is None else time.monotonic() - started)
 
     def run(self) -> None:
         try:
@@ -92,7 +112,11 @@ class ConsumerWorker(threading.Thread):
                     self._stop_event.wait(1.0)
                     continue
                 if deliveries:
-                    self._handle(deliveries)
+                    self._busy(True)
+                    try:
+                        self._handle(deliveries)
+                    finally:
+                        self._busy(False)
         except ReplicaError as exc:  # the replica could not build its dependencies
             self._on_fatal(str(exc))
         except Exception as exc:
@@ -101,6 +125,13 @@ class ConsumerWorker(threading.Thread):
             self._on_fatal(f"{type(exc).__name__}: {exc}")
         finally:
             self.replica.stop()
+
+    def _busy(self, busy: bool) -> None:
+        with self._busy_lock:
+            now = time.monotonic()
+            if self._batch_started is not None:
+                self._busy_seconds += now - self._batch_started
+            self._batch_started = now if busy else None
 
     def _handle(self, deliveries: list[Delivery]) -> None:
         exhausted = [d for d in deliveries if d.attempt > self.source.max_attempts]
@@ -161,6 +192,7 @@ class ConsumerWorker(threading.Thread):
                 metrics.EVENTS_PROCESSED.labels(self._consumer).inc()
                 self._log(delivery, outcome, "ok")
         self._tolerate("ack", self.source.ack, [d.ack_id for d in acked])
+        self.events_done += len(acked)
 
     def _write(self, rows: list[tuple[str, Any]], *, ack_ids: list[str]) -> SinkError | None:
         """Write the batch's rows; the error, when the sink refused some or all of them.
@@ -210,6 +242,8 @@ class ConsumerWorker(threading.Thread):
             return
         if dead and not final:
             self._record(delivery, error)
+        if dead:
+            self.events_done += 1
 
     def _record(self, delivery: Delivery, error: str) -> None:
         try:

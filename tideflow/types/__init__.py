@@ -75,11 +75,16 @@ class DeadLetter:
 
 @dataclasses.dataclass(frozen=True)
 class SourceStats:
-    """Cheap counts a source knows without pulling; None where it cannot tell."""
+    """Cheap counts a source knows without pulling; None where it cannot tell.
+
+    ``pending`` events wait (not in flight): the backlog autoscalers scale on;
+    ``oldest_pending_seconds`` is how long the oldest of them has waited.
+    """
 
     pending: int | None
     in_flight: int | None
     done: int | None
+    oldest_pending_seconds: float | None = None
 
 
 @dataclasses.dataclass(frozen=True)

@@ -2,8 +2,9 @@
 
 It counts the words of each text file. Knobs, read from the environment so tests can
 steer a real ``tideflow run``: TEXTFLOW_DELAY (seconds per event), TEXTFLOW_TOGETHER (each
-call waits until that many run at once), a ``fault-fixed`` file in the state directory
-that cures "POISON" files, and "CRASH" files that kill the replica process.
+call waits until that many run at once), BuildFlow's autoscaler options as
+TEXTFLOW_<OPTION> (TEXTFLOW_MAX_REPLICAS=3 ...), a ``fault-fixed`` file in the state
+directory that cures "POISON" files, and "CRASH" files that kill the replica process.
 """
 
 from __future__ import annotations
@@ -43,6 +44,17 @@ class TextRow:
 
 
 _together = threading.Barrier(int(os.environ.get("TEXTFLOW_TOGETHER", "1")), timeout=20)
+_autoscaling: dict[str, Any] = {
+    name: kind(os.environ[f"TEXTFLOW_{name.upper()}"])
+    for name, kind in (
+        ("min_replicas", int),
+        ("max_replicas", int),
+        ("autoscale_frequency_secs", float),
+        ("consumer_backlog_burn_threshold", float),
+        ("consumer_cpu_percent_target", float),
+    )
+    if os.environ.get(f"TEXTFLOW_{name.upper()}")
+}
 
 bucket = LocalBucket("files")
 file_change_stream = LocalFileChangeStream(bucket, max_attempts=3, lease_seconds=10)
@@ -122,7 +134,7 @@ def upload(text_file: UploadFile, bucket_dep: BucketDep) -> dict[str, object]:
     return {"key": blob.name, "generation": generation}
 
 
-@consumer(source=file_change_stream, sink=table, batch_size=4)
+@consumer(source=file_change_stream, sink=table, batch_size=4, **_autoscaling)
 def count_words(
     file_event: LocalFileChangeEvent, state: ReplicaState, lifecycles: Lifecycles, c: CallResource
 ) -> TextRow:

@@ -24,8 +24,11 @@ Delivery guarantees:
   stream's ``prefix`` are deleted unprocessed; a body that is not an S3 notification is
   dead-lettered at once.
 
-``stats()`` asks SQS for its approximate counts (one ``GetQueueAttributes`` call);
-``done`` counts this process's deletions since it started.
+``stats()`` asks SQS for its approximate counts (one ``GetQueueAttributes`` call): visible
+messages are the backlog (``pending``, what autoscaling and ``/metrics`` report), messages
+received and not yet deleted are in flight; ``done`` counts this process's deletions since
+it started. The age of the oldest message is left unknown: SQS has no queue attribute for
+it, only CloudWatch's ``ApproximateAgeOfOldestMessage`` metric (alarm on that one there).
 """
 
 from __future__ import annotations

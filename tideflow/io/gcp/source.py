@@ -34,9 +34,10 @@ may return fewer than are stored, and dead letters expire with the subscription'
 retention. ``retry`` republishes to the stream's topic (so every subscription of that
 topic receives it again) and acks the dead letter.
 
-``stats()`` counts this process's leases and acks since it started; the backlog is
-unknown (None) because the Pub/Sub API does not report it (Cloud Monitoring's
-``pubsub.googleapis.com/subscription/num_undelivered_messages`` does).
+``stats()`` counts this process's leases and acks since it started; the backlog (and
+its oldest message's age) comes from Cloud Monitoring (``SubscriptionBacklog``: a minute
+or more late, leased messages included), since the Pub/Sub API does not report it; None
+where it cannot be read (the emulator, no ``roles/monitoring.viewer``).
 """
 
 from __future__ import annotations
@@ -53,6 +54,7 @@ from contextlib import AbstractContextManager
 
 from tideflow.exceptions import SourceError
 from tideflow.io.gcp.errors import one_line, translated
+from tideflow.io.gcp.monitoring import SubscriptionBacklog
 from tideflow.io.gcp.notifications import (
     GCSFileChangeEvent,
     MalformedNotificationError,
@@ -93,6 +95,7 @@ class PubSubSource(Source):
         retry_min_seconds: float = 10.0,
         retry_max_seconds: float = 600.0,
         pull_deadline: float = 60.0,
+        backlog: SubscriptionBacklog | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.pubsub = pubsub
@@ -107,6 +110,7 @@ class PubSubSource(Source):
         self.retry_min_seconds = retry_min_seconds
         self.retry_max_seconds = retry_max_seconds
         self.pull_deadline = pull_deadline
+        self.backlog = backlog
         self.clock = clock
         # Handed out and not yet settled, with when each lease runs out (by ``clock``).
         self._leased: dict[str, ReceivedMessage] = {}
@@ -342,8 +346,12 @@ class PubSubSource(Source):
         return _translated(action, resource)
 
     def stats(self) -> SourceStats:
+        pending, oldest = self.backlog.read() if self.backlog is not None else (None, None)
         with self._room:
-            return SourceStats(pending=None, in_flight=len(self._leased), done=self._done)
+            in_flight, done = len(self._leased), self._done
+        return SourceStats(
+            pending=pending, in_flight=in_flight, done=done, oldest_pending_seconds=oldest
+        )
 
 
 def _translated(action: str, resource: str) -> AbstractContextManager[None]:

@@ -42,6 +42,7 @@ from collections.abc import Iterable
 from tideflow.exceptions import ConfigError, PrimitiveError
 from tideflow.io.gcp.clients import PUBSUB_EMULATOR_ENV, STORAGE_EMULATOR_ENV
 from tideflow.io.gcp.google_transport import GoogleNotificationTransport, GooglePubSubTransport
+from tideflow.io.gcp.monitoring import SubscriptionBacklog
 from tideflow.io.gcp.notifications import finalize_message
 from tideflow.io.gcp.source import PubSubDeadLetters, PubSubSource
 from tideflow.io.gcp.storage import GCSBucket
@@ -374,6 +375,15 @@ class GCSFileChangeStream(SourcePrimitive):
 
     def source(self) -> PubSubSource:
         self._check_options()
+        backlog = None
+        if self.pubsub_emulated:
+            self._say_once(
+                "monitoring",
+                "the Pub/Sub emulator has no Cloud Monitoring: the backlog of %s is unknown",
+                self.subscription,
+            )
+        elif not self._given[0]:  # a transport passed in (tests' fakes) has no Monitoring
+            backlog = SubscriptionBacklog(self.subscription)
         return PubSubSource(
             self.pubsub(),
             subscription=self.subscription,
@@ -386,6 +396,7 @@ class GCSFileChangeStream(SourcePrimitive):
             lease_seconds=self.lease_seconds,
             retry_min_seconds=self.retry_min_seconds,
             retry_max_seconds=self.retry_max_seconds,
+            backlog=backlog,
         )
 
     def dead_letter_queue(self) -> PubSubDeadLetters:

@@ -464,6 +464,21 @@ class Journal:
             counts[DONE] = counts.get(DONE, 0) + compacted[0]
         return counts
 
+    def oldest_pending(self, stream_id: str) -> float | None:
+        """When the first-journaled pending event was journaled (its ``event_time``), or
+        None when nothing is pending. Pending events have ``lease_until`` 0, so this is
+        one step down the state index, however long the backlog."""
+        row = (
+            self._db()
+            .execute(
+                "SELECT event_time FROM events WHERE stream_id = ? AND state = ? "
+                "ORDER BY lease_until, id LIMIT 1",
+                (stream_id, PENDING),
+            )
+            .fetchone()
+        )
+        return None if row is None else float(row[0])
+
     def compact(self, stream_id: str, *, older_than: float, batch: int = 5000) -> int:
         """Delete done events finished before ``older_than`` (a time.time()); how many.
 

@@ -271,10 +271,13 @@ class LocalJournalSource(Source):
 
     def stats(self) -> SourceStats:
         counts = self.journal.counts(self.stream.stream_id)
+        oldest = self.journal.oldest_pending(self.stream.stream_id)
         return SourceStats(
             pending=counts.get(PENDING, 0),
             in_flight=counts.get(LEASED, 0),
             done=counts.get(DONE, 0),
+            # Nothing waiting: the oldest waiting event is 0 s old (as SQS reports it).
+            oldest_pending_seconds=0.0 if oldest is None else max(0.0, time.time() - oldest),
         )
 
 
