@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
+from prometheus_client import REGISTRY
 
 from tests.deploy.support import (
     DEPLOY,
@@ -16,6 +18,8 @@ from tests.deploy.support import (
     objects,
     settings_of,
 )
+from tideflow.runtime import metrics
+from tideflow.types import SourceStats
 
 
 @pytest.fixture(scope="module")
@@ -78,3 +82,26 @@ def _secret_name(item: dict[str, Any]) -> str:
         item = item["Fn::If"][1]
     name: str = item["Name"]
     return name
+
+
+def test_the_metrics_the_recipes_name_are_exported() -> None:
+    """The gauges the READMEs and manifests name are the ones /metrics serves."""
+
+    metrics.QUEUES.watch(
+        "probe",
+        lambda: SourceStats(pending=1, in_flight=0, done=0, oldest_pending_seconds=2.0),
+        lambda: 0,
+        lambda: 1,
+    )
+    try:
+        exported = {sample.name for family in REGISTRY.collect() for sample in family.samples}
+    finally:
+        metrics.QUEUES.clear()
+    named = {
+        name
+        for path in DEPLOY.rglob("*")
+        if path.is_file() and path.suffix in {".md", ".yaml", ".yml", ".json"}
+        for name in re.findall(r"\btideflow_[a-z_]+\b", path.read_text())
+    }
+    assert named, "the recipes name no tideflow metric"
+    assert named - exported == set()
