@@ -46,6 +46,7 @@ from image_classification.processors.csrf import WriteGuardMiddleware, csrf_toke
 from image_classification.processors.export import csv_file_name, stream_csv
 from image_classification.processors.hardening import LoginThrottle, NoSniffMiddleware, byte_range
 from image_classification.processors.limits import (
+    SMALL_BODY_BYTES,
     BodySizeLimitMiddleware,
     too_large_message,
     upload_limit,
@@ -128,7 +129,7 @@ _ERROR_MEANINGS = {
     404: "No such image (or no preview or correction of it).",
     409: "The image is not classified (pending or failed), so it cannot be corrected yet.",
     413: "The upload is over MAX_UPLOAD_MB, (for /classify) the image has more pixels "
-    "than CLASSIFY_MAX_PIXELS, or another body is over 32 KB.",
+    f"than CLASSIFY_MAX_PIXELS, or another body is over {SMALL_BODY_BYTES // 1024} KB.",
     415: "The file is not a JPEG, PNG, WebP, GIF, BMP or TIFF (checked from its bytes).",
     416: "The Range asked for lies outside the body.",
     422: "The image cannot be decoded.",

@@ -55,6 +55,9 @@ def attacker(locked_service: TideflowProcess) -> Iterator[str]:
 
     class Handler(http.server.BaseHTTPRequestHandler):
         def do_GET(self) -> None:
+            if self.path not in pages:  # the browser asks for /favicon.ico too
+                self.send_error(404)
+                return
             body = pages[self.path].encode()
             self.send_response(200)
             self.send_header("Content-Type", "text/html; charset=utf-8")
@@ -103,16 +106,14 @@ def test_upload_from_another_origin_is_refused(
     assert forged.value.status == 403, forged.value.text()
 
     # The results page's correction form, submitted by the other origin's page.
-    with page.expect_response(
-        lambda r: r.url.endswith("/image-upload-results/corrections")
-    ) as form:
+    form_url = f"{locked_service.base_url}/image-upload-results/corrections"
+    with page.expect_response(form_url) as form:
         page.goto(f"{attacker}/form")
+    page.wait_for_url(form_url)  # that navigation is over before the next one starts
     assert form.value.status == 403, form.value.text()
     # The same form on the app's own page passes the check (404: the image is unknown).
     page.goto(f"{locked_service.base_url}/image-upload-results")
-    with page.expect_response(
-        lambda r: r.url.endswith("/image-upload-results/corrections")
-    ) as own_form:
+    with page.expect_response(form_url) as own_form:
         page.evaluate(
             """() => {
                 const form = document.createElement("form");
@@ -128,6 +129,7 @@ def test_upload_from_another_origin_is_refused(
                 form.submit();
             }"""
         )
+    page.wait_for_url(form_url)
     assert own_form.value.status == 404, own_form.value.text()
 
     # The app's own page, in the same browser, still uploads (it sends X-CSRF-Token).
