@@ -45,8 +45,8 @@ CSRF_HEADER = "x-csrf-token"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 _CSRF_PURPOSE = b"image-classification csrf v1"
 CROSS_SITE_REFUSED = (
-    "Cross-site request refused: a state-changing request with the login cookie must come "
-    "from this site's own pages (send the X-CSRF-Token header, or use the Bearer token)."
+    "Cross-site request refused: a state-changing request must come from this site's own "
+    "pages (with the login cookie: send the X-CSRF-Token header), or use the Bearer token."
 )
 
 
