@@ -11,9 +11,11 @@ differences, both only for inputs the tutorial's path handles badly:
 * EXIF orientation is applied, alpha is composited on white and 16-bit grayscale is scaled
   down to 8 bits (a plain ``convert("RGB")`` would rotate, blacken or saturate those images).
 
-Safety: only the raster formats people upload are opened; the pixel count is checked against
-Pillow's decompression-bomb limit from the header, before any pixel is decoded; anything that
-fails to decode becomes an ``InvalidImageError`` whose message can be shown to the uploader.
+Safety: only the raster formats people upload are opened; a JPEG, PNG or GIF that would make
+Pillow walk thousands of tiny pieces in Python is refused first (``parse_budget.py``); the
+pixel count is checked against Pillow's decompression-bomb limit from the header, before any
+pixel is decoded; anything that fails to decode becomes an ``InvalidImageError`` whose
+message can be shown to the uploader.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from PIL import Image, UnidentifiedImageError
 
 from .datatypes import DecodedImage, ImageInfo
 from .errors import InvalidImageError
+from .parse_budget import check_parse_budget
 
 ALLOWED_FORMATS: tuple[str, ...] = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF")
 DEFAULT_MAX_PIXELS = 89_478_485  # Pillow's default MAX_IMAGE_PIXELS (about 0.25 GB of RGBA)
@@ -204,6 +207,7 @@ def _open(
     # Pillow's limit (~89 MP unless the app changed it); never unlimited, even if someone set
     # Pillow's to None.
     limit = max_pixels if max_pixels is not None else (Image.MAX_IMAGE_PIXELS or DEFAULT_MAX_PIXELS)
+    check_parse_budget(bytes(data))  # before Pillow walks a hostile file in Python
     try:
         image = Image.open(io.BytesIO(data), formats=ALLOWED_FORMATS)
     except Image.DecompressionBombError:

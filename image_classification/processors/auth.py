@@ -3,7 +3,8 @@
 With ``API_TOKEN`` unset every request is allowed. The cookie holds an HMAC of the token,
 not the token, and is ``SameSite=Strict``. SameSite does not separate ports of one host,
 so state-changing requests authorized by the cookie also pass the CSRF check of
-``processors/csrf.py``.
+``processors/csrf.py``, whose middleware also answers 401 to such requests before their
+body is read. ``require_token`` guards the routes that only read.
 """
 
 from __future__ import annotations
@@ -16,14 +17,17 @@ from urllib.parse import urlsplit
 
 from fastapi import HTTPException
 from pydantic import SecretStr
+from starlette.requests import HTTPConnection
 
-from image_classification.processors.csrf import check_csrf
 from image_classification.settings import get_settings
 from tideflow.dependencies import Scope, dependency
 from tideflow.requests import Request
 
 SESSION_COOKIE = "image_classification_session"
 SESSION_MAX_AGE_SECONDS = 7 * 24 * 3600
+TOKEN_REQUIRED = (
+    "An API token is required: send 'Authorization: Bearer <token>' or log in at /login."
+)
 _SESSION_PURPOSE = b"image-classification login v1"
 
 
@@ -40,7 +44,7 @@ def token_matches(candidate: str, token: SecretStr) -> bool:
 Credential = Literal["open", "bearer", "cookie"]
 
 
-def authorized_by(request: Request, token: SecretStr | None) -> Credential | None:
+def authorized_by(request: HTTPConnection, token: SecretStr | None) -> Credential | None:
     """How the request is authorized: no token set, the Bearer header, the login cookie."""
     if token is None:
         return "open"
@@ -53,26 +57,16 @@ def authorized_by(request: Request, token: SecretStr | None) -> Credential | Non
     return None
 
 
-def is_authorized(request: Request, token: SecretStr | None) -> bool:
+def is_authorized(request: HTTPConnection, token: SecretStr | None) -> bool:
     return authorized_by(request, token) is not None
 
 
 @dependency(scope=Scope.NO_SCOPE)
 def require_token(request: Request) -> None:
     """A tideflow dependency of each call: 401 unless the request carries the token (when
-    one is set); 403 for a state-changing request another site may have forged (csrf.py)."""
-    token = get_settings().api_token
-    credential = authorized_by(request, token)
-    if credential is not None:
-        if credential != "bearer":
-            check_csrf(request, token, cookie_auth=credential == "cookie")
-        return
-    raise HTTPException(
-        status_code=401,
-        detail="An API token is required: send 'Authorization: Bearer <token>' "
-        "or log in at /login.",
-        headers={"WWW-Authenticate": "Bearer"},
-    )
+    one is set)."""
+    if not is_authorized(request, get_settings().api_token):
+        raise HTTPException(401, TOKEN_REQUIRED, headers={"WWW-Authenticate": "Bearer"})
 
 
 Authorized = Annotated[None, require_token]

@@ -15,24 +15,25 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import functools
+import unicodedata
 from collections.abc import Sequence
 from typing import Annotated, Any
 
 from fastapi import HTTPException
-from pydantic import BaseModel
+from pydantic import AfterValidator, BaseModel, Field
 
 from image_classification.dependencies import (
     FailuresDep,
     ObjectsDep,
     ResultsTableDep,
-    SettingsDep,
 )
 from image_classification.image_ids import InvalidImageIdError, parse_image_id
 from image_classification.primitives import table
-from image_classification.processors.auth import Authorized, is_authorized, safe_next
-from image_classification.processors.service import RESULTS_PAGE_PATH, service
+from image_classification.processors.auth import Authorized, safe_next
+from image_classification.processors.service import RESULTS_PAGE_PATH, error_responses, service
 from tideflow.io.primitive import SinkPrimitive
-from tideflow.requests import Form, Request
+from tideflow.requests import Form
 from tideflow.responses import RedirectResponse, Response
 
 MAX_LABELS = 20
@@ -56,8 +57,73 @@ class CorrectionRow:
 corrections_table: SinkPrimitive = table.sibling(CORRECTIONS_TABLE, schema=CorrectionRow)
 
 
+def _forbidden(ch: str) -> bool:
+    """'|' (it separates labels on the page and in training CSVs), control characters,
+    lone surrogates (not Unicode), and the format characters of the Basic Multilingual Plane
+    that make text read other than it is (bidi overrides such as U+202E, zero-width spaces).
+    The joiners U+200C/U+200D stay (Persian words, emoji sequences need them), as do the
+    astral format characters (emoji tag sequences)."""
+    category = unicodedata.category(ch)
+    if category == "Cf":
+        return ord(ch) <= 0xFFFF and ch not in "\u200c\u200d"
+    return ch == "|" or category in ("Cc", "Cs")
+
+
+def label_problem(label: str) -> str | None:
+    """Why ``label`` cannot be stored, or None."""
+    if len(label) > MAX_LABEL_LENGTH:
+        return f"a label has at most {MAX_LABEL_LENGTH} characters: {label[:40]!r}"
+    bad = next((ch for ch in label if _forbidden(ch)), None)
+    if bad is not None:
+        return (
+            f"a label cannot hold {bad!r} (U+{ord(bad):04X}): no '|', control or invisible "
+            f"formatting characters: {label[:40]!r}"
+        )
+    return None
+
+
+@functools.cache
+def label_pattern() -> str:
+    """``_forbidden`` as the JSON schema's ``pattern`` (lone surrogates aside: a JSON
+    schema string is Unicode text already)."""
+    ranges: list[tuple[int, int]] = []
+    for code in range(0x10000):
+        if 0xD800 <= code <= 0xDFFF or not _forbidden(chr(code)):
+            continue
+        if ranges and ranges[-1][1] == code - 1:
+            ranges[-1] = (ranges[-1][0], code)
+        else:
+            ranges.append((code, code))
+    spans = "".join(
+        f"\\u{first:04x}" if first == last else f"\\u{first:04x}-\\u{last:04x}"
+        for first, last in ranges
+    )
+    return f"^[^{spans}]*$"
+
+
+def _valid_label(label: str) -> str:
+    problem = label_problem(label)
+    if problem is not None:
+        raise ValueError(problem)
+    return label
+
+
+CorrectionLabel = Annotated[
+    str,
+    Field(
+        max_length=MAX_LABEL_LENGTH,
+        json_schema_extra=lambda schema: schema.update(pattern=label_pattern()),
+    ),
+    AfterValidator(_valid_label),
+]
+
+
 class CorrectionIn(BaseModel):
-    labels: list[str]
+    labels: list[CorrectionLabel] = Field(
+        max_length=MAX_LABELS,
+        description="The right labels (whitespace is collapsed, duplicates dropped); an "
+        "empty list: none of the model's labels apply.",
+    )
 
 
 class CorrectionOut(BaseModel):
@@ -75,10 +141,9 @@ def clean_labels(raw: Sequence[str]) -> list[str]:
         label = " ".join(str(item).split())
         if not label:
             continue
-        if len(label) > MAX_LABEL_LENGTH or "|" in label:
-            raise ValueError(
-                f"a label has at most {MAX_LABEL_LENGTH} characters and no '|': {label[:40]!r}"
-            )
+        problem = label_problem(label)
+        if problem is not None:
+            raise ValueError(problem)
         if label not in labels:
             labels.append(label)
     if len(labels) > MAX_LABELS:
@@ -177,6 +242,7 @@ def _classified_image(image_id: str, table_dep: Any, failures_dep: Any, objects_
     "/api/images/{image_id}/corrections",
     method="POST",
     response_model=CorrectionOut,
+    responses=error_responses(400, 401, 403, 404, 409, 413),
     summary="Correct an image's labels (an empty list: none of the model's labels apply)",
 )
 def correct(
@@ -198,6 +264,7 @@ def correct(
 @service.endpoint(
     "/api/images/{image_id}/corrections",
     response_model=CorrectionOut,
+    responses=error_responses(401, 404),
     summary="The latest correction of an image",
 )
 def get_correction(image_id: str, auth: Authorized) -> CorrectionOut:
@@ -209,8 +276,7 @@ def get_correction(image_id: str, auth: Authorized) -> CorrectionOut:
 
 @service.endpoint(f"{RESULTS_PAGE_PATH}/corrections", method="POST", include_in_schema=False)
 def correct_from_page(
-    request: Request,
-    settings: SettingsDep,
+    auth: Authorized,
     table_dep: ResultsTableDep,
     failures_dep: FailuresDep,
     objects_dep: ObjectsDep,
@@ -218,9 +284,8 @@ def correct_from_page(
     labels: Annotated[str, Form()] = "",
     form_next: Annotated[str | None, Form(alias="next")] = None,
 ) -> Response:
-    """The results page's form (works without JavaScript): store, then back to the page."""
-    if not is_authorized(request, settings.api_token):
-        raise HTTPException(401, "Log in to correct labels.")
+    """The results page's form (works without JavaScript): store, then back to the page.
+    Like every POST it passes the CSRF check of ``processors/csrf.py`` first."""
     image = _classified_image(image_id, table_dep, failures_dep, objects_dep)
     try:
         cleaned = clean_labels(split_labels(labels))

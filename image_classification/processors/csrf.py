@@ -1,23 +1,31 @@
-"""Cross-site request forgery: who may send a state-changing request with the login cookie.
+"""Who may send a state-changing request: one rule for every route, checked before the body.
 
-A browser attaches the ``SameSite=Strict`` login cookie to requests from any page of the
-same *site*, and a site ignores the port: a page on ``http://127.0.0.1:9999`` can make the
-browser ``POST`` to ``http://127.0.0.1:8000/image-upload`` with the cookie. So a request
-that is not a safe method (GET, HEAD, OPTIONS) and does not carry the Bearer token is
-accepted only with one of:
+``WriteGuardMiddleware`` sees every request whose method is not safe (anything but GET,
+HEAD, OPTIONS) before a byte of its body is read, whatever its route, so a new route cannot
+forget the rule:
 
-1. an ``X-CSRF-Token`` header equal to ``csrf_token(API_TOKEN)``; our pages embed it in
-   ``<meta name="csrf-token">`` and ``app.js`` sends it. Other origins cannot read it;
-2. ``Sec-Fetch-Site: same-origin`` (or ``none``: typed by the user), which browsers set
-   and pages cannot forge;
-3. without ``Sec-Fetch-Site`` (older browsers), an ``Origin`` header equal to this
-   server's own origin (scheme, host and port of the request).
+1. With ``API_TOKEN`` set, a request without the Bearer token or the login cookie gets
+   ``401`` at once (only the ``open_paths``, ``/login``, take requests without them). A
+   1 GB body is then never read, let alone parsed.
+2. Cross-site request forgery. A browser attaches the ``SameSite=Strict`` login cookie to
+   requests from any page of the same *site*, and a site ignores the port: a page on
+   ``http://127.0.0.1:9999`` can make the browser ``POST`` to ``http://127.0.0.1:8000``
+   with the cookie. So a request without the Bearer token passes only with one of:
 
-A cookie-authenticated request with none of these (a script without the token, or a
-browser-less client replaying a cookie) is refused with 403. Bearer-token requests are
-not checked: a browser never adds that header by itself. With ``API_TOKEN`` unset there
-is no cookie to abuse, but a request that *says* it comes from another origin (rules 2 and
-3) is still refused, so other sites cannot make visitors' browsers upload to an open app.
+   a. an ``X-CSRF-Token`` header equal to ``csrf_token(API_TOKEN)``; our pages embed it in
+      ``<meta name="csrf-token">`` and ``app.js`` sends it. Other origins cannot read it;
+   b. ``Sec-Fetch-Site: same-origin`` (or ``none``: typed by the user), which browsers set
+      and pages cannot forge;
+   c. without ``Sec-Fetch-Site`` (older browsers), an ``Origin`` header equal to this
+      server's own origin (scheme, host and port of the request);
+   d. none of these headers at all, from a client that holds no login cookie (curl against
+      an open app, or ``/login``).
+
+   Everything else is ``403``: a script without the token, a browser-less client replaying
+   the cookie, and any request that *says* it comes from another origin (``Origin`` or
+   ``Sec-Fetch-Site``), so other sites cannot make visitors' browsers post to an open app
+   or log them in. Bearer-token requests are not checked: a browser never adds that header
+   by itself.
 """
 
 from __future__ import annotations
@@ -25,15 +33,20 @@ from __future__ import annotations
 import hashlib
 import hmac
 
-from fastapi import HTTPException, Request
 from pydantic import SecretStr
+from starlette.requests import HTTPConnection
+from starlette.responses import JSONResponse
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from image_classification.processors.auth import TOKEN_REQUIRED, authorized_by
+from image_classification.settings import get_settings
 
 CSRF_HEADER = "x-csrf-token"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 _CSRF_PURPOSE = b"image-classification csrf v1"
-_REFUSED = (
-    "Cross-site request refused: a state-changing request with the login cookie must come "
-    "from this site's own pages (send the X-CSRF-Token header, or use the Bearer token)."
+CROSS_SITE_REFUSED = (
+    "Cross-site request refused: a state-changing request must come from this site's own "
+    "pages (with the login cookie: send the X-CSRF-Token header), or use the Bearer token."
 )
 
 
@@ -45,28 +58,55 @@ def csrf_token(token: SecretStr | None) -> str:
     return hmac.new(key, _CSRF_PURPOSE, hashlib.sha256).hexdigest()
 
 
-def own_origin(request: Request) -> str:
+def own_origin(request: HTTPConnection) -> str:
     """``scheme://host[:port]`` as the client addressed this server (from the Host header)."""
     return f"{request.url.scheme}://{request.url.netloc}".lower()
 
 
-def check_csrf(request: Request, token: SecretStr | None, *, cookie_auth: bool) -> None:
-    """Raise 403 unless a non-safe request is shown to come from this site (see above)."""
-    if request.method in SAFE_METHODS:
-        return
+def comes_from_this_site(
+    request: HTTPConnection, token: SecretStr | None, *, cookie_auth: bool
+) -> bool:
+    """Rule 2 above, for a request that is not authorized by the Bearer token."""
     if token is not None:
         sent = request.headers.get(CSRF_HEADER, "")
         if sent and hmac.compare_digest(sent.encode(), csrf_token(token).encode()):
-            return
+            return True
     fetch_site = request.headers.get("sec-fetch-site")
     origin = request.headers.get("origin")
     if fetch_site is not None:
-        verified = fetch_site.lower() in ("same-origin", "none")
-    elif origin is not None:
-        verified = origin.lower() == own_origin(request)
-    else:
-        # No browser said where this comes from: fine for a plain client of an open app,
-        # not for one replaying the login cookie without the CSRF token.
-        verified = not cookie_auth
-    if not verified:
-        raise HTTPException(status_code=403, detail=_REFUSED)
+        return fetch_site.lower() in ("same-origin", "none")
+    if origin is not None:
+        return origin.lower() == own_origin(request)
+    # No browser said where this comes from: fine for a plain client of an open app,
+    # not for one replaying the login cookie without the CSRF token.
+    return not cookie_auth
+
+
+class WriteGuardMiddleware:
+    """Rules 1 and 2 above for every request with a method that is not safe."""
+
+    def __init__(self, app: ASGIApp, *, open_paths: frozenset[str]) -> None:
+        self.app = app
+        self.open_paths = open_paths
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] in SAFE_METHODS:
+            await self.app(scope, receive, send)
+            return
+        request = HTTPConnection(scope)
+        token = get_settings().api_token
+        credential = authorized_by(request, token)
+        # The body is not read, so the connection cannot carry another request.
+        headers = {"Connection": "close"}
+        if credential is None and scope["path"] not in self.open_paths:
+            refusal = JSONResponse(
+                {"detail": TOKEN_REQUIRED}, 401, {**headers, "WWW-Authenticate": "Bearer"}
+            )
+        elif credential != "bearer" and not comes_from_this_site(
+            request, token, cookie_auth=credential == "cookie"
+        ):
+            refusal = JSONResponse({"detail": CROSS_SITE_REFUSED}, 403, headers)
+        else:
+            await self.app(scope, receive, send)
+            return
+        await refusal(scope, receive, send)

@@ -82,6 +82,14 @@ class LoginThrottle:
 
 
 _RANGE = re.compile(r"bytes=(\d*)-(\d*)")
+# Any position with more digits lies past every body; int() of 4,300+ digits would raise.
+_MAX_POSITION_DIGITS = 18
+_PAST_ANY_BODY = 10**_MAX_POSITION_DIGITS
+
+
+def _position(digits: str) -> int:
+    digits = digits.lstrip("0") or "0"
+    return _PAST_ANY_BODY if len(digits) > _MAX_POSITION_DIGITS else int(digits)
 
 
 def byte_range(header: str | None, size: int) -> tuple[int, int] | bool | None:
@@ -99,14 +107,14 @@ def byte_range(header: str | None, size: int) -> tuple[int, int] | bool | None:
     if not first and not last:
         return None
     if not first:  # the last N bytes
-        count = int(last)
+        count = _position(last)
         if count == 0:
             return False
         return max(0, size - count), size - 1
-    start = int(first)
-    end = min(int(last), size - 1) if last else size - 1
-    if last and int(last) < start:
+    start = _position(first)
+    end = _position(last) if last else size - 1
+    if end < start and last:
         return None  # invalid: ignored, as RFC 9110 allows
     if start >= size:
         return False
-    return start, end
+    return start, min(end, size - 1)

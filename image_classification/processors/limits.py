@@ -1,21 +1,44 @@
-"""A request-body size limit for upload endpoints, enforced while the body streams in.
+"""Request-body size limits, one per route, enforced while the body streams in.
 
-A declared ``Content-Length`` over the limit is answered ``413`` before any byte is read.
-Without one (chunked uploads), or when it lies, bytes are counted as they arrive and the
-request is cut off with ``413`` as soon as the count passes the limit. Either way the server
-never holds more than the limit of one upload, and Starlette spools that to disk past 1 MB.
+Uploads may be ``MAX_UPLOAD_MB`` (plus multipart framing); every other body (the
+corrections JSON, the login and correction forms) is small, ``SMALL_BODY_BYTES``. A declared
+``Content-Length`` over the limit is answered ``413`` before any byte is read. Without one
+(chunked bodies), or when it lies, bytes are counted as they arrive and the request is cut
+off with ``413`` as soon as the count passes the limit. Either way the server never holds
+more than one limit's worth of a body (Starlette spools uploads to disk past 1 MB).
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
-from collections.abc import Callable
+import dataclasses
+from collections.abc import Callable, Mapping
 
+from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 # Multipart framing around the file: boundaries, part headers and a long file name.
 MULTIPART_OVERHEAD_BYTES = 64 * 1024
+# Room for every valid corrections body (20 labels of 100 characters, each written as
+# "\uXXXX" escapes of surrogate pairs: ~24 KB) and for the forms with a long "next" URL.
+SMALL_BODY_BYTES = 32 * 1024
+
+
+@dataclasses.dataclass(frozen=True)
+class BodyLimit:
+    max_bytes: int
+    message: str  # the 413's detail
+
+
+def upload_limit(max_file_bytes: int) -> BodyLimit:
+    """The limit of a multipart body holding one file of at most ``max_file_bytes``."""
+    return BodyLimit(max_file_bytes + MULTIPART_OVERHEAD_BYTES, too_large_message(max_file_bytes))
+
+
+SMALL_BODY = BodyLimit(
+    SMALL_BODY_BYTES,
+    f"The request body is larger than {SMALL_BODY_BYTES // 1024} KB, the most this endpoint takes.",
+)
 
 
 class _BodyTooLargeError(Exception):
@@ -23,30 +46,30 @@ class _BodyTooLargeError(Exception):
 
 
 class BodySizeLimitMiddleware:
-    """Answer ``413`` to POSTs to ``paths`` whose body could not hold a file of at most
-    ``max_file_bytes``; ``on_reject(path)`` runs for each one (to count them)."""
+    """Answer ``413`` to a request whose body passes its path's limit (``limits``, else
+    ``default``); ``on_reject(path)`` runs for each one (to count them)."""
 
     def __init__(
         self,
         app: ASGIApp,
         *,
-        paths: frozenset[str],
-        max_file_bytes: int,
+        limits: Mapping[str, BodyLimit],
+        default: BodyLimit = SMALL_BODY,
         on_reject: Callable[[str], None] | None = None,
     ) -> None:
         self.app = app
-        self.paths = paths
-        self.max_file_bytes = max_file_bytes
-        self.max_body_bytes = max_file_bytes + MULTIPART_OVERHEAD_BYTES
+        self.limits = dict(limits)
+        self.default = default
         self.on_reject = on_reject
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"] != "POST" or scope["path"] not in self.paths:
+        if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        limit = self.limits.get(scope["path"], self.default)
         declared = _content_length(scope)
-        if declared is not None and declared > self.max_body_bytes:
-            await self._reject(scope, send)
+        if declared is not None and declared > limit.max_bytes:
+            await self._reject(limit, scope, receive, send)
             return
 
         received = 0
@@ -57,7 +80,7 @@ class BodySizeLimitMiddleware:
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > self.max_body_bytes:
+                if received > limit.max_bytes:
                     exceeded = True
                     raise _BodyTooLargeError
             return message
@@ -71,25 +94,14 @@ class BodySizeLimitMiddleware:
         with contextlib.suppress(_BodyTooLargeError):
             await self.app(scope, counting_receive, guarded_send)
         if exceeded:
-            await self._reject(scope, send)
+            await self._reject(limit, scope, receive, send)
 
-    async def _reject(self, scope: Scope, send: Send) -> None:
+    async def _reject(self, limit: BodyLimit, scope: Scope, receive: Receive, send: Send) -> None:
         if self.on_reject is not None:
             self.on_reject(scope["path"])
-        body = json.dumps({"detail": too_large_message(self.max_file_bytes)}).encode()
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 413,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"content-length", str(len(body)).encode()),
-                    # The rest of the body is not read, so the connection cannot be reused.
-                    (b"connection", b"close"),
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": body})
+        # The rest of the body is not read, so the connection cannot be reused.
+        response = JSONResponse({"detail": limit.message}, 413, {"Connection": "close"})
+        await response(scope, receive, send)
 
 
 def too_large_message(max_file_bytes: int) -> str:

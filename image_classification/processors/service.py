@@ -42,10 +42,15 @@ from image_classification.processors.auth import (
     token_matches,
 )
 from image_classification.processors.classify_guard import ClassifySlots, check_pixel_budget
-from image_classification.processors.csrf import csrf_token
+from image_classification.processors.csrf import WriteGuardMiddleware, csrf_token
 from image_classification.processors.export import csv_file_name, stream_csv
 from image_classification.processors.hardening import LoginThrottle, NoSniffMiddleware, byte_range
-from image_classification.processors.limits import BodySizeLimitMiddleware, too_large_message
+from image_classification.processors.limits import (
+    SMALL_BODY_BYTES,
+    BodySizeLimitMiddleware,
+    too_large_message,
+    upload_limit,
+)
 from image_classification.processors.metrics import CLASSIFY_REQUEST_SECONDS, UPLOADS
 from image_classification.processors.results import (
     MAX_FAILED_LISTED,
@@ -88,6 +93,7 @@ UPLOAD_PATH = "/image-upload"
 CLASSIFY_PATH = "/classify"
 RESULTS_PAGE_PATH = "/image-upload-results"
 RESULTS_CSV_PATH = "/api/results.csv"
+LOGIN_PATH = "/login"
 MAX_PAGE_SIZE = 200
 THUMBNAIL_SLOT_WAIT_SECONDS = 10.0
 
@@ -115,13 +121,15 @@ class ErrorDetail(BaseModel):
 
 _ERROR_MEANINGS = {
     400: "Malformed request: a missing or empty file, bad query values (offset, limit, "
-    "min_confidence), or a multipart body that cannot be parsed.",
+    "min_confidence), bad labels, or a body that cannot be parsed.",
     401: "API_TOKEN is set and the request has neither the Bearer token nor the login cookie.",
     403: "A state-changing request with the login cookie that is not shown to come from this "
-    "site (CSRF): send X-CSRF-Token, or use the Bearer token.",
-    404: "No such image (or no preview of it).",
-    413: "The upload is over MAX_UPLOAD_MB, or (for /classify) the image has more pixels "
-    "than CLASSIFY_MAX_PIXELS.",
+    "site, or one whose Origin or Sec-Fetch-Site says it comes from another site (CSRF): "
+    "send X-CSRF-Token, or use the Bearer token.",
+    404: "No such image (or no preview or correction of it).",
+    409: "The image is not classified (pending or failed), so it cannot be corrected yet.",
+    413: "The upload is over MAX_UPLOAD_MB, (for /classify) the image has more pixels "
+    f"than CLASSIFY_MAX_PIXELS, or another body is over {SMALL_BODY_BYTES // 1024} KB.",
     415: "The file is not a JPEG, PNG, WebP, GIF, BMP or TIFF (checked from its bytes).",
     416: "The Range asked for lies outside the body.",
     422: "The image cannot be decoded.",
@@ -129,7 +137,7 @@ _ERROR_MEANINGS = {
 }
 
 
-def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
+def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
     """OpenAPI ``responses`` for the error codes an endpoint can answer."""
     return {code: {"model": ErrorDetail, "description": _ERROR_MEANINGS[code]} for code in codes}
 
@@ -179,12 +187,15 @@ def _count_rejected(path: str) -> None:
 service = Service(service_id="image-classification", title="Image classification", version="1.0")
 service.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 service.docs_headers = _PAGE_HEADERS  # /docs (offline Swagger UI) under the pages' CSP
+# Outermost last: nosniff on every answer; then who may post (before any body is read);
+# then how much of a body each route reads.
+_uploads = upload_limit(get_settings().max_upload_bytes)
 service.add_middleware(
     BodySizeLimitMiddleware,
-    paths=frozenset({UPLOAD_PATH, CLASSIFY_PATH}),
-    max_file_bytes=get_settings().max_upload_bytes,
+    limits={UPLOAD_PATH: _uploads, CLASSIFY_PATH: _uploads},
     on_reject=_count_rejected,
 )
+service.add_middleware(WriteGuardMiddleware, open_paths=frozenset({LOGIN_PATH}))
 service.add_middleware(NoSniffMiddleware)
 _classify_slots = ClassifySlots(get_settings().classify_concurrency)
 _login_throttle = LoginThrottle()
@@ -259,7 +270,7 @@ def upload_page(request: Request, settings: SettingsDep) -> Response:
     method="POST",
     status_code=202,
     response_model=UploadAccepted,
-    responses=_errors(400, 401, 403, 413, 415, 503),
+    responses=error_responses(400, 401, 403, 413, 415, 503),
     summary="Store an image; it is classified in the background",
 )
 def upload_image(
@@ -297,7 +308,7 @@ def upload_image(
 @service.endpoint(
     "/api/images/{image_id}",
     response_model=ImageStatus,
-    responses=_errors(400, 401, 404, 503),
+    responses=error_responses(400, 401, 404, 503),
     summary="Status of one uploaded image: pending, classified or failed",
 )
 def image_status(
@@ -395,7 +406,7 @@ ModelQuery = Annotated[
 @service.endpoint(
     "/api/results",
     response_model=ResultsPage,
-    responses=_errors(400, 401, 503),
+    responses=error_responses(400, 401, 503),
     summary="Results, newest first, with filters",
 )
 def results_api(
@@ -524,7 +535,7 @@ def _corrections_context(request: Request, rows: list[ImageResult]) -> dict[str,
     responses={
         200: {"content": {"image/jpeg": {}}},
         206: {"content": {"image/jpeg": {}}, "description": "The bytes a Range asked for."},
-        **_errors(400, 401, 404, 416, 503),
+        **error_responses(400, 401, 404, 416, 503),
     },
     summary="A small JPEG preview of a stored image (HEAD and single byte Range work too)",
 )
@@ -582,7 +593,7 @@ service.endpoint("/images/{image_id}/thumbnail", method="HEAD", include_in_schem
     CLASSIFY_PATH,
     method="POST",
     response_model=ClassifyAnswer,
-    responses=_errors(400, 401, 403, 413, 415, 422, 503),
+    responses=error_responses(400, 401, 403, 413, 415, 422, 503),
     summary="Classify an image now, without storing it",
 )
 def classify(
@@ -620,7 +631,7 @@ def classify(
 NextQuery = Annotated[str | None, Query(alias="next")]
 
 
-@service.endpoint("/login", response_class=HTMLResponse, include_in_schema=False)
+@service.endpoint(LOGIN_PATH, response_class=HTMLResponse, include_in_schema=False)
 def login_page(request: Request, settings: SettingsDep, next_path: NextQuery = None) -> Response:
     target = safe_next(next_path)
     if settings.api_token is None:
@@ -628,7 +639,7 @@ def login_page(request: Request, settings: SettingsDep, next_path: NextQuery = N
     return _page(request, "login.html", title="Log in", next=target, error=None)
 
 
-@service.endpoint("/login", method="POST", response_class=HTMLResponse, include_in_schema=False)
+@service.endpoint(LOGIN_PATH, method="POST", response_class=HTMLResponse, include_in_schema=False)
 def login(
     request: Request,
     settings: SettingsDep,

@@ -105,7 +105,16 @@ def build_parser() -> argparse.ArgumentParser:
         type=Path,
         help="embedding cache file (default ~/.cache/tideflow/models/embeddings.sqlite)",
     )
-    parser.add_argument("--force", action="store_true", help="replace an existing --out folder")
+    parser.add_argument(
+        "--force",
+        action="store_true",
+        help="replace the model in an existing --out folder (only a folder holding card.json)",
+    )
+    parser.add_argument(
+        "--allow-outside",
+        action="store_true",
+        help="let a CSV name files outside its own folder (absolute paths, ..)",
+    )
     return parser
 
 
@@ -147,7 +156,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             from .data import load_dataset
 
-            dataset = load_dataset(args.data)
+            dataset = load_dataset(args.data, allow_outside=args.allow_outside)
         for source, reason in dataset.skipped:
             err_console.print(f"[yellow]skipped[/] {source}: {reason}", highlight=False)
         card = train(dataset, args.out, options, console=err_console)

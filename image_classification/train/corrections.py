@@ -15,7 +15,7 @@ from typing import Any
 
 from rich.console import Console
 
-from .data import DataError, Dataset, build_dataset
+from .data import MAX_IMAGE_BYTES, TOO_LARGE, DataError, Dataset, build_dataset
 
 
 def load_corrections_dataset(console: Console) -> Dataset:
@@ -41,12 +41,17 @@ def load_corrections_dataset(console: Console) -> Dataset:
     missing: list[tuple[str, str]] = []
     for row in rows:
         key, version = parse_image_id(row.image_id)
+        source = f"bucket:{key}#{version}"
         try:
+            stored = objects.stat(key)
+            if stored is not None and stored.size > MAX_IMAGE_BYTES:
+                missing.append((source, TOO_LARGE))
+                continue
             data = objects.get(key, version=version)
         except Exception as exc:  # ObjectNotFoundError, or a provider's own error
-            missing.append((f"bucket:{key}#{version}", f"cannot read it from the bucket: {exc}"))
+            missing.append((source, f"cannot read it from the bucket: {exc}"))
             continue
-        items.append((f"bucket:{key}#{version}", data, list(row.labels)))
+        items.append((source, data, list(row.labels)))
     console.print(
         f"{len(rows)} corrected image(s) in {corrections.CORRECTIONS_TABLE}; "
         f"{len(items)} read from bucket {objects.bucket_name}",

@@ -1,8 +1,11 @@
 """Training data: a folder with one sub-folder per class, or a CSV ``path,labels`` (multi-label).
 
 Reading checks everything before any work is done, with messages that say what to fix: an
-empty class folder, a single class, CSV rows naming missing files. Images that cannot be
-decoded are skipped and listed (``Dataset.skipped``), not fatal, unless a class is left empty.
+empty class folder, a single class, CSV rows naming missing files or files outside the
+CSV's folder (a CSV from elsewhere must not make the trainer read, say, ``/etc`` or ``~``:
+``allow_outside`` / ``--allow-outside`` lifts that). Images that cannot be decoded, and
+files over ``MAX_IMAGE_BYTES`` (checked before they are read), are skipped and listed
+(``Dataset.skipped``), not fatal, unless a class is left empty.
 """
 
 from __future__ import annotations
@@ -20,6 +23,8 @@ from image_classification.model import InvalidImageError, probe_image
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff"})
 LABEL_SEPARATOR = "|"
 MIN_IMAGES_PER_CLASS = 3  # one each for training, validation and test
+MAX_IMAGE_BYTES = 64 * 1024 * 1024  # far above any photo; a file is read whole to be checked
+TOO_LARGE = f"larger than {MAX_IMAGE_BYTES // (1024 * 1024)} MB, the limit for a training image"
 
 
 class DataError(ValueError):
@@ -51,8 +56,9 @@ class Dataset:
         return {label: counter[i] for i, label in enumerate(self.labels)}
 
 
-def load_dataset(path: Path) -> Dataset:
-    """A folder of class folders (single-label) or a ``.csv`` file (multi-label)."""
+def load_dataset(path: Path, *, allow_outside: bool = False) -> Dataset:
+    """A folder of class folders (single-label) or a ``.csv`` file (multi-label); a CSV
+    may name files outside its folder only with ``allow_outside``."""
     path = path.expanduser()
     if not path.exists():
         raise DataError(
@@ -62,7 +68,7 @@ def load_dataset(path: Path) -> Dataset:
     if path.is_dir():
         return _load_folders(path)
     if path.suffix.lower() == ".csv":
-        return _load_csv(path)
+        return _load_csv(path, allow_outside=allow_outside)
     raise DataError(f"{path} is neither a folder nor a .csv file.")
 
 
@@ -105,12 +111,9 @@ def _load_folders(root: Path) -> Dataset:
             empty.append(folder.name)
             continue
         for file in images:
-            data = file.read_bytes()
-            problem = _unreadable(data)
-            if problem:
-                skipped.append((str(file), problem))
-                continue
-            examples.append(Example(str(file), _sha256(data), (index,), file.read_bytes))
+            example = _example(file, (index,), skipped)
+            if example is not None:
+                examples.append(example)
     if empty:
         raise DataError(
             f"class folder(s) with no images: {', '.join(empty)} (in {root}). Add images "
@@ -121,8 +124,9 @@ def _load_folders(root: Path) -> Dataset:
     return dataset
 
 
-def _load_csv(path: Path) -> Dataset:
+def _load_csv(path: Path, *, allow_outside: bool) -> Dataset:
     base = path.parent
+    folder = base.resolve()
     try:
         with path.open(newline="", encoding="utf-8-sig") as handle:
             rows = list(csv.reader(handle))
@@ -142,6 +146,11 @@ def _load_csv(path: Path) -> Dataset:
         labels = [label for label in labels if label]
         if not row[0].strip():
             problems.append(f"line {line}: empty path")
+        elif not allow_outside and not file.resolve().is_relative_to(folder):
+            problems.append(
+                f"line {line}: {row[0].strip()} is outside the CSV's folder {folder} (pass "
+                "--allow-outside to read files anywhere)"
+            )
         elif not file.is_file():
             problems.append(f"line {line}: no such file {file}")
         else:
@@ -158,18 +167,29 @@ def _load_csv(path: Path) -> Dataset:
     names = sorted({label for _, _, labels in entries for label in labels})
     index = {name: i for i, name in enumerate(names)}
     examples = []
-    skipped = []
+    skipped: list[tuple[str, str]] = []
     for _, file, labels in entries:
-        data = file.read_bytes()
-        problem = _unreadable(data)
-        if problem:
-            skipped.append((str(file), problem))
-            continue
-        targets = tuple(index[n] for n in labels)
-        examples.append(Example(str(file), _sha256(data), targets, file.read_bytes))
+        example = _example(file, tuple(index[n] for n in labels), skipped)
+        if example is not None:
+            examples.append(example)
     dataset = Dataset(names, examples, True, str(path), skipped)
     _check(dataset)
     return dataset
+
+
+def _example(
+    file: Path, targets: tuple[int, ...], skipped: list[tuple[str, str]]
+) -> Example | None:
+    """``file`` as an example, or None after adding why not to ``skipped``."""
+    if file.stat().st_size > MAX_IMAGE_BYTES:
+        skipped.append((str(file), TOO_LARGE))
+        return None
+    data = file.read_bytes()
+    problem = _unreadable(data)
+    if problem:
+        skipped.append((str(file), problem))
+        return None
+    return Example(str(file), _sha256(data), targets, file.read_bytes)
 
 
 def _check(dataset: Dataset) -> None:

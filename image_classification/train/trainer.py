@@ -64,10 +64,19 @@ class TrainOptions:
 
 
 def check_out_dir(out: Path, *, force: bool) -> None:
+    """``out`` may be written: it is absent or empty, or (with ``force``) a previous model's
+    folder; ``--force`` never deletes a folder of something else."""
     if out.exists() and not out.is_dir():
         raise DataError(f"--out {out} is a file; give a folder for the model.")
-    if out.is_dir() and any(out.iterdir()) and not force:
-        raise DataError(f"--out {out} already holds files; pass --force to replace it.")
+    if not out.is_dir() or not any(out.iterdir()):
+        return
+    if not (out / CARD_FILE).is_file():
+        raise DataError(
+            f"--out {out} holds files but no model ({CARD_FILE}); --force replaces only a "
+            "folder written by this command. Give another --out, or empty that folder."
+        )
+    if not force:
+        raise DataError(f"--out {out} already holds a model; pass --force to replace it.")
 
 
 def train(
@@ -426,6 +435,7 @@ def _verify(
 
 def _publish(staging: Path, out: Path) -> None:
     """Move the finished folder into place; an existing one (with --force) is replaced."""
+    check_out_dir(out, force=True)  # again: it may have changed while training
     if out.exists():
         old = out.parent / f".{out.name}.old-{os.getpid()}"
         os.replace(out, old)

@@ -55,6 +55,7 @@ BASE_ENV = {
     "CLASSIFY_CONCURRENCY": "",
     "BATCH_SIZE": "",
     "BATCH_MAX_DELAY_MS": "",
+    "FORWARDED_ALLOW_IPS": "",
 }
 
 

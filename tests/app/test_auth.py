@@ -72,10 +72,16 @@ def test_login_sets_a_strict_httponly_cookie(locked_app: TideflowProcess) -> Non
         assert "Wrong token." in wrong.text
         assert "set-cookie" not in wrong.headers
 
-        right = browser.post("/login", data={"token": TOKEN, "next": "/image-upload-results"})
+        # X-Forwarded-Proto from a client that is no configured proxy changes nothing.
+        right = browser.post(
+            "/login",
+            data={"token": TOKEN, "next": "/image-upload-results"},
+            headers={"X-Forwarded-Proto": "https"},
+        )
         assert right.status_code == 303
         assert right.headers["location"] == "/image-upload-results"
         cookie = right.headers["set-cookie"]
+        assert "secure" not in cookie.lower()
         assert "HttpOnly" in cookie
         assert "SameSite=strict" in cookie or "SameSite=Strict" in cookie
         assert TOKEN not in cookie

@@ -1,5 +1,6 @@
 """The CSRF attack in a real browser: a page on another port of the same host (the same
-*site*, so the SameSite=Strict login cookie goes along) posts an image to the app."""
+*site*, so the SameSite=Strict login cookie goes along) posts an image to the app, or
+submits the results page's correction form (a plain HTML form, no script needed)."""
 
 from __future__ import annotations
 
@@ -33,18 +34,31 @@ fetch("%(target)s/image-upload", {method: "POST", body: form, credentials: "incl
   .then(() => { document.title = "sent"; }, (e) => { document.title = "error " + e; });
 </script>"""
 
+# An unknown image: a request that got past the CSRF check would be answered 404.
+FORM_ATTACK_PAGE = """<!doctype html><title>free cats</title>
+<form method="post" action="%(target)s/image-upload-results/corrections">
+  <input name="image_id" value="bm9uZQ.1"><input name="labels" value="csrf-from-another-port">
+</form><script>document.forms[0].submit();</script>"""
+
 
 @pytest.fixture(scope="module")
 def attacker(locked_service: TideflowProcess) -> Iterator[str]:
     """An HTTP server on another port serving the attack page; its base URL."""
-    page = ATTACK_PAGE % {
-        "image": base64.b64encode(CHELSEA.read_bytes()).decode(),
-        "target": locked_service.base_url,
+    pages = {
+        "/": ATTACK_PAGE
+        % {
+            "image": base64.b64encode(CHELSEA.read_bytes()).decode(),
+            "target": locked_service.base_url,
+        },
+        "/form": FORM_ATTACK_PAGE % {"target": locked_service.base_url},
     }
 
     class Handler(http.server.BaseHTTPRequestHandler):
         def do_GET(self) -> None:
-            body = page.encode()
+            if self.path not in pages:  # the browser asks for /favicon.ico too
+                self.send_error(404)
+                return
+            body = pages[self.path].encode()
             self.send_response(200)
             self.send_header("Content-Type", "text/html; charset=utf-8")
             self.send_header("Content-Length", str(len(body)))
@@ -90,6 +104,33 @@ def test_upload_from_another_origin_is_refused(
     with page.expect_response(lambda r: r.url.endswith("/image-upload")) as forged:
         page.goto(f"{attacker}/")
     assert forged.value.status == 403, forged.value.text()
+
+    # The results page's correction form, submitted by the other origin's page.
+    form_url = f"{locked_service.base_url}/image-upload-results/corrections"
+    with page.expect_response(form_url) as form:
+        page.goto(f"{attacker}/form")
+    page.wait_for_url(form_url)  # that navigation is over before the next one starts
+    assert form.value.status == 403, form.value.text()
+    # The same form on the app's own page passes the check (404: the image is unknown).
+    page.goto(f"{locked_service.base_url}/image-upload-results")
+    with page.expect_response(form_url) as own_form:
+        page.evaluate(
+            """() => {
+                const form = document.createElement("form");
+                form.method = "post";
+                form.action = "/image-upload-results/corrections";
+                for (const [name, value] of [["image_id", "bm9uZQ.1"], ["labels", "own"]]) {
+                    const input = document.createElement("input");
+                    input.name = name;
+                    input.value = value;
+                    form.appendChild(input);
+                }
+                document.body.appendChild(form);
+                form.submit();
+            }"""
+        )
+    page.wait_for_url(form_url)
+    assert own_form.value.status == 404, own_form.value.text()
 
     # The app's own page, in the same browser, still uploads (it sends X-CSRF-Token).
     photo = tmp_path / "own-page-cat.png"

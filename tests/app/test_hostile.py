@@ -1,12 +1,21 @@
-"""The holes an attack run found, kept closed: huge paging values, /classify memory, CSRF."""
+"""The holes attack runs found, kept closed: huge paging values, /classify memory, CSRF on
+every state-changing route, bodies refused before they are read, hostile labels, images that
+would cost seconds of CPU to parse."""
 
 from __future__ import annotations
 
 import concurrent.futures
 import contextlib
 import io
+import json
+import os
+import re
+import struct
+import subprocess
+import sys
 import threading
 import time
+import zlib
 from collections.abc import Iterator
 
 import httpx
@@ -15,8 +24,8 @@ import pytest
 from PIL import Image
 
 from tests.app.conftest import LOCKED_TOKEN
-from tests.app.support import CHELSEA, upload
-from tests.conftest import TideflowProcess
+from tests.app.support import BASE_ENV, CHELSEA, upload, wait_for_status
+from tests.conftest import REPO, TideflowProcess
 
 pytestmark = pytest.mark.slow
 
@@ -117,7 +126,77 @@ def test_concurrent_big_images_keep_the_run_process_small(shared_app: TideflowPr
     assert httpx.get(f"{shared_app.base_url}/healthz").status_code == 200
 
 
-# --- 3. cross-site requests with the login cookie are refused ----------------------------
+# --- 3. one CSRF rule for every state-changing route, before any body is read -----------
+
+_LIST_ROUTES = """
+import json
+from fastapi.routing import APIRoute
+from tideflow.dependencies import Resolver
+import main
+app = main.app.services[0].build_app(resolver=Resolver())
+print(json.dumps([[m, r.path] for r in app.routes if isinstance(r, APIRoute) for m in r.methods]))
+"""
+_SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
+_OTHER_PORT = "http://127.0.0.1:1"  # another port of the same host: the same *site*
+# What a page on another origin (or a client replaying the cookie) can send.
+FORGED = [
+    {"Origin": "http://evil.example"},
+    {"Origin": _OTHER_PORT},
+    {"Sec-Fetch-Site": "same-site", "Origin": _OTHER_PORT},
+    {"Sec-Fetch-Site": "cross-site"},
+    {"Origin": "null"},
+    {},  # a replayed cookie without any proof of origin
+    {"X-CSRF-Token": "0" * 64},
+]
+# Headers that say the request comes from another site: refused even by an open app.
+CROSS_SITE_CLAIMS = FORGED[:5]
+
+
+@pytest.fixture(scope="module")
+def state_changing_routes(tmp_path_factory: pytest.TempPathFactory) -> list[tuple[str, str]]:
+    """(method, URL path) of every route of the built app whose method may change state,
+    schema or not (the login and correction forms are not in /openapi.json)."""
+    env = {**os.environ, **BASE_ENV, "TIDEFLOW_HOME": str(tmp_path_factory.mktemp("routes"))}
+    listed = subprocess.run(
+        [sys.executable, "-c", _LIST_ROUTES],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    routes = json.loads(listed.stdout.strip().splitlines()[-1])
+    found = sorted((m, p) for m, p in routes if m not in _SAFE_METHODS)
+    # The enumeration itself is checked, so it cannot pass by finding nothing.
+    assert {
+        ("POST", "/image-upload"),
+        ("POST", "/classify"),
+        ("POST", "/login"),
+        ("POST", "/api/images/{image_id}/corrections"),
+        ("POST", "/image-upload-results/corrections"),
+    } <= set(found), found
+    return [(method, re.sub(r"\{[^}]+\}", "bm9uZQ.1", path)) for method, path in found]
+
+
+def test_the_schema_has_no_route_the_enumeration_missed(
+    locked_service: TideflowProcess, state_changing_routes: list[tuple[str, str]]
+) -> None:
+    schema = httpx.get(f"{locked_service.base_url}/openapi.json").json()
+    documented = {
+        (method.upper(), re.sub(r"\{[^}]+\}", "bm9uZQ.1", path))
+        for path, operations in schema["paths"].items()
+        for method in operations
+        if method.upper() not in _SAFE_METHODS
+    }
+    assert documented <= set(state_changing_routes)
+
+
+def _send(client: httpx.Client, method: str, path: str, headers: dict[str, str]) -> httpx.Response:
+    # A form every route can read without storing anything: no image_file, an unknown
+    # image, the right token (a wrong one would count against the login throttle).
+    body = {"token": LOCKED_TOKEN, "image_id": "bm9uZQ.1", "labels": "x"}
+    return client.request(method, path, data=body, headers=headers)
 
 
 @contextlib.contextmanager
@@ -127,50 +206,66 @@ def _logged_in(app: TideflowProcess) -> Iterator[httpx.Client]:
         yield client
 
 
+@pytest.mark.parametrize("headers", FORGED)
+def test_every_route_refuses_forged_cookie_requests(
+    locked_service: TideflowProcess,
+    state_changing_routes: list[tuple[str, str]],
+    headers: dict[str, str],
+) -> None:
+    with _logged_in(locked_service) as client:
+        for method, path in state_changing_routes:
+            response = _send(client, method, path, headers)
+            assert response.status_code == 403, (method, path, response.text)
+            assert "Cross-site" in response.json()["detail"]
+
+
+def test_every_route_answers_401_without_credentials(
+    locked_service: TideflowProcess, state_changing_routes: list[tuple[str, str]]
+) -> None:
+    with httpx.Client(base_url=locked_service.base_url, timeout=30) as client:
+        for method, path in state_changing_routes:
+            client.cookies.clear()  # /login sets one
+            response = _send(client, method, path, {})
+            if path == "/login":  # the one route for people without credentials
+                assert response.status_code == 303
+            else:
+                assert response.status_code == 401, (method, path, response.text)
+                assert response.headers["www-authenticate"] == "Bearer"
+            for headers in CROSS_SITE_CLAIMS:
+                client.cookies.clear()
+                refused = _send(client, method, path, headers)
+                assert refused.status_code == (403 if path == "/login" else 401), headers
+
+
+def test_every_route_takes_cookie_requests_from_this_site(
+    locked_service: TideflowProcess, state_changing_routes: list[tuple[str, str]]
+) -> None:
+    with _logged_in(locked_service) as client:
+        token = client.get("/").text.split('name="csrf-token" content="', 1)[1].split('"', 1)[0]
+        assert len(token) == 64
+        origin = locked_service.base_url
+        for method, path in state_changing_routes:
+            for headers in (
+                {"X-CSRF-Token": token},
+                {"X-CSRF-Token": token, "Origin": "http://evil.example"},  # the token is proof
+                {"Sec-Fetch-Site": "same-origin", "Origin": origin},
+                {"Origin": origin},
+            ):
+                response = _send(client, method, path, headers)
+                # Past the guard: the route's own answer to this body (400, 404, 303...).
+                assert response.status_code not in (401, 403), (method, path, response.text)
+                assert response.status_code < 500, (method, path, response.text)
+
+
 def _post_cat(client: httpx.Client, headers: dict[str, str]) -> httpx.Response:
     files = {"image_file": ("cat.png", CHELSEA.read_bytes(), "image/png")}
     return client.post("/image-upload", files=files, headers=headers)
 
 
-@pytest.mark.parametrize(
-    "headers",
-    [
-        {"Origin": "http://evil.example"},
-        {"Origin": "http://127.0.0.1:1"},  # another port of the same host: the same site
-        {"Sec-Fetch-Site": "same-site", "Origin": "http://127.0.0.1:1"},
-        {"Sec-Fetch-Site": "cross-site"},
-        {"Origin": "null"},
-        {},  # a replayed cookie without any proof of origin
-        {"X-CSRF-Token": "0" * 64},
-    ],
-)
-def test_cookie_uploads_from_other_origins_are_refused(
-    locked_service: TideflowProcess, headers: dict[str, str]
-) -> None:
-    with _logged_in(locked_service) as client:
-        response = _post_cat(client, headers)
-        assert response.status_code == 403, response.text
-        assert "Cross-site" in response.json()["detail"]
-        classify = client.post(
-            "/classify",
-            files={"image_file": ("cat.png", CHELSEA.read_bytes(), "image/png")},
-            headers=headers,
-        )
-        assert classify.status_code == 403
-
-
 def test_cookie_uploads_from_this_site_are_accepted(locked_service: TideflowProcess) -> None:
     with _logged_in(locked_service) as client:
-        page = client.get("/").text
-        token = page.split('name="csrf-token" content="', 1)[1].split('"', 1)[0]
-        assert len(token) == 64
         origin = locked_service.base_url
-        for headers in (
-            {"X-CSRF-Token": token},
-            {"X-CSRF-Token": token, "Origin": "http://evil.example"},  # the token is the proof
-            {"Sec-Fetch-Site": "same-origin", "Origin": origin},
-            {"Origin": origin},
-        ):
+        for headers in ({"Sec-Fetch-Site": "same-origin", "Origin": origin}, {"Origin": origin}):
             assert _post_cat(client, headers).status_code == 202, headers
         # Reads stay as they were.
         assert client.get("/api/results", headers={"Origin": "http://evil.example"}).is_success
@@ -182,16 +277,178 @@ def test_bearer_requests_are_not_checked_for_origin(locked_service: TideflowProc
     assert response.status_code == 202
 
 
-def test_open_app_refuses_browsers_on_other_origins(shared_app: TideflowProcess) -> None:
-    data = CHELSEA.read_bytes()
-    refused = upload(shared_app, data, "cat.png", headers={"Sec-Fetch-Site": "cross-site"})
-    assert refused.status_code == 403
+def test_open_app_refuses_browsers_on_other_origins(
+    shared_app: TideflowProcess, state_changing_routes: list[tuple[str, str]]
+) -> None:
+    with httpx.Client(base_url=shared_app.base_url, timeout=30) as client:
+        for method, path in state_changing_routes:
+            for headers in CROSS_SITE_CLAIMS:
+                refused = _send(client, method, path, headers)
+                assert refused.status_code == 403, (method, path, headers, refused.text)
+            # Plain clients (no Origin, no cookie) are what an open app is for.
+            plain = _send(client, method, path, {})
+            assert plain.status_code not in (401, 403) and plain.status_code < 500, path
+    assert upload(shared_app, CHELSEA.read_bytes(), "cat.png").status_code == 202
+
+
+# --- 4. the token before the body, and a size limit for every body -----------------------
+
+CORRECTIONS_API = "/api/images/bm9uZQ.1/corrections"
+CORRECTIONS_FORM = "/image-upload-results/corrections"
+FORM_TYPE = "application/x-www-form-urlencoded"
+
+
+def _rss(app: TideflowProcess) -> int:
+    assert app.process is not None
+    return int(psutil.Process(app.process.pid).memory_info().rss)
+
+
+def _post_gigabyte(
+    app: TideflowProcess, path: str, headers: dict[str, str], *, declared: bool
+) -> httpx.Response:
+    """POST a 1 GB body, its length declared or chunked. The server must answer without
+    reading it: the generator is never exhausted."""
+
+    def body() -> Iterator[bytes]:
+        chunk = b"a" * MB
+        for _ in range(1024):
+            yield chunk
+
+    form = path in ("/login", CORRECTIONS_FORM)
+    sent = {"Content-Type": FORM_TYPE if form else "application/json", **headers}
+    if declared:
+        sent["Content-Length"] = str(1024 * MB)
+    started = time.monotonic()
+    response = httpx.post(f"{app.base_url}{path}", content=body(), headers=sent, timeout=60)
+    assert time.monotonic() - started < 10, f"{path} read the body"
+    return response
+
+
+@pytest.mark.parametrize("declared", [True, False], ids=["content-length", "chunked"])
+def test_bodies_are_refused_before_they_are_read(
+    locked_service: TideflowProcess, declared: bool
+) -> None:
+    before = _rss(locked_service)
+    for path in (CORRECTIONS_API, CORRECTIONS_FORM, "/image-upload", "/classify"):
+        anonymous = _post_gigabyte(locked_service, path, {}, declared=declared)
+        assert anonymous.status_code == 401, (path, anonymous.text)
+    too_big = _post_gigabyte(locked_service, CORRECTIONS_API, BEARER, declared=declared)
+    assert too_big.status_code == 413
+    assert "32 KB" in too_big.json()["detail"]
+    login = _post_gigabyte(locked_service, "/login", {}, declared=declared)  # open: no token
+    assert login.status_code == 413
+    with _logged_in(locked_service) as client:
+        cookie = {"Cookie": "; ".join(f"{k}={v}" for k, v in client.cookies.items())}
+    own = {**cookie, "Origin": locked_service.base_url}
     assert (
-        upload(shared_app, data, "cat.png", headers={"Origin": "http://evil.example"}).status_code
-        == 403
+        _post_gigabyte(locked_service, CORRECTIONS_FORM, own, declared=declared).status_code == 413
     )
-    # Plain clients (no Origin, no cookie) are what an open app is for.
-    assert upload(shared_app, data, "cat.png").status_code == 202
+    grown = _rss(locked_service) - before
+    # Measured 3 GB before the fix (the 1 GB JSON body was read and parsed before the 401).
+    assert grown < 15 * MB, f"the run process grew by {grown / MB:.0f} MB"
+
+
+# --- 5. labels: bounded, valid Unicode, nothing that reads other than it is ---------------
+
+
+@pytest.fixture(scope="module")
+def classified_cat(shared_app: TideflowProcess) -> str:
+    accepted = upload(shared_app, CHELSEA.read_bytes(), "cat-to-correct.png")
+    assert accepted.status_code == 202
+    status = wait_for_status(shared_app, accepted.json()["status_url"])
+    assert status["status"] == "classified"
+    return str(status["image_id"])
+
+
+@pytest.mark.parametrize(
+    "label",
+    [
+        "before\x00after",  # NUL
+        "\x1b[31mred",  # ANSI escape
+        "cat\u202egod",  # right-to-left override: would read "catdog" reversed
+        "zero\u200bwidth",
+        "a|b",
+        "x" * 101,
+    ],
+)
+def test_bad_labels_are_400_on_the_api_and_the_form(
+    shared_app: TideflowProcess, classified_cat: str, label: str
+) -> None:
+    base = shared_app.base_url
+    api = httpx.post(f"{base}/api/images/{classified_cat}/corrections", json={"labels": [label]})
+    assert api.status_code == 400, api.text
+    form = httpx.post(
+        f"{base}{CORRECTIONS_FORM}", data={"image_id": classified_cat, "labels": label}
+    )
+    assert form.status_code == 400, form.text
+    assert "label" in form.json()["detail"]
+
+
+def test_labels_are_bounded_and_stored_as_given(
+    shared_app: TideflowProcess, classified_cat: str
+) -> None:
+    url = f"{shared_app.base_url}/api/images/{classified_cat}/corrections"
+    log_start = len(shared_app.log())
+    # A lone surrogate is not Unicode (it made DuckDB fail: 500 before).
+    lone = httpx.post(
+        url, content=b'{"labels": ["\\ud800x"]}', headers={"Content-Type": "application/json"}
+    )
+    assert lone.status_code == 400, lone.text
+    assert httpx.post(url, json={"labels": [f"l{i}" for i in range(21)]}).status_code == 400
+    # Joiners stay: Persian words and emoji sequences need them.
+    persian_cats = "\u06af\u0631\u0628\u0647\u200c\u0647\u0627"
+    labels = ["tabby", persian_cats, "\U0001f408\u200d\u2b1b"]
+    stored = httpx.post(url, json={"labels": labels})
+    assert stored.status_code == 200, stored.text
+    assert httpx.get(url).json()["labels"] == labels
+    assert "Traceback" not in shared_app.log()[log_start:]
+
+
+# --- 6. images made of tiny pieces cost milliseconds, not seconds -------------------------
+
+
+def _cpu_seconds(app: TideflowProcess) -> float:
+    assert app.process is not None
+    times = psutil.Process(app.process.pid).cpu_times()
+    return float(times.user + times.system)
+
+
+def _png_of_tiny_chunks(size: int) -> bytes:
+    empty = struct.pack(">I", 0) + b"abCd" + struct.pack(">I", zlib.crc32(b"abCd"))
+    return b"\x89PNG\r\n\x1a\n" + empty * (size // len(empty))
+
+
+@pytest.mark.parametrize(
+    ("name", "data"),
+    [
+        ("zeros.jpg", b"\xff\xd8\xff" + bytes(19 * MB)),  # 4.3 s of CPU a request before
+        ("fill.jpg", b"\xff\xd8" + b"\xff" * (19 * MB)),  # 8 s
+        ("chunks.png", _png_of_tiny_chunks(19 * MB)),  # 7 s
+    ],
+)
+def test_files_of_tiny_pieces_are_refused_cheaply(
+    shared_app: TideflowProcess, name: str, data: bytes
+) -> None:
+    files = {"image_file": (name, data, "application/octet-stream")}
+    spent = _cpu_seconds(shared_app)
+    classify = httpx.post(f"{shared_app.base_url}/classify", files=files, timeout=60)
+    spent = _cpu_seconds(shared_app) - spent
+    assert classify.status_code == 422, classify.text
+    assert "tiny pieces" in classify.json()["detail"]
+    print(f"/classify of {name}: {spent:.2f} s of the run process's CPU")
+    # Receiving and spooling 19 MB is most of what is left.
+    assert spent < 1.0
+
+    accepted = upload(shared_app, data, name)
+    assert accepted.status_code == 202
+    status = wait_for_status(shared_app, accepted.json()["status_url"])
+    assert status["status"] == "failed" and "tiny pieces" in status["error"]
+    spent = _cpu_seconds(shared_app)
+    thumbnail = httpx.get(f"{shared_app.base_url}/images/{status['image_id']}/thumbnail")
+    spent = _cpu_seconds(shared_app) - spent
+    assert thumbnail.status_code == 404
+    print(f"thumbnail of {name}: {spent:.2f} s of the run process's CPU")
+    assert spent < 0.5
 
 
 # --- a replica that dies while idle is noticed, reported and restarted --------------------

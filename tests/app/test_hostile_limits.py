@@ -4,9 +4,11 @@ Range on thumbnails, very long file names, error codes in the OpenAPI schema."""
 from __future__ import annotations
 
 import io
+import re
 import socket
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import psutil
@@ -36,10 +38,21 @@ def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TideflowProcess]:
     app.close()
 
 
+def _guesses(url: str, count: int, *, first: int = 0) -> list[int]:
+    """Wrong tokens, each from a different X-Forwarded-For address; their status codes."""
+    return [
+        httpx.post(
+            url, data={"token": f"guess-{i}"}, headers={"X-Forwarded-For": f"203.0.113.{i}"}
+        ).status_code
+        for i in range(first, first + count)
+    ]
+
+
 def test_login_is_throttled_per_client(app: TideflowProcess) -> None:
     url = f"{app.base_url}/login"
-    codes = [httpx.post(url, data={"token": f"guess-{i}"}).status_code for i in range(10)]
-    assert codes == [401] * 10
+    # Rotating X-Forwarded-For buys no fresh attempts: no proxy is trusted by default.
+    codes = _guesses(url, 30)
+    assert codes == [401] * 10 + [429] * 20
     throttled = httpx.post(url, data={"token": "guess-11"})
     assert throttled.status_code == 429
     assert 1 <= int(throttled.headers["retry-after"]) <= 60
@@ -48,6 +61,32 @@ def test_login_is_throttled_per_client(app: TideflowProcess) -> None:
     assert httpx.post(url, data={"token": TOKEN}).status_code == 429
     # Bearer clients are not affected.
     assert httpx.get(f"{app.base_url}/api/results", headers=BEARER).status_code == 200
+
+
+def test_forwarded_headers_are_believed_from_configured_proxies(tmp_path: Path) -> None:
+    behind_proxy = make_app(tmp_path / "home", API_TOKEN=TOKEN, FORWARDED_ALLOW_IPS="127.0.0.1")
+    behind_proxy.start("--only", "service", wait_consumers=False)
+    try:
+        url = f"{behind_proxy.base_url}/login"
+        # Each guess from another client behind the proxy: each has its own 10.
+        assert _guesses(url, 12) == [401] * 12
+        one_client = {"X-Forwarded-For": "198.51.100.7"}
+        codes = [
+            httpx.post(url, data={"token": "nope"}, headers=one_client).status_code
+            for _ in range(11)
+        ]
+        assert codes == [401] * 10 + [429]
+        # Another client still logs in, and the proxy's https makes the cookie Secure.
+        right = httpx.post(
+            url,
+            data={"token": TOKEN},
+            headers={"X-Forwarded-For": "198.51.100.8", "X-Forwarded-Proto": "https"},
+        )
+        assert right.status_code == 303
+        assert "secure" in right.headers["set-cookie"].lower()
+    finally:
+        behind_proxy.stop()
+        behind_proxy.close()
 
 
 def test_slow_headers_are_cut_off(app: TideflowProcess) -> None:
@@ -70,6 +109,35 @@ def test_slow_headers_are_cut_off(app: TideflowProcess) -> None:
         waited = time.monotonic() - started
     assert waited < 8, f"the connection stayed open {waited:.1f}s"
     assert answer.startswith(b"HTTP/1.1 408") or answer == b""
+
+
+def _raw_request(port: int, header_bytes: int) -> bytes:
+    """A GET whose request line and headers are ``header_bytes`` long, sent in one write;
+    everything the server answers until it closes (or 5 s pass)."""
+    line = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+    pad = header_bytes - len(line) - len(b"X-Pad: \r\n\r\n")
+    request = line + b"X-Pad: " + b"a" * pad + b"\r\n\r\n"
+    assert len(request) == header_bytes
+    answer = b""
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        sock.sendall(request)
+        try:
+            while chunk := sock.recv(65536):
+                answer += chunk
+                if answer.startswith(b"HTTP/1.1 200") and answer.endswith(b"}"):
+                    break  # a kept-alive connection: the whole JSON answer is here
+        except OSError:
+            pass
+    return answer
+
+
+def test_header_blocks_over_16_kb_are_refused_however_sent(app: TideflowProcess) -> None:
+    assert _raw_request(app.port, 15 * 1024).startswith(b"HTTP/1.1 200")
+    for size in (20 * 1024, 100 * 1024):  # 200 OK before: the limit held for slow senders only
+        answer = _raw_request(app.port, size)
+        assert answer.startswith(b"HTTP/1.1 431"), answer[:200]
+        assert b"connection: close" in answer.lower()
+        assert b"16 KB" in answer  # and then the server closed it (recv returned b"")
 
 
 def test_connections_beyond_the_limit_get_503(app: TideflowProcess) -> None:
@@ -127,6 +195,16 @@ def test_thumbnails_answer_head_and_ranges(app: TideflowProcess) -> None:
     assert outside.headers["content-range"] == f"bytes */{size}"
     several = httpx.get(url, headers={**BEARER, "Range": "bytes=0-1,5-6"})
     assert several.status_code == 200 and several.content == full.content
+    # Positions longer than Python's 4,300-digit int() limit (500 before).
+    huge = "9" * 5000
+    for method in ("GET", "HEAD"):
+        whole = httpx.request(method, url, headers={**BEARER, "Range": f"bytes=0-{huge}"})
+        assert whole.status_code == 206
+        assert whole.headers["content-range"] == f"bytes 0-{size - 1}/{size}"
+        past = httpx.request(method, url, headers={**BEARER, "Range": f"bytes={huge}-"})
+        assert past.status_code == 416
+    suffix = httpx.get(url, headers={**BEARER, "Range": f"bytes=-{huge}"})
+    assert suffix.status_code == 206 and suffix.content == full.content
     assert httpx.head(url).status_code == 401
 
 
@@ -155,6 +233,18 @@ def test_openapi_documents_the_error_codes(app: TideflowProcess) -> None:
     assert {"202", "400", "401", "403", "413", "415"} <= upload_codes
     classify_codes = set(schema["paths"]["/classify"]["post"]["responses"])
     assert {"413", "422", "503"} <= classify_codes
+    corrections = schema["paths"]["/api/images/{image_id}/corrections"]
+    assert {"200", "400", "401", "403", "404", "409", "413"} <= set(
+        corrections["post"]["responses"]
+    )
+    assert {"200", "401", "404"} <= set(corrections["get"]["responses"])
+    labels = schema["components"]["schemas"]["CorrectionIn"]["properties"]["labels"]
+    assert labels["maxItems"] == 20
+    assert labels["items"]["maxLength"] == 100
+    pattern = re.compile(labels["items"]["pattern"])
+    assert pattern.fullmatch("tabby cat")
+    for bad in ("a|b", "nul\x00", "esc\x1b", "bidi\u202e", "zero\u200bwidth"):
+        assert not pattern.fullmatch(bad), bad
 
 
 def test_previews_of_huge_images_are_refused_without_decoding(app: TideflowProcess) -> None:

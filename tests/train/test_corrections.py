@@ -57,9 +57,14 @@ def test_corrections_are_stored_shown_and_trained_on(
         login = httpx.post(f"{base}/login", data={"token": TOKEN, "next": "/"})
         cookies = dict(login.cookies)
         form = {"image_id": ids[("7", 1)], "labels": "seven", "next": "/image-upload-results"}
-        refused = httpx.post(f"{base}/image-upload-results/corrections", data=form)
-        assert refused.status_code == 401
-        sent = httpx.post(f"{base}/image-upload-results/corrections", data=form, cookies=cookies)
+        form_url = f"{base}/image-upload-results/corrections"
+        assert httpx.post(form_url, data=form).status_code == 401
+        # A browser's form post from another origin carries the cookie too: refused.
+        forged = httpx.post(form_url, data=form, cookies=cookies, headers={"Origin": "null"})
+        assert forged.status_code == 403
+        # The page's own form: the browser says where it comes from.
+        own = {"Origin": base, "Sec-Fetch-Site": "same-origin"}
+        sent = httpx.post(form_url, data=form, cookies=cookies, headers=own)
         assert sent.status_code == 303 and sent.headers["location"] == "/image-upload-results"
         page = httpx.get(f"{base}/image-upload-results", cookies=cookies).text
         assert 'data-corrected="seven"' in page and 'data-corrected="one"' in page

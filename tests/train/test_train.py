@@ -1,10 +1,14 @@
 """Training your own classes: accuracy on held-out digits, the exported files, multi-label
-pairs, the embedding cache, unreadable images, and clear errors for bad input."""
+pairs, the embedding cache, unreadable images, clear errors for bad input, and a CSV or an
+--out that cannot make the trainer read or delete what it should not."""
 
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +20,8 @@ from image_classification.model import load_classifier
 from image_classification.model.weights import sha256_file
 from image_classification.train import DataError, load_dataset, train
 from image_classification.train.__main__ import main
-from tests.train.conftest import options
+from tests.conftest import REPO
+from tests.train.conftest import IMAGE_SIZE, options
 
 pytestmark = pytest.mark.slow
 
@@ -171,3 +176,87 @@ def test_too_few_images_per_label(tmp_path: Path, digits_dir: Path) -> None:
             shutil.copy(digits_dir / digit / f"{n}.jpg", tmp_path / digit / f"{n}.jpg")
     with pytest.raises(DataError, match=r"at least 3 readable images.*2 \(2\)"):
         load_dataset(tmp_path)
+
+
+def _train_command(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "image_classification.train", *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+
+
+def _copy_digits(digits_dir: Path, digit: str, into: Path, count: int) -> list[Path]:
+    into.mkdir(parents=True, exist_ok=True)
+    return [
+        Path(shutil.copy(digits_dir / digit / f"{n}.jpg", into / f"{digit}-{n}.jpg"))
+        for n in range(1, count + 1)
+    ]
+
+
+def test_csv_paths_outside_its_folder_need_allow_outside(tmp_path: Path, digits_dir: Path) -> None:
+    folder = tmp_path / "set"
+    ones = _copy_digits(digits_dir, "1", folder / "ones", 3)
+    sevens = _copy_digits(digits_dir, "7", tmp_path / "elsewhere", 3)
+    (folder / "linked.jpg").symlink_to(sevens[2])
+    rows = [f"ones/{p.name},one" for p in ones]
+    rows += [f"../elsewhere/{sevens[0].name},seven", f"{sevens[1]},seven", "linked.jpg,seven"]
+    labels = folder / "labels.csv"
+    labels.write_text("path,labels\n" + "\n".join(rows) + "\n")
+    out = tmp_path / "model"
+
+    refused = _train_command(str(labels), "--out", str(out))
+    message = " ".join(refused.stderr.split())
+    assert refused.returncode == 2, refused.stderr
+    for line in (5, 6, 7):  # .., an absolute path, a symlink out of the folder
+        assert f"line {line}: " in message
+    assert "outside the CSV's folder" in message and "--allow-outside" in message
+    assert not out.exists()
+
+    # Asked for, they are read: the run goes on to the next check (a label needs 3 images).
+    labels.write_text("path,labels\n" + "\n".join(rows[:5]) + "\n")  # 2 sevens from outside
+    allowed = _train_command(str(labels), "--out", str(out), "--allow-outside")
+    message = " ".join(allowed.stderr.split())
+    assert allowed.returncode == 2
+    assert "outside" not in message and "too few: seven (2)" in message
+
+
+def test_files_over_the_size_cap_are_skipped_unread(
+    tmp_path: Path, digits_dir: Path, train_caches: dict[str, Path]
+) -> None:
+    folder = tmp_path / "set"
+    ones = _copy_digits(digits_dir, "1", folder, 4)
+    sevens = _copy_digits(digits_dir, "7", folder, 4)
+    huge = folder / "huge.jpg"  # sparse: 1 GB that takes no disk, and would take RAM
+    with huge.open("wb") as file:
+        file.write(b"\xff\xd8\xff")
+        file.truncate(1024**3)
+    rows = [f"{p.name},one" for p in ones] + [f"{p.name},seven" for p in sevens]
+    labels = folder / "labels.csv"
+    labels.write_text("path,labels\n" + "\n".join([*rows, "huge.jpg,seven"]) + "\n")
+    out = tmp_path / "model"
+    trained = _train_command(
+        str(labels), "--out", str(out), "--augment", "0", "--image-size", str(IMAGE_SIZE),
+        "--cache", str(train_caches["embeddings"]),
+    )  # fmt: skip
+    assert trained.returncode == 0, trained.stdout + trained.stderr
+    assert "huge.jpg: larger than 64 MB" in " ".join(trained.stderr.split())
+    card = json.loads((out / "card.json").read_text())
+    assert card["data"]["images"] == 8
+    assert [s["file"] for s in card["data"]["skipped"]] == [str(huge)]
+
+
+def test_force_replaces_only_a_previous_model(tmp_path: Path, digits_dir: Path) -> None:
+    data = tmp_path / "data"
+    _copy_digits(digits_dir, "1", data / "one", 3)
+    _copy_digits(digits_dir, "7", data / "seven", 3)
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "important.txt").write_text("keep me")
+    refused = _train_command(str(data), "--out", str(mine), "--force")
+    assert refused.returncode == 2
+    assert "holds files but no model (card.json)" in " ".join(refused.stderr.split())
+    assert os.listdir(mine) == ["important.txt"]
