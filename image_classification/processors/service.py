@@ -2,7 +2,7 @@
 
 Errors are JSON ``{"detail": "..."}``. With ``API_TOKEN`` set, everything that stores or
 shows images needs ``Authorization: Bearer <token>`` or the login cookie; the upload page,
-``/login``, ``/static``, ``/healthz``, ``/metrics`` and ``/docs`` stay open.
+``/login``, ``/static``, ``/healthz``, ``/livez``, ``/metrics`` and ``/docs`` stay open.
 """
 
 from __future__ import annotations
