@@ -95,6 +95,19 @@ def _restart_and_check(app: TideflowProcess, accepted: list[str]) -> None:
     _assert_each_classified_once(app.home, accepted)
 
 
+def _check_recovery(app: TideflowProcess, accepted: list[str], rng: random.Random) -> None:
+    """Once writes work again: /healthz ok, a new upload accepted, every accepted upload
+    classified, and after a restart exactly those."""
+    _wait_health(app, "ok")
+    late = upload(app, _noise_png(rng), "after-recovery.png")
+    assert late.status_code == 202, late.text
+    accepted = [*accepted, late.json()["image_id"]]
+    for image_id in accepted:
+        status = wait_for_status(app, f"/api/images/{image_id}", timeout=90)
+        assert status["status"] == "classified", status
+    _restart_and_check(app, accepted)
+
+
 def test_a_state_directory_filled_by_uploads(tmp_path: Path) -> None:
     """The whole TIDEFLOW_HOME on a 24 MB tmpfs, filled by uploads: 507 with a JSON detail,
     /healthz degraded; once space is freed everything accepted is classified once and
@@ -128,14 +141,7 @@ def test_a_state_directory_filled_by_uploads(tmp_path: Path) -> None:
             assert httpx.get(f"{app.base_url}/livez").status_code == 200
 
             ballast.unlink()
-            _wait_health(app, "ok")
-            late = upload(app, _noise_png(rng), "after-freeing.png")
-            assert late.status_code == 202, late.text
-            accepted.append(late.json()["image_id"])
-            for image_id in accepted:
-                status = wait_for_status(app, f"/api/images/{image_id}", timeout=90)
-                assert status["status"] == "classified", status
-            _restart_and_check(app, accepted)
+            _check_recovery(app, accepted, rng)
         finally:
             app.close()
 
@@ -182,14 +188,7 @@ def test_a_full_journal_refuses_uploads_and_the_run_waits_it_out(tmp_path: Path)
             assert app.process is not None and app.process.poll() is None
 
             ballast.unlink()
-            _wait_health(app, "ok")
-            late = upload(app, _noise_png(rng), "after-freeing.png")
-            assert late.status_code == 202, late.text
-            accepted.append(late.json()["image_id"])
-            for image_id in accepted:
-                status = wait_for_status(app, f"/api/images/{image_id}", timeout=60)
-                assert status["status"] == "classified", status
-            _restart_and_check(app, accepted)
+            _check_recovery(app, accepted, rng)
         finally:
             app.close()
 
@@ -211,16 +210,17 @@ def test_a_read_only_journal_refuses_uploads_with_503(tmp_path: Path) -> None:
     # Not the -shm file: SQLite maps it into memory, and writing to an immutable mapped
     # page kills the process with SIGBUS on ext4.
     immutable = [journal, journal / "image-bucket.sqlite3", journal / "image-bucket.sqlite3-wal"]
+    rng = random.Random(7)
     app = make_app(home)
     try:
         app.start("--replicas", "1")
-        first = upload(app, _noise_png(random.Random(7)), "first.png").json()
+        first = upload(app, _noise_png(rng), "first.png").json()
         assert wait_for_status(app, first["status_url"])["status"] == "classified"
         locked = subprocess.run(["chattr", "+i", *map(str, immutable)], check=False)
         if locked.returncode != 0:
             pytest.skip("chattr +i is not available here")
         try:
-            refused = upload(app, _noise_png(random.Random(8)), "refused.png")
+            refused = upload(app, _noise_png(rng), "refused.png")
             _assert_refused(refused, {503})
             assert _stored_keys(home) == {parse_image_id(first["image_id"])[0]}
             health = _health(app)
@@ -228,9 +228,6 @@ def test_a_read_only_journal_refuses_uploads_with_503(tmp_path: Path) -> None:
             assert health.json()["problems"][0].startswith("journal image-bucket: ")
         finally:
             subprocess.run(["chattr", "-i", *map(str, immutable)], check=True)
-        _wait_health(app, "ok")
-        late = upload(app, _noise_png(random.Random(9)), "after.png").json()
-        assert wait_for_status(app, late["status_url"])["status"] == "classified"
-        _restart_and_check(app, [first["image_id"], late["image_id"]])
+        _check_recovery(app, [first["image_id"]], rng)
     finally:
         app.close()

@@ -170,13 +170,7 @@ class ConsumerWorker(threading.Thread):
         if acked:
             ack_ids = [d.ack_id for d in acked]
             try:
-                self._with_backoff(
-                    "the event source cannot take acks",
-                    lambda: self.source.ack(ack_ids),
-                    SourceUnavailableError,
-                    first=SOURCE_RETRY_FIRST_SECONDS,
-                    most=SOURCE_RETRY_MAX_SECONDS,
-                )
+                self._until_taken("acks", lambda: self.source.ack(ack_ids))
             except SourceError as exc:
                 logger.warning(
                     "%s: ack failed (the events will be redelivered, their rows are "
@@ -184,6 +178,16 @@ class ConsumerWorker(threading.Thread):
                     self._consumer,
                     exc,
                 )
+
+    def _until_taken(self, what: str, call: Callable[[], T]) -> T:
+        """A source call (ack, nack) retried while the source cannot take it now."""
+        return self._with_backoff(
+            f"the event source cannot take {what}",
+            call,
+            SourceUnavailableError,
+            first=SOURCE_RETRY_FIRST_SECONDS,
+            most=SOURCE_RETRY_MAX_SECONDS,
+        )
 
     def _with_backoff(
         self,
@@ -249,12 +253,9 @@ class ConsumerWorker(threading.Thread):
         if final:
             self._record(delivery, error)
         try:
-            dead = self._with_backoff(
-                "the event source cannot take nacks",
+            dead = self._until_taken(
+                "nacks",
                 lambda: self.source.nack(delivery.ack_id, error=error, retryable=retryable),
-                SourceUnavailableError,
-                first=SOURCE_RETRY_FIRST_SECONDS,
-                most=SOURCE_RETRY_MAX_SECONDS,
             )
         except SourceError as exc:
             logger.warning("%s: nack failed (it will be redelivered): %s", self._consumer, exc)
