@@ -6,7 +6,7 @@ import errno
 import io
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -320,12 +320,12 @@ def test_a_failed_commit_takes_its_files_back(
     assert _write(source, "fresh/new.txt", b"later") > kept  # writes work again
 
 
-def test_a_full_journal_refuses_writes_then_recovers(
+@pytest.fixture
+def full_journal(
     source: LocalJournalSource, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """The journal alone on a small tmpfs, filled: a write is refused as out of space and
-    leaves no file, a lease cannot be taken, the journal reports it; after freeing space a
-    probe clears it and everything works."""
+) -> Iterator[tuple[Journal, Path]]:
+    """The source's journal alone on a small tmpfs with "before.txt" journaled, then the
+    disk filled; the journal, and the ballast file to delete to free it."""
     monkeypatch.setattr(write_health, "PROBE_EVERY_SECONDS", 0.0)
     disk = tmp_path / "journal-disk"
     with small_tmpfs(disk, "4m"):
@@ -334,19 +334,49 @@ def test_a_full_journal_refuses_writes_then_recovers(
         monkeypatch.setattr(source.bucket, "journal", lambda: journal)
         journal.add_stream(source.stream.stream_id)
         _write(source, "before.txt")
-        ballast = fill_disk(disk / "ballast")
+        yield journal, fill_disk(disk / "ballast")
+        source.close()
 
-        with pytest.raises(BucketFullError, match=r"disk full \(committing its event journal\)"):
-            _write(source, "refused.txt")
-        assert not source.bucket.client().blob("refused.txt").exists()
-        with pytest.raises(SourceUnavailableError, match="disk full"):
-            source.pull(max_messages=10, timeout=0)
-        assert journal.health.problem() is not None
-        assert "journal bucket: disk full" in write_health.write_problems()
 
-        ballast.unlink()
-        assert journal.health.problem() is None
-        _write(source, "after.txt")
-        delivered = source.pull(max_messages=10, timeout=0)
-        assert sorted(d.event.file_path for d in delivered) == ["after.txt", "before.txt"]
-        assert journal.get_object("refused.txt") is None
+def test_a_full_journal_refuses_writes_then_recovers(
+    source: LocalJournalSource, full_journal: tuple[Journal, Path]
+) -> None:
+    """A write is refused as out of space and leaves no file, a lease cannot be taken, the
+    journal reports it; after freeing space a probe clears it and everything works."""
+    journal, ballast = full_journal
+    with pytest.raises(BucketFullError, match=r"disk full \(committing its event journal\)"):
+        _write(source, "refused.txt")
+    assert not source.bucket.client().blob("refused.txt").exists()
+    with pytest.raises(SourceUnavailableError, match="disk full"):
+        source.pull(max_messages=10, timeout=0)
+    assert journal.health.problem() is not None
+    assert "journal bucket: disk full" in write_health.write_problems()
+
+    ballast.unlink()
+    assert journal.health.problem() is None
+    _write(source, "after.txt")
+    delivered = source.pull(max_messages=10, timeout=0)
+    assert sorted(d.event.file_path for d in delivered) == ["after.txt", "before.txt"]
+    assert journal.get_object("refused.txt") is None
+
+
+def test_a_file_dropped_in_while_the_journal_is_full_is_found_later(
+    source: LocalJournalSource, full_journal: tuple[Journal, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The watcher cannot journal a copied-in file while the journal is full: it keeps
+    watching, and a later scan journals the file once there is room."""
+    journal, ballast = full_journal
+    monkeypatch.setattr("tideflow.io.local.stream.RESCAN_AFTER_SECONDS", 0.5)
+    source.start()
+    time.sleep(1)  # the watcher is up
+    staging = source.bucket.root / ".tideflow-tmp" / "dropped.txt"
+    staging.write_bytes(b"copied in")
+    staging.rename(source.bucket.root / "dropped.txt")
+    time.sleep(1)  # seen, and refused
+    assert journal.get_object("dropped.txt") is None
+    ballast.unlink()
+    deadline = time.monotonic() + 10
+    while journal.get_object("dropped.txt") is None and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert journal.get_object("dropped.txt") is not None
+    assert source.stream.bucket.root.joinpath("dropped.txt").read_bytes() == b"copied in"
