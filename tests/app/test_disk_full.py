@@ -133,6 +133,8 @@ def test_a_state_directory_filled_by_uploads(tmp_path: Path) -> None:
             assert len(refused) == 3 and len(accepted) >= 10, (len(accepted), app.log()[-3000:])
             for answer in refused:
                 assert "disk full" in _assert_refused(answer, {507})
+            schema = httpx.get(f"{app.base_url}/openapi.json").json()
+            assert {"503", "507"} <= set(schema["paths"]["/image-upload"]["post"]["responses"])
             assert _stored_keys(app.home) == {parse_image_id(i)[0] for i in accepted}
             health = _health(app)
             assert health.status_code == 503

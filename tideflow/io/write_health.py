@@ -35,11 +35,13 @@ class WriteHealth:
         self._probe = probe
         self._lock = threading.Lock()
         self._reason: str | None = None
+        self._failures = 0
         self._next_probe = 0.0
 
     def failed(self, reason: str) -> None:
         with self._lock:
             self._reason = reason
+            self._failures += 1
             self._next_probe = time.monotonic() + PROBE_EVERY_SECONDS
 
     def problem(self) -> str | None:
@@ -48,13 +50,15 @@ class WriteHealth:
             if self._reason is None or time.monotonic() < self._next_probe:
                 return self._reason
             self._next_probe = time.monotonic() + PROBE_EVERY_SECONDS
+            failures = self._failures
         try:
             still = self._probe()
         except Exception as exc:  # a probe must never break /healthz
             still = write_failure_reason(exc)
         with self._lock:
-            self._reason = still
-        return still
+            if self._failures == failures:  # else a write failed meanwhile: that one stands
+                self._reason = still
+            return self._reason
 
 
 _stores: dict[Path, WriteHealth] = {}
