@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import os
 import signal
 import socket
@@ -21,6 +23,44 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+@contextlib.contextmanager
+def small_tmpfs(path: Path, size: str) -> Iterator[Path]:
+    """A tmpfs of ``size`` (``"4m"``) mounted on ``path`` (made if missing), to fill up:
+    a real full disk. Skips the test when not root or when the mount is refused; always
+    unmounted afterwards."""
+    if os.geteuid() != 0:
+        pytest.skip("a small tmpfs needs root (mount -t tmpfs)")
+    path.mkdir(parents=True, exist_ok=True)
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.strip()}")
+    try:
+        yield path
+    finally:
+        # Lazily, so that a process still holding a file there cannot keep it mounted.
+        subprocess.run(["umount", "-l", str(path)], check=False)
+
+
+def fill_disk(path: Path) -> Path:
+    """Write zeros to file ``path`` until its disk is full; the file (delete it to free)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        while True:  # a short write fills the last bytes, the next one gets ENOSPC
+            try:
+                os.write(fd, bytes(64 * 1024))
+            except OSError as exc:
+                if exc.errno != errno.ENOSPC:
+                    raise
+                return path
+    finally:
+        os.close(fd)
 
 
 class TideflowProcess:

@@ -10,11 +10,17 @@ original as ``__cause__``::
     │   └── DependencyScopeError    a dependency depends on a narrower scope
     ├── PrimitiveError              plan / apply / destroy of a primitive failed
     ├── InvalidKeyError             an object key is unsafe (traversal, control chars, length)
+    ├── BucketUnavailableError      an object cannot be stored now (read-only, I/O
+    │   │                           error); nothing was stored, the same put may work later
+    │   └── BucketFullError         ... because its disk is full (ENOSPC, quota)
     ├── ObjectNotFoundError         an object is not in the bucket
     │   └── ObjectSupersededError   a newer version replaced the event's version (also
     │                               a NonRetryableError: it can never be read again)
     ├── SourceError                 a source could not pull, ack or nack
-    │   └── MalformedEventError     a message is not an event the source can read
+    │   ├── MalformedEventError     a message is not an event the source can read
+    │   └── SourceUnavailableError  the queue cannot be written now (the local journal's
+    │                               disk is full or read-only): the worker retries acks
+    │                               and nacks with backoff
     ├── SinkError                   a sink could not write rows
     │   ├── RowError                the warehouse refused some rows (``rejected`` says which)
     │   └── SinkUnavailableError    the warehouse cannot be written now (I/O, connection):
@@ -55,6 +61,16 @@ class InvalidKeyError(TideflowError, ValueError):
     """An object key is not safe to store."""
 
 
+class BucketUnavailableError(TideflowError):
+    """An object cannot be stored now (a read-only disk, an I/O error, a journal that
+    cannot be written); nothing was stored and the same put may succeed later."""
+
+
+class BucketFullError(BucketUnavailableError):
+    """An object cannot be stored because the disk holding the bucket (or its journal)
+    is full or over quota; nothing was stored."""
+
+
 class ObjectNotFoundError(TideflowError, LookupError):
     """The requested object does not exist in the bucket."""
 
@@ -65,6 +81,11 @@ class SourceError(TideflowError):
 
 class MalformedEventError(SourceError, ValueError):
     """A message is not an event the source can read (it is dead-lettered at once)."""
+
+
+class SourceUnavailableError(SourceError):
+    """The queue cannot take a write now (the local journal's disk is full, read-only or
+    failing); nothing changed and the same call may succeed later."""
 
 
 class SinkError(TideflowError):

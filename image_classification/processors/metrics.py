@@ -6,7 +6,8 @@ from prometheus_client import Counter, Histogram
 
 UPLOADS = Counter(
     "image_uploads",
-    "POST /image-upload requests by outcome: accepted, too_large, not_an_image, bad_request.",
+    "POST /image-upload requests by outcome: accepted, too_large, not_an_image, bad_request, "
+    "storage_full (507), not_stored (503).",
     ["outcome"],
 )
 CLASSIFY_REQUEST_SECONDS = Histogram(

@@ -2,7 +2,7 @@
 
 Errors are JSON ``{"detail": "..."}``. With ``API_TOKEN`` set, everything that stores or
 shows images needs ``Authorization: Bearer <token>`` or the login cookie; the upload page,
-``/login``, ``/static``, ``/healthz``, ``/metrics`` and ``/docs`` stay open.
+``/login``, ``/static``, ``/healthz``, ``/livez``, ``/metrics`` and ``/docs`` stay open.
 """
 
 from __future__ import annotations
@@ -76,7 +76,12 @@ from image_classification.processors.uploads import (
 )
 from image_classification.settings import Settings, get_settings
 from tideflow import Service
-from tideflow.exceptions import InvalidQueryError, ObjectNotFoundError
+from tideflow.exceptions import (
+    BucketFullError,
+    BucketUnavailableError,
+    InvalidQueryError,
+    ObjectNotFoundError,
+)
 from tideflow.io.strategies import MAX_SELECT_OFFSET
 from tideflow.requests import File, Form, Query, Request, UploadFile
 from tideflow.responses import (
@@ -107,7 +112,15 @@ _PAGE_HEADERS = {
     "Referrer-Policy": "same-origin",
 }
 _IMAGE_HEADERS = {"X-Content-Type-Options": "nosniff", "Cache-Control": "private, max-age=3600"}
-_UPLOAD_OUTCOMES = {400: "bad_request", 413: "too_large", 415: "not_an_image"}
+_UPLOAD_OUTCOMES = {
+    400: "bad_request",
+    413: "too_large",
+    415: "not_an_image",
+    503: "not_stored",
+    507: "storage_full",
+}
+# What a client that was told "not stored" waits before sending the image again.
+STORAGE_RETRY_AFTER_SECONDS = 10
 
 ImageFile = Annotated[
     UploadFile | None,
@@ -133,7 +146,11 @@ _ERROR_MEANINGS = {
     415: "The file is not a JPEG, PNG, WebP, GIF, BMP or TIFF (checked from its bytes).",
     416: "The Range asked for lies outside the body.",
     422: "The image cannot be decoded.",
-    503: "The server is busy (/classify: all CLASSIFY_CONCURRENCY slots in use); see Retry-After.",
+    503: "The server is busy (/classify: all CLASSIFY_CONCURRENCY slots in use), or (uploads) "
+    "cannot store the image now: its disk is read-only or failing. Nothing was kept; see "
+    "Retry-After.",
+    507: "The image was not stored: the server's disk is full. Nothing was kept; send it "
+    "again later (see Retry-After).",
 }
 
 
@@ -270,7 +287,7 @@ def upload_page(request: Request, settings: SettingsDep) -> Response:
     method="POST",
     status_code=202,
     response_model=UploadAccepted,
-    responses=error_responses(400, 401, 403, 413, 415, 503),
+    responses=error_responses(400, 401, 403, 413, 415, 503, 507),
     summary="Store an image; it is classified in the background",
 )
 def upload_image(
@@ -293,6 +310,8 @@ def upload_image(
             )
         except UploadTooLargeError as exc:
             raise HTTPException(413, too_large_message(settings.max_upload_bytes)) from exc
+        except BucketUnavailableError as exc:
+            raise _not_stored(exc) from exc
     except HTTPException as exc:
         UPLOADS.labels(_UPLOAD_OUTCOMES.get(exc.status_code, "bad_request")).inc()
         raise
@@ -302,6 +321,15 @@ def upload_image(
         image_id=image_id,
         image_name=image_name,
         status_url=f"/api/images/{image_id}",
+    )
+
+
+def _not_stored(exc: BucketUnavailableError) -> HTTPException:
+    """507 when the disk is full, else 503: both say why, and when to try again."""
+    return HTTPException(
+        507 if isinstance(exc, BucketFullError) else 503,
+        f"The image was not stored: {exc}. Nothing was kept; send it again later.",
+        headers={"Retry-After": str(STORAGE_RETRY_AFTER_SECONDS)},
     )
 
 

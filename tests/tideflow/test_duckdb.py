@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from tideflow.exceptions import ConfigError, ReadError, RowError
+from tests.conftest import small_tmpfs
+from tideflow.exceptions import ConfigError, ReadError, RowError, SinkUnavailableError
 from tideflow.io.duckdb import DuckDBDataset, DuckDBTable
 from tideflow.io.primitive import PlanAction
 from tideflow.io.strategies import ItemFilter
@@ -123,3 +124,23 @@ def test_a_schema_must_be_a_dataclass_of_supported_columns(table: DuckDBTable) -
 def test_query_errors_are_read_errors(table: DuckDBTable) -> None:
     with pytest.raises(ReadError, match="query failed"):
         table.reader().query("SELECT nope FROM {table}")
+
+
+def test_a_full_disk_is_named_in_the_write_error(tmp_path: Path) -> None:
+    """DuckDB ends a transaction whose COMMIT fails; the error the worker logs and retries
+    on must be the disk's, not the ROLLBACK's "no transaction is active"."""
+    with small_tmpfs(tmp_path / "disk", "3m") as disk:
+        dataset = DuckDBDataset(disk / "warehouse.duckdb")
+        table = DuckDBTable(dataset, "rows").options(schema=Row)
+        dataset.apply()
+        table.apply()
+        sink = table.sink()
+        try:
+            with pytest.raises(SinkUnavailableError) as refused:
+                for batch in range(500):
+                    rows = [_row(f"{batch}-{n}-" + "x" * 2000, ("cat", 0.9)) for n in range(50)]
+                    sink.write([(row.name, row) for row in rows])
+            assert "No space left on device" in str(refused.value)
+            assert "no transaction is active" not in str(refused.value)
+        finally:
+            dataset.destroy()

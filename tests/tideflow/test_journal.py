@@ -2,15 +2,24 @@
 
 from __future__ import annotations
 
+import errno
 import io
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-from tideflow.exceptions import ConfigError, ObjectSupersededError
+from tests.conftest import fill_disk, small_tmpfs
+from tideflow.exceptions import (
+    BucketFullError,
+    BucketUnavailableError,
+    ConfigError,
+    ObjectSupersededError,
+    SourceUnavailableError,
+)
+from tideflow.io import write_health
 from tideflow.io.local import LocalBucket, LocalFileChangeStream
 from tideflow.io.local.journal import Journal
 from tideflow.io.local.stream import LocalJournalSource
@@ -270,7 +279,12 @@ def test_writes_arriving_during_a_commit_are_committed_together(
 
     def write(name: str) -> None:
         try:
-            results[name] = journal.record_write(name, publish=publisher(name), metadata={})
+            results[name] = journal.record_write(
+                name,
+                publish=publisher(name),
+                unpublish=(tmp_path / "files" / name).unlink,
+                metadata={},
+            )
         except OSError as exc:
             results[name] = exc
 
@@ -295,3 +309,92 @@ def test_writes_arriving_during_a_commit_are_committed_together(
     assert journaled == {"0", "1", "2", "3", "4"}
     assert journal.get_object("bad") is None
     assert journal.counts("s") == {"pending": 5}
+
+
+def test_a_failed_commit_takes_its_files_back(
+    source: LocalJournalSource, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A write whose group cannot be committed leaves nothing visible: a new key has no
+    file, a replaced one has its previous file again, and no event was journaled."""
+    client = source.bucket.client()
+    kept = _write(source, "kept.txt", b"old")
+
+    def failing_fsync(path: Path) -> None:
+        raise OSError(errno.EIO, "Input/output error")
+
+    with monkeypatch.context() as patched:
+        patched.setattr("tideflow.io.local.journal.fsync_dir", failing_fsync)
+        for key in ("kept.txt", "fresh/new.txt"):
+            with pytest.raises(BucketUnavailableError, match="input/output error"):
+                _write(source, key, b"refused")
+
+    assert client.blob("kept.txt").download_as_bytes() == b"old"
+    assert not client.blob("fresh/new.txt").exists()
+    assert source.journal.get_object("kept.txt").generation == kept  # type: ignore[union-attr]
+    assert source.journal.get_object("fresh/new.txt") is None
+    assert source.reconcile() == 0  # a restart's scan finds nothing to journal
+    assert [d.event.file_path for d in source.pull(max_messages=10, timeout=0)] == ["kept.txt"]
+    assert list((source.bucket.root / ".tideflow-tmp").iterdir()) == []
+    assert _write(source, "fresh/new.txt", b"later") > kept  # writes work again
+
+
+@pytest.fixture
+def full_journal(
+    source: LocalJournalSource, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[tuple[Journal, Path]]:
+    """The source's journal alone on a small tmpfs with "before.txt" journaled, then the
+    disk filled; the journal, and the ballast file to delete to free it."""
+    monkeypatch.setattr(write_health, "PROBE_EVERY_SECONDS", 0.0)
+    disk = tmp_path / "journal-disk"
+    with small_tmpfs(disk, "4m"):
+        journal = Journal(disk / "bucket.sqlite3")
+        monkeypatch.setattr(source, "journal", journal)
+        monkeypatch.setattr(source.bucket, "journal", lambda: journal)
+        journal.add_stream(source.stream.stream_id)
+        _write(source, "before.txt")
+        yield journal, fill_disk(disk / "ballast")
+        source.close()
+
+
+def test_a_full_journal_refuses_writes_then_recovers(
+    source: LocalJournalSource, full_journal: tuple[Journal, Path]
+) -> None:
+    """A write is refused as out of space and leaves no file, a lease cannot be taken, the
+    journal reports it; after freeing space a probe clears it and everything works."""
+    journal, ballast = full_journal
+    with pytest.raises(BucketFullError, match=r"disk full \(committing its event journal\)"):
+        _write(source, "refused.txt")
+    assert not source.bucket.client().blob("refused.txt").exists()
+    with pytest.raises(SourceUnavailableError, match="disk full"):
+        source.pull(max_messages=10, timeout=0)
+    assert journal.health.problem() is not None
+    assert "journal bucket: disk full" in write_health.write_problems()
+
+    ballast.unlink()
+    assert journal.health.problem() is None
+    _write(source, "after.txt")
+    delivered = source.pull(max_messages=10, timeout=0)
+    assert sorted(d.event.file_path for d in delivered) == ["after.txt", "before.txt"]
+    assert journal.get_object("refused.txt") is None
+
+
+def test_a_file_dropped_in_while_the_journal_is_full_is_found_later(
+    source: LocalJournalSource, full_journal: tuple[Journal, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The watcher cannot journal a copied-in file while the journal is full: it keeps
+    watching, and a later scan journals the file once there is room."""
+    journal, ballast = full_journal
+    monkeypatch.setattr("tideflow.io.local.stream.RESCAN_AFTER_SECONDS", 0.5)
+    source.start()
+    time.sleep(1)  # the watcher is up
+    staging = source.bucket.root / ".tideflow-tmp" / "dropped.txt"
+    staging.write_bytes(b"copied in")
+    staging.rename(source.bucket.root / "dropped.txt")
+    time.sleep(1)  # seen, and refused
+    assert journal.get_object("dropped.txt") is None
+    ballast.unlink()
+    deadline = time.monotonic() + 10
+    while journal.get_object("dropped.txt") is None and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert journal.get_object("dropped.txt") is not None
+    assert source.stream.bucket.root.joinpath("dropped.txt").read_bytes() == b"copied in"

@@ -191,6 +191,20 @@ def test_a_source_outage_is_waited_out(running: Running) -> None:
     assert list(sink.rows) == ["memory/b.txt#1:0"]
 
 
+def test_acks_the_source_cannot_take_are_retried_until_they_land(running: Running) -> None:
+    """A full journal refuses acks: the worker retries with backoff, keeps running, and
+    neither redelivers nor dead-letters the events once the ack lands."""
+    source, sink, failures = running
+    source.failing_acks = 3  # 0.5 + 1 + 2 s of backoff
+    for key in ("a.txt", "b.txt"):
+        source.publish(_event(key))
+    _wait(lambda: len(source.acked) == 2)
+    assert source.failing_acks == 0
+    assert sorted(sink.rows) == ["memory/a.txt#1:0", "memory/b.txt#1:0"]
+    assert failures.recorded == [] and source.dead == {}
+    assert set(source._attempts.values()) == {1}  # delivered once each
+
+
 def test_a_warehouse_outage_is_waited_out_with_backoff(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

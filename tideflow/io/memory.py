@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from tideflow.exceptions import RowError, SinkError, SourceError
+from tideflow.exceptions import RowError, SinkError, SourceError, SourceUnavailableError
 from tideflow.io.strategies import Sink, Source
 from tideflow.types import Delivery, Failure, FileChangeEvent, SourceStats
 
@@ -33,6 +33,7 @@ class MemorySource(Source):
         self.acked: list[str] = []
         self.dead: dict[str, str] = {}
         self.failing_pulls = 0  # the next N pulls raise SourceError, like an outage
+        self.failing_acks = 0  # the next N acks raise SourceUnavailableError (a full journal)
 
     def publish(self, event: FileChangeEvent) -> str:
         with self._lock:
@@ -61,6 +62,9 @@ class MemorySource(Source):
         return deliveries
 
     def ack(self, ack_ids: Sequence[str]) -> None:
+        if self.failing_acks > 0:
+            self.failing_acks -= 1
+            raise SourceUnavailableError("memory source: simulated full journal")
         with self._lock:
             for ack_id in ack_ids:
                 if self._events.pop(ack_id, None) is not None:

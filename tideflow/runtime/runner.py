@@ -6,6 +6,12 @@ dependencies, release leases a crashed run left behind, start each source's watc
 one worker thread plus replica process per replica (a ``ReplicaPool``, which the
 consumer's ``Autoscaler`` resizes when it scales), then the HTTP server. SIGINT or
 SIGTERM stops intake, lets in-flight batches finish (or hands them back), and exits 0.
+
+``/healthz`` answers 503 ``"degraded"`` while a local store cannot be written (a full or
+read-only disk under the bucket or its journal: uploads are refused), so that a load
+balancer or a readiness probe takes this replica out of rotation; it answers 200 again
+once a probe write succeeds. ``/livez`` stays 200 while the process serves: a liveness
+probe belongs there, since restarting does not free a disk.
 """
 
 from __future__ import annotations
@@ -26,9 +32,10 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from tideflow import infra
 from tideflow.consumers import Consumer
 from tideflow.dependencies import Resolver, Scope
-from tideflow.exceptions import ConfigError
+from tideflow.exceptions import ConfigError, SourceError
 from tideflow.flow import Flow
 from tideflow.io.strategies import Sink, Source
+from tideflow.io.write_health import write_problems
 from tideflow.runtime import metrics
 from tideflow.runtime.admin import admin_app, socket_path
 from tideflow.runtime.autoscaler import Autoscaler, machine_cpus, plan_replicas
@@ -161,7 +168,7 @@ class FlowRunner:
 
     def _start_consumer(self, consumer: Consumer, global_values: dict[Any, Any]) -> None:
         source = consumer.source.source()
-        released = source.release_all()
+        released = _release_leases(consumer.name, source)
         if released:
             logger.info(
                 "%s: %d event(s) leased by an earlier run are redelivered",
@@ -245,13 +252,19 @@ class FlowRunner:
     def _add_health_routes(self, app: FastAPI) -> None:
         @app.get("/healthz", include_in_schema=False)
         def healthz() -> JSONResponse:
-            return JSONResponse(
-                {
-                    "status": "ok",
-                    "consumers_ready": self.consumers_ready(),
-                    "replicas": self.replica_states(),
-                }
-            )
+            problems = write_problems()
+            health: dict[str, Any] = {
+                "status": "degraded" if problems else "ok",
+                "consumers_ready": self.consumers_ready(),
+                "replicas": self.replica_states(),
+            }
+            if problems:
+                health["problems"] = problems
+            return JSONResponse(health, status_code=503 if problems else 200)
+
+        @app.get("/livez", include_in_schema=False)
+        def livez() -> JSONResponse:
+            return JSONResponse({"status": "alive"})
 
         @app.get("/metrics", include_in_schema=False)
         def prometheus_metrics() -> Response:
@@ -305,9 +318,23 @@ class FlowRunner:
                 if worker.is_alive():
                     worker.replica.kill()
             # Hand back whatever a worker could not finish, for the next run.
-            running.source.release_all()
+            _release_leases(running.consumer.name, running.source)
             running.source.close()
             running.sink.close()
         for _, thread in self._servers:
             thread.join(max(0.5, deadline + 1.5 - time.monotonic()))
         metrics.QUEUES.clear()
+
+
+def _release_leases(consumer_name: str, source: Source) -> int:
+    """Hand every leased event back; when the source cannot take it now (its journal's disk
+    is full) the leases run out by themselves, so this only delays those events."""
+    try:
+        return source.release_all()
+    except SourceError as exc:
+        logger.warning(
+            "%s: could not hand back leased events (they come back when their leases run out): %s",
+            consumer_name,
+            exc,
+        )
+        return 0

@@ -6,7 +6,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from tideflow.exceptions import (
     ReplicaError,
@@ -14,6 +14,7 @@ from tideflow.exceptions import (
     SinkError,
     SinkUnavailableError,
     SourceError,
+    SourceUnavailableError,
     TideflowError,
 )
 from tideflow.io.strategies import Sink, Source
@@ -26,6 +27,12 @@ logger = logging.getLogger("tideflow.consumer")
 # Backoff of writes while the warehouse is unavailable: 0.5 s, doubling, at most 30 s.
 SINK_RETRY_FIRST_SECONDS = 0.5
 SINK_RETRY_MAX_SECONDS = 30.0
+# Backoff of acks and nacks while the source cannot take them (the local journal's disk is
+# full): 0.5 s, doubling, at most 5 s, so the worker resumes soon after space is freed.
+SOURCE_RETRY_FIRST_SECONDS = 0.5
+SOURCE_RETRY_MAX_SECONDS = 5.0
+
+T = TypeVar("T")
 
 
 class FailureRecorder(Protocol):
@@ -191,8 +198,52 @@ class ConsumerWorker(threading.Thread):
                 acked.append(delivery)
                 metrics.EVENTS_PROCESSED.labels(self._consumer).inc()
                 self._log(delivery, outcome, "ok")
-        self._tolerate("ack", self.source.ack, [d.ack_id for d in acked])
+        if acked:
+            ack_ids = [d.ack_id for d in acked]
+            try:
+                self._until_taken("acks", lambda: self.source.ack(ack_ids))
+            except SourceError as exc:
+                logger.warning(
+                    "%s: ack failed (the events will be redelivered, their rows are "
+                    "already written): %s",
+                    self._consumer,
+                    exc,
+                )
         self.events_done += len(acked)
+
+    def _until_taken(self, what: str, call: Callable[[], T]) -> T:
+        """A source call (ack, nack) retried while the source cannot take it now."""
+        return self._with_backoff(
+            f"the event source cannot take {what}",
+            call,
+            SourceUnavailableError,
+            first=SOURCE_RETRY_FIRST_SECONDS,
+            most=SOURCE_RETRY_MAX_SECONDS,
+        )
+
+    def _with_backoff(
+        self,
+        what: str,
+        call: Callable[[], T],
+        unavailable: type[Exception],
+        *,
+        first: float,
+        most: float,
+        between: Callable[[], None] = lambda: None,
+    ) -> T:
+        """``call()``, again after ``first`` seconds, doubling up to ``most``, for as long as
+        it raises ``unavailable``; a stop ends the waiting by raising the last error."""
+        delay = first
+        while True:
+            try:
+                return call()
+            except unavailable as exc:
+                if self._stop_event.is_set():
+                    raise
+                logger.warning("%s: %s, retrying in %.1fs: %s", self._consumer, what, delay, exc)
+                between()
+                self._stop_event.wait(delay)
+                delay = min(delay * 2, most)
 
     def _write(self, rows: list[tuple[str, Any]], *, ack_ids: list[str]) -> SinkError | None:
         """Write the batch's rows; the error, when the sink refused some or all of them.
@@ -202,31 +253,29 @@ class ConsumerWorker(threading.Thread):
         as it takes: an outage burns no delivery attempt and dead-letters nothing. Only a
         stop hands the batch back (as one failed attempt).
         """
-        delay = SINK_RETRY_FIRST_SECONDS
-        while True:
-            try:
-                self.sink.write(rows)
-            except SinkUnavailableError as exc:
-                if self._stop_event.is_set():
-                    return exc
-                logger.warning(
-                    "%s: the warehouse is unavailable, retrying in %.1fs: %s",
-                    self._consumer,
-                    delay,
-                    exc,
-                )
-                metrics.SINK_RETRIES.labels(self._consumer).inc()
-                self._tolerate("extend", self.source.extend, ack_ids, seconds=self.lease_seconds)
-                self._stop_event.wait(delay)
-                delay = min(delay * 2, SINK_RETRY_MAX_SECONDS)
-                continue
-            except SinkError as exc:
-                logger.error("%s: %s", self._consumer, exc)
-                return exc
-            except Exception as exc:
-                logger.exception("%s: writing rows failed", self._consumer)
-                return SinkError(f"writing rows failed: {type(exc).__name__}: {exc}")
-            return None
+
+        def before_retry() -> None:
+            metrics.SINK_RETRIES.labels(self._consumer).inc()
+            self._tolerate("extend", self.source.extend, ack_ids, seconds=self.lease_seconds)
+
+        try:
+            self._with_backoff(
+                "the warehouse is unavailable",
+                lambda: self.sink.write(rows),
+                SinkUnavailableError,
+                first=SINK_RETRY_FIRST_SECONDS,
+                most=SINK_RETRY_MAX_SECONDS,
+                between=before_retry,
+            )
+        except SinkUnavailableError as exc:  # stopping: the batch goes back
+            return exc
+        except SinkError as exc:
+            logger.error("%s: %s", self._consumer, exc)
+            return exc
+        except Exception as exc:
+            logger.exception("%s: writing rows failed", self._consumer)
+            return SinkError(f"writing rows failed: {type(exc).__name__}: {exc}")
+        return None
 
     def _nack(self, delivery: Delivery, error: str, *, retryable: bool) -> None:
         metrics.EVENTS_FAILED.labels(self._consumer).inc()
@@ -236,7 +285,10 @@ class ConsumerWorker(threading.Thread):
         if final:
             self._record(delivery, error)
         try:
-            dead = self.source.nack(delivery.ack_id, error=error, retryable=retryable)
+            dead = self._until_taken(
+                "nacks",
+                lambda: self.source.nack(delivery.ack_id, error=error, retryable=retryable),
+            )
         except SourceError as exc:
             logger.warning("%s: nack failed (it will be redelivered): %s", self._consumer, exc)
             return

@@ -62,6 +62,21 @@ def column_type(field: Field) -> str:
     return f"{base}[]" if field.repeated else base
 
 
+@contextlib.contextmanager
+def transaction(cursor: duckdb.DuckDBPyConnection) -> Iterator[None]:
+    """BEGIN ... COMMIT, rolled back on an error, which is raised as it was. A failed
+    COMMIT (the disk is full) has already ended the transaction: the ROLLBACK's own "no
+    transaction is active" must not replace the real cause."""
+    cursor.execute("BEGIN TRANSACTION")
+    try:
+        yield
+        cursor.execute("COMMIT")
+    except BaseException:
+        with contextlib.suppress(duckdb.Error):
+            cursor.execute("ROLLBACK")
+        raise
+
+
 class DuckDBDataset(Primitive):
     """A DuckDB database file (relative paths live in the stack's state directory).
 
@@ -250,14 +265,9 @@ class DuckDBTable(SinkPrimitive):
                         f"ALTER TABLE {table} ADD COLUMN {quote(field.name)} {column_type(field)}"
                     )
             for index in self._missing_indexes():
-                cursor.execute("BEGIN TRANSACTION")
-                try:
+                with transaction(cursor):
                     cursor.execute(create_sql(index, column_type))
                     cursor.execute(backfill_sql(index))
-                    cursor.execute("COMMIT")
-                except BaseException:
-                    cursor.execute("ROLLBACK")
-                    raise
         return step
 
     def destroy(self) -> PlanStep:
@@ -339,8 +349,7 @@ class DuckDBSink(Sink):
     ) -> None:
         """The rows, and in the same transaction the item index rows of those that were new."""
         sql, params = self._statement(rows, with_ids=True)
-        cursor.execute("BEGIN TRANSACTION")
-        try:
+        with transaction(cursor):
             returned = cursor.execute(f"{sql} RETURNING {quote(ROW_ID_COLUMN)}", params)
             inserted = {r[0] for r in returned.fetchall()}
             by_id = {row_id: row_values(row) for row_id, row in rows}
@@ -350,10 +359,6 @@ class DuckDBSink(Sink):
                     cursor.execute(
                         insert_sql(index, len(items)), [v for item in items for v in item]
                     )
-            cursor.execute("COMMIT")
-        except BaseException:
-            cursor.execute("ROLLBACK")
-            raise
 
     def _statement(
         self, rows: Sequence[tuple[str, Any]], *, with_ids: bool
@@ -377,8 +382,7 @@ class DuckDBSink(Sink):
         """Row ids into their own table, and in the same transaction the rows whose id
         was new (a redelivered event's row is skipped)."""
         ids = quote(self.table.row_ids_table)
-        cursor.execute("BEGIN TRANSACTION")
-        try:
+        with transaction(cursor):
             marks = ", ".join(["(?)"] * len(rows))
             new = cursor.execute(
                 f"INSERT INTO {ids} VALUES {marks} ON CONFLICT DO NOTHING RETURNING *",
@@ -388,10 +392,6 @@ class DuckDBSink(Sink):
             todo = [row for row in rows if row[0] in fresh]
             if todo:
                 cursor.execute(*self._statement(todo, with_ids=False))
-            cursor.execute("COMMIT")
-        except BaseException:
-            cursor.execute("ROLLBACK")
-            raise
 
     def _insert_one_by_one(self, rows: Sequence[tuple[str, Any]], first: duckdb.Error) -> None:
         refused: dict[str, str] = {}

@@ -2,7 +2,10 @@
 
 Writes are atomic (temp file, fsync, rename, fsync of the folder) and each one gets
 a generation number from the bucket's SQLite journal in the same step, so the event
-exists on disk before the writer is told it succeeded. Keys are validated: no
+exists on disk before the writer is told it succeeded. A write that cannot be made
+durable (a full or read-only disk, under the folder or the journal) raises
+``BucketFullError`` or ``BucketUnavailableError`` and leaves nothing behind: the key keeps
+its previous file, or none. Keys are validated: no
 absolute paths, no ``..``, no control characters, at most 1,024 bytes. Files put into
 the folder by other programs are picked up by ``LocalFileChangeStream``.
 
@@ -17,8 +20,10 @@ one, as the gcp and aws stacks do for a replaced object.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import io
+import logging
 import os
 import shutil
 import tempfile
@@ -27,14 +32,29 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import IO, Any
 
-from tideflow.exceptions import ObjectNotFoundError, ObjectSupersededError, PrimitiveError
+from tideflow.exceptions import (
+    BucketFullError,
+    BucketUnavailableError,
+    InvalidKeyError,
+    ObjectNotFoundError,
+    ObjectSupersededError,
+    PrimitiveError,
+)
 from tideflow.home import state_path
 from tideflow.io.keys import RESERVED_PREFIX, validate_key
-from tideflow.io.local.journal import Journal, ObjectRecord
+from tideflow.io.local.journal import Journal, JournalWriteError, ObjectRecord
 from tideflow.io.primitive import BucketPrimitive, PlanAction, PlanStep
 from tideflow.io.strategies import ObjectStore, StoredObject
+from tideflow.io.write_health import (
+    WriteHealth,
+    free_space_problem,
+    out_of_space,
+    write_failure_reason,
+    write_health,
+)
 
 TEMP_DIR = f"{RESERVED_PREFIX}-tmp"
+logger = logging.getLogger("tideflow.local")
 _COPY_CHUNK = 1024 * 1024
 
 
@@ -56,6 +76,24 @@ class LocalBucket(BucketPrimitive):
 
     def journal(self) -> Journal:
         return Journal.open(self.journal_path)
+
+    def write_health(self) -> WriteHealth:
+        """Whether files can be written into the folder (its journal has its own)."""
+        return write_health(self.root, f"bucket {self.bucket_name}", self.probe_write)
+
+    def probe_write(self) -> str | None:
+        """A small file written and synced in the folder, with room to spare: None, or
+        what is still wrong."""
+        temp_dir = self.root / TEMP_DIR
+        try:
+            temp_dir.mkdir(parents=True, exist_ok=True)
+            with tempfile.NamedTemporaryFile(dir=temp_dir, prefix="write-probe-") as probe:
+                probe.write(bytes(4096))
+                probe.flush()
+                os.fsync(probe.fileno())
+        except OSError as exc:
+            return write_failure_reason(exc)
+        return free_space_problem(temp_dir)
 
     def primitive_id(self) -> str:
         return f"local-bucket:{self.bucket_name}"
@@ -224,40 +262,75 @@ class LocalBlob:
         """Store the rest of ``file_obj``; returns the new generation.
 
         With ``max_bytes``, a longer stream raises ``ValueError`` and nothing is stored.
+        ``BucketFullError`` (the disk is full) or ``BucketUnavailableError`` (read-only,
+        I/O errors) when it cannot be made durable: nothing is stored then either.
         """
         temp_dir = self.bucket.root / TEMP_DIR
-        temp_dir.mkdir(parents=True, exist_ok=True)
-        fd, temp_name = tempfile.mkstemp(dir=temp_dir, prefix=uuid.uuid4().hex)
+        object_metadata = dict(metadata if metadata is not None else self._new_metadata or {})
+        if content_type:
+            object_metadata["content_type"] = content_type
+        temp: Path | None = None
         try:
-            with os.fdopen(fd, "wb") as temp:
+            temp_dir.mkdir(parents=True, exist_ok=True)
+            fd, temp_name = tempfile.mkstemp(dir=temp_dir, prefix=uuid.uuid4().hex)
+            temp = Path(temp_name)
+            previous = temp.with_name(f"{temp.name}.previous")
+            with os.fdopen(fd, "wb") as out:
                 written = 0
                 while chunk := file_obj.read(_COPY_CHUNK):
                     written += len(chunk)
                     if max_bytes is not None and written > max_bytes:
                         raise ValueError(f"object is larger than {max_bytes} bytes")
-                    temp.write(chunk)
-                temp.flush()
-                os.fsync(temp.fileno())
-            object_metadata = dict(metadata if metadata is not None else self._new_metadata or {})
-            if content_type:
-                object_metadata["content_type"] = content_type
+                    out.write(chunk)
+                out.flush()
+                os.fsync(out.fileno())
             self.generation = self.bucket.primitive.journal().record_write(
                 self.name,
-                publish=lambda: self._publish(Path(temp_name)),
+                publish=lambda: self._publish(temp, previous),
+                unpublish=lambda: self._unpublish(previous),
                 metadata=object_metadata,
             )
             return self.generation
+        except (OSError, JournalWriteError) as exc:
+            raise self._not_stored(exc) from exc
         finally:
-            Path(temp_name).unlink(missing_ok=True)
+            if temp is not None:
+                temp.unlink(missing_ok=True)
+                previous.unlink(missing_ok=True)
 
     def upload_from_string(self, data: bytes | str, *, content_type: str | None = None) -> int:
         payload = data.encode() if isinstance(data, str) else data
         return self.upload_from_file(io.BytesIO(payload), content_type=content_type)
 
-    def _publish(self, temp_path: Path) -> Path:
+    def _publish(self, temp: Path, previous: Path) -> Path:
+        """Put the new file in place, keeping the one it replaces as ``previous`` until
+        the journal has committed."""
+        if self.path.is_dir() and not self.path.is_symlink():
+            raise InvalidKeyError(f"{self.name!r} is a folder in bucket {self.bucket.name}")
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(temp_path, self.path)
+        with contextlib.suppress(FileNotFoundError):
+            os.link(self.path, previous, follow_symlinks=False)
+        os.replace(temp, self.path)
         return self.path  # the journal fsyncs its folder
+
+    def _unpublish(self, previous: Path) -> None:
+        """Undo ``_publish`` after a failed commit: the previous file back, or none."""
+        if os.path.lexists(previous):
+            os.replace(previous, self.path)
+        else:
+            self.path.unlink(missing_ok=True)
+
+    def _not_stored(self, exc: OSError | JournalWriteError) -> BucketUnavailableError:
+        """The error for a write that could not be made durable; a disk that refuses
+        files goes to ``write_health`` (``/healthz``)."""
+        if isinstance(exc, JournalWriteError):
+            where, reason, full = "committing its event journal", exc.reason, exc.out_of_space
+        else:
+            where, reason, full = "writing the file", write_failure_reason(exc), out_of_space(exc)
+            self.bucket.primitive.write_health().failed(reason)
+        logger.warning("%s not stored in bucket %s: %s", self.name, self.bucket.name, exc)
+        error = BucketFullError if full else BucketUnavailableError
+        return error(f"bucket {self.bucket.name}: {reason} ({where})")
 
     def download_as_bytes(self) -> bytes:
         try:

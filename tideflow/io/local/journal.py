@@ -6,12 +6,17 @@ once its object row and its events are on disk, so an upload that was answered
 ``BEGIN IMMEDIATE`` transaction, which serialises writers across processes. Uploads that
 arrive while one is being committed are committed together (group commit): one folder
 fsync and one journal commit for all of them.
+
+A write that cannot be committed (the journal's disk is full, read-only or failing) raises
+``JournalWriteError``, changes nothing, and takes back the files its group published; the
+failure is reported to ``write_health`` (``/healthz``) until a probe write succeeds.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import sqlite3
 import threading
@@ -21,7 +26,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
-from tideflow.exceptions import SourceError
+from tideflow.exceptions import SourceError, SourceUnavailableError
+from tideflow.io.write_health import (
+    free_space_problem,
+    out_of_space,
+    write_failure_reason,
+    write_health,
+)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
@@ -75,6 +86,23 @@ END""",
 
 PENDING, LEASED, DONE, DEAD = "pending", "leased", "done", "dead"
 
+# SQLite's errors of the moment: the same write may succeed later. The first group are the
+# disk's (full, read-only, I/O) and make the journal unhealthy; the others are contention.
+_DISK_ERRORS = ("SQLITE_FULL", "SQLITE_IOERR", "SQLITE_READONLY", "SQLITE_CANTOPEN", "SQLITE_PERM")
+_BUSY_ERRORS = ("SQLITE_BUSY", "SQLITE_LOCKED")
+
+logger = logging.getLogger("tideflow.local")
+
+
+class JournalWriteError(SourceUnavailableError):
+    """The journal cannot be written now; nothing changed. ``reason`` in a few words
+    (``disk full``), ``out_of_space`` when the disk is full or over quota."""
+
+    def __init__(self, message: str, *, reason: str, out_of_space: bool) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.out_of_space = out_of_space
+
 
 @dataclass(frozen=True)
 class EventRecord:
@@ -96,6 +124,7 @@ class _Write:
 
     key: str
     publish: Callable[[], Path]
+    unpublish: Callable[[], None]
     metadata: dict[str, Any]
     generation: int | None = None
     error: BaseException | None = None
@@ -133,11 +162,13 @@ class Journal:
         # This process's writers queue here rather than in SQLite's busy handler, which
         # polls with sleeps of up to 100 ms: under load a writer could lose the race for
         # seconds (upload p99 3.6 s with 32 clients). Other processes still meet it.
-        self._write_lock = threading.Lock()
+        # Re-entrant: a group commit holds it from publishing until the files are taken back.
+        self._write_lock = threading.RLock()
         # Group commit of uploads: writes queue up, one leader at a time commits them all.
         self._queued: list[_Write] = []
         self._queue_lock = threading.Lock()
         self._leader_lock = threading.Lock()
+        self.health = write_health(path, f"journal {path.stem}", self.probe_write)
         path.parent.mkdir(parents=True, exist_ok=True)
         self._db().executescript(_SCHEMA)
         with self._transaction() as db:
@@ -170,15 +201,50 @@ class Journal:
         with self._write_lock:
             try:
                 db.execute("BEGIN IMMEDIATE")
-            except sqlite3.Error as exc:
-                raise SourceError(f"cannot open the event journal {self.path}: {exc}") from exc
-            try:
                 yield db
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
-            else:
                 db.execute("COMMIT")
+            except BaseException as exc:
+                self._roll_back(db)
+                if isinstance(exc, sqlite3.Error):
+                    raise self._write_error(exc) from exc
+                raise
+
+    def _roll_back(self, db: sqlite3.Connection) -> None:
+        if not db.in_transaction:  # SQLite ends it itself on some errors (SQLITE_FULL)
+            return
+        try:
+            db.execute("ROLLBACK")
+        except sqlite3.Error:
+            # A connection left inside a transaction would refuse every later BEGIN;
+            # closing it rolls the transaction back.
+            db.close()
+            self._local.db = None
+
+    def _write_error(self, exc: sqlite3.Error) -> SourceError:
+        name = getattr(exc, "sqlite_errorname", "")
+        if not name.startswith(_DISK_ERRORS + _BUSY_ERRORS):
+            return SourceError(f"the event journal {self.path} failed: {exc}")
+        reason = write_failure_reason(exc)
+        if name.startswith(_DISK_ERRORS):
+            self.health.failed(reason)
+        return JournalWriteError(
+            f"the event journal {self.path} cannot be written now: {reason}",
+            reason=reason,
+            out_of_space=out_of_space(exc),
+        )
+
+    def probe_write(self) -> str | None:
+        """Whether the journal takes writes again, with room to spare (``write_health``):
+        None, or what is still wrong."""
+        try:
+            with self._transaction() as db:
+                db.execute(
+                    "INSERT INTO counters (name, value) VALUES ('write_probe', 1) "
+                    "ON CONFLICT (name) DO UPDATE SET value = value + 1"
+                )
+        except JournalWriteError as exc:
+            return exc.reason
+        return free_space_problem(self.path.parent)
 
     def _notify(self) -> None:
         with self._changed:
@@ -227,18 +293,21 @@ class Journal:
         key: str,
         *,
         publish: Callable[[], Path],
+        unpublish: Callable[[], None],
         metadata: dict[str, Any],
     ) -> int:
         """Run ``publish`` (which makes the file visible and returns its path) and journal
         it, atomically: the file's folder is fsynced and the journal committed before this
-        returns.
+        returns. When the commit fails, ``unpublish`` takes the file back (the key's
+        previous file, if any, returns) and the error is raised: a write that was refused
+        must not be found by the folder scan at the next start and processed after all.
 
         Writes that arrive while another group is being committed wait and go together in
         the next: on a busy app each upload no longer pays a folder fsync and a commit of
         its own, one after the other. Holding the write lock across ``publish`` keeps the
         folder watcher from journaling the same file a second time.
         """
-        write = _Write(key, publish, metadata)
+        write = _Write(key, publish, unpublish, metadata)
         with self._queue_lock:
             self._queued.append(write)
         with self._leader_lock:
@@ -254,26 +323,30 @@ class Journal:
 
     def _commit_writes(self, group: list[_Write]) -> None:
         """Publish and journal ``group`` in one transaction; a write whose ``publish``
-        fails gets its own error, the others go on."""
+        fails gets its own error, the others go on. When the transaction fails, every
+        file it published is taken back before the write lock is released (the folder
+        watcher waits on it), and every write of the group gets the error."""
         generations: dict[int, int] = {}
-        try:
-            with self._transaction() as db:
-                published: list[tuple[_Write, Path]] = []
+        published: list[tuple[_Write, Path]] = []
+        with self._write_lock:
+            try:
+                with self._transaction() as db:
+                    for write in group:
+                        try:
+                            published.append((write, write.publish()))
+                        except Exception as exc:
+                            write.error = exc
+                    for folder in {path.parent for _, path in published}:
+                        fsync_dir(folder)
+                    for write, path in published:
+                        generations[id(write)] = self._store_generation(
+                            db, write.key, os.stat(path), write.metadata
+                        )
+            except BaseException as exc:
+                _unpublish(published)
                 for write in group:
-                    try:
-                        published.append((write, write.publish()))
-                    except Exception as exc:
-                        write.error = exc
-                for folder in {path.parent for _, path in published}:
-                    fsync_dir(folder)
-                for write, path in published:
-                    generations[id(write)] = self._store_generation(
-                        db, write.key, os.stat(path), write.metadata
-                    )
-        except BaseException as exc:
-            for write in group:
-                write.error = write.error or exc
-            raise
+                    write.error = write.error or exc
+                raise
         for write in group:
             write.generation = generations.get(id(write))
 
@@ -282,6 +355,8 @@ class Journal:
         current = stat()
         if current is not None and self._unchanged(self._db(), key, current):
             return None  # the usual case (the watcher sees each upload): no write lock
+        if current is None and self.get_object(key) is None:
+            return None  # gone, never journaled (a refused upload taken back): nothing to do
         with self._transaction() as db:
             current = stat()
             if current is None:
@@ -526,6 +601,23 @@ class Journal:
             count = db.execute(query, params).rowcount
         self._notify()
         return count
+
+
+def _unpublish(published: list[tuple[_Write, Path]]) -> None:
+    """Take back the files of a group whose commit failed, durably (best effort)."""
+    for write, path in published:
+        try:
+            write.unpublish()
+        except OSError as exc:
+            logger.error(
+                "could not take back %s after its journal commit failed (%s): the folder "
+                "scan at the next start will journal it as a new file",
+                path,
+                exc,
+            )
+    for folder in {path.parent for _, path in published}:
+        with contextlib.suppress(OSError):
+            fsync_dir(folder)
 
 
 def fsync_dir(path: Path) -> None:

@@ -40,6 +40,9 @@ from tideflow.types import DeadLetter, Delivery, ObjectReader, SourceStats
 from tideflow.types.local import LocalFileChangeEvent
 
 COMPACT_EVERY_SECONDS = 3600.0
+# While the journal refuses writes (disk full), files the watcher saw are found again by a
+# scan this much later.
+RESCAN_AFTER_SECONDS = 5.0
 DEFAULT_RETENTION_DAYS = 7.0
 
 
@@ -156,6 +159,7 @@ class LocalJournalSource(Source):
         self._stop = threading.Event()
         self._watcher: threading.Thread | None = None
         self._next_compaction = 0.0
+        self._rescan_at: float | None = None
 
     # -- background: watcher and reconciliation ------------------------------------
 
@@ -191,20 +195,46 @@ class LocalJournalSource(Source):
             rust_timeout=500,
         )
         next(changes, None)
-        self.reconcile()
+        self._rescan()
         for batch in changes:
             self._compact_now_and_then()
+            if self._rescan_at is not None and time.monotonic() >= self._rescan_at:
+                self._rescan()
             for _, path in batch:
                 key = _key_for(root, Path(path))
                 if key is None:
                     continue
-                if os.path.isdir(path) and not os.path.islink(path):
-                    # Files put into a new folder before the watcher covered it raise no
-                    # event of their own (`mkdir d && mv f d/`, `cp -r photos/`): scan it.
-                    for inner in iter_keys(Path(path)):
-                        self._observe(f"{key}/{inner}")
-                else:
-                    self._observe(key)
+                try:
+                    self._observe_path(key, path)
+                except SourceError as exc:
+                    self._scan_later(exc)
+
+    def _observe_path(self, key: str, path: str) -> None:
+        if os.path.isdir(path) and not os.path.islink(path):
+            # Files put into a new folder before the watcher covered it raise no event of
+            # their own (`mkdir d && mv f d/`, `cp -r photos/`): scan it.
+            for inner in iter_keys(Path(path)):
+                self._observe(f"{key}/{inner}")
+        else:
+            self._observe(key)
+
+    def _rescan(self) -> None:
+        self._rescan_at = None
+        try:
+            self.reconcile()
+        except SourceError as exc:
+            self._scan_later(exc)
+
+    def _scan_later(self, exc: SourceError) -> None:
+        """The journal refused a file the watcher saw (its disk is full): the watcher goes
+        on, and a scan finds that file again once the journal takes writes."""
+        logger.warning(
+            "files in %s cannot be journaled now, scanning again in %gs: %s",
+            self.bucket.root,
+            RESCAN_AFTER_SECONDS,
+            exc,
+        )
+        self._rescan_at = time.monotonic() + RESCAN_AFTER_SECONDS
 
     def _compact_now_and_then(self) -> None:
         """Drop done events older than the retention, at start and then hourly."""
