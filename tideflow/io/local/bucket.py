@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from tideflow.exceptions import ObjectNotFoundError, ObjectSupersededError, PrimitiveError
-from tideflow.home import state_path
+from tideflow.home import make_private_dir, state_path
 from tideflow.io.keys import RESERVED_PREFIX, validate_key
 from tideflow.io.local.journal import Journal, ObjectRecord
 from tideflow.io.primitive import BucketPrimitive, PlanAction, PlanStep
@@ -72,7 +72,7 @@ class LocalBucket(BucketPrimitive):
     def apply(self) -> PlanStep:
         step = self.plan()
         try:
-            (self.root / TEMP_DIR).mkdir(parents=True, exist_ok=True)
+            make_private_dir(self.root / TEMP_DIR)
             self.journal()
         except OSError as exc:
             raise PrimitiveError(f"cannot create bucket folder {self.root}: {exc}") from exc
@@ -226,7 +226,7 @@ class LocalBlob:
         With ``max_bytes``, a longer stream raises ``ValueError`` and nothing is stored.
         """
         temp_dir = self.bucket.root / TEMP_DIR
-        temp_dir.mkdir(parents=True, exist_ok=True)
+        make_private_dir(temp_dir)
         fd, temp_name = tempfile.mkstemp(dir=temp_dir, prefix=uuid.uuid4().hex)
         try:
             with os.fdopen(fd, "wb") as temp:
@@ -255,7 +255,7 @@ class LocalBlob:
         return self.upload_from_file(io.BytesIO(payload), content_type=content_type)
 
     def _publish(self, temp_path: Path) -> Path:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        make_private_dir(self.path.parent)
         os.replace(temp_path, self.path)
         return self.path  # the journal fsyncs its folder
 

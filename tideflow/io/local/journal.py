@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from tideflow.exceptions import SourceError
+from tideflow.home import make_private_dir
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
@@ -138,7 +139,7 @@ class Journal:
         self._queued: list[_Write] = []
         self._queue_lock = threading.Lock()
         self._leader_lock = threading.Lock()
-        path.parent.mkdir(parents=True, exist_ok=True)
+        make_private_dir(path.parent)
         self._db().executescript(_SCHEMA)
         with self._transaction() as db:
             counted = db.execute(
