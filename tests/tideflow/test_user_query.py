@@ -5,6 +5,7 @@ The same through ``tideflow query`` and the running app: tests/app/test_query_li
 from __future__ import annotations
 
 import dataclasses
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -123,3 +124,13 @@ def test_no_file_access_from_sql(table: DuckDBTable, sql: str) -> None:
     # Not for the app's own queries on the same connection either.
     with pytest.raises(ReadError, match=FILE_READS[sql]):
         table.reader().query(sql)
+
+
+@pytest.mark.skipif(not Path("/dev/shm").is_dir(), reason="needs a second filesystem")
+def test_an_export_reaches_another_filesystem(table: DuckDBTable) -> None:
+    # DuckDB writes into its temp folder; the file is copied across, then renamed.
+    with tempfile.TemporaryDirectory(dir="/dev/shm") as other:
+        out = Path(other) / "rows.csv"
+        assert table.reader().export(out, "csv", order_by="name") == 30
+        assert out.read_text().splitlines()[:2] == ["name", "row-9"]
+        assert [p.name for p in Path(other).iterdir()] == ["rows.csv"]

@@ -79,6 +79,7 @@ class FlowRunner:
         self.fatal_error: str | None = None
         self._consumers: list[_RunningConsumer] = []
         self._servers: list[tuple[uvicorn.Server, threading.Thread]] = []
+        self._admin_socket: Path | None = None
 
     @property
     def runs_consumers(self) -> bool:
@@ -110,32 +111,29 @@ class FlowRunner:
             for signum in (signal.SIGINT, signal.SIGTERM):
                 signal.signal(signum, lambda *_: self.stop_event.set())
             started = time.monotonic()
-            try:
-                if self.options.only == "consumers":
-                    self._check_present()
-                else:
-                    self._apply_missing()
-                resolver = Resolver()
+            if self.options.only == "consumers":
+                self._check_present()
+            else:
+                self._apply_missing()
+            resolver = Resolver()
+            for consumer in self.flow.consumers:
+                resolver.warm_up(consumer.function, scopes={Scope.GLOBAL})
+            # A consumers-only run still answers /healthz and /metrics on its port: the
+            # probes and scalers of a container platform ask there.
+            self._serve(
+                self._http_app(resolver) if self.runs_service else self._health_app(),
+                host=self.options.host,
+                port=self.options.port,
+            )
+            if self.runs_consumers:
                 for consumer in self.flow.consumers:
-                    resolver.warm_up(consumer.function, scopes={Scope.GLOBAL})
-                # A consumers-only run still answers /healthz and /metrics on its port: the
-                # probes and scalers of a container platform ask there.
-                self._serve(
-                    self._http_app(resolver) if self.runs_service else self._health_app(),
-                    host=self.options.host,
-                    port=self.options.port,
-                )
-                if self.runs_consumers:
-                    for consumer in self.flow.consumers:
-                        self._start_consumer(consumer, resolver.global_values)
-                    self._serve_admin(sock)
-                logger.info("started in %.2fs", time.monotonic() - started)
-                self.stop_event.wait()
-                self._shutdown()
-                # The service's REPLICA values, this process's PROCESS values, then GLOBAL ones.
-                resolver.shutdown()
-            finally:
-                sock.unlink(missing_ok=True)
+                    self._start_consumer(consumer, resolver.global_values)
+                self._serve_admin(sock)
+            logger.info("started in %.2fs", time.monotonic() - started)
+            self.stop_event.wait()
+            self._shutdown()
+            # The service's REPLICA values, this process's PROCESS values, then GLOBAL ones.
+            resolver.shutdown()
         if self.fatal_error:
             logger.error("stopped: %s", self.fatal_error)
             return 1
@@ -291,6 +289,7 @@ class FlowRunner:
                 status=lambda: [status_row(r.consumer, r.source) for r in self._consumers],
             )
             self._serve(app, sock=bind_owner_only(sock))
+            self._admin_socket = sock
 
     def _shutdown(self) -> None:
         logger.info("stopping")
@@ -310,4 +309,6 @@ class FlowRunner:
             running.sink.close()
         for _, thread in self._servers:
             thread.join(max(0.5, deadline + 1.5 - time.monotonic()))
+        if self._admin_socket is not None:
+            self._admin_socket.unlink(missing_ok=True)
         metrics.QUEUES.clear()
