@@ -70,10 +70,16 @@ def _read_corrections(ctx: Any, corrections: Any) -> list[Any]:
         sock = ctx.admin_socket()
         if sock is None:
             raise DataError(f"cannot read the corrections table: {exc}") from exc
+    from tideflow.io.strategies import MAX_QUERY_ROWS
+
     # `tideflow run` holds the DuckDB file: ask it (its admin socket runs SQL read-only).
-    answer = _ask(
-        sock, {"sql": corrections.newest_sql(table_ref=f'"{corrections.CORRECTIONS_TABLE}"')}
-    )
+    sql = corrections.newest_sql(table_ref=f'"{corrections.CORRECTIONS_TABLE}"')
+    answer = _ask(sock, {"sql": sql, "max_rows": MAX_QUERY_ROWS})
+    if answer.get("truncated"):
+        raise DataError(
+            f"more than {MAX_QUERY_ROWS:,} corrected images, more than the running app hands "
+            "out: stop `tideflow run` and train again (the trainer then reads the table itself)"
+        )
     result = []
     for values in answer["rows"]:
         row = dict(zip(answer["columns"], values, strict=True))

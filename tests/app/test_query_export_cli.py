@@ -197,3 +197,32 @@ def test_export_shows_progress_on_a_terminal_unless_quiet(
     quiet = _on_a_terminal(filled, "--quiet", "export", "--format", "csv", "--out", str(out))
     assert "Exporting to" not in quiet
     assert "1,000 row(s) written" in quiet
+
+
+def test_query_reads_only_the_table_and_caps_rows(filled: TideflowProcess) -> None:
+    # Through the running app: test_query_limits.py; every refusal: test_user_query.py.
+    files = filled.cli("query", "SELECT * FROM read_csv('/etc/passwd', header = false)")
+    assert files.returncode == 2 and "disabled by configuration" in files.stderr
+    drop = filled.cli("query", "DROP TABLE {table}", "--write")
+    assert drop.returncode == 2 and "DROP statements are not run" in drop.stderr
+    capped = filled.cli("query", "SELECT image_name FROM {table}", "--max-rows", "5")
+    assert capped.returncode == 0, capped.stderr
+    assert "5 row(s)" in capped.stdout
+    assert "only the first 5 row(s): the query has more" in capped.stderr
+
+
+def test_export_refuses_a_fifo_or_a_folder(filled: TideflowProcess, tmp_path: Path) -> None:
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    for target, kind in ((fifo, "a FIFO"), (tmp_path, "a folder")):
+        refused = filled.cli("export", "--out", str(target))
+        assert refused.returncode == 2, refused.stdout
+        assert f"cannot export to {target}: it is {kind}" in refused.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fifo"]
+
+
+def test_replay_names_each_stream(filled: TideflowProcess) -> None:
+    replayed = filled.cli("replay", "--all")
+    assert replayed.returncode == 0, replayed.stderr
+    assert "local-file-change-stream:" in replayed.stdout
+    assert "bound method" not in replayed.stdout

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import os
 import threading
+from pathlib import Path
 
+import duckdb
 import pytest
 
-from tideflow.exceptions import ConfigError, ReadError, RowError
+from tideflow.exceptions import ConfigError, InvalidQueryError, ReadError, RowError
 from tideflow.io.postgres import PostgresDatabase, PostgresTable
 from tideflow.io.primitive import PlanAction
 from tideflow.io.strategies import ItemFilter
@@ -143,6 +146,49 @@ def test_failure_log_beside_the_table(table: PostgresTable) -> None:
     assert log.count() == 0
     log.record(event, error="still not an image", attempts=1)  # retried, failed again
     assert log.count() == 1 and len(log.list(limit=10)) == 1
+
+
+def test_user_query_reads_in_a_read_only_transaction_and_caps_rows(
+    table: PostgresTable,
+) -> None:
+    table.apply()
+    table.sink().write([(f"id-{i}", _row(i)) for i in range(20)])
+    reader = table.reader()
+    # A read streams from a server-side cursor and stops at the cap.
+    capped = reader.user_query(
+        "SELECT image_id, width % 7 AS w FROM {table} ORDER BY width", max_rows=5
+    )
+    assert capped.columns == ["image_id", "w"] and capped.truncated
+    assert capped.rows == [(f"img-{i}", i % 7) for i in range(5)]
+    # Reads that would write or lock pass the statement check; the server refuses them.
+    with pytest.raises(ReadError, match="cannot execute SELECT FOR UPDATE in a read-only"):
+        reader.user_query("SELECT image_id FROM {table} FOR UPDATE")
+    with pytest.raises(ReadError, match="must not contain data-modifying statements"):
+        reader.user_query("WITH gone AS (DELETE FROM {table} RETURNING 1) SELECT * FROM gone")
+    with pytest.raises(InvalidQueryError, match="DROP statements are not run"):
+        reader.user_query("DROP TABLE {table}", allow_writes=True)
+    changed = reader.user_query("DELETE FROM {table} WHERE width < 3", allow_writes=True)
+    assert changed.rows == [(3,)]
+    assert reader.count() == 17
+
+
+@pytest.mark.parametrize("fmt", ["csv", "jsonl", "parquet"])
+def test_export_pages_through_the_table(table: PostgresTable, tmp_path: Path, fmt: str) -> None:
+    table.apply()
+    table.sink().write([(f"id-{i}", _row(i)) for i in range(12)])
+    out = tmp_path / f"rows.{fmt}"
+    out.write_text("an older export")
+
+    assert table.reader().export(out, fmt, order_by="upload") == 12
+
+    reader = {"csv": "read_csv", "jsonl": "read_json_auto", "parquet": "read_parquet"}[fmt]
+    found = duckdb.execute(f"SELECT image_id FROM {reader}($p)", {"p": str(out)}).fetchall()
+    assert [r[0] for r in found] == [f"img-{i}" for i in range(11, -1, -1)]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [out.name]  # no partial file left
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    with pytest.raises(ConfigError, match="it is a FIFO; an export writes a regular file"):
+        table.reader().export(fifo, fmt)
 
 
 def test_settings_errors(monkeypatch: pytest.MonkeyPatch) -> None:

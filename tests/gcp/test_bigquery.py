@@ -15,7 +15,7 @@ from google.api_core.exceptions import NotFound
 from google.cloud import bigquery
 
 from tests.gcp.conftest import PROJECT, unique
-from tideflow.exceptions import PrimitiveError
+from tideflow.exceptions import InvalidQueryError, PrimitiveError
 from tideflow.home import state_path
 from tideflow.io.duckdb import DuckDBDataset, DuckDBTable
 from tideflow.io.gcp import BigQueryDataset, BigQueryTable
@@ -176,6 +176,21 @@ def test_query_takes_the_table_and_named_parameters(table: BigQueryTable) -> Non
     )
 
     assert result.rows == [("c",), ("d",)]
+
+
+def test_user_query_reads_one_statement_up_to_a_cap(table: BigQueryTable) -> None:
+    write_all(table)
+    reader = table.reader()
+
+    capped = reader.user_query("SELECT image_id FROM {table} ORDER BY image_id", max_rows=3)
+
+    assert capped.rows == [("a",), ("b",), ("c",)] and capped.truncated
+    assert not reader.user_query("SELECT image_id FROM {table}", max_rows=4).truncated
+    # BigQuery has no read-only transaction: the statement check is what refuses.
+    for sql in (f"DELETE FROM `{table.table_ref}` WHERE TRUE", "SELECT 1; DROP TABLE x"):
+        with pytest.raises(InvalidQueryError):
+            reader.user_query(sql)
+    assert reader.count() == len(ROWS)
 
 
 @dataclasses.dataclass

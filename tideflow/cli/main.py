@@ -28,6 +28,7 @@ from tideflow.cli.render import (
     write_records,
 )
 from tideflow.exceptions import ConfigError, TideflowError
+from tideflow.io.strategies import DEFAULT_QUERY_ROWS, MAX_QUERY_ROWS
 from tideflow.runtime.admin_client import ask_running
 from tideflow.runtime.lock import running_info
 
@@ -62,7 +63,8 @@ def reports_errors(command: F) -> F:
         try:
             return command(*args, **kwargs)
         except TideflowError as exc:
-            errors.print(f"[red]error:[/] {exc}", highlight=False, markup=True)
+            # One line however long (a terminal wraps it; a log or a pipe keeps it whole).
+            errors.print(f"[red]error:[/] {exc}", highlight=False, markup=True, soft_wrap=True)
             raise typer.Exit(2) from exc
 
     return run  # type: ignore[return-value]
@@ -383,7 +385,7 @@ def replay(
     for stream in streams:
         bucket = stream.bucket_primitive()
         if bucket is None:
-            raise ConfigError(f"{stream.primitive_id} is not a bucket's change stream")
+            raise ConfigError(f"{stream.primitive_id()} is not a bucket's change stream")
         with progress(errors) as display:
             task = display.add_task(f"listing {bucket.bucket_name}", total=None)
             chosen = [
@@ -399,7 +401,7 @@ def replay(
                 display.advance(task, len(batch))
         total += emitted
         console.print(
-            f"{stream.primitive_id}: {emitted} event(s) sent again for {len(chosen)} object(s)"
+            f"{stream.primitive_id()}: {emitted} event(s) sent again for {len(chosen)} object(s)"
             + (
                 f" ({len(chosen) - emitted} already pending or gone)"
                 if emitted < len(chosen)
@@ -442,14 +444,26 @@ def query(
     ] = None,
     limit: Annotated[int, typer.Option(help="With --results: how many rows.")] = 20,
     offset: Annotated[int, typer.Option(help="With --results: skip this many rows.")] = 0,
+    write: Annotated[
+        bool,
+        typer.Option("--write", help="Let the SQL change rows (INSERT, UPDATE, DELETE)."),
+    ] = False,
+    max_rows: Annotated[
+        int,
+        typer.Option(
+            "--max-rows", help=f"With SQL: show at most this many rows (up to {MAX_QUERY_ROWS:,})."
+        ),
+    ] = DEFAULT_QUERY_ROWS,
     fmt: FormatOption = "table",
     wide: WideOption = False,
     stack: StackOption = None,
 ) -> None:
     """Query the warehouse table (through the running app when it holds the file).
 
-    --results prints one line per row (name, top label, status, model, time) that fits
-    the terminal; --wide prints every column; --format json|jsonl|csv prints data.
+    SQL runs read-only, one statement (SELECT, WITH...), with no access to files; --write
+    lets it change rows, never tables. --results prints one line per row (name, top
+    label, status, model, time) that fits the terminal; --wide prints every column;
+    --format json|jsonl|csv prints data.
     """
     if (sql is None) == (not results):
         raise ConfigError("give either a SQL query or --results")
@@ -468,19 +482,20 @@ def query(
         spinner.add_task("Querying", total=None, unit="rows")
         if sock is not None:
             payload = (
-                {"sql": sql}
+                {"sql": sql, "write": write, "max_rows": max_rows}
                 if sql
                 else {"order_by": order_by, "limit": limit, "offset": offset, "item": item}
             )
             path = "/query" if sql else "/select"
             answer = ask_running(sock, path, payload)
             columns, rows = answer["columns"], answer["rows"]
+            truncated = bool(answer.get("truncated"))
         else:
             from tideflow.io.strategies import ItemFilter
 
             reader = table.reader()
             if sql:
-                found = reader.query(sql)
+                found = reader.user_query(sql, allow_writes=write, max_rows=max_rows)
             else:
                 found = reader.select(
                     item=ItemFilter(**item) if item else None,
@@ -488,12 +503,20 @@ def query(
                     limit=limit,
                     offset=offset,
                 )
-            columns, rows = found.columns, found.rows
+            columns, rows, truncated = found.columns, found.rows, found.truncated
     summary = None
     fields = getattr(table, "fields", None)
     if results and fmt == "table" and not wide and fields is not None:
         summary = summary_table(fields(), columns, rows, width=console.width)
     _emit(columns, rows, fmt=fmt, wide=wide, summary=summary)
+    if truncated:
+        errors.print(
+            f"only the first {max_rows:,} row(s): the query has more (--max-rows, up to "
+            f"{MAX_QUERY_ROWS:,}; `tideflow export` writes a whole table)",
+            style="yellow",
+            highlight=False,
+            soft_wrap=True,
+        )
 
 
 @app.command()

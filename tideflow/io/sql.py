@@ -5,17 +5,31 @@ placeholders) and give a ``SqlDialect``: how to quote a name, drop a column from
 and unnest a list column into rows called ``_item``. An adapter that keeps item indexes
 (``tideflow.io.item_index``) lists them in ``indexes``: item filters then pick a page's
 row ids from the side table and read only those rows.
+
+``user_query`` runs someone's own SQL (``tideflow query``): one statement, a read unless
+writes are allowed, and then only a row change (INSERT, UPDATE, DELETE), never a schema
+change, so the app's tables stay as ``tideflow apply`` made them. The adapter runs it in
+its warehouse's read-only mode when it has one, and returns at most ``max_rows`` rows,
+read as they stream.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from tideflow.exceptions import InvalidQueryError
 from tideflow.io.item_index import ItemIndex
 from tideflow.io.schema import ROW_ID_COLUMN
-from tideflow.io.strategies import ItemFilter, TableReader, check_paging
+from tideflow.io.strategies import (
+    DEFAULT_QUERY_ROWS,
+    MAX_QUERY_ROWS,
+    ItemFilter,
+    TableReader,
+    check_paging,
+)
 from tideflow.types import QueryResult
 
 # From this offset on, a page past the middle is read from the other end.
@@ -24,6 +38,26 @@ FLIP_OFFSET = 10_000
 # de-duplicated in Python from a sorted read; deeper ones are grouped in SQL.
 DEDUPE_UP_TO = 2_000
 
+READ_STATEMENTS = frozenset(
+    {"SELECT", "WITH", "VALUES", "FROM", "TABLE", "DESCRIBE", "SHOW", "SUMMARIZE", "EXPLAIN"}
+)
+ROW_CHANGES = frozenset({"INSERT", "UPDATE", "DELETE"})
+# One SQL token at a time: quoted text, comments and whitespace as a whole. Each quote
+# form is tried closed first; an unclosed one is refused rather than guessed at.
+_TOKENS = (
+    r"(?P<skip>\s+|--[^\n]*|/\*.*?\*/{hash})"
+    r"|(?P<quoted>'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"|`[^`]*`"
+    r"|\$(?P<tag>(?:[A-Za-z_]\w*)?)\$.*?\$(?P=tag)\$)"
+    r"|(?P<open>['\"`]|/\*|\$(?:[A-Za-z_]\w*)?\$)"
+    r"|(?P<end>;)"
+    r"|(?P<word>[A-Za-z_]\w*)"
+    r"|."
+)
+_LEXERS = {
+    hash_comments: re.compile(_TOKENS.format(hash=r"|\#[^\n]*" if hash_comments else ""), re.S)
+    for hash_comments in (False, True)
+}
+
 
 @dataclasses.dataclass(frozen=True)
 class SqlDialect:
@@ -31,12 +65,68 @@ class SqlDialect:
     all_but: Callable[[str], str]  # quoted column -> "* without it"
     unnest_items: Callable[[str], str]  # quoted list column -> FROM clause naming `_item`
     name: str = "sql"  # "duckdb", "bigquery"...: for apps that write the warehouse's own SQL
+    hash_comments: bool = False  # ``# ...`` is a comment (BigQuery), not an operator
+
+
+def statement_keywords(sql: str, *, hash_comments: bool = False) -> list[str]:
+    """The first word of each statement in ``sql``, upper case (opening parentheses
+    skipped; a statement that opens with something else gives that text)."""
+    keywords: list[str] = []
+    at_start = True
+    for token in _LEXERS[hash_comments].finditer(sql):
+        if token["skip"] is not None:
+            continue
+        if token["open"] is not None:
+            raise InvalidQueryError(f"the query has an unclosed {token['open']}")
+        if token["end"] is not None:
+            at_start = True
+        elif at_start and token[0] != "(":
+            keywords.append(token["word"].upper() if token["word"] else token[0])
+            at_start = False
+    return keywords
+
+
+def check_user_sql(sql: str, *, allow_writes: bool, hash_comments: bool = False) -> None:
+    """Refuse (``InvalidQueryError``) all but one read statement, or with ``allow_writes``
+    one read or row change."""
+    keywords = statement_keywords(sql, hash_comments=hash_comments)
+    if len(keywords) != 1:
+        raise InvalidQueryError(
+            f"give one SQL statement, not {len(keywords)}" if keywords else "the query is empty"
+        )
+    (keyword,) = keywords
+    if keyword in READ_STATEMENTS or (allow_writes and keyword in ROW_CHANGES):
+        return
+    if keyword in ROW_CHANGES:
+        raise InvalidQueryError(
+            f"{keyword} changes rows and queries are read-only; "
+            "`tideflow query --write` runs INSERT, UPDATE and DELETE"
+        )
+    raise InvalidQueryError(
+        f"{keyword} statements are not run: a query reads (SELECT, WITH) or, with --write, "
+        "changes rows (INSERT, UPDATE, DELETE); tables are made by `tideflow apply`"
+    )
 
 
 class SqlTableReader(TableReader):
     dialect: SqlDialect
     indexes: Sequence[ItemIndex] = ()  # adapters that keep item indexes list theirs
     contains_like = False  # "contains" filters on an index as LIKE (for a trigram index)
+
+    def user_query(
+        self, sql: str, *, allow_writes: bool = False, max_rows: int = DEFAULT_QUERY_ROWS
+    ) -> QueryResult:
+        if not 1 <= max_rows <= MAX_QUERY_ROWS:
+            raise InvalidQueryError(
+                f"max rows must be between 1 and {MAX_QUERY_ROWS:,}, got {max_rows}"
+            )
+        check_user_sql(sql, allow_writes=allow_writes, hash_comments=self.dialect.hash_comments)
+        return self._user_query(sql, read_only=not allow_writes, max_rows=max_rows)
+
+    def _user_query(self, sql: str, *, read_only: bool, max_rows: int) -> QueryResult:
+        """Run ``sql`` (checked) read-only when asked and the warehouse can; fetch at most
+        ``max_rows + 1`` rows and give ``first_rows``' answer."""
+        raise NotImplementedError(f"{type(self).__name__} must implement _user_query()")
 
     def _index_for(self, item: ItemFilter | None, order_by: str | None) -> ItemIndex | None:
         if item is None:
@@ -180,3 +270,13 @@ class SqlTableReader(TableReader):
                 f"WHERE {' AND '.join(tests)})"
             )
         return (f" WHERE {' AND '.join(clauses)}" if clauses else ""), params
+
+
+def first_rows(columns: list[str], rows: Sequence[Sequence[Any]], max_rows: int) -> QueryResult:
+    """``max_rows + 1`` fetched rows as a result of at most ``max_rows``, marked truncated
+    when there were more."""
+    return QueryResult(
+        columns=columns,
+        rows=[tuple(row) for row in rows[:max_rows]],
+        truncated=len(rows) > max_rows,
+    )

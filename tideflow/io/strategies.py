@@ -130,6 +130,10 @@ class Sink:
 # unbounded: a client's ``offset=10**30`` must be refused before it reaches SQL.
 MAX_SELECT_LIMIT = 10_000
 MAX_SELECT_OFFSET = 1_000_000_000
+DEFAULT_QUERY_ROWS = 1_000
+# Rows ``user_query`` hands back at most: they are built in memory (and sent as JSON from
+# the run process); the whole table goes to a file with ``export`` instead.
+MAX_QUERY_ROWS = 100_000
 
 
 def check_paging(limit: int, offset: int) -> None:
@@ -172,6 +176,19 @@ class TableReader:
 
     def query(self, sql: str, params: dict[str, Any] | None = None) -> QueryResult:
         raise NotImplementedError(f"{type(self).__name__} must implement query()")
+
+    def user_query(
+        self, sql: str, *, allow_writes: bool = False, max_rows: int = DEFAULT_QUERY_ROWS
+    ) -> QueryResult:
+        """Someone's own SQL (``tideflow query``), unlike ``query``'s, which is the app's.
+
+        One statement: a read (SELECT, WITH...), or with ``allow_writes`` a row change
+        (INSERT, UPDATE, DELETE), never a schema change; reads run in the warehouse's
+        read-only mode where it has one, with no file access. At most ``max_rows`` rows
+        come back, ``truncated`` when there were more. Anything else is an
+        ``InvalidQueryError``.
+        """
+        raise NotImplementedError(f"{type(self).__name__} must implement user_query()")
 
     def select(
         self,

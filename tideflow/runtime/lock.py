@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from tideflow.exceptions import ConfigError
+from tideflow.home import make_private_dir
 
 LOCK_FILE = "run.lock"
 INFO_FILE = "run.json"
@@ -19,7 +20,7 @@ INFO_FILE = "run.json"
 @contextlib.contextmanager
 def run_lock(home: Path, info: dict[str, Any]) -> Iterator[None]:
     """Hold the stack's run lock and publish ``info`` (pid, addresses) while running."""
-    home.mkdir(parents=True, exist_ok=True)
+    make_private_dir(home)
     handle = open(home / LOCK_FILE, "a+")  # noqa: SIM115 - held for the whole run
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)

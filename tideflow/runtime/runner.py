@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import signal
+import socket
 import threading
 import time
 from pathlib import Path
@@ -37,7 +38,12 @@ from tideflow.flow import Flow
 from tideflow.io.strategies import Sink, Source
 from tideflow.io.write_health import write_problems
 from tideflow.runtime import metrics
-from tideflow.runtime.admin import admin_app, socket_path
+from tideflow.runtime.admin import (
+    OwnerOnlyH11Protocol,
+    admin_app,
+    admin_socket_path,
+    bind_owner_only,
+)
 from tideflow.runtime.autoscaler import Autoscaler, machine_cpus, plan_replicas
 from tideflow.runtime.http import server_options
 from tideflow.runtime.lock import run_lock
@@ -82,6 +88,7 @@ class FlowRunner:
         self.fatal_error: str | None = None
         self._consumers: list[_RunningConsumer] = []
         self._servers: list[tuple[uvicorn.Server, threading.Thread]] = []
+        self._admin_socket: Path | None = None
 
     @property
     def runs_consumers(self) -> bool:
@@ -102,11 +109,15 @@ class FlowRunner:
 
     def run(self) -> int:
         """Run until a signal arrives; the process exit code."""
-        sock = socket_path(self.options.home)
+        with admin_socket_path(self.options.home) as sock:
+            return self._run(sock)
+
+    def _run(self, sock: Path) -> int:
         info = {"url": f"http://{self.options.host}:{self.options.port}"}
         if self.runs_consumers and self.flow.consumers:
             info["admin_socket"] = str(sock)  # served by the process that runs them
         with run_lock(self.options.home, info):
+            self._warn_if_shared(self.options.home)
             for signum in (signal.SIGINT, signal.SIGTERM):
                 signal.signal(signum, lambda *_: self.stop_event.set())
             started = time.monotonic()
@@ -137,6 +148,20 @@ class FlowRunner:
             logger.error("stopped: %s", self.fatal_error)
             return 1
         return 0
+
+    @staticmethod
+    def _warn_if_shared(home: Path) -> None:
+        # tideflow creates the state directory 0700; one made before (or by hand) may be
+        # open to others, who could then read the uploads, journal and warehouse.
+        mode = home.stat().st_mode & 0o777
+        if mode & 0o077:
+            logger.warning(
+                "the state directory %s is open to other users (mode %o); `chmod 700 %s` "
+                "keeps its uploads, journal and warehouse private",
+                home,
+                mode,
+                home,
+            )
 
     def _fatal(self, message: str) -> None:
         self.fatal_error = self.fatal_error or message
@@ -270,24 +295,31 @@ class FlowRunner:
         def prometheus_metrics() -> Response:
             return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
-    def _serve(self, app: Any, *, host: str = "", port: int = 0, uds: str | None = None) -> None:
+    def _serve(
+        self, app: Any, *, host: str = "", port: int = 0, sock: socket.socket | None = None
+    ) -> None:
+        """Serve ``app`` on ``host:port``, or as the admin API on the bound Unix ``sock``."""
         config = uvicorn.Config(
             app,
             host=host,
             port=port,
-            uds=uds,
-            log_level="warning" if uds else self.options.log_level.lower(),
+            log_level="warning" if sock else self.options.log_level.lower(),
             access_log=False,
             timeout_graceful_shutdown=3,
-            **({} if uds else server_options()),
+            **({"http": OwnerOnlyH11Protocol} if sock else server_options()),
         )
         server = uvicorn.Server(config)
         # Uvicorn off the main thread leaves signal handling to us.
-        thread = threading.Thread(target=server.run, name="tideflow-http", daemon=True)
+        thread = threading.Thread(
+            target=server.run,
+            kwargs={"sockets": [sock]} if sock else {},
+            name="tideflow-http",
+            daemon=True,
+        )
         thread.start()
         while not server.started:
             if not thread.is_alive():
-                where = uds or f"{host}:{port}"
+                where = sock.getsockname() if sock else f"{host}:{port}"
                 raise ConfigError(f"the HTTP server could not start on {where} (port in use?)")
             time.sleep(0.02)
         self._servers.append((server, thread))
@@ -301,8 +333,8 @@ class FlowRunner:
                 dead_letters=consumer.source.dead_letter_queue(),
                 status=lambda: [status_row(r.consumer, r.source) for r in self._consumers],
             )
-            sock.unlink(missing_ok=True)
-            self._serve(app, uds=str(sock))
+            self._serve(app, sock=bind_owner_only(sock))
+            self._admin_socket = sock
 
     def _shutdown(self) -> None:
         logger.info("stopping")
@@ -323,6 +355,8 @@ class FlowRunner:
             running.sink.close()
         for _, thread in self._servers:
             thread.join(max(0.5, deadline + 1.5 - time.monotonic()))
+        if self._admin_socket is not None:
+            self._admin_socket.unlink(missing_ok=True)
         metrics.QUEUES.clear()
 
 

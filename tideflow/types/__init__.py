@@ -112,6 +112,8 @@ class Failure:
 class QueryResult:
     columns: list[str]
     rows: list[tuple[Any, ...]]
+    # The query had more rows than the caller's ``max_rows`` (``TableReader.user_query``).
+    truncated: bool = False
 
     def records(self) -> list[JSONDict]:
         return [dict(zip(self.columns, row, strict=True)) for row in self.rows]

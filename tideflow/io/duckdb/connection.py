@@ -7,6 +7,11 @@ once and every reader and writer in it takes a cursor from that connection.
 and close it, retrying while another process (or a read-only connection in this one)
 holds it, so the app's own code may open the file between writes, as BuildFlow's
 tutorial does with ``duckdb.connect(table.database, read_only=True)``.
+
+Either way, tideflow's connections reach their database file and nothing else: SQL cannot
+open other files (``read_csv``, ``COPY ... TO``, ``ATTACH``) or change settings, whoever
+wrote it (``tideflow query`` included). DuckDB's own temp folder stays usable: it spills
+there, and an export is written there before it is moved into place.
 """
 
 from __future__ import annotations
@@ -22,24 +27,40 @@ from pathlib import Path
 import duckdb
 
 from tideflow.exceptions import WarehouseBusyError
+from tideflow.home import make_private_dir
 
 _connections: dict[Path, duckdb.DuckDBPyConnection] = {}
 _lock = threading.Lock()
+
+
+def _connect(path: Path) -> duckdb.DuckDBPyConnection:
+    return duckdb.connect(
+        str(path), config={"enable_external_access": False, "lock_configuration": True}
+    )
 
 
 def shared_connection(path: Path) -> duckdb.DuckDBPyConnection:
     path = path.resolve()
     with _lock:
         if path not in _connections:
-            path.parent.mkdir(parents=True, exist_ok=True)
+            make_private_dir(path.parent)
             try:
-                _connections[path] = duckdb.connect(str(path))
+                _connections[path] = _connect(path)
             except duckdb.IOException as exc:
                 raise WarehouseBusyError(
                     f"cannot open the DuckDB file {path}: another process holds it "
                     f"(is `tideflow run` running? query through it or stop it). {exc}"
                 ) from exc
         return _connections[path]
+
+
+def temp_folder(connection: duckdb.DuckDBPyConnection) -> Path:
+    """The database's temp folder (made if missing): the one place besides its own file
+    that a locked-down connection may write."""
+    (folder,) = connection.execute("SELECT current_setting('temp_directory')").fetchone() or ("",)
+    path = Path(folder)
+    make_private_dir(path)
+    return path
 
 
 def close_shared(path: Path) -> None:
@@ -55,7 +76,7 @@ BRIEF_CONNECT_SECONDS = 30.0
 @contextlib.contextmanager
 def brief_connection(path: Path) -> Iterator[duckdb.DuckDBPyConnection]:
     """A read-write connection to ``path`` for one operation, closed after it."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    make_private_dir(path.parent)
     deadline = time.monotonic() + BRIEF_CONNECT_SECONDS
     delay = 0.02
     connection = _try_connect(path)
@@ -71,7 +92,7 @@ def brief_connection(path: Path) -> Iterator[duckdb.DuckDBPyConnection]:
 
 def _try_connect(path: Path, *, final: bool = False) -> duckdb.DuckDBPyConnection | None:
     try:
-        return duckdb.connect(str(path))
+        return _connect(path)
     except duckdb.ConnectionException:
         # This process has the file open read-only. A connection the app dropped can
         # live on in a reference cycle (an exception's traceback holds its frame) until
@@ -79,7 +100,7 @@ def _try_connect(path: Path, *, final: bool = False) -> duckdb.DuckDBPyConnectio
         # another one.
         gc.collect()
         try:
-            return duckdb.connect(str(path))
+            return _connect(path)
         except (duckdb.IOException, duckdb.ConnectionException) as exc:
             if final:
                 raise _busy(path, exc) from exc

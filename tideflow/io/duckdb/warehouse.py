@@ -14,6 +14,7 @@ import contextlib
 import dataclasses
 import os
 import threading
+import uuid
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -28,13 +29,18 @@ from tideflow.exceptions import (
     SinkUnavailableError,
 )
 from tideflow.home import state_path
-from tideflow.io.duckdb.connection import brief_connection, close_shared, shared_connection
+from tideflow.io.duckdb.connection import (
+    brief_connection,
+    close_shared,
+    shared_connection,
+    temp_folder,
+)
 from tideflow.io.duckdb.item_index import backfill_sql, create_sql, insert_sql
-from tideflow.io.export import check_format, sql_string
+from tideflow.io.export import check_format, export_file, place_export, sql_string
 from tideflow.io.item_index import ItemIndex, indexes_for
 from tideflow.io.primitive import PlanAction, PlanStep, Primitive, SinkPrimitive
 from tideflow.io.schema import ROW_ID_COLUMN, Field, Kind, row_values, schema_of, schema_problem
-from tideflow.io.sql import SqlDialect, SqlTableReader
+from tideflow.io.sql import SqlDialect, SqlTableReader, first_rows
 from tideflow.io.strategies import ItemFilter, Sink
 from tideflow.types import QueryResult
 
@@ -439,17 +445,32 @@ class DuckDBReader(SqlTableReader):
         if not row_id_column:  # a BuildFlow-style table keeps its row ids apart
             self.dialect = dataclasses.replace(self.dialect, all_but=lambda column: "*")
 
+    def _expand(self, sql: str) -> str:
+        return sql.replace("{table}", self.table_ref) if self.table_ref else sql
+
     def query(self, sql: str, params: dict[str, Any] | None = None) -> QueryResult:
-        if self.table_ref:
-            sql = sql.replace("{table}", self.table_ref)
         try:
             with self.dataset.cursor() as cursor:
-                result = cursor.execute(sql, params or {})
-                rows = result.fetchall()
-                columns = [d[0] for d in result.description or []]
+                result = cursor.execute(self._expand(sql), params or {})
+                return QueryResult(columns=_columns(result), rows=result.fetchall())
         except duckdb.Error as exc:
             raise ReadError(f"query failed: {exc}") from exc
-        return QueryResult(columns=columns, rows=rows)
+
+    def _user_query(self, sql: str, *, read_only: bool, max_rows: int) -> QueryResult:
+        try:
+            with self.dataset.cursor() as cursor:
+                cursor.execute("BEGIN TRANSACTION READ ONLY" if read_only else "BEGIN TRANSACTION")
+                try:
+                    result = cursor.execute(self._expand(sql))
+                    # Rows stream from DuckDB: only the ones kept are ever built here.
+                    found = first_rows(_columns(result), result.fetchmany(max_rows + 1), max_rows)
+                except BaseException:
+                    cursor.execute("ROLLBACK")
+                    raise
+                cursor.execute("ROLLBACK" if read_only else "COMMIT")
+        except duckdb.Error as exc:
+            raise ReadError(f"query failed: {exc}") from exc
+        return found
 
     def export(
         self,
@@ -460,9 +481,9 @@ class DuckDBReader(SqlTableReader):
         order_by: str | None = None,
         progress: Callable[[int], None] | None = None,
     ) -> int:
-        """DuckDB's ``COPY (SELECT ...) TO``: the database writes the file itself."""
+        """DuckDB's ``COPY (SELECT ...) TO`` into its temp folder (the only one its
+        connections may write), then the file is moved to ``path``."""
         check_format(fmt)
-        path = Path(path).resolve()
         columns = None
         if fmt == "csv":
             # Nested columns as JSON text, the same as the paged export writes them.
@@ -476,13 +497,24 @@ class DuckDBReader(SqlTableReader):
             columns = ", ".join(parts)
         sql, params = self.select_sql(item=item, order_by=order_by, columns=columns)
         options = "FORMAT csv, HEADER" if fmt == "csv" else f"FORMAT {fmt.replace('jsonl', 'json')}"
-        partial = path.with_name(f".{path.name}.partial")
-        try:
-            found = self.query(f"COPY ({sql}) TO {sql_string(str(partial))} ({options})", params)
-            os.replace(partial, path)
-        finally:
-            partial.unlink(missing_ok=True)
-        count = int(found.rows[0][0]) if found.rows else 0
+        with export_file(path) as target:
+            try:
+                with self.dataset.cursor() as cursor:
+                    staged = temp_folder(cursor) / f"tideflow-export-{uuid.uuid4().hex}.{fmt}"
+                    try:
+                        copy = (
+                            f"COPY ({self._expand(sql)}) TO {sql_string(str(staged))} ({options})"
+                        )
+                        (count,) = cursor.execute(copy, params).fetchone() or (0,)
+                        place_export(staged, target)
+                    finally:
+                        staged.unlink(missing_ok=True)
+            except duckdb.Error as exc:
+                raise ReadError(f"export failed: {exc}") from exc
         if progress is not None:
-            progress(count)
-        return count
+            progress(int(count))
+        return int(count)
+
+
+def _columns(result: duckdb.DuckDBPyConnection) -> list[str]:
+    return [d[0] for d in result.description or []]

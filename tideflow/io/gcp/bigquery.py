@@ -39,7 +39,7 @@ from google.api_core import exceptions as api_exceptions
 from google.cloud import bigquery
 
 from tideflow.exceptions import PrimitiveError
-from tideflow.home import state_path
+from tideflow.home import make_private_dir, state_path
 from tideflow.io.gcp.bigquery_io import API_RETRY, BigQueryReader, BigQuerySink
 from tideflow.io.gcp.clients import BIGQUERY_EMULATOR_ENV, bigquery_client, resolve_project
 from tideflow.io.gcp.errors import describe, one_line, translated
@@ -84,7 +84,7 @@ def _note_deleted(table_ref: str) -> None:
     }
     recent[table_ref] = now
     path = state_path(DELETED_TABLES_FILE)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    make_private_dir(path.parent)
     path.write_text(json.dumps(recent))
 
 

@@ -40,7 +40,7 @@ from google.cloud import bigquery
 from tideflow.exceptions import ReadError, RowError, SinkError, SinkUnavailableError
 from tideflow.io.gcp.errors import one_line, translated
 from tideflow.io.schema import ROW_ID_COLUMN, Field, row_values
-from tideflow.io.sql import SqlDialect, SqlTableReader
+from tideflow.io.sql import SqlDialect, SqlTableReader, first_rows
 from tideflow.io.strategies import Sink
 from tideflow.types import QueryResult
 
@@ -155,6 +155,7 @@ class BigQueryReader(SqlTableReader):
         all_but=lambda column: f"* EXCEPT({column})",
         unnest_items=lambda column: f"UNNEST({column}) AS _item",
         name="bigquery",
+        hash_comments=True,
     )
 
     def __init__(
@@ -174,7 +175,18 @@ class BigQueryReader(SqlTableReader):
         )
 
     def query(self, sql: str, params: dict[str, Any] | None = None) -> QueryResult:
-        sql = _placeholders(sql.replace("{table}", self.deduplicated))
+        return self._run(_placeholders(sql.replace("{table}", self.deduplicated)), params)
+
+    def _user_query(self, sql: str, *, read_only: bool, max_rows: int) -> QueryResult:
+        # BigQuery has no read-only transaction: the statement check is the lock (a write
+        # or schema change is its own statement there, and scripts are refused with it).
+        sql = sql.replace("{table}", self.deduplicated)
+        found = self._run(sql, None, max_rows=max_rows + 1)
+        return first_rows(found.columns, found.rows, max_rows)
+
+    def _run(
+        self, sql: str, params: dict[str, Any] | None, *, max_rows: int | None = None
+    ) -> QueryResult:
         config = bigquery.QueryJobConfig(
             query_parameters=[parameter(name, value) for name, value in (params or {}).items()]
         )
@@ -193,6 +205,7 @@ class BigQueryReader(SqlTableReader):
                 api_timeout=QUERY_TIMEOUT,
                 wait_timeout=QUERY_TIMEOUT,
                 retry=API_RETRY,
+                max_results=max_rows,
             )
             columns = [field.name for field in result.schema]
             rows = [tuple(row.values()) for row in result]

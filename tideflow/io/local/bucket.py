@@ -40,7 +40,7 @@ from tideflow.exceptions import (
     ObjectSupersededError,
     PrimitiveError,
 )
-from tideflow.home import state_path
+from tideflow.home import make_private_dir, state_path
 from tideflow.io.keys import RESERVED_PREFIX, validate_key
 from tideflow.io.local.journal import Journal, JournalWriteError, ObjectRecord
 from tideflow.io.primitive import BucketPrimitive, PlanAction, PlanStep
@@ -86,7 +86,7 @@ class LocalBucket(BucketPrimitive):
         what is still wrong."""
         temp_dir = self.root / TEMP_DIR
         try:
-            temp_dir.mkdir(parents=True, exist_ok=True)
+            make_private_dir(temp_dir)
             with tempfile.NamedTemporaryFile(dir=temp_dir, prefix="write-probe-") as probe:
                 probe.write(bytes(4096))
                 probe.flush()
@@ -110,7 +110,7 @@ class LocalBucket(BucketPrimitive):
     def apply(self) -> PlanStep:
         step = self.plan()
         try:
-            (self.root / TEMP_DIR).mkdir(parents=True, exist_ok=True)
+            make_private_dir(self.root / TEMP_DIR)
             self.journal()
         except OSError as exc:
             raise PrimitiveError(f"cannot create bucket folder {self.root}: {exc}") from exc
@@ -271,7 +271,7 @@ class LocalBlob:
             object_metadata["content_type"] = content_type
         temp: Path | None = None
         try:
-            temp_dir.mkdir(parents=True, exist_ok=True)
+            make_private_dir(temp_dir)
             fd, temp_name = tempfile.mkstemp(dir=temp_dir, prefix=uuid.uuid4().hex)
             temp = Path(temp_name)
             previous = temp.with_name(f"{temp.name}.previous")
@@ -307,7 +307,7 @@ class LocalBlob:
         the journal has committed."""
         if self.path.is_dir() and not self.path.is_symlink():
             raise InvalidKeyError(f"{self.name!r} is a folder in bucket {self.bucket.name}")
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        make_private_dir(self.path.parent)
         with contextlib.suppress(FileNotFoundError):
             os.link(self.path, previous, follow_symlinks=False)
         os.replace(temp, self.path)

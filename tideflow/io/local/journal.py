@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from tideflow.exceptions import SourceError, SourceUnavailableError
+from tideflow.home import make_private_dir
 from tideflow.io.write_health import (
     free_space_problem,
     out_of_space,
@@ -169,7 +170,7 @@ class Journal:
         self._queue_lock = threading.Lock()
         self._leader_lock = threading.Lock()
         self.health = write_health(path, f"journal {path.stem}", self.probe_write)
-        path.parent.mkdir(parents=True, exist_ok=True)
+        make_private_dir(path.parent)
         self._db().executescript(_SCHEMA)
         with self._transaction() as db:
             counted = db.execute(

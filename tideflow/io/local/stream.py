@@ -31,6 +31,7 @@ from pathlib import Path
 import watchfiles
 
 from tideflow.exceptions import SourceError
+from tideflow.home import make_private_dir
 from tideflow.io.keys import RESERVED_PREFIX
 from tideflow.io.local.bucket import LocalBucket, iter_keys
 from tideflow.io.local.journal import DEAD, DONE, LEASED, PENDING, EventRecord, Journal
@@ -185,7 +186,7 @@ class LocalJournalSource(Source):
 
     def _watch(self) -> None:
         root = self.bucket.root
-        root.mkdir(parents=True, exist_ok=True)
+        make_private_dir(root)
         # Start watching before the scan so nothing written during the scan is missed.
         changes = watchfiles.watch(
             root,

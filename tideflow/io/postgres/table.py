@@ -51,7 +51,7 @@ from tideflow.io.item_index import ItemIndex, indexes_for
 from tideflow.io.postgres.item_index import backfill, create, insert_items
 from tideflow.io.primitive import PlanAction, PlanStep, Primitive, SinkPrimitive
 from tideflow.io.schema import ROW_ID_COLUMN, Field, Kind, row_values, schema_of
-from tideflow.io.sql import SqlDialect, SqlTableReader
+from tideflow.io.sql import SqlDialect, SqlTableReader, first_rows
 from tideflow.io.strategies import Sink
 from tideflow.types import QueryResult
 
@@ -472,3 +472,23 @@ class PostgresReader(SqlTableReader):
         except ReadError as exc:
             raise ReadError(f"query on {self.table.table_name} failed: {exc}") from exc.__cause__
         return QueryResult(columns=columns, rows=[tuple(r) for r in rows])
+
+    def _user_query(self, sql: str, *, read_only: bool, max_rows: int) -> QueryResult:
+        # No parameters: psycopg sends the text as it is (no % escapes).
+        sql = sql.replace("{table}", self.table_ref)
+        try:
+            with self.table.database.connection(ReadError) as conn:
+                if read_only:
+                    conn.execute("SET TRANSACTION READ ONLY")
+                # A read goes through a server-side cursor, so rows leave the server only
+                # as they are fetched (a write cannot be declared as one).
+                cursor = conn.cursor(name="tideflow_user_query") if read_only else conn.cursor()
+                with cursor:
+                    cursor.execute(sql)
+                    columns = [d.name for d in cursor.description or []]
+                    # A change without RETURNING answers with its count, as DuckDB does.
+                    rows = cursor.fetchmany(max_rows + 1) if columns else [(cursor.rowcount,)]
+                conn.commit()
+        except ReadError as exc:
+            raise ReadError(f"query on {self.table.table_name} failed: {exc}") from exc.__cause__
+        return first_rows(columns or ["count"], rows, max_rows)
