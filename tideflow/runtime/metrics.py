@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Callable, Iterator
 
 from prometheus_client import Counter, Histogram
@@ -33,9 +35,32 @@ PROCESSING_SECONDS = Histogram(
 )
 
 
+# Counting failures is a warehouse query (billed by the data it reads on BigQuery), while
+# scrapers ask every few seconds and /metrics answers whoever reaches the port: the count
+# is read at most once per this many seconds.
+FAILURES_MAX_AGE_SECONDS = 60.0
+
+
+class _Recent:
+    """``read()``'s answer, read again only once it is ``max_age`` seconds old."""
+
+    def __init__(self, read: Callable[[], int], max_age: float) -> None:
+        self._read = read
+        self._max_age = max_age
+        self._value: tuple[float, int] | None = None
+        self._lock = threading.Lock()
+
+    def __call__(self) -> int:
+        with self._lock:
+            now = time.monotonic()
+            if self._value is None or now - self._value[0] >= self._max_age:
+                self._value = (now, self._read())
+            return self._value[1]
+
+
 class QueueCollector(Collector):
-    """Reads queue depth (from each consumer's source) and failures (from its failure
-    log) at scrape time."""
+    """Reads queue depth (from each consumer's source) at scrape time, and failures (from
+    its failure log) at most once per ``FAILURES_MAX_AGE_SECONDS``."""
 
     def __init__(self) -> None:
         self._sources: dict[str, tuple[Callable[[], SourceStats], Callable[[], int]]] = {}
@@ -43,7 +68,7 @@ class QueueCollector(Collector):
     def watch(
         self, consumer: str, stats: Callable[[], SourceStats], failures: Callable[[], int]
     ) -> None:
-        self._sources[consumer] = (stats, failures)
+        self._sources[consumer] = (stats, _Recent(failures, FAILURES_MAX_AGE_SECONDS))
 
     def clear(self) -> None:
         self._sources.clear()
