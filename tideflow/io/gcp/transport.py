@@ -97,7 +97,14 @@ class PubSubTransport:
 
     def publish(self, topic: str, data: bytes, attributes: dict[str, str]) -> str:
         """Publish one message and wait until Pub/Sub stored it; its message id."""
-        raise NotImplementedError(f"{type(self).__name__} must implement publish()")
+        return self.publish_all(topic, [(data, attributes)])[0]
+
+    def publish_all(
+        self, topic: str, messages: Sequence[tuple[bytes, dict[str, str]]]
+    ) -> list[str]:
+        """Publish ``(data, attributes)`` messages together (sent in batches, not one
+        round trip each) and wait until Pub/Sub stored every one; their ids, in order."""
+        raise NotImplementedError(f"{type(self).__name__} must implement publish_all()")
 
     def pull(
         self, subscription: str, *, max_messages: int, timeout: float
