@@ -305,7 +305,9 @@ class FakeNotifications(NotificationTransport):
         agent = f"serviceAccount:{self.service_agent('')}"
         if agent not in self.pubsub.iam_members(topic, PUBLISHER_ROLE):
             raise api_exceptions.Forbidden(
-                f"The service account does not have permission to publish to {topic}"
+                f"The service account '{self.service_agent('')}' does not have permission to "
+                f"publish messages to to the Cloud Pub/Sub topic '//pubsub.googleapis.com/"
+                f"{topic}', or that topic does not exist."
             )
         config = NotificationConfig(
             notification_id=str(next(self._ids)),

@@ -250,7 +250,11 @@ class SlowGrant(FakeNotifications):
     def create_notification(self, bucket: str, **kwargs: Any) -> NotificationConfig:
         if self.refusals:
             self.refusals -= 1
-            raise api_exceptions.Forbidden("The service account does not have permission")
+            raise api_exceptions.Forbidden(
+                f"The service account '{self.service_agent('')}' does not have permission to "
+                f"publish messages to to the Cloud Pub/Sub topic '//pubsub.googleapis.com/"
+                f"{kwargs['topic']}', or that topic does not exist."
+            )
         return super().create_notification(bucket, **kwargs)
 
 
@@ -276,6 +280,31 @@ def test_the_notification_waits_for_the_publisher_grant_to_propagate(
     assert 115 <= sum(slept) <= 150
     assert STORAGE_AGENT.removeprefix("serviceAccount:") in str(caught.value)
     assert "roles/pubsub.publisher" in str(caught.value)
+
+
+class CallerDenied(FakeNotifications):
+    """Cloud Storage refusing the caller itself (no storage.buckets.update on the bucket)."""
+
+    def create_notification(self, bucket: str, **kwargs: Any) -> NotificationConfig:
+        raise api_exceptions.Forbidden(
+            "deployer@example.iam.gserviceaccount.com does not have storage.buckets.update "
+            "access to the Google Cloud Storage bucket. Permission 'storage.buckets.update' "
+            "denied on resource (or it may not exist)."
+        )
+
+
+def test_a_403_for_the_caller_fails_at_once_and_names_the_callers_permission(
+    offline_bucket: GCSBucket, pubsub: FakePubSub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # G10: only the service agent's missing publish grant is waited for.
+    slept: list[float] = []
+    monkeypatch.setattr(stream_parts.time, "sleep", slept.append)
+    stream = GCSFileChangeStream(offline_bucket, pubsub=pubsub, notifications=CallerDenied(pubsub))
+    with pytest.raises(PrimitiveError) as caught:
+        stream.apply()
+    assert slept == []
+    assert "the caller needs the IAM permission storage.buckets.update" in str(caught.value)
+    assert "roles/pubsub.publisher" not in str(caught.value)
 
 
 def test_under_the_emulators_apply_skips_grants_and_leaves_the_notification(
