@@ -27,7 +27,8 @@ emulator has no IAM) and keeps dead letters 7 days (its limit); with
 ``STORAGE_EMULATOR_HOST`` set, apply leaves the bucket notification to the Storage
 emulator (fake-gcs-server publishes OBJECT_FINALIZE itself, to the topic named by its
 ``-event.pubsub-topic`` flag). Each says so in one logged line. Transports passed in
-explicitly (tests' in-memory fakes) are always used in full.
+explicitly (the tests' IAM and notification stand-ins) are always used in full (only
+the 7-day retention still applies under ``PUBSUB_EMULATOR_HOST``).
 Delivery guarantees: see ``tideflow.io.gcp.source``.
 """
 
@@ -70,6 +71,10 @@ REPLAY_BATCH = 100
 logger = logging.getLogger("tideflow.gcp")
 _RESOURCE_ID = re.compile(r"[A-Za-z][A-Za-z0-9\-_.~+%]{2,254}")
 _STORAGE_AGENT = re.compile(r"service-(\d+)@gs-project-accounts\.iam\.gserviceaccount\.com")
+
+
+def _on_emulator() -> bool:
+    return bool(os.environ.get(PUBSUB_EMULATOR_ENV, "").strip())
 
 
 class GCSFileChangeStream(SourcePrimitive):
@@ -155,7 +160,7 @@ class GCSFileChangeStream(SourcePrimitive):
     @property
     def pubsub_emulated(self) -> bool:
         """Google's Pub/Sub emulator (no IAM) serves this stream."""
-        return not self._given[0] and bool(os.environ.get(PUBSUB_EMULATOR_ENV, "").strip())
+        return not self._given[0] and _on_emulator()
 
     @property
     def storage_emulated(self) -> bool:
@@ -223,10 +228,9 @@ class GCSFileChangeStream(SourcePrimitive):
             name=self.dead_letter_subscription,
             topic=self.dead_letter_topic,
             ack_deadline_seconds=60,
+            # Also for a transport passed in: under the variable, it talks to the emulator.
             retention_seconds=(
-                EMULATOR_RETENTION_SECONDS
-                if self.pubsub_emulated
-                else DEAD_LETTER_RETENTION_SECONDS
+                EMULATOR_RETENTION_SECONDS if _on_emulator() else DEAD_LETTER_RETENTION_SECONDS
             ),
         )
 

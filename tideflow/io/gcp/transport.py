@@ -2,9 +2,10 @@
 
 ``PubSubTransport`` and ``NotificationTransport`` list every call ``GCSFileChangeStream``
 and its source make. ``tideflow.io.gcp.google_transport`` implements them with the
-Google client libraries (also against Google's Pub/Sub emulator); tests pass an in-memory
-implementation explicitly where they need what the emulator cannot do (IAM, bucket
-notification configurations, injected faults).
+Google client libraries (also against Google's Pub/Sub emulator); tests pass, explicitly,
+the Google transport wrapped where they need what the emulator cannot do (IAM bindings,
+injected faults), and an in-memory notification transport (no emulator has bucket
+notification configurations).
 
 Contract: resource names are full paths (``projects/P/topics/T``,
 ``projects/P/subscriptions/S``); lookups return None or False for a missing resource;
