@@ -54,6 +54,12 @@ class Reply:
     body: Any  # JSON
 
 
+def google_error(status: int, reason: str, message: str) -> Reply:
+    """A Google JSON API error, as BigQuery and Cloud Storage send it."""
+    error = {"message": message, "domain": "global", "reason": reason}
+    return Reply(status, {"error": {"code": status, "message": message, "errors": [error]}})
+
+
 Forward = Callable[[bytes], Reply]
 Rule = Callable[[Request, Forward], Reply | None]
 

@@ -27,7 +27,7 @@ from google.cloud import bigquery
 from tests.app.support import CHELSEA, COFFEE, PHOTOS, make_app, upload, wait_for_status
 from tests.gcp.conftest import PROJECT, EventingStorage, unique
 from tests.gcp.support import start_gcp_app
-from tests.http_proxy import Forward, HttpProxy, Reply, Request
+from tests.http_proxy import Forward, HttpProxy, Reply, Request, Rule, google_error
 from tideflow.exceptions import RowError, SinkUnavailableError
 from tideflow.io.gcp import BigQueryDataset, BigQueryTable
 from tideflow.io.gcp.clients import bigquery_client
@@ -74,33 +74,25 @@ def refuse_marked_rows(request: Request, forward: Forward) -> Reply | None:
             {"index": i, "errors": [{"reason": "stopped", "location": "", "message": ""}]}
             for i in good
         ]
-        return Reply(
-            200, {"kind": "bigquery#tableDataInsertAllResponse", "insertErrors": invalid + stopped}
-        )
+        return insert_errors(invalid + stopped)
     errors: list[dict[str, object]] = []
     if good:
         stored = forward(json.dumps({**body, "rows": [rows[i] for i in good]}).encode())
         if stored.status != 200:
             return stored
         errors = [{**e, "index": good[e["index"]]} for e in stored.body.get("insertErrors", [])]
-    return Reply(
-        200, {"kind": "bigquery#tableDataInsertAllResponse", "insertErrors": invalid + errors}
-    )
+    return insert_errors(invalid + errors)
 
 
 def quota_exceeded(what: str) -> Reply:
-    message = f"Quota exceeded: Your project exceeded quota for {what}."
-    return Reply(
-        403,
-        {
-            "error": {
-                "code": 403,
-                "message": message,
-                "errors": [{"message": message, "domain": "global", "reason": "quotaExceeded"}],
-                "status": "PERMISSION_DENIED",
-            }
-        },
+    return google_error(
+        403, "quotaExceeded", f"Quota exceeded: Your project exceeded quota for {what}."
     )
+
+
+def insert_errors(errors: list[dict[str, object]]) -> Reply:
+    """insertAll's answer: HTTP 200, the rows BigQuery did not store and why."""
+    return Reply(200, {"kind": "bigquery#tableDataInsertAllResponse", "insertErrors": errors})
 
 
 class Quota:
@@ -137,6 +129,7 @@ def wait_for(check: Callable[[], bool], what: str, *, timeout: float = 60) -> No
         time.sleep(0.2)
 
 
+@pytest.mark.slow
 def test_refused_rows_fail_alone_and_quotas_are_waited_out(
     eventing_storage: Callable[..., EventingStorage], proxy: HttpProxy, tmp_path: Path
 ) -> None:
@@ -210,12 +203,7 @@ def test_refused_rows_fail_alone_and_quotas_are_waited_out(
         app.stop()
 
 
-def test_export_reads_one_query_job_in_pages(
-    eventing_storage: Callable[..., EventingStorage],
-    proxy: HttpProxy,
-    bigquery_emulator: str,
-    tmp_path: Path,
-) -> None:
+def test_export_reads_one_query_job_in_pages(proxy: HttpProxy, tmp_path: Path) -> None:
     # G3: an export was one full query per 5,000 rows (LIMIT/OFFSET); now one query job
     # whose result is read page by page.
     dataset = f"export_{unique('x')[2:]}".replace("-", "_")
@@ -261,23 +249,15 @@ def test_export_reads_one_query_job_in_pages(
     assert more, "the second page was not read from the same job's result"
 
 
-def not_found_in(location: str) -> Callable[[Request, Forward], Reply | None]:
+def not_found_in(location: str) -> Rule:
     """Queries as BigQuery answers them for a dataset in ``location``: another is 404."""
 
     def rule(request: Request, forward: Forward) -> Reply | None:
         if not jobs_query(request) or request.json().get("location") == location:
             return None
-        message = f"Not found: Dataset was not found in location {request.json().get('location')}"
-        return Reply(
-            404,
-            {
-                "error": {
-                    "code": 404,
-                    "message": message,
-                    "errors": [{"message": message, "domain": "global", "reason": "notFound"}],
-                    "status": "NOT_FOUND",
-                }
-            },
+        where = request.json().get("location")
+        return google_error(
+            404, "notFound", f"Not found: Dataset was not found in location {where}"
         )
 
     return rule
@@ -321,25 +301,39 @@ class Measured:
     size: int | None = None
 
 
-def no_such_field(column: str, *, times: int) -> Callable[[Request, Forward], Reply | None]:
-    """insertAll refusing every row for ``column``, ``times`` times (then passing)."""
+@dataclasses.dataclass
+class Wider:
+    key: str
+    size: int | None = None
+    width: int | None = None
+
+
+def first(times: int, answer: Callable[[Request], Reply]) -> Rule:
+    """Answers ``answer(request)`` to the first ``times`` insertAll requests."""
     left = [times]
 
     def rule(request: Request, forward: Forward) -> Reply | None:
         if not insert_all(request) or not left[0]:
             return None
         left[0] -= 1
-        rows = request.json()["rows"]
-        error = {"reason": "invalid", "location": column, "message": f"no such field: {column}."}
-        return Reply(
-            200,
-            {
-                "kind": "bigquery#tableDataInsertAllResponse",
-                "insertErrors": [{"index": i, "errors": [error]} for i in range(len(rows))],
-            },
-        )
+        return answer(request)
 
     return rule
+
+
+def no_such_field(column: str) -> Callable[[Request], Reply]:
+    """insertAll refusing every row for ``column``, as streaming does before it knows it."""
+    error = {"reason": "invalid", "location": column, "message": f"no such field: {column}."}
+
+    def answer(request: Request) -> Reply:
+        rows = request.json()["rows"]
+        return insert_errors([{"index": i, "errors": [error]} for i in range(len(rows))])
+
+    return answer
+
+
+def streaming_not_found(request: Request) -> Reply:
+    return google_error(404, "notFound", "Not found: Table tideflow-test:lag.sizes")
 
 
 @pytest.fixture
@@ -361,14 +355,14 @@ def test_streaming_that_lags_behind_a_schema_change_is_waited_out(
     # G7: right after apply added `size`, streaming may still answer "no such field":
     # the warehouse is behind (waited out, like an outage), the rows are not bad.
     sink = through_proxy.sink()
-    proxy.rules.append(no_such_field("size", times=1))
+    proxy.rules.append(first(1, no_such_field("size")))
     with pytest.raises(SinkUnavailableError, match="do not see column size"):
         sink.write([("a#1:0", Measured("a", 1)), ("b#1:0", Measured("b", 2))])
     sink.write([("a#1:0", Measured("a", 1)), ("b#1:0", Measured("b", 2))])
     assert through_proxy.reader().count() == 2
 
     # A column neither the table nor the schema has is the row's own fault.
-    proxy.rules.append(no_such_field("colour", times=1))
+    proxy.rules.append(first(1, no_such_field("colour")))
     with pytest.raises(RowError) as refused:
         sink.write([("c#1:0", Measured("c", 3))])
     assert set(refused.value.rejected) == {"c#1:0"}
@@ -379,12 +373,12 @@ def test_a_column_the_table_lacks_or_a_table_streaming_cannot_see_waits(
 ) -> None:
     # G7: a column the schema declares and the table lacks (apply not run yet).
     wider = BigQueryTable(through_proxy.dataset, "sizes").options(schema=Wider)
-    proxy.rules.append(no_such_field("width", times=1))
+    proxy.rules.append(first(1, no_such_field("width")))
     with pytest.raises(SinkUnavailableError, match="run `tideflow apply`"):
         wider.sink().write([("a#1:0", Wider("a", 1, 3))])
 
     # 404 from streaming while the table exists: created moments ago.
-    proxy.rules.append(streaming_not_found(times=1))
+    proxy.rules.append(first(1, streaming_not_found))
     with pytest.raises(SinkUnavailableError, match="do not see table"):
         through_proxy.sink().write([("a#1:0", Measured("a", 1))])
 
@@ -392,33 +386,3 @@ def test_a_column_the_table_lacks_or_a_table_streaming_cannot_see_waits(
     missing = BigQueryTable(through_proxy.dataset, "never_applied").options(schema=Measured)
     with pytest.raises(SinkUnavailableError, match="does not exist: run `tideflow apply`"):
         missing.sink().write([("a#1:0", Measured("a", 1))])
-
-
-@dataclasses.dataclass
-class Wider:
-    key: str
-    size: int | None = None
-    width: int | None = None
-
-
-def streaming_not_found(*, times: int) -> Callable[[Request, Forward], Reply | None]:
-    left = [times]
-
-    def rule(request: Request, forward: Forward) -> Reply | None:
-        if not insert_all(request) or not left[0]:
-            return None
-        left[0] -= 1
-        message = "Not found: Table tideflow-test:lag.sizes"
-        return Reply(
-            404,
-            {
-                "error": {
-                    "code": 404,
-                    "message": message,
-                    "errors": [{"message": message, "domain": "global", "reason": "notFound"}],
-                    "status": "NOT_FOUND",
-                }
-            },
-        )
-
-    return rule

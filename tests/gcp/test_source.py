@@ -400,6 +400,7 @@ def test_replay_publishes_the_same_event_again(
     assert again.event.event_id == first.event.event_id
 
 
+@pytest.mark.slow
 def test_buffered_messages_keep_their_leases_while_the_replicas_are_busy(
     stream: GCSFileChangeStream,
 ) -> None:

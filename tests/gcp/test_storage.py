@@ -14,7 +14,7 @@ import pytest
 from google.cloud import storage  # type: ignore[attr-defined]
 
 from tests.gcp.conftest import PROJECT, EventingStorage, unique
-from tests.http_proxy import Forward, HttpProxy, Reply, Request
+from tests.http_proxy import Forward, HttpProxy, Reply, Request, google_error
 from tideflow.dependencies.builders import BucketDependencyBuilder
 from tideflow.exceptions import ObjectNotFoundError, PrimitiveError
 from tideflow.io.gcp import GCSBucket, GCSFileChangeStream
@@ -201,19 +201,6 @@ def test_an_upload_of_unknown_size_is_one_request(
     assert objects.get("large.png") == big
 
 
-def gcs_error(status: int, reason: str, message: str) -> Reply:
-    return Reply(
-        status,
-        {
-            "error": {
-                "code": status,
-                "message": message,
-                "errors": [{"message": message, "domain": "global", "reason": reason}],
-            }
-        },
-    )
-
-
 def soft_delete_on_and_locked(request: Request, forward: Forward) -> Reply | None:
     """A bucket with Cloud Storage's default soft delete (7 days), which an organisation
     policy on constraints/storage.softDeletePolicySeconds keeps on."""
@@ -221,7 +208,7 @@ def soft_delete_on_and_locked(request: Request, forward: Forward) -> Reply | Non
     if bucket_resource is None:
         return None
     if request.method == "PATCH":
-        return gcs_error(
+        return google_error(
             412,
             "conditionNotMet",
             "Request violates constraint 'constraints/storage.softDeletePolicySeconds'",
@@ -280,7 +267,7 @@ def test_an_object_that_cannot_be_deleted_is_named_not_reported_as_not_empty(
                 "Object '1.txt' is subject to bucket's retention policy or object retention "
                 "and cannot be deleted or overwritten"
             )
-            return gcs_error(403, "retentionPolicyNotMet", message)
+            return google_error(403, "retentionPolicyNotMet", message)
         return None
 
     proxy.rules.append(retained)

@@ -34,10 +34,12 @@ What failed is recorded by the runtime in the table's failure log (``nack`` retu
 when it dead-lettered), so pages and status never read the queue. Only the
 ``tideflow dead-letters`` commands do, through ``PubSubDeadLetters``: Pub/Sub has no way
 to browse a subscription, so they pull up to ``scan_limit`` (default 1,000) dead letters
-and hand them straight back. Limits: a scan sees at most ``scan_limit`` of them, Pub/Sub
-may return fewer than are stored, and dead letters expire with the subscription's
-retention. ``retry`` republishes to the stream's topic (so every subscription of that
-topic receives it again) and acks the dead letter.
+and hand them straight back, until a pull comes back empty. Each pull has a 10 s deadline
+(a pull cut short can lease letters that never arrive, hiding them for a minute), so a
+scan takes about 10 s even of an empty subscription. Limits: a scan sees at most
+``scan_limit`` of them, Pub/Sub may return fewer than are stored, and dead letters
+expire with the subscription's retention. ``retry`` republishes to the stream's topic
+(so every subscription of that topic receives it again) and acks the dead letter.
 
 ``stats()`` counts this process's leases and acks since it started; the backlog is
 unknown (None) because the Pub/Sub API does not report it (Cloud Monitoring's
