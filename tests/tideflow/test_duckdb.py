@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import json
 from pathlib import Path
 
 import pytest
 
 from tideflow.exceptions import ConfigError, ReadError, RowError
+from tideflow.io import export
 from tideflow.io.duckdb import DuckDBDataset, DuckDBTable
 from tideflow.io.primitive import PlanAction
 from tideflow.io.strategies import ItemFilter
@@ -123,3 +125,23 @@ def test_a_schema_must_be_a_dataclass_of_supported_columns(table: DuckDBTable) -
 def test_query_errors_are_read_errors(table: DuckDBTable) -> None:
     with pytest.raises(ReadError, match="query failed"):
         table.reader().query("SELECT nope FROM {table}")
+
+
+def test_the_portable_export_pages_through_select_like_copy_writes(
+    table: DuckDBTable, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # What warehouses without their own export (PostgreSQL) run: ``pages`` through select.
+    monkeypatch.setattr(export, "PAGE_ROWS", 3)
+    table.sink().write([(f"e{n}:0", _row(f"r{n}", ("cat", 0.5), minute=n)) for n in range(7)])
+    reader = table.reader()
+    assert [len(rows) for _, rows in reader.pages(order_by="at")] == [3, 3, 1]
+
+    paged, copied = tmp_path / "paged.jsonl", tmp_path / "copied.jsonl"
+    assert export.export_pages(reader, paged, "jsonl", order_by="at") == 7
+    assert reader.export(copied, "jsonl", order_by="at") == 7
+    assert [json.loads(line)["name"] for line in paged.read_text().splitlines()] == [
+        f"r{n}" for n in reversed(range(7))
+    ]
+    assert [json.loads(line)["name"] for line in copied.read_text().splitlines()] == [
+        f"r{n}" for n in reversed(range(7))
+    ]
