@@ -25,6 +25,7 @@ import pytest
 from google.cloud import bigquery
 
 from tests.app.support import CHELSEA, COFFEE, PHOTOS, make_app, upload, wait_for_status
+from tests.conftest import TideflowProcess
 from tests.gcp.conftest import PROJECT, EventingStorage, unique
 from tests.gcp.support import start_gcp_app
 from tests.http_proxy import Forward, HttpProxy, Reply, Request, Rule, google_error
@@ -203,18 +204,23 @@ def test_refused_rows_fail_alone_and_quotas_are_waited_out(
         app.stop()
 
 
+def cli_app(tmp_path: Path, dataset: str, proxy: HttpProxy) -> TideflowProcess:
+    """The app for CLI commands on ``dataset``, its BigQuery client through ``proxy``."""
+    return make_app(
+        tmp_path / "home",
+        STACK="gcp",
+        GCP_PROJECT_ID=PROJECT,
+        GCS_BUCKET_NAME=unique("cli"),
+        BIGQUERY_DATASET=dataset,
+        BIGQUERY_EMULATOR_HOST=proxy.url,
+    )
+
+
 def test_export_reads_one_query_job_in_pages(proxy: HttpProxy, tmp_path: Path) -> None:
     # G3: an export was one full query per 5,000 rows (LIMIT/OFFSET); now one query job
     # whose result is read page by page.
     dataset = f"export_{unique('x')[2:]}".replace("-", "_")
-    app = make_app(
-        tmp_path / "home",
-        STACK="gcp",
-        GCP_PROJECT_ID=PROJECT,
-        GCS_BUCKET_NAME=unique("export"),
-        BIGQUERY_DATASET=dataset,
-        BIGQUERY_EMULATOR_HOST=proxy.url,
-    )
+    app = cli_app(tmp_path, dataset, proxy)
     client = bigquery_client(PROJECT)
     client.create_dataset(dataset)
     table = client.create_table(
@@ -279,14 +285,7 @@ def test_commands_that_never_plan_follow_the_datasets_location(
         )
     )
     proxy.rules.append(not_found_in("EU"))
-    app = make_app(
-        tmp_path / "home",
-        STACK="gcp",
-        GCP_PROJECT_ID=PROJECT,
-        GCS_BUCKET_NAME=unique("eu"),
-        BIGQUERY_DATASET=dataset,
-        BIGQUERY_EMULATOR_HOST=proxy.url,
-    )
+    app = cli_app(tmp_path, dataset, proxy)
 
     done = app.cli("query", "SELECT COUNT(*) AS n FROM {table}", "--format", "json")
 

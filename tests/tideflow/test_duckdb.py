@@ -145,3 +145,4 @@ def test_the_portable_export_pages_through_select_like_copy_writes(
     assert [json.loads(line)["name"] for line in copied.read_text().splitlines()] == [
         f"r{n}" for n in reversed(range(7))
     ]
+    assert export.export_pages(reader, tmp_path / "paged.parquet", "parquet", order_by="at") == 7

@@ -17,7 +17,7 @@ import os
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from tideflow.exceptions import ConfigError
 
@@ -103,9 +103,7 @@ def export_pages(
                             writer.writerow(columns)
                         writer.writerows([csv_value(v) for v in row] for row in rows)
                     else:
-                        for row in rows:
-                            record = dict(zip(columns, map(json_value, row), strict=True))
-                            out.write(json.dumps(record, ensure_ascii=False) + "\n")
+                        _write_json_lines(out, columns, rows)
                     written += len(rows)
                     if progress is not None:
                         progress(written)
@@ -113,6 +111,12 @@ def export_pages(
     finally:
         partial.unlink(missing_ok=True)
     return written
+
+
+def _write_json_lines(out: IO[str], columns: list[str], rows: list[tuple[Any, ...]]) -> None:
+    for row in rows:
+        record = dict(zip(columns, map(json_value, row), strict=True))
+        out.write(json.dumps(record, ensure_ascii=False) + "\n")
 
 
 def _parquet_from_pages(
@@ -129,9 +133,7 @@ def _parquet_from_pages(
         spool = Path(spool_dir) / "rows.jsonl"
         with spool.open("w", encoding="utf-8") as out:
             for columns, rows in reader.pages(item=item, order_by=order_by):
-                for row in rows:
-                    record = dict(zip(columns, map(json_value, row), strict=True))
-                    out.write(json.dumps(record, ensure_ascii=False) + "\n")
+                _write_json_lines(out, columns, rows)
                 written += len(rows)
                 if progress is not None:
                     progress(written)
