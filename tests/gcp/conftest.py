@@ -6,7 +6,8 @@
   OBJECT_FINALIZE to a Pub/Sub topic itself, as a bucket notification would.
 - BigQuery: ``bqemulator`` in ``.venv-bqemulator`` (``scripts/install-bqemulator.sh``).
 - Pub/Sub: Google's own emulator (Debian package ``google-cloud-cli-pubsub-emulator``,
-  Java). ``tests.gcp.fake_pubsub`` serves only the tests that need what it cannot do.
+  Java); ``tests.gcp.iam_and_notifications`` adds, for the stream's apply tests, what no
+  emulator has (IAM bindings, bucket notification configurations).
 
 A missing emulator fails the tests that need it with the command that installs it;
 nothing is skipped.
@@ -28,8 +29,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.gcp.fake_pubsub import FakeNotifications, FakePubSub
-from tideflow.io.gcp import GCSBucket, GCSFileChangeStream
+from tests.gcp.iam_and_notifications import EmulatorWithIam, Notifications
+from tideflow.io.gcp import GCSBucket
 
 REPO = Path(__file__).resolve().parents[2]
 PROJECT = "tideflow-test"
@@ -261,55 +262,22 @@ def unique(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:10]}"
 
 
-class ManualClock:
-    """A clock tests move forward by hand, so leases expire without sleeping."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
+@pytest.fixture
+def pubsub(pubsub_emulator: str) -> Iterator[EmulatorWithIam]:
+    transport = EmulatorWithIam()
+    yield transport
+    transport.close()
 
 
 @pytest.fixture
-def clock() -> ManualClock:
-    return ManualClock()
-
-
-@pytest.fixture
-def pubsub(clock: ManualClock) -> FakePubSub:
-    return FakePubSub(clock=clock)
-
-
-@pytest.fixture
-def notifications(pubsub: FakePubSub) -> FakeNotifications:
-    return FakeNotifications(pubsub)
+def notifications(pubsub: EmulatorWithIam) -> Notifications:
+    return Notifications(pubsub)
 
 
 @pytest.fixture
 def offline_bucket() -> GCSBucket:
     """A bucket primitive that is never applied (for Pub/Sub-only tests)."""
     return GCSBucket(project_id=PROJECT, bucket_name=unique("offline"))
-
-
-@pytest.fixture
-def stream(
-    offline_bucket: GCSBucket, pubsub: FakePubSub, notifications: FakeNotifications
-) -> GCSFileChangeStream:
-    """An applied stream on the fakes: 3 attempts, 30 s leases, at most 4 outstanding."""
-    applied = GCSFileChangeStream(
-        offline_bucket,
-        max_attempts=3,
-        lease_seconds=30,
-        max_outstanding=4,
-        pubsub=pubsub,
-        notifications=notifications,
-    )
-    applied.apply()
-    return applied
 
 
 @pytest.fixture(autouse=True)

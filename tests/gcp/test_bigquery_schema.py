@@ -11,7 +11,13 @@ from google.cloud import bigquery
 
 from tideflow.exceptions import ReadError
 from tideflow.io.gcp.bigquery import merge_schema, table_schema
-from tideflow.io.gcp.bigquery_io import _placeholders, insert_id, json_value, parameter
+from tideflow.io.gcp.bigquery_io import (
+    BigQueryReader,
+    _placeholders,
+    insert_id,
+    json_value,
+    parameter,
+)
 from tideflow.io.schema import schema_of
 
 
@@ -97,6 +103,59 @@ def test_placeholders_become_query_parameters_outside_strings_and_comments() -> 
     assert _placeholders(sql) == (
         "SELECT '$keep', `$col`, \"$also\" FROM t WHERE a = @a -- $comment\nAND b = @b_2"
     )
+
+
+def rows_where(condition: str) -> str:
+    return (
+        f"(SELECT * FROM `p.d.t` WHERE {condition}\n"
+        "QUALIFY ROW_NUMBER() OVER (PARTITION BY `_tideflow_row_id`) = 1)"
+    )
+
+
+NESTED = "id IN (SELECT id FROM " + rows_where("x = 1") + " GROUP BY id)"
+
+
+@pytest.mark.parametrize(
+    ("sql", "expanded"),
+    [
+        # The WHERE that follows {table} filters the table before the copies are dropped.
+        (
+            "SELECT a FROM {table} WHERE image_id = $w0 ORDER BY a DESC LIMIT 20",
+            "SELECT a FROM " + rows_where("image_id = $w0") + " ORDER BY a DESC LIMIT 20",
+        ),
+        ("SELECT COUNT(*) FROM {table}", "SELECT COUNT(*) FROM " + rows_where("TRUE")),
+        # It ends at the parenthesis that closes an enclosing subquery, or at GROUP BY...
+        (
+            "SELECT n FROM (SELECT x FROM {table} WHERE up >= $since AND c IS NOT NULL) AS r",
+            "SELECT n FROM (SELECT x FROM "
+            + rows_where("up >= $since AND c IS NOT NULL")
+            + ") AS r",
+        ),
+        (
+            "SELECT k, COUNT(*) FROM {table} where (a OR b) AND k IN (1, 2) GROUP BY k",
+            "SELECT k, COUNT(*) FROM " + rows_where("(a OR b) AND k IN (1, 2)") + " GROUP BY k",
+        ),
+        # ... never at a keyword inside a string, a quoted name or a comment ...
+        (
+            "SELECT 1 FROM {table} WHERE s = ') ORDER' AND `group` = 1 -- LIMIT\nLIMIT 1",
+            "SELECT 1 FROM " + rows_where("s = ') ORDER' AND `group` = 1 -- LIMIT") + "\nLIMIT 1",
+        ),
+        # ... and a {table} inside the condition is expanded too.
+        (
+            "SELECT 1 FROM {table} WHERE id IN (SELECT id FROM {table} WHERE x = 1 GROUP BY id)",
+            "SELECT 1 FROM " + rows_where(NESTED),
+        ),
+        # An alias before the WHERE: the condition cannot move; the whole table is read.
+        (
+            "SELECT 1 FROM {table} AS t WHERE t.x = 1",
+            "SELECT 1 FROM " + rows_where("TRUE") + " AS t WHERE t.x = 1",
+        ),
+    ],
+)
+def test_reads_filter_the_table_before_dropping_duplicates(sql: str, expanded: str) -> None:
+    # G3: a filter outside ROW_NUMBER() OVER (PARTITION BY the row id) prunes nothing.
+    reader = BigQueryReader(bigquery.Client, table_ref="p.d.t", location=lambda: "US")
+    assert reader.expand(sql) == expanded
 
 
 def test_python_values_map_to_query_parameter_types() -> None:

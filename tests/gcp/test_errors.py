@@ -60,6 +60,7 @@ def test_quota_errors_say_so() -> None:
     for exc in (
         api_exceptions.TooManyRequests("rate limited"),
         api_exceptions.ResourceExhausted("quota"),
+        api_exceptions.Forbidden("Quota exceeded", errors=[{"reason": "quotaExceeded"}]),
     ):
         error = raised(exc, error=SinkError)
         assert isinstance(error, SinkError)
@@ -178,6 +179,20 @@ def test_a_bucket_name_owned_by_another_project_says_so(
         ),
         (api_exceptions.BadRequest("bad row"), SinkError),
         (api_exceptions.Forbidden("no"), SinkError),
+        # BigQuery's quotas and rate limits are 403s too, told apart by their reason (G2).
+        *(
+            (
+                api_exceptions.Forbidden("Exceeded", errors=[{"reason": reason}]),
+                SinkUnavailableError,
+            )
+            for reason in ("rateLimitExceeded", "quotaExceeded", "jobRateLimitExceeded")
+        ),
+        (
+            api_exceptions.RetryError(
+                "gave up", api_exceptions.Forbidden("x", errors=[{"reason": "rateLimitExceeded"}])
+            ),
+            SinkUnavailableError,
+        ),
         (api_exceptions.ServiceUnavailable("Getting metadata from plugin failed"), ConfigError),
     ],
 )

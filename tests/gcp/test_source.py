@@ -8,12 +8,14 @@ dead-letter publish) use a transport wrapper passed in explicitly.
 
 from __future__ import annotations
 
+import datetime
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 
 import pytest
 from google.api_core import exceptions as api_exceptions
+from google.cloud import pubsub_v1  # type: ignore[attr-defined]
 
 from tests.gcp.conftest import EventingStorage, unique
 from tideflow.exceptions import SourceError
@@ -21,6 +23,7 @@ from tideflow.io.gcp import GCSBucket, GCSFileChangeStream
 from tideflow.io.gcp.google_transport import GooglePubSubTransport
 from tideflow.io.gcp.source import PubSubSource
 from tideflow.io.gcp.transport import ReceivedMessage
+from tideflow.io.strategies import StoredObject
 from tideflow.types import DeadLetter, Delivery
 
 
@@ -263,7 +266,9 @@ class Recording(GooglePubSubTransport):
         super().__init__()
         self.pull_timeouts: list[float] = []
         self.modacks: list[tuple[int, int]] = []
+        self.published: list[int] = []
         self.fail_publish = False
+        self.fail_modack = False
 
     def pull(
         self, subscription: str, *, max_messages: int, timeout: float
@@ -275,12 +280,18 @@ class Recording(GooglePubSubTransport):
         self, subscription: str, ack_ids: Sequence[str], *, seconds: int
     ) -> None:
         self.modacks.append((len(ack_ids), seconds))
+        if self.fail_modack:
+            # Not retried by the transport: the call fails as it would after 60 s.
+            raise api_exceptions.DeadlineExceeded("modifyAckDeadline timed out")
         super().modify_ack_deadline(subscription, ack_ids, seconds=seconds)
 
-    def publish(self, topic: str, data: bytes, attributes: dict[str, str]) -> str:
+    def publish_all(
+        self, topic: str, messages: Sequence[tuple[bytes, dict[str, str]]]
+    ) -> list[str]:
         if self.fail_publish:
             raise api_exceptions.ServiceUnavailable("dead-letter topic unreachable")
-        return super().publish(topic, data, attributes)
+        self.published.append(len(messages))
+        return super().publish_all(topic, messages)
 
 
 def recording_source(stream: GCSFileChangeStream, **overrides: float) -> PubSubSource:
@@ -387,3 +398,128 @@ def test_replay_publishes_the_same_event_again(
     assert stream.replay([stored]) == 1
     (again,) = pull_n(source, 1)
     assert again.event.event_id == first.event.event_id
+
+
+@pytest.mark.slow
+def test_buffered_messages_keep_their_leases_while_the_replicas_are_busy(
+    stream: GCSFileChangeStream,
+) -> None:
+    # G4: two messages pulled, one handed out and worked on for longer than a lease (its
+    # heartbeat extends it); the other waits in the buffer. Its lease is renewed too, so
+    # no other consumer receives it meanwhile and it comes out as attempt 1.
+    stream.lease_seconds = 10
+    stream.apply()
+    busy, other = stream.source(), stream.source()
+    try:
+        put(stream, "first.png")
+        put(stream, "second.png")
+        (working,) = pull_n(busy, 1)
+        time.sleep(1)  # the second one reaches busy's buffer before the other consumer asks
+        deadline = time.monotonic() + 16
+        while time.monotonic() < deadline:
+            busy.extend([working.ack_id], seconds=10)  # the worker's heartbeat
+            assert other.pull(max_messages=1, timeout=2) == [], "a buffered lease expired"
+        busy.ack([working.ack_id])
+        (waited,) = pull_n(busy, 1, timeout=2)
+        assert waited.attempt == 1
+        assert {working.event.file_path, waited.event.file_path} == {"first.png", "second.png"}
+        busy.ack([waited.ack_id])
+    finally:
+        busy.close()
+        other.close()
+
+
+def test_failing_lease_renewals_never_hold_flow_control_slots(
+    stream: GCSFileChangeStream, caplog: pytest.LogCaptureFixture
+) -> None:
+    # G5: with every modifyAckDeadline failing, pulls still hand messages out, acks free
+    # their slots and the source keeps pulling (a failed renewal is only logged).
+    now = [1000.0]
+    source = recording_source(stream, lease_seconds=10, clock=lambda: now[0])
+    assert isinstance(source.pubsub, Recording)
+    source.pubsub.fail_modack = True
+    names = {f"{index}.png" for index in range(stream.max_outstanding + 2)}
+    try:
+        for name in sorted(names):
+            put(stream, name)
+        (first,) = pull_n(source, 1)
+        now[0] += 6  # past half of the buffered ones' leases: their renewal (failing) is due
+        time.sleep(3)
+        assert source.pubsub.modacks, "no renewal was tried"
+        assert "cannot renew the leases" in caplog.text
+        source.ack([first.ack_id])
+        seen = {first.event.file_path}
+        deadline = time.monotonic() + 30
+        while seen != names and time.monotonic() < deadline:
+            for delivery in source.pull(max_messages=2, timeout=0.5):
+                seen.add(delivery.event.file_path)
+                source.ack([delivery.ack_id])
+        assert seen == names
+        assert source.stats().in_flight == 0
+    finally:
+        source.close()
+
+
+def test_dead_letter_scans_pull_with_a_deadline_that_strands_nothing(
+    stream: GCSFileChangeStream,
+) -> None:
+    # G6: a 1 s pull deadline could cut a pull that had leased dead letters.
+    assert stream.dead_letter_queue().scan_timeout >= 10
+
+
+def test_replay_publishes_in_batches_and_every_event_arrives_once(
+    stream: GCSFileChangeStream,
+) -> None:
+    # G9: 250 objects are 3 batches, each waited for once, not 250 round trips.
+    pubsub = Recording()
+    replayer = GCSFileChangeStream(stream.gcs_bucket, max_outstanding=300, pubsub=pubsub)
+    source = replayer.source()
+    now = datetime.datetime.now(datetime.UTC)
+    stored = [
+        StoredObject(
+            key=f"replayed/{index}.png",
+            version=str(1000 + index),
+            size=3,
+            updated=now,
+            content_type="image/png",
+            metadata={},
+        )
+        for index in range(250)
+    ]
+    try:
+        assert replayer.replay(iter(stored)) == 250
+        assert pubsub.published == [100, 100, 50]
+        got = pull_n(source, 250, timeout=30)
+        assert sorted(d.event.file_path for d in got) == sorted(s.key for s in stored)
+        source.ack([d.ack_id for d in got])
+        assert source.pull(max_messages=10, timeout=1) == []
+    finally:
+        source.close()
+
+
+def test_an_update_changes_only_the_settings_tideflow_manages(
+    stream: GCSFileChangeStream,
+) -> None:
+    # G12: a retention raised by hand on the main subscription stays when apply updates
+    # its ack deadline (the config leaves retention to whoever set it).
+    subscriber = pubsub_v1.SubscriberClient()
+    subscriber.update_subscription(
+        request={
+            "subscription": {
+                "name": stream.subscription,
+                "topic": stream.topic,
+                "message_retention_duration": {"seconds": 3 * 24 * 3600},
+            },
+            "update_mask": {"paths": ["message_retention_duration"]},
+        }
+    )
+    stream.lease_seconds = 45
+    changed = [c for c in stream.apply().children if c.changes]
+    assert [c.primitive_id for c in changed] == [stream.subscription]
+
+    found = stream.pubsub().get_subscription(stream.subscription)
+    assert found is not None
+    assert found.ack_deadline_seconds == 45
+    assert found.retention_seconds == 3 * 24 * 3600
+    assert found.max_delivery_attempts == 5
+    assert (found.retry_min_seconds, found.retry_max_seconds) == (0, 0)

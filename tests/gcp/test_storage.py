@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import pickle
+import re
 import types
 import typing
 from collections.abc import Callable, Iterator
@@ -13,6 +14,7 @@ import pytest
 from google.cloud import storage  # type: ignore[attr-defined]
 
 from tests.gcp.conftest import PROJECT, EventingStorage, unique
+from tests.http_proxy import Forward, HttpProxy, Reply, Request, google_error
 from tideflow.dependencies.builders import BucketDependencyBuilder
 from tideflow.exceptions import ObjectNotFoundError, PrimitiveError
 from tideflow.io.gcp import GCSBucket, GCSFileChangeStream
@@ -197,3 +199,81 @@ def test_an_upload_of_unknown_size_is_one_request(
     assert seen == [1000, len(big)]
     assert (small.size, large.size) == (1000, len(big))
     assert objects.get("large.png") == big
+
+
+def soft_delete_on_and_locked(request: Request, forward: Forward) -> Reply | None:
+    """A bucket with Cloud Storage's default soft delete (7 days), which an organisation
+    policy on constraints/storage.softDeletePolicySeconds keeps on."""
+    bucket_resource = re.fullmatch(r"/storage/v1/b/[^/]+", request.route)
+    if bucket_resource is None:
+        return None
+    if request.method == "PATCH":
+        return google_error(
+            412,
+            "conditionNotMet",
+            "Request violates constraint 'constraints/storage.softDeletePolicySeconds'",
+        )
+    if request.method != "GET":
+        return None
+    found = forward(request.body)
+    if found.status == 200:
+        found.body["softDeletePolicy"] = {"retentionDurationSeconds": "604800"}
+    return found
+
+
+@pytest.fixture
+def proxied_bucket(
+    gcs_emulator: str, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[tuple[GCSBucket, HttpProxy]]:
+    proxy = HttpProxy(gcs_emulator, soft_delete_on_and_locked)
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", proxy.url)
+    created = GCSBucket(project_id=PROJECT, bucket_name=unique("locked")).options(
+        force_destroy=True
+    )
+    created.apply()
+    for index in range(3):
+        created.client().blob(f"{index}.txt").upload_from_string(b"x")
+    yield created, proxy
+    proxy.rules.clear()
+    created.destroy()
+    proxy.close()
+
+
+def test_force_destroy_goes_on_when_soft_delete_cannot_be_turned_off(
+    proxied_bucket: tuple[GCSBucket, HttpProxy], caplog: pytest.LogCaptureFixture
+) -> None:
+    # G11: an organisation policy refuses the change; the objects are deleted anyway.
+    bucket, proxy = proxied_bucket
+    caplog.set_level("WARNING", logger="tideflow.gcp")
+
+    assert bucket.destroy().action is PlanAction.DELETE
+
+    assert proxy.seen("PATCH", f"/b/{bucket.bucket_name}")
+    assert not bucket.client().exists()
+    assert "soft delete stays on" in caplog.text
+    assert "billed, for 7 more day(s)" in caplog.text
+
+
+def test_an_object_that_cannot_be_deleted_is_named_not_reported_as_not_empty(
+    proxied_bucket: tuple[GCSBucket, HttpProxy],
+) -> None:
+    # G11: a 403 on one object (a retention policy here) is the error, not a later 409
+    # that asks to declare the force_destroy that is declared.
+    bucket, proxy = proxied_bucket
+
+    def retained(request: Request, forward: Forward) -> Reply | None:
+        if request.method == "DELETE" and request.route.endswith("/o/1.txt"):
+            message = (
+                "Object '1.txt' is subject to bucket's retention policy or object retention "
+                "and cannot be deleted or overwritten"
+            )
+            return google_error(403, "retentionPolicyNotMet", message)
+        return None
+
+    proxy.rules.append(retained)
+    with pytest.raises(PrimitiveError) as caught:
+        bucket.destroy()
+    assert "retention policy" in str(caught.value)
+    assert "storage.objects.delete" in str(caught.value)
+    assert "force_destroy" not in str(caught.value)
+    assert bucket.client().exists()

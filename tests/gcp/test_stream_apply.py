@@ -1,14 +1,19 @@
-"""Plan / apply / destroy of the file-change stream's Pub/Sub and notification resources."""
+"""Plan / apply / destroy of the file-change stream's Pub/Sub and notification resources.
+
+Topics and subscriptions live in Google's Pub/Sub emulator; IAM bindings and bucket
+notification configurations, which no emulator has, in ``tests.gcp.iam_and_notifications``.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from google.api_core import exceptions as api_exceptions
 
-from tests.gcp.conftest import PROJECT
-from tests.gcp.fake_pubsub import FakeNotifications, FakePubSub
+from tests.gcp.conftest import PROJECT, unique
+from tests.gcp.iam_and_notifications import EmulatorWithIam, Notifications
 from tideflow.exceptions import ConfigError, PrimitiveError
 from tideflow.io.gcp import GCSBucket, GCSFileChangeStream, stream_parts
 from tideflow.io.gcp.transport import NotificationConfig, SubscriptionConfig
@@ -20,11 +25,13 @@ PUBSUB_AGENT = "serviceAccount:service-123456789@gcp-sa-pubsub.iam.gserviceaccou
 
 @pytest.fixture
 def fresh(
-    offline_bucket: GCSBucket, pubsub: FakePubSub, notifications: FakeNotifications
-) -> GCSFileChangeStream:
-    return GCSFileChangeStream(
+    offline_bucket: GCSBucket, pubsub: EmulatorWithIam, notifications: Notifications
+) -> Iterator[GCSFileChangeStream]:
+    stream = GCSFileChangeStream(
         offline_bucket, max_attempts=3, pubsub=pubsub, notifications=notifications
     )
+    yield stream
+    stream.destroy()
 
 
 def test_plan_lists_every_resource_the_stream_needs(fresh: GCSFileChangeStream) -> None:
@@ -45,14 +52,15 @@ def test_plan_lists_every_resource_the_stream_needs(fresh: GCSFileChangeStream) 
 
 
 def test_apply_creates_topics_subscriptions_notification_and_grants(
-    fresh: GCSFileChangeStream, pubsub: FakePubSub, notifications: FakeNotifications
+    fresh: GCSFileChangeStream, pubsub: EmulatorWithIam, notifications: Notifications
 ) -> None:
     fresh.apply()
 
     bucket = fresh.gcs_bucket.bucket_name
     assert fresh.stream_id == f"{bucket}-changes"
-    assert pubsub.topics() == {fresh.topic, fresh.dead_letter_topic}
-    assert pubsub.subscriptions()[fresh.subscription] == SubscriptionConfig(
+    assert pubsub.topic_exists(fresh.topic)
+    assert pubsub.topic_exists(fresh.dead_letter_topic)
+    assert pubsub.get_subscription(fresh.subscription) == SubscriptionConfig(
         name=fresh.subscription,
         topic=fresh.topic,
         ack_deadline_seconds=60,
@@ -60,8 +68,10 @@ def test_apply_creates_topics_subscriptions_notification_and_grants(
         max_delivery_attempts=5,
         retry_min_seconds=10,
         retry_max_seconds=600,
+        retention_seconds=7 * 24 * 3600,  # Pub/Sub's default: not set by tideflow
     )
-    assert pubsub.subscriptions()[fresh.dead_letter_subscription].topic == fresh.dead_letter_topic
+    letters = pubsub.get_subscription(fresh.dead_letter_subscription)
+    assert letters is not None and letters.topic == fresh.dead_letter_topic
     (notification,) = notifications.list_notifications(bucket)
     assert (notification.topic, notification.event_types, notification.payload_format) == (
         fresh.topic,
@@ -73,20 +83,19 @@ def test_apply_creates_topics_subscriptions_notification_and_grants(
     assert pubsub.iam_members(fresh.subscription, "roles/pubsub.subscriber") == {PUBSUB_AGENT}
 
 
-def test_apply_twice_changes_nothing(fresh: GCSFileChangeStream, pubsub: FakePubSub) -> None:
+def test_apply_twice_changes_nothing(fresh: GCSFileChangeStream, pubsub: EmulatorWithIam) -> None:
     fresh.apply()
-    pubsub.calls.clear()
+    pubsub.writes.clear()
 
     step = fresh.apply()
 
     assert not step.changes
     assert step.action is PlanAction.NO_CHANGE
-    writes = [m for m, _ in pubsub.calls if m.startswith(("create", "update", "add", "delete"))]
-    assert writes == []
+    assert pubsub.writes == []
 
 
 def test_a_changed_lease_or_attempt_count_updates_the_subscription(
-    fresh: GCSFileChangeStream, pubsub: FakePubSub
+    fresh: GCSFileChangeStream, pubsub: EmulatorWithIam
 ) -> None:
     fresh.apply()
     fresh.options(lease_seconds=120, max_attempts=8)
@@ -98,13 +107,14 @@ def test_a_changed_lease_or_attempt_count_updates_the_subscription(
     assert changed.primitive_id == fresh.subscription
     assert changed.detail == "ack deadline 60 -> 120, max attempts 5 -> 8"
     fresh.apply()
-    config = pubsub.subscriptions()[fresh.subscription]
+    config = pubsub.get_subscription(fresh.subscription)
+    assert config is not None
     assert (config.ack_deadline_seconds, config.max_delivery_attempts) == (120, 8)
     assert not fresh.plan().changes
 
 
 def test_a_notification_in_another_format_is_replaced(
-    fresh: GCSFileChangeStream, notifications: FakeNotifications
+    fresh: GCSFileChangeStream, notifications: Notifications
 ) -> None:
     fresh.apply()
     bucket = fresh.gcs_bucket.bucket_name
@@ -122,15 +132,12 @@ def test_a_notification_in_another_format_is_replaced(
 
 
 def test_a_subscription_on_another_topic_is_reported_not_replaced(
-    fresh: GCSFileChangeStream, pubsub: FakePubSub
+    fresh: GCSFileChangeStream, pubsub: EmulatorWithIam
 ) -> None:
-    pubsub.create_topic(f"projects/{PROJECT}/topics/elsewhere")
+    elsewhere = f"projects/{PROJECT}/topics/{unique('elsewhere')}"
+    pubsub.create_topic(elsewhere)
     pubsub.create_subscription(
-        SubscriptionConfig(
-            name=fresh.subscription,
-            topic=f"projects/{PROJECT}/topics/elsewhere",
-            ack_deadline_seconds=60,
-        )
+        SubscriptionConfig(name=fresh.subscription, topic=elsewhere, ack_deadline_seconds=60)
     )
 
     (step,) = [c for c in fresh.plan().children if c.primitive_id == fresh.subscription]
@@ -140,7 +147,7 @@ def test_a_subscription_on_another_topic_is_reported_not_replaced(
 
 
 def test_destroy_removes_everything_and_then_finds_it_gone(
-    fresh: GCSFileChangeStream, pubsub: FakePubSub, notifications: FakeNotifications
+    fresh: GCSFileChangeStream, pubsub: EmulatorWithIam, notifications: Notifications
 ) -> None:
     fresh.apply()
     assert fresh.plan_destroy().action is PlanAction.DELETE
@@ -149,21 +156,23 @@ def test_destroy_removes_everything_and_then_finds_it_gone(
 
     assert step.action is PlanAction.DELETE
     assert {c.action for c in step.children} == {PlanAction.DELETE}
-    assert pubsub.topics() == set()
-    assert pubsub.subscriptions() == {}
+    assert not pubsub.topic_exists(fresh.topic)
+    assert not pubsub.topic_exists(fresh.dead_letter_topic)
+    assert pubsub.get_subscription(fresh.subscription) is None
+    assert pubsub.get_subscription(fresh.dead_letter_subscription) is None
     assert notifications.list_notifications(fresh.gcs_bucket.bucket_name) == []
     again = fresh.destroy()
     assert again.action is PlanAction.NO_CHANGE
     assert {c.detail for c in again.children} == {"already gone"}
 
 
-class DeniedTopics(FakePubSub):
+class DeniedTopics(EmulatorWithIam):
     def create_topic(self, topic: str) -> None:
         raise api_exceptions.PermissionDenied("User not authorized to perform this action.")
 
 
 def test_a_permission_error_names_the_resource_and_the_permission(
-    offline_bucket: GCSBucket, notifications: FakeNotifications
+    offline_bucket: GCSBucket, notifications: Notifications
 ) -> None:
     stream = GCSFileChangeStream(offline_bucket, pubsub=DeniedTopics(), notifications=notifications)
 
@@ -178,7 +187,7 @@ def test_a_permission_error_names_the_resource_and_the_permission(
 
 
 def test_names_and_options_are_checked(
-    pubsub: FakePubSub, notifications: FakeNotifications
+    pubsub: EmulatorWithIam, notifications: Notifications
 ) -> None:
     digits = GCSBucket(project_id=PROJECT, bucket_name="123-photos")
     assert GCSFileChangeStream(digits).stream_id == "gcs-123-photos-changes"
@@ -201,7 +210,7 @@ def test_names_and_options_are_checked(
 
 
 def test_concurrent_applies_leave_one_notification_and_plan_reports_extras(
-    fresh: GCSFileChangeStream, notifications: FakeNotifications
+    fresh: GCSFileChangeStream, notifications: Notifications
 ) -> None:
     # 4e: creating a notification is a POST; two `apply`s racing each create one, and every
     # upload is then delivered twice. Plan must see it; apply keeps the lowest id.
@@ -221,7 +230,7 @@ def test_concurrent_applies_leave_one_notification_and_plan_reports_extras(
     assert not fresh.plan().changes
 
 
-class RacingNotifications(FakeNotifications):
+class RacingNotifications(Notifications):
     """Another apply creates its configuration right after ours."""
 
     def create_notification(self, bucket: str, **kwargs: Any) -> NotificationConfig:
@@ -231,7 +240,7 @@ class RacingNotifications(FakeNotifications):
 
 
 def test_an_apply_that_raced_another_deletes_the_duplicate(
-    offline_bucket: GCSBucket, pubsub: FakePubSub
+    offline_bucket: GCSBucket, pubsub: EmulatorWithIam
 ) -> None:
     notifications = RacingNotifications(pubsub)
     stream = GCSFileChangeStream(offline_bucket, pubsub=pubsub, notifications=notifications)
@@ -240,22 +249,26 @@ def test_an_apply_that_raced_another_deletes_the_duplicate(
     assert kept.notification_id == "1"
 
 
-class SlowGrant(FakeNotifications):
+class SlowGrant(Notifications):
     """Cloud Storage answers 403 until the publisher grant has propagated."""
 
-    def __init__(self, pubsub: FakePubSub, refusals: int) -> None:
+    def __init__(self, pubsub: EmulatorWithIam, refusals: int) -> None:
         super().__init__(pubsub)
         self.refusals = refusals
 
     def create_notification(self, bucket: str, **kwargs: Any) -> NotificationConfig:
         if self.refusals:
             self.refusals -= 1
-            raise api_exceptions.Forbidden("The service account does not have permission")
+            raise api_exceptions.Forbidden(
+                f"The service account '{self.service_agent('')}' does not have permission to "
+                f"publish messages to to the Cloud Pub/Sub topic '//pubsub.googleapis.com/"
+                f"{kwargs['topic']}', or that topic does not exist."
+            )
         return super().create_notification(bucket, **kwargs)
 
 
 def test_the_notification_waits_for_the_publisher_grant_to_propagate(
-    offline_bucket: GCSBucket, pubsub: FakePubSub, monkeypatch: pytest.MonkeyPatch
+    offline_bucket: GCSBucket, pubsub: EmulatorWithIam, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # 4a: retried with backoff for ~2 minutes, then the error names the service agent.
     slept: list[float] = []
@@ -276,6 +289,31 @@ def test_the_notification_waits_for_the_publisher_grant_to_propagate(
     assert 115 <= sum(slept) <= 150
     assert STORAGE_AGENT.removeprefix("serviceAccount:") in str(caught.value)
     assert "roles/pubsub.publisher" in str(caught.value)
+
+
+class CallerDenied(Notifications):
+    """Cloud Storage refusing the caller itself (no storage.buckets.update on the bucket)."""
+
+    def create_notification(self, bucket: str, **kwargs: Any) -> NotificationConfig:
+        raise api_exceptions.Forbidden(
+            "deployer@example.iam.gserviceaccount.com does not have storage.buckets.update "
+            "access to the Google Cloud Storage bucket. Permission 'storage.buckets.update' "
+            "denied on resource (or it may not exist)."
+        )
+
+
+def test_a_403_for_the_caller_fails_at_once_and_names_the_callers_permission(
+    offline_bucket: GCSBucket, pubsub: EmulatorWithIam, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # G10: only the service agent's missing publish grant is waited for.
+    slept: list[float] = []
+    monkeypatch.setattr(stream_parts.time, "sleep", slept.append)
+    stream = GCSFileChangeStream(offline_bucket, pubsub=pubsub, notifications=CallerDenied(pubsub))
+    with pytest.raises(PrimitiveError) as caught:
+        stream.apply()
+    assert slept == []
+    assert "the caller needs the IAM permission storage.buckets.update" in str(caught.value)
+    assert "roles/pubsub.publisher" not in str(caught.value)
 
 
 def test_under_the_emulators_apply_skips_grants_and_leaves_the_notification(

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import json
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import small_tmpfs
 from tideflow.exceptions import ConfigError, ReadError, RowError, SinkUnavailableError
+from tideflow.io import export
 from tideflow.io.duckdb import DuckDBDataset, DuckDBTable
 from tideflow.io.primitive import PlanAction
 from tideflow.io.strategies import ItemFilter
@@ -144,3 +146,24 @@ def test_a_full_disk_is_named_in_the_write_error(tmp_path: Path) -> None:
             assert "no transaction is active" not in str(refused.value)
         finally:
             dataset.destroy()
+
+
+def test_the_portable_export_pages_through_select_like_copy_writes(
+    table: DuckDBTable, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # What warehouses without their own export (PostgreSQL) run: ``pages`` through select.
+    monkeypatch.setattr(export, "PAGE_ROWS", 3)
+    table.sink().write([(f"e{n}:0", _row(f"r{n}", ("cat", 0.5), minute=n)) for n in range(7)])
+    reader = table.reader()
+    assert [len(rows) for _, rows in reader.pages(order_by="at")] == [3, 3, 1]
+
+    paged, copied = tmp_path / "paged.jsonl", tmp_path / "copied.jsonl"
+    assert export.export_pages(reader, paged, "jsonl", order_by="at") == 7
+    assert reader.export(copied, "jsonl", order_by="at") == 7
+    assert [json.loads(line)["name"] for line in paged.read_text().splitlines()] == [
+        f"r{n}" for n in reversed(range(7))
+    ]
+    assert [json.loads(line)["name"] for line in copied.read_text().splitlines()] == [
+        f"r{n}" for n in reversed(range(7))
+    ]
+    assert export.export_pages(reader, tmp_path / "paged.parquet", "parquet", order_by="at") == 7

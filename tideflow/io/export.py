@@ -1,7 +1,9 @@
 """Exporting a table (or the rows matching an item filter) to CSV, Parquet or JSON lines.
 
-``TableReader.export`` pages through ``select`` (any warehouse) and writes the file here;
-the DuckDB reader overrides it with DuckDB's own ``COPY ... TO``. In CSV, nested values
+``TableReader.export`` writes the pages of ``TableReader.pages`` to the file here (by
+default ``select_pages``: ``select`` page by page, any warehouse; BigQuery reads one query
+job's result in pages); the DuckDB reader overrides ``export`` with DuckDB's own
+``COPY ... TO``. In CSV, nested values
 (lists, records) are JSON text; JSON lines and Parquet keep them nested. Parquet is
 written by an in-memory DuckDB from a JSON-lines spool file, so no other library is needed.
 
@@ -116,7 +118,7 @@ def csv_value(value: Any) -> Any:
     return json_value(value)
 
 
-def pages(
+def select_pages(
     reader: TableReader,
     *,
     item: ItemFilter | None,
@@ -168,7 +170,7 @@ def _write_pages(
     written = 0
     with path.open("w", encoding="utf-8", newline="") as out:
         writer = csv.writer(out, lineterminator="\n") if fmt == "csv" else None
-        for index, (columns, rows) in enumerate(pages(reader, item=item, order_by=order_by)):
+        for index, (columns, rows) in enumerate(reader.pages(item=item, order_by=order_by)):
             if writer is not None:
                 if index == 0:
                     writer.writerow(columns)

@@ -219,8 +219,22 @@ class TableReader:
         progress: Callable[[int], None] | None = None,
     ) -> int:
         """Write the matching rows (newest ``order_by`` first) to ``path`` as ``csv``,
-        ``parquet`` or ``jsonl``; how many. Pages through ``select`` unless overridden;
+        ``parquet`` or ``jsonl``; how many. Writes ``pages`` unless overridden;
         ``progress`` is called with the running count."""
         from tideflow.io.export import export_pages
 
         return export_pages(self, path, fmt, item=item, order_by=order_by, progress=progress)
+
+    def pages(
+        self,
+        *,
+        item: ItemFilter | None = None,
+        order_by: str | None = None,
+        page_rows: int | None = None,
+    ) -> Iterator[tuple[list[str], list[tuple[Any, ...]]]]:
+        """``(columns, rows)`` pages of the matching rows, newest ``order_by`` first, for
+        ``export``: ``select`` page by page unless overridden (a warehouse that bills every
+        query by the data it scans reads one query's result in pages instead)."""
+        from tideflow.io.export import PAGE_ROWS, select_pages
+
+        return select_pages(self, item=item, order_by=order_by, page_rows=page_rows or PAGE_ROWS)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import threading
+import time
 from collections.abc import Callable, Iterator
 
 from prometheus_client import Counter, Histogram
@@ -34,6 +36,29 @@ PROCESSING_SECONDS = Histogram(
 )
 
 
+# Counting failures is a warehouse query (billed by the data it reads on BigQuery), while
+# scrapers ask every few seconds and /metrics answers whoever reaches the port: the count
+# is read at most once per this many seconds.
+FAILURES_MAX_AGE_SECONDS = 60.0
+
+
+class _Recent:
+    """``read()``'s answer, read again only once it is ``max_age`` seconds old."""
+
+    def __init__(self, read: Callable[[], int], max_age: float) -> None:
+        self._read = read
+        self._max_age = max_age
+        self._value: tuple[float, int] | None = None
+        self._lock = threading.Lock()
+
+    def __call__(self) -> int:
+        with self._lock:
+            now = time.monotonic()
+            if self._value is None or now - self._value[0] >= self._max_age:
+                self._value = (now, self._read())
+            return self._value[1]
+
+
 @dataclasses.dataclass(frozen=True)
 class _Watched:
     stats: Callable[[], SourceStats]
@@ -42,8 +67,9 @@ class _Watched:
 
 
 class QueueCollector(Collector):
-    """Reads, at scrape time, each consumer's queue (its source's stats), failures (its
-    failure log) and ready replicas: what KEDA, an HPA or ECS scale on.
+    """Reads, at scrape time, each consumer's queue (its source's stats) and ready replicas
+    (what KEDA, an HPA or ECS scale on), and its failures (its failure log) at most once per
+    ``FAILURES_MAX_AGE_SECONDS``.
 
     ``tideflow_consumer_backlog`` (events waiting, not in flight) and
     ``tideflow_consumer_oldest_pending_seconds`` are left out where the source cannot
@@ -60,7 +86,9 @@ class QueueCollector(Collector):
         failures: Callable[[], int],
         replicas: Callable[[], int],
     ) -> None:
-        self._consumers[consumer] = _Watched(stats, failures, replicas)
+        self._consumers[consumer] = _Watched(
+            stats, _Recent(failures, FAILURES_MAX_AGE_SECONDS), replicas
+        )
 
     def clear(self) -> None:
         self._consumers.clear()

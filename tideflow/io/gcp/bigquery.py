@@ -38,7 +38,7 @@ from typing import Any
 from google.api_core import exceptions as api_exceptions
 from google.cloud import bigquery
 
-from tideflow.exceptions import PrimitiveError
+from tideflow.exceptions import PrimitiveError, ReadError, TideflowError
 from tideflow.home import make_private_dir, state_path
 from tideflow.io.gcp.bigquery_io import API_RETRY, BigQueryReader, BigQuerySink
 from tideflow.io.gcp.clients import BIGQUERY_EMULATOR_ENV, bigquery_client, resolve_project
@@ -186,22 +186,43 @@ class BigQueryDataset(Primitive):
     def primitive_id(self) -> str:
         return f"bigquery-dataset:{self.dataset_ref}"
 
-    def _tables(self) -> list[str] | None:
-        """Names of the dataset's tables; None when the dataset does not exist."""
+    def _exists(self, *, error: type[TideflowError] = PrimitiveError) -> bool:
+        """Whether the dataset exists; notes its real location when it does."""
         with translated(
             resource=f"dataset {self.dataset_ref}",
             action="look up",
-            error=PrimitiveError,
-            permission="bigquery.datasets.get and bigquery.tables.list",
+            error=error,
+            permission="bigquery.datasets.get",
         ):
             try:
                 found = self.client().get_dataset(self.dataset_ref, retry=API_RETRY)
             except api_exceptions.NotFound:
-                return None
-            self._found_location = found.location
+                return False
+        self._found_location = found.location
+        return True
+
+    def _tables(self) -> list[str] | None:
+        """Names of the dataset's tables; None when the dataset does not exist."""
+        if not self._exists():
+            return None
+        with translated(
+            resource=f"dataset {self.dataset_ref}",
+            action="list the tables of",
+            error=PrimitiveError,
+            permission="bigquery.tables.list",
+        ):
             return [
                 t.table_id for t in self.client().list_tables(self.dataset_ref, retry=API_RETRY)
             ]
+
+    def job_location(self) -> str:
+        """Where queries on this dataset run: its real location, read from the dataset once
+        (a dataset cannot move), so that commands which never plan (``tideflow query``,
+        ``status``) follow a dataset in another location too; the declared one while the
+        dataset does not exist."""
+        if self._found_location is None:
+            self._exists(error=ReadError)
+        return self._found_location or self.location
 
     def plan(self) -> PlanStep:
         if self._tables() is None:
@@ -509,16 +530,11 @@ class BigQueryTable(SinkPrimitive):
         return step
 
     def sink(self) -> BigQuerySink:
-        return BigQuerySink(
-            self.dataset.client,
-            table_ref=self.table_ref,
-            fields=self.fields(),
-            location=self.dataset.location,
-        )
+        return BigQuerySink(self.dataset.client, table_ref=self.table_ref, fields=self.fields())
 
     def reader(self) -> BigQueryReader:
         return BigQueryReader(
-            self.dataset.client, table_ref=self.table_ref, location=self.dataset.location
+            self.dataset.client, table_ref=self.table_ref, location=self.dataset.job_location
         )
 
     def sibling(self, table_name: str, *, schema: type) -> BigQueryTable:

@@ -3,10 +3,11 @@
 Every call into a Google client library runs inside ``translated(...)``, which names the
 resource and what was being done, keeps the SDK error as ``__cause__`` and raises the
 tideflow error the caller chose (``PrimitiveError`` for plan/apply/destroy, ``SourceError``
-and ``SinkError`` at run time; a sink's transient failures, unreachable or 5xx or rate
-limited, become ``SinkUnavailableError``, which the worker waits out). A permission error
-names the IAM permission the call needs; a quota error says so; missing credentials become
-a ``ConfigError`` that says how to provide them.
+and ``SinkError`` at run time; a sink's transient failures, unreachable or 5xx or over a
+quota or rate limit, become ``SinkUnavailableError``, which the worker waits out). A
+permission error names the IAM permission the call needs; a quota error says so (BigQuery
+answers quotas and rate limits with 403 Forbidden, told apart by its reason); missing
+credentials become a ``ConfigError`` that says how to provide them.
 """
 
 from __future__ import annotations
@@ -66,24 +67,40 @@ def credentials_failed(exc: BaseException) -> bool:
     )
 
 
+# BigQuery answers an exceeded quota or rate limit with 403 Forbidden and one of these
+# reasons ("Troubleshoot quota and limit errors"); they pass, unlike a missing permission.
+_QUOTA_REASONS = frozenset({"rateLimitExceeded", "quotaExceeded", "jobRateLimitExceeded"})
+
+
+def quota_exceeded(exc: BaseException) -> bool:
+    """A quota or rate limit was hit: waiting helps, unlike with a missing permission."""
+    if isinstance(exc, api_exceptions.RetryError):
+        return exc.cause is not None and quota_exceeded(exc.cause)
+    if isinstance(exc, api_exceptions.TooManyRequests | api_exceptions.ResourceExhausted):
+        return True
+    return isinstance(exc, api_exceptions.Forbidden) and any(
+        isinstance(e, dict) and e.get("reason") in _QUOTA_REASONS for e in exc.errors or []
+    )
+
+
 _TRANSIENT = (
     api_exceptions.ServiceUnavailable,
     api_exceptions.InternalServerError,
     api_exceptions.BadGateway,
     api_exceptions.GatewayTimeout,
     api_exceptions.DeadlineExceeded,
-    api_exceptions.TooManyRequests,
-    api_exceptions.ResourceExhausted,
     requests.ConnectionError,
     requests.Timeout,
 )
 
 
 def transient(exc: BaseException) -> bool:
-    """The service is unreachable, overloaded or failing for now: the same call may succeed
-    later (not a credential refresh that failed: that needs a person)."""
+    """The service is unreachable, overloaded, over a quota or failing for now: the same
+    call may succeed later (not a credential refresh that failed: that needs a person)."""
     if isinstance(exc, api_exceptions.RetryError):
         return exc.cause is not None and transient(exc.cause)
+    if quota_exceeded(exc):
+        return True
     return isinstance(exc, _TRANSIENT) and not credentials_failed(exc)
 
 
@@ -116,6 +133,11 @@ def translate(
             f"the Google credentials used to {action} {resource} expired or were revoked "
             f"({describe(exc)}); {_CREDENTIALS_HELP}"
         )
+    if quota_exceeded(exc):
+        return error(
+            f"quota or rate limit exceeded to {action} {resource} ({describe(exc)}); "
+            "it passes with time, or raise the quota in the Google Cloud console"
+        )
     if isinstance(exc, api_exceptions.Forbidden | api_exceptions.PermissionDenied):
         needed = f"; the caller needs the IAM permission {permission}" if permission else ""
         return error(f"permission denied to {action} {resource}{needed} ({describe(exc)})")
@@ -123,8 +145,6 @@ def translate(
         return ConfigError(
             f"Google rejected the credentials used to {action} {resource}; {_CREDENTIALS_HELP}"
         )
-    if isinstance(exc, api_exceptions.TooManyRequests | api_exceptions.ResourceExhausted):
-        return error(f"quota or rate limit exceeded to {action} {resource} ({describe(exc)})")
     if isinstance(exc, requests.RequestException):
         return error(f"cannot reach Google Cloud to {action} {resource}: {describe(exc)}")
     if isinstance(exc, api_exceptions.RetryError):

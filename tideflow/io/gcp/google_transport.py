@@ -47,6 +47,13 @@ RETRY = retries.Retry(predicate=_transient, initial=0.1, maximum=10.0, multiplie
 # Pub/Sub accepts at most 2,500 ack ids per request (and 512 kB); stay well below.
 _ACK_CHUNK = 1000
 _PUBLISH_TIMEOUT = 60.0
+# The subscription fields tideflow manages (the topic cannot change).
+_UPDATABLE = (
+    "ack_deadline_seconds",
+    "dead_letter_policy",
+    "retry_policy",
+    "message_retention_duration",
+)
 
 
 class GooglePubSubTransport(PubSubTransport):
@@ -111,18 +118,12 @@ class GooglePubSubTransport(PubSubTransport):
         self.subscriber.create_subscription(request=_subscription(config), retry=RETRY)
 
     def update_subscription(self, config: SubscriptionConfig) -> None:
+        # Only the fields the config sets: a masked field left out of the body would be
+        # reset to Pub/Sub's default (a retention someone raised by hand, say).
+        body = _subscription(config)
+        paths = [p for p in _UPDATABLE if p in body]
         self.subscriber.update_subscription(
-            request={
-                "subscription": _subscription(config),
-                "update_mask": {
-                    "paths": [
-                        "ack_deadline_seconds",
-                        "dead_letter_policy",
-                        "retry_policy",
-                        "message_retention_duration",
-                    ]
-                },
-            }
+            request={"subscription": body, "update_mask": {"paths": paths}}, retry=RETRY
         )
 
     def delete_subscription(self, subscription: str) -> None:
@@ -148,9 +149,15 @@ class GooglePubSubTransport(PubSubTransport):
             policy.bindings.add(role=role, members=[member])
         client.set_iam_policy(request={"resource": resource, "policy": policy}, retry=RETRY)
 
-    def publish(self, topic: str, data: bytes, attributes: dict[str, str]) -> str:
-        future = self.publisher.publish(topic, data, **attributes)
-        return str(future.result(timeout=_PUBLISH_TIMEOUT))
+    def publish_all(
+        self, topic: str, messages: Sequence[tuple[bytes, dict[str, str]]]
+    ) -> list[str]:
+        # Every message is handed to the client before any is waited for: it sends them
+        # in batches (up to 100 a request), not one round trip each.
+        futures = [
+            self.publisher.publish(topic, data, **attributes) for data, attributes in messages
+        ]
+        return [str(future.result(timeout=_PUBLISH_TIMEOUT)) for future in futures]
 
     def pull(
         self, subscription: str, *, max_messages: int, timeout: float
@@ -255,12 +262,17 @@ def _subscription(config: SubscriptionConfig) -> dict[str, Any]:
         }
     if config.retry_min_seconds is not None or config.retry_max_seconds is not None:
         body["retry_policy"] = {
-            "minimum_backoff": {"seconds": config.retry_min_seconds or 0},
-            "maximum_backoff": {"seconds": config.retry_max_seconds or 600},
+            # Pub/Sub's defaults for the one not given; 0 is a value, not "unset".
+            "minimum_backoff": {"seconds": _or(config.retry_min_seconds, 10)},
+            "maximum_backoff": {"seconds": _or(config.retry_max_seconds, 600)},
         }
     if config.retention_seconds is not None:
         body["message_retention_duration"] = {"seconds": config.retention_seconds}
     return body
+
+
+def _or(value: int | None, default: int) -> int:
+    return default if value is None else value
 
 
 def _seconds(duration: Any) -> int | None:

@@ -6,9 +6,14 @@ Delivery guarantees:
   by a short deadline can lease messages that never arrive, stranding them for an ack
   deadline and spending a delivery attempt) and keeps at most ``max_outstanding``
   messages leased by this process, buffered or handed out (flow control). ``pull``
-  hands out what the thread buffered; a message is leased for the subscription's ack
-  deadline, which ``extend`` pushes back while a replica works (only once half of the
-  lease has passed, so a frequent heartbeat costs no calls).
+  hands out what the thread buffered. A message is leased for the subscription's ack
+  deadline. While it waits in the buffer, a second thread renews its lease once half of
+  it has passed (as Google's own subscriber does for the messages it holds), so slow
+  replicas or a long warehouse outage never let buffered messages expire, be delivered
+  elsewhere and spend attempts. Once handed out, ``extend`` pushes the lease back while a
+  replica works (also only once half of the lease has passed, so a frequent heartbeat
+  costs no calls). A failed renewal is logged, never fatal: the message then comes back
+  after its lease, and rows are idempotent.
 - ``ack`` after the sink committed. A message whose lease ran out (a crashed replica or
   run process) is redelivered by Pub/Sub; rows are idempotent on the object identity.
 - ``nack`` of a retryable failure hands the message back after a growing delay
@@ -29,10 +34,12 @@ What failed is recorded by the runtime in the table's failure log (``nack`` retu
 when it dead-lettered), so pages and status never read the queue. Only the
 ``tideflow dead-letters`` commands do, through ``PubSubDeadLetters``: Pub/Sub has no way
 to browse a subscription, so they pull up to ``scan_limit`` (default 1,000) dead letters
-and hand them straight back. Limits: a scan sees at most ``scan_limit`` of them, Pub/Sub
-may return fewer than are stored, and dead letters expire with the subscription's
-retention. ``retry`` republishes to the stream's topic (so every subscription of that
-topic receives it again) and acks the dead letter.
+and hand them straight back, until a pull comes back empty. Each pull has a 10 s deadline
+(a pull cut short can lease letters that never arrive, hiding them for a minute), so a
+scan takes about 10 s even of an empty subscription. Limits: a scan sees at most
+``scan_limit`` of them, Pub/Sub may return fewer than are stored, and dead letters
+expire with the subscription's retention. ``retry`` republishes to the stream's topic
+(so every subscription of that topic receives it again) and acks the dead letter.
 
 ``stats()`` counts this process's leases and acks since it started; the backlog (and
 its oldest message's age) comes from Cloud Monitoring (``SubscriptionBacklog``: a minute
@@ -74,6 +81,9 @@ _ADDED_PREFIXES = ("tideflow_", "CloudPubSubDeadLetterSource")
 # Pub/Sub attribute values are limited to 1,024 bytes.
 _MAX_ERROR_BYTES = 1000
 _MAX_LEASE_SECONDS = 600
+# A dead-letter scan's pull deadline: a pull cut short can lease messages that never
+# arrive, hiding them for the ack deadline (the scan stops at the first empty answer).
+SCAN_TIMEOUT_SECONDS = 10.0
 _EXHAUSTED = "delivery attempts exhausted: the consumer never finished it (crash or timeout)"
 
 
@@ -112,14 +122,16 @@ class PubSubSource(Source):
         self.pull_deadline = pull_deadline
         self.backlog = backlog
         self.clock = clock
-        # Handed out and not yet settled, with when each lease runs out (by ``clock``).
+        # Handed out and not yet settled.
         self._leased: dict[str, ReceivedMessage] = {}
+        # Pulled by the thread, not yet handed out.
+        self._buffer: collections.deque[ReceivedMessage] = collections.deque()
+        # When the lease of each message held (buffered or handed out) runs out, by ``clock``.
         self._lease_until: dict[str, float] = {}
-        # Pulled by the thread, not yet handed out: (message, lease end).
-        self._buffer: collections.deque[tuple[ReceivedMessage, float]] = collections.deque()
         self._pull_error: SourceError | None = None
-        self._puller: threading.Thread | None = None
+        self._threads: list[threading.Thread] = []
         self._closed = False
+        self._closing = threading.Event()
         self._done = 0
         self._room = threading.Condition()
 
@@ -128,12 +140,15 @@ class PubSubSource(Source):
     def _outstanding(self) -> int:
         return len(self._leased) + len(self._buffer)
 
-    def _start_puller(self) -> None:
-        if self._puller is None and not self._closed:
-            self._puller = threading.Thread(
-                target=self._pull_forever, name="tideflow-pubsub-pull", daemon=True
-            )
-            self._puller.start()
+    def _start_threads(self) -> None:
+        if not self._threads and not self._closed:
+            self._threads = [
+                threading.Thread(target=self._pull_forever, name="tideflow-pubsub-pull"),
+                threading.Thread(target=self._renew_forever, name="tideflow-pubsub-lease"),
+            ]
+            for thread in self._threads:
+                thread.daemon = True
+                thread.start()
 
     def _pull_forever(self) -> None:
         """Keep the buffer filled up to ``max_outstanding`` leased messages."""
@@ -174,15 +189,47 @@ class PubSubSource(Source):
             leased_until = self.clock() + self.lease_seconds
             with self._room:
                 self._pull_error = None
-                self._buffer.extend((m, leased_until) for m in received)
+                self._buffer.extend(received)
+                self._lease_until.update((m.ack_id, leased_until) for m in received)
                 self._room.notify_all()
             if self._closed and received:
                 self._release([m.ack_id for m in received])
 
+    def _renew_forever(self) -> None:
+        """Renew the leases of buffered messages once half of a lease has passed."""
+        lease = _lease(self.lease_seconds)
+        while not self._closing.wait(lease / 4):
+            now = self.clock()
+            with self._room:
+                due = self._half_gone([m.ack_id for m in self._buffer], lease, now)
+            if not due:
+                continue
+            try:
+                self._renew(due, lease, now)
+            except SourceError as exc:
+                logger.warning(
+                    "cannot renew the leases of %d buffered message(s) (they come back "
+                    "after their lease): %s",
+                    len(due),
+                    exc,
+                )
+
+    def _half_gone(self, ack_ids: Sequence[str], lease: int, now: float) -> list[str]:
+        """Those of ``ack_ids`` with less than half of ``lease`` left (call holding _room)."""
+        return [i for i in ack_ids if self._lease_until.get(i, 0.0) - now < lease / 2]
+
+    def _renew(self, ack_ids: Sequence[str], lease: int, now: float) -> None:
+        with self._translated("extend leases on", self.subscription):
+            self.pubsub.modify_ack_deadline(self.subscription, ack_ids, seconds=lease)
+        with self._room:
+            for ack_id in ack_ids:
+                if ack_id in self._lease_until:
+                    self._lease_until[ack_id] = now + lease
+
     def pull(self, *, max_messages: int, timeout: float) -> list[Delivery]:
         deadline = time.monotonic() + timeout
         with self._room:
-            self._start_puller()
+            self._start_threads()
             while not self._buffer:
                 if self._pull_error is not None:
                     error, self._pull_error = self._pull_error, None
@@ -192,12 +239,12 @@ class PubSubSource(Source):
                     return []
                 self._room.wait(remaining)
             taken = [self._buffer.popleft() for _ in range(min(max_messages, len(self._buffer)))]
-            for message, until in taken:
+            for message in taken:
                 self._leased[message.ack_id] = message
-                self._lease_until[message.ack_id] = until
+        # Their leases were kept alive in the buffer; ``extend`` takes over from here.
         deliveries: list[Delivery] = []
         failure: SourceError | None = None
-        for message, _ in taken:
+        for message in taken:
             try:
                 delivery = self._delivery(message)
             except SourceError as exc:
@@ -206,8 +253,6 @@ class PubSubSource(Source):
                 continue
             if delivery is not None:
                 deliveries.append(delivery)
-        # Leases half gone while buffered are renewed before a replica starts on them.
-        self.extend([d.ack_id for d in deliveries], seconds=self.lease_seconds)
         if failure is not None and not deliveries:
             raise failure
         if failure is not None:
@@ -289,27 +334,18 @@ class PubSubSource(Source):
             self.pubsub.modify_ack_deadline(self.subscription, list(ack_ids), seconds=0)
 
     def extend(self, ack_ids: Sequence[str], *, seconds: float) -> None:
-        lease = max(1, min(_MAX_LEASE_SECONDS, round(seconds)))
+        lease = _lease(seconds)
         now = self.clock()
         with self._room:
             # Only leases with less than half of ``lease`` left: a heartbeat every few
             # seconds then costs one call per half lease, not one per beat.
-            due = [
-                i
-                for i in ack_ids
-                if i in self._leased and self._lease_until.get(i, 0.0) - now < lease / 2
-            ]
+            due = self._half_gone([i for i in ack_ids if i in self._leased], lease, now)
         if due:
-            with self._translated("extend leases on", self.subscription):
-                self.pubsub.modify_ack_deadline(self.subscription, due, seconds=lease)
-            with self._room:
-                for ack_id in due:
-                    if ack_id in self._lease_until:
-                        self._lease_until[ack_id] = now + lease
+            self._renew(due, lease, now)
 
     def release_all(self) -> int:
         with self._room:
-            ack_ids = list(self._leased) + [m.ack_id for m, _ in self._buffer]
+            ack_ids = list(self._leased) + [m.ack_id for m in self._buffer]
             self._buffer.clear()
         self._forget(ack_ids)
         if ack_ids:
@@ -319,9 +355,12 @@ class PubSubSource(Source):
     def close(self) -> None:
         with self._room:
             self._closed = True
-            buffered = [m.ack_id for m, _ in self._buffer]
+            buffered = [m.ack_id for m in self._buffer]
             self._buffer.clear()
+            for ack_id in buffered:
+                self._lease_until.pop(ack_id, None)
             self._room.notify_all()
+        self._closing.set()
         if buffered:
             try:
                 self._release(buffered)
@@ -329,8 +368,8 @@ class PubSubSource(Source):
                 logger.warning("cannot hand back %d buffered message(s): %s", len(buffered), exc)
         # Closing the channel cancels the puller's pull in flight.
         self.pubsub.close()
-        if self._puller is not None:
-            self._puller.join(5)
+        for thread in self._threads:
+            thread.join(5)
 
     def _dead_letter(self, message: ReceivedMessage, *, error: str, attempts: int) -> None:
         attributes = {
@@ -372,7 +411,7 @@ class PubSubDeadLetters(DeadLetterQueue):
         dead_letter_subscription: str,
         reader: ObjectReader | None,
         scan_limit: int = 1000,
-        scan_timeout: float = 1.0,
+        scan_timeout: float = SCAN_TIMEOUT_SECONDS,
     ) -> None:
         self.pubsub = pubsub
         self.topic = topic
@@ -471,6 +510,11 @@ class PubSubDeadLetters(DeadLetterQueue):
             error=attributes.get(ERROR_ATTRIBUTE) or _EXHAUSTED,
             dead_at=message.publish_time.astimezone(datetime.UTC),
         )
+
+
+def _lease(seconds: float) -> int:
+    """A lease Pub/Sub accepts: whole seconds, 1 to 600."""
+    return max(1, min(_MAX_LEASE_SECONDS, round(seconds)))
 
 
 def _attempt(message: ReceivedMessage) -> int:

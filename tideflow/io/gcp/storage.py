@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import datetime
 import io
+import logging
 import shutil
 import tempfile
 import threading
@@ -37,6 +38,8 @@ from tideflow.io.gcp import clients
 from tideflow.io.gcp.errors import api_disabled, describe, translated
 from tideflow.io.primitive import BucketPrimitive, PlanAction, PlanStep
 from tideflow.io.strategies import ObjectStore, StoredObject
+
+logger = logging.getLogger("tideflow.gcp")
 
 
 class GCSBucket(BucketPrimitive):
@@ -184,20 +187,15 @@ class GCSBucket(BucketPrimitive):
         """Delete every object and every noncurrent version, with no soft-delete copy kept.
 
         Soft delete (on by default, 7 days) would keep, and bill, each deleted object:
-        it is turned off first. Deleting a live object of a versioned bucket without its
+        it is turned off first, unless that is refused (an organisation policy on
+        constraints/storage.softDeletePolicySeconds, say): then the objects are deleted
+        anyway, with a warning. Deleting a live object of a versioned bucket without its
         generation only makes it noncurrent, so each is deleted by generation.
-        Bucket.delete(force=True) would refuse more than 256 objects.
+        Bucket.delete(force=True) would refuse more than 256 objects. An object that
+        cannot be deleted (403: a retention policy or hold, a missing permission) stops
+        this with its own error, not a later "not empty".
         """
-        with translated(
-            resource=self.resource,
-            action="turn off soft delete of",
-            error=PrimitiveError,
-            permission="storage.buckets.update",
-        ):
-            bucket.reload()
-            if bucket.soft_delete_policy.retention_duration_seconds:
-                bucket.soft_delete_policy.retention_duration_seconds = 0
-                bucket.patch()
+        self._turn_off_soft_delete(bucket)
         with translated(
             resource=self.resource,
             action="empty",
@@ -205,10 +203,50 @@ class GCSBucket(BucketPrimitive):
             permission="storage.objects.delete",
         ):
             # Page by page, so a large bucket is never listed into memory at once;
-            # on_error: an object someone else deleted meanwhile is fine.
+            # on_error is called only for NotFound (an object someone else deleted
+            # meanwhile, which is fine); any other error is raised.
             for page in bucket.list_blobs(versions=True).pages:
                 bucket.delete_blobs(list(page), on_error=lambda _: None, preserve_generation=True)
 
+    def _turn_off_soft_delete(self, bucket: storage.Bucket) -> None:
+        with translated(
+            resource=self.resource,
+            action="read the soft delete policy of",
+            error=PrimitiveError,
+            permission="storage.buckets.get",
+        ):
+            bucket.reload()
+        days = (bucket.soft_delete_policy.retention_duration_seconds or 0) / 86400
+        if not days:
+            return
+        try:
+            with translated(
+                resource=self.resource,
+                action="turn off soft delete of",
+                error=PrimitiveError,
+                permission="storage.buckets.update",
+            ):
+                bucket.soft_delete_policy.retention_duration_seconds = 0
+                bucket.patch()
+        except PrimitiveError as exc:
+            if not isinstance(exc.__cause__, _REFUSED):
+                raise
+            logger.warning(
+                "%s: soft delete stays on (%s): the deleted objects are kept, and billed, "
+                "for %g more day(s)",
+                self.resource,
+                describe(exc.__cause__),
+                days,
+            )
+
+
+# A bucket setting Cloud Storage will not change: an organisation policy (412), a
+# missing permission (403) or a value it does not take (400).
+_REFUSED = (
+    api_exceptions.PreconditionFailed,
+    api_exceptions.Forbidden,
+    api_exceptions.BadRequest,
+)
 
 # google-cloud-storage sends an object of known size up to 8 MiB in one multipart request.
 _SINGLE_REQUEST_BYTES = 8 * 1024 * 1024

@@ -27,12 +27,14 @@ emulator has no IAM) and keeps dead letters 7 days (its limit); with
 ``STORAGE_EMULATOR_HOST`` set, apply leaves the bucket notification to the Storage
 emulator (fake-gcs-server publishes OBJECT_FINALIZE itself, to the topic named by its
 ``-event.pubsub-topic`` flag). Each says so in one logged line. Transports passed in
-explicitly (tests' in-memory fakes) are always used in full.
+explicitly (the tests' IAM and notification stand-ins) are always used in full (only
+the 7-day retention still applies under ``PUBSUB_EMULATOR_HOST``).
 Delivery guarantees: see ``tideflow.io.gcp.source``.
 """
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import re
@@ -65,9 +67,15 @@ MIN_POLICY_ATTEMPTS, MAX_ATTEMPTS = 5, 100
 DEAD_LETTER_RETENTION_SECONDS = 31 * 24 * 3600
 # Google's Pub/Sub emulator refuses subscription retention above 7 days.
 EMULATOR_RETENTION_SECONDS = 7 * 24 * 3600
+# Replayed events published per batch (Pub/Sub's client sends up to 100 per request).
+REPLAY_BATCH = 100
 logger = logging.getLogger("tideflow.gcp")
 _RESOURCE_ID = re.compile(r"[A-Za-z][A-Za-z0-9\-_.~+%]{2,254}")
 _STORAGE_AGENT = re.compile(r"service-(\d+)@gs-project-accounts\.iam\.gserviceaccount\.com")
+
+
+def _on_emulator() -> bool:
+    return bool(os.environ.get(PUBSUB_EMULATOR_ENV, "").strip())
 
 
 class GCSFileChangeStream(SourcePrimitive):
@@ -153,7 +161,7 @@ class GCSFileChangeStream(SourcePrimitive):
     @property
     def pubsub_emulated(self) -> bool:
         """Google's Pub/Sub emulator (no IAM) serves this stream."""
-        return not self._given[0] and bool(os.environ.get(PUBSUB_EMULATOR_ENV, "").strip())
+        return not self._given[0] and _on_emulator()
 
     @property
     def storage_emulated(self) -> bool:
@@ -221,10 +229,9 @@ class GCSFileChangeStream(SourcePrimitive):
             name=self.dead_letter_subscription,
             topic=self.dead_letter_topic,
             ack_deadline_seconds=60,
+            # Also for a transport passed in: under the variable, it talks to the emulator.
             retention_seconds=(
-                EMULATOR_RETENTION_SECONDS
-                if self.pubsub_emulated
-                else DEAD_LETTER_RETENTION_SECONDS
+                EMULATOR_RETENTION_SECONDS if _on_emulator() else DEAD_LETTER_RETENTION_SECONDS
             ),
         )
 
@@ -410,27 +417,30 @@ class GCSFileChangeStream(SourcePrimitive):
     def replay(self, objects: Iterable[StoredObject]) -> int:
         """See ``SourcePrimitive.replay``: publishes, to the stream's topic, the message Cloud
         Storage publishes when an object is finalized (same bucket, name, generation), so the
-        subscription delivers it to the consumers like the original."""
+        subscription delivers it to the consumers like the original. Messages go out
+        ``REPLAY_BATCH`` at a time, each batch waited for once."""
         pubsub = self.pubsub()
         count = 0
-        for stored in objects:
-            resource = {
-                "bucket": self.gcs_bucket.bucket_name,
-                "name": stored.key,
-                "generation": stored.version,
-                "size": str(stored.size),
-                "updated": stored.updated.isoformat(),
-                "contentType": stored.content_type,
-                "metadata": dict(stored.metadata),
-            }
-            data, attributes = finalize_message(resource, notification_config="tideflow-replay")
+        remaining = iter(objects)
+        while batch := list(itertools.islice(remaining, REPLAY_BATCH)):
+            messages = [self._finalize_message(stored) for stored in batch]
             call(
-                lambda data=data, attributes=attributes: pubsub.publish(  # type: ignore[misc]
-                    self.topic, data, attributes
-                ),
-                action="publish a replayed event to",
+                lambda messages=messages: pubsub.publish_all(self.topic, messages),  # type: ignore[misc]
+                action="publish replayed events to",
                 resource=self.topic,
                 permission="pubsub.topics.publish",
             )
-            count += 1
+            count += len(messages)
         return count
+
+    def _finalize_message(self, stored: StoredObject) -> tuple[bytes, dict[str, str]]:
+        resource = {
+            "bucket": self.gcs_bucket.bucket_name,
+            "name": stored.key,
+            "generation": stored.version,
+            "size": str(stored.size),
+            "updated": stored.updated.isoformat(),
+            "contentType": stored.content_type,
+            "metadata": dict(stored.metadata),
+        }
+        return finalize_message(resource, notification_config="tideflow-replay")

@@ -9,6 +9,7 @@ already gone, is not an error, so concurrent applies and destroys settle.
 from __future__ import annotations
 
 import functools
+import re
 import time
 from collections.abc import Callable
 from typing import TypeVar
@@ -234,6 +235,18 @@ class IamGrant(Part):
             )
 
 
+# Cloud Storage's answer while its service agent may not publish to the topic: "The
+# service account '...' does not have permission to publish messages to to the Cloud
+# Pub/Sub topic '...', or that topic does not exist."
+_CANNOT_PUBLISH = re.compile(r"does not have permission to publish", re.IGNORECASE)
+
+
+def _agent_cannot_publish(exc: BaseException | None) -> bool:
+    return isinstance(exc, api_exceptions.Forbidden | api_exceptions.PermissionDenied) and bool(
+        _CANNOT_PUBLISH.search(str(exc))
+    )
+
+
 class BucketNotification(Part):
     """The bucket's notification configuration that publishes OBJECT_FINALIZE to the topic.
 
@@ -241,9 +254,10 @@ class BucketNotification(Part):
     upload is then delivered once per configuration. So ``plan`` reports extra
     configurations on the topic, and ``apply`` deletes them, keeping the one with the
     lowest id (the same one whichever apply looks). Right after the publisher grant,
-    Cloud Storage may answer 403 until the grant has propagated (up to ~2 minutes):
-    ``apply`` retries with backoff for ``grant_wait_seconds`` and then names the
-    service agent that lacks the grant.
+    Cloud Storage may answer 403 "the service account ... does not have permission to
+    publish messages" until the grant has propagated (up to ~2 minutes): ``apply``
+    retries that one with backoff for ``grant_wait_seconds`` and then names the service
+    agent that lacks the grant.
     """
 
     kind = "GCSNotification"
@@ -340,10 +354,9 @@ class BucketNotification(Part):
                     )
                 return
             except PrimitiveError as exc:
-                denied = isinstance(
-                    exc.__cause__, api_exceptions.Forbidden | api_exceptions.PermissionDenied
-                )
-                if not denied:
+                # Any other 403 (the caller lacks storage.buckets.update, say) fails at
+                # once, naming the caller's missing permission.
+                if not _agent_cannot_publish(exc.__cause__):
                     raise
                 if waited >= self.grant_wait_seconds:
                     agent = self.agent() if self.agent is not None else "its service agent"

@@ -2,9 +2,10 @@
 
 ``PubSubTransport`` and ``NotificationTransport`` list every call ``GCSFileChangeStream``
 and its source make. ``tideflow.io.gcp.google_transport`` implements them with the
-Google client libraries (also against Google's Pub/Sub emulator); tests pass an in-memory
-implementation explicitly where they need what the emulator cannot do (IAM, bucket
-notification configurations, injected faults).
+Google client libraries (also against Google's Pub/Sub emulator); tests pass, explicitly,
+the Google transport wrapped where they need what the emulator cannot do (IAM bindings,
+injected faults), and an in-memory notification transport (no emulator has bucket
+notification configurations).
 
 Contract: resource names are full paths (``projects/P/topics/T``,
 ``projects/P/subscriptions/S``); lookups return None or False for a missing resource;
@@ -97,7 +98,14 @@ class PubSubTransport:
 
     def publish(self, topic: str, data: bytes, attributes: dict[str, str]) -> str:
         """Publish one message and wait until Pub/Sub stored it; its message id."""
-        raise NotImplementedError(f"{type(self).__name__} must implement publish()")
+        return self.publish_all(topic, [(data, attributes)])[0]
+
+    def publish_all(
+        self, topic: str, messages: Sequence[tuple[bytes, dict[str, str]]]
+    ) -> list[str]:
+        """Publish ``(data, attributes)`` messages together (sent in batches, not one
+        round trip each) and wait until Pub/Sub stored every one; their ids, in order."""
+        raise NotImplementedError(f"{type(self).__name__} must implement publish_all()")
 
     def pull(
         self, subscription: str, *, max_messages: int, timeout: float
