@@ -389,7 +389,7 @@ class GCSFileChangeStream(SourcePrimitive):
                 "the Pub/Sub emulator has no Cloud Monitoring: the backlog of %s is unknown",
                 self.subscription,
             )
-        elif not self._given[0]:  # a transport passed in (tests' fakes) has no Monitoring
+        elif not self._given[0]:  # a transport passed in by the caller: no Monitoring
             backlog = SubscriptionBacklog(self.subscription)
         return PubSubSource(
             self.pubsub(),
