@@ -79,7 +79,9 @@ def test_tasks_run_the_roles_hardened(template: dict[str, Any]) -> None:
         assert mounts == {environment["TIDEFLOW_HOME"], "/tmp"}
         assert container["StopTimeout"] >= MIN_STOP_SECONDS
         health = " ".join(container["HealthCheck"]["Command"])
-        assert f"http://127.0.0.1:{APP_PORT}/healthz" in health
+        # The service's own check restarts it: liveness (the load balancer checks /healthz).
+        path = "/healthz" if role == "consumers" else "/livez"
+        assert f"http://127.0.0.1:{APP_PORT}{path}" in health
         assert ('"consumers_ready"' in health) == (role == "consumers")
     target_group = resources["TargetGroup"]["Properties"]
     assert (target_group["HealthCheckPath"], target_group["Port"]) == ("/healthz", APP_PORT)
