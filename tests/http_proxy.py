@@ -144,6 +144,6 @@ class HttpProxy:
                 finally:
                     upstream.close()
 
-            do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = _relay
+            do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = _relay  # noqa: N815
 
         return Handler

@@ -10,8 +10,6 @@ import hashlib
 import io
 import re
 import signal
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator

@@ -9,8 +9,6 @@ leases run out and Pub/Sub hands the events to the other one. Nothing is dead-le
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, Protocol
 
 from tideflow.exceptions import (
@@ -14,7 +15,6 @@ from tideflow.exceptions import (
     SinkError,
     SinkUnavailableError,
     SourceError,
-    TideflowError,
 )
 from tideflow.io.strategies import Sink, Source
 from tideflow.runtime import metrics
@@ -26,6 +26,9 @@ logger = logging.getLogger("tideflow.consumer")
 # Backoff of writes while the warehouse is unavailable: 0.5 s, doubling, at most 30 s.
 SINK_RETRY_FIRST_SECONDS = 0.5
 SINK_RETRY_MAX_SECONDS = 30.0
+# How often leases are extended while a write runs (sources renew only once half a lease
+# has passed, so this costs no call per beat).
+LEASE_HEARTBEAT_SECONDS = 2.0
 
 
 class FailureRecorder(Protocol):
@@ -163,17 +166,26 @@ class ConsumerWorker(threading.Thread):
         self._tolerate("ack", self.source.ack, [d.ack_id for d in acked])
 
     def _write(self, rows: list[tuple[str, Any]], *, ack_ids: list[str]) -> SinkError | None:
-        """Write the batch's rows; the error, when the sink refused some or all of them.
+        """Write the batch's rows; the error, when the sink refused some or all of them."""
+        return self._stored(lambda: self.sink.write(rows), ack_ids=ack_ids)
 
-        While the warehouse is unavailable (``SinkUnavailableError``: I/O, connection) the
-        write is retried with exponential backoff, the batch's leases extended, for as long
-        as it takes: an outage burns no delivery attempt and dead-letters nothing. Only a
-        stop hands the batch back (as one failed attempt).
+    def _stored(self, store: Callable[[], object], *, ack_ids: list[str]) -> SinkError | None:
+        """Run ``store`` (a write to the warehouse); the error when it failed.
+
+        The deliveries' leases are extended from a timer all along: a write can wait on
+        a lock or a dead connection for long. While the warehouse is unavailable
+        (``SinkUnavailableError``: I/O, connection, failover) the write is retried with
+        exponential backoff for as long as it takes: an outage burns no delivery attempt
+        and dead-letters nothing. Only a stop gives up (the error is returned).
         """
+        with self._leases_kept(ack_ids):
+            return self._until_stored(store)
+
+    def _until_stored(self, store: Callable[[], object]) -> SinkError | None:
         delay = SINK_RETRY_FIRST_SECONDS
         while True:
             try:
-                self.sink.write(rows)
+                store()
             except SinkUnavailableError as exc:
                 if self._stop_event.is_set():
                     return exc
@@ -184,7 +196,6 @@ class ConsumerWorker(threading.Thread):
                     exc,
                 )
                 metrics.SINK_RETRIES.labels(self._consumer).inc()
-                self._tolerate("extend", self.source.extend, ack_ids, seconds=self.lease_seconds)
                 self._stop_event.wait(delay)
                 delay = min(delay * 2, SINK_RETRY_MAX_SECONDS)
                 continue
@@ -196,13 +207,31 @@ class ConsumerWorker(threading.Thread):
                 return SinkError(f"writing rows failed: {type(exc).__name__}: {exc}")
             return None
 
+    @contextlib.contextmanager
+    def _leases_kept(self, ack_ids: list[str]) -> Iterator[None]:
+        """Extend the leases of ``ack_ids`` every few seconds while the block runs. (An
+        extend still running when the block ends is harmless: sources skip settled ids.)"""
+        done = threading.Event()
+
+        def beat() -> None:
+            while not done.wait(LEASE_HEARTBEAT_SECONDS):
+                self._tolerate("extend", self.source.extend, ack_ids, seconds=self.lease_seconds)
+
+        threading.Thread(target=beat, name=f"{self.name}-leases", daemon=True).start()
+        try:
+            yield
+        finally:
+            done.set()
+
     def _nack(self, delivery: Delivery, error: str, *, retryable: bool) -> None:
         metrics.EVENTS_FAILED.labels(self._consumer).inc()
         # Record a final failure before the nack: a crash in between then redelivers the
         # event past its attempts (dead-lettered and recorded again), never loses the record.
         final = not retryable or delivery.attempt >= self.source.max_attempts
-        if final:
-            self._record(delivery, error)
+        if final and not self._record(delivery, error):
+            # Stopped while the warehouse was down: no dead letter without its record. The
+            # event is handed back at shutdown and decided on a later delivery.
+            return
         try:
             dead = self.source.nack(delivery.ack_id, error=error, retryable=retryable)
         except SourceError as exc:
@@ -211,16 +240,22 @@ class ConsumerWorker(threading.Thread):
         if dead and not final:
             self._record(delivery, error)
 
-    def _record(self, delivery: Delivery, error: str) -> None:
-        try:
-            self.failures.record(delivery.event, error=error, attempts=delivery.attempt)
-        except TideflowError as exc:
-            logger.error(
-                "%s: could not record the failure of %s: %s",
-                self._consumer,
-                delivery.event.event_id,
-                exc,
-            )
+    def _record(self, delivery: Delivery, error: str) -> bool:
+        """Record a final failure, waiting out a warehouse outage as writes do; False
+        when a stop came first."""
+        problem = self._stored(
+            lambda: self.failures.record(delivery.event, error=error, attempts=delivery.attempt),
+            ack_ids=[delivery.ack_id],
+        )
+        if problem is None:
+            return True
+        logger.error(
+            "%s: could not record the failure of %s: %s",
+            self._consumer,
+            delivery.event.event_id,
+            problem,
+        )
+        return not isinstance(problem, SinkUnavailableError)
 
     def _tolerate(self, what: str, call: Callable[..., None], *args: Any, **kwargs: Any) -> None:
         """Run a source call whose failure only delays things: the lease runs out, the
