@@ -8,6 +8,7 @@ import time
 
 import boto3
 import pytest
+from botocore.exceptions import ParamValidationError
 
 from tideflow.exceptions import (
     ConfigError,
@@ -194,4 +195,28 @@ def test_writing_a_key_twice_supersedes_the_first_version(
     stat = objects.stat("k.png")
     assert stat is not None and (stat.version, stat.size) == (second.version, 6)
     assert [o.key for o in objects.list()] == ["k.png"]
+    bucket.destroy()
+
+
+@pytest.mark.parametrize(
+    "name", ["café.jpg", "写真.jpg", "🐱 cat.png", "Screenshot 9.41\u202fAM.png", "=?x?B?y?=.jpg"]
+)
+def test_metadata_that_is_not_ascii(moto_server: str, names: dict[str, str], name: str) -> None:
+    """botocore refuses non-ASCII metadata before sending it; S3 takes RFC 2047 words."""
+    bucket = S3Bucket(names["bucket"]).options(force_destroy=True)
+    bucket.apply()
+    raw = boto3.client("s3")
+    if not name.isascii():  # why the words are needed
+        with pytest.raises(ParamValidationError, match="ASCII"):
+            raw.put_object(Bucket=bucket.bucket_name, Key="k", Body=b"x", Metadata={"name": name})
+    store = bucket.objects()
+    stored = store.put(
+        "k.jpg", io.BytesIO(b"x"), content_type="image/jpeg", metadata={"name": name}
+    )
+    assert stored.metadata == {"name": name}
+    stat = store.stat("k.jpg")
+    assert stat is not None and stat.metadata == {"name": name}
+    # Stored as encoded words (an ASCII value that looks like one is encoded too).
+    sent = raw.head_object(Bucket=bucket.bucket_name, Key="k.jpg")["Metadata"]["name"]
+    assert sent.isascii() and sent.startswith("=?UTF-8?B?")
     bucket.destroy()

@@ -344,12 +344,16 @@ class PostgresTable(SinkPrimitive):
             )
         return schema_of(self.schema)
 
+    # The catalogs, not information_schema: it shows only the tables the role has a grant
+    # on, and `run --only consumers` must see every table exist.
     def _existing_columns(self) -> list[str] | None:
         with self.database.connection() as conn:
             rows = conn.execute(
-                "SELECT column_name FROM information_schema.columns "
-                "WHERE table_schema = current_schema() AND table_name = %s "
-                "ORDER BY ordinal_position",
+                "SELECT a.attname FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid "
+                "JOIN pg_namespace n ON n.oid = c.relnamespace "
+                "WHERE n.nspname = current_schema() AND c.relname = %s "
+                "AND c.relkind IN ('r', 'p') AND a.attnum > 0 AND NOT a.attisdropped "
+                "ORDER BY a.attnum",
                 [self.table_name],
             ).fetchall()
         return [r[0] for r in rows] or None
@@ -362,8 +366,8 @@ class PostgresTable(SinkPrimitive):
         indexes = self.item_indexes()
         with self.database.connection() as conn:
             found = conn.execute(
-                "SELECT table_name FROM information_schema.tables "
-                "WHERE table_schema = current_schema() AND table_name = ANY(%s)",
+                "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+                "WHERE n.nspname = current_schema() AND c.relname = ANY(%s)",
                 [[index.name for index in indexes]],
             ).fetchall()
         present = {row[0] for row in found}
@@ -422,7 +426,7 @@ class PostgresTable(SinkPrimitive):
                             f"{quote(field.name)} {column_type(field)}"
                         )
             order_index = self._order_index()
-            if order_index is not None:
+            if order_index is not None and self._missing_order_index():
                 name, column = order_index
                 conn.execute(
                     f"CREATE INDEX IF NOT EXISTS {quote(name)} ON {table} ({quote(column)})"
@@ -430,19 +434,7 @@ class PostgresTable(SinkPrimitive):
             conn.commit()
             missing = {index.name for index in self._missing_indexes()}
             for index in self.item_indexes():
-                with conn.transaction():
-                    # One apply at a time per side table: two back-fills would both index
-                    # the same rows.
-                    conn.execute(
-                        "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", [index.name]
-                    )
-                    if index.name in missing:
-                        create(conn, index, column_type)
-                    # Every apply, not only the first: consumers of an earlier release, still
-                    # running during a rolling upgrade, write rows without index entries.
-                    added = backfill(conn, index)
-                if added and index.name not in missing:
-                    logger.info("%s: indexed %d row(s) written without entries", index.name, added)
+                self._fill_item_index(conn, index, new=index.name in missing)
             if missing:
                 # VACUUM (outside a transaction) sets the visibility map, so counts are
                 # index-only scans from the start rather than after autovacuum's next pass
@@ -457,6 +449,34 @@ class PostgresTable(SinkPrimitive):
             conn.execute("RESET statement_timeout")
             conn.execute("RESET lock_timeout")
         return step
+
+    def _fill_item_index(
+        self, conn: psycopg.Connection[Any], index: ItemIndex, *, new: bool
+    ) -> None:
+        """Create the side table when ``new``; on every apply, not only the first, give
+        rows without index entries theirs: consumers of an earlier release, still running
+        during a rolling upgrade, write rows without them."""
+        try:
+            with conn.transaction():
+                # One apply at a time per side table: two back-fills would both index the
+                # same rows.
+                conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", [index.name])
+                if new:
+                    create(conn, index, column_type)
+                added = backfill(conn, index)
+        except psycopg.errors.InsufficientPrivilege as exc:
+            if new:
+                raise
+            # A role that may only read (``run --only service``) leaves them to the deployer.
+            logger.warning(
+                "%s: rows without index entries stay so until `tideflow apply` runs as the "
+                "tables' owner (%s)",
+                index.name,
+                " ".join(str(exc).split()),
+            )
+            return
+        if added and not new:
+            logger.info("%s: indexed %d row(s) written without entries", index.name, added)
 
     def destroy(self) -> PlanStep:
         step = self.plan_destroy()
