@@ -284,3 +284,18 @@ def test_tls_is_verified_unless_the_url_says_otherwise(
     stranger = PostgresDatabase(f"{default}?sslrootcert={tmp_path / 'other.crt'}")
     with pytest.raises(PrimitiveError, match="certificate verify failed"):
         stranger.plan()
+
+
+def test_a_read_on_a_connection_cut_while_idle_is_sent_again(
+    table: PostgresTable, postgres_url: str
+) -> None:
+    table.apply()
+    reader = table.reader()
+    assert reader.count() == 0  # a pooled connection now waits, idle
+    name = postgres_url.rsplit("/", 1)[1].split("?")[0]
+    _as_superuser(  # as a restart or a failover does
+        postgres_url,
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+        f"WHERE datname = '{name}' AND pid <> pg_backend_pid()",
+    )
+    assert reader.count() == 0

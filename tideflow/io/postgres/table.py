@@ -215,6 +215,10 @@ class _Pool:
                 conn = None
         finally:
             if conn is not None:
+                if conn.broken:
+                    # The server went away (a restart, a failover): the idle connections
+                    # are most likely cut too, and would each fail once more.
+                    self.close()
                 conn.close()
             self._slots.release()
 
@@ -594,11 +598,19 @@ class PostgresReader(SqlTableReader):
     def query(self, sql: str, params: dict[str, Any] | None = None) -> QueryResult:
         sql = sql.replace("{table}", self.table_ref).replace("%", "%%")
         sql = _PARAM.sub(r"%(\1)s", sql)
-        try:
-            with self.table.database.connection(ReadError) as conn:
-                cursor = conn.execute(sql, params or {})
-                rows = cursor.fetchall()
-                columns = [d.name for d in cursor.description or []]
-        except ReadError as exc:
-            raise ReadError(f"query on {self.table.table_name} failed: {exc}") from exc.__cause__
-        return QueryResult(columns=columns, rows=[tuple(r) for r in rows])
+        for attempt in (1, 2):
+            try:
+                with self.table.database.connection(ReadError) as conn:
+                    cursor = conn.execute(sql, params or {})
+                    rows = cursor.fetchall()
+                    columns = [d.name for d in cursor.description or []]
+                return QueryResult(columns=columns, rows=[tuple(r) for r in rows])
+            except ReadError as exc:
+                # A pooled connection cut while idle (a restart, a failover) fails on its
+                # first use; a read is safe to send again, once, on a new connection.
+                if attempt == 1 and isinstance(exc.__cause__, psycopg.OperationalError):
+                    continue
+                raise ReadError(
+                    f"query on {self.table.table_name} failed: {exc}"
+                ) from exc.__cause__
+        raise AssertionError("unreachable")  # pragma: no cover
