@@ -184,6 +184,44 @@ def test_extend_keeps_the_message_leased(stream: S3FileChangeStream) -> None:
     source.ack([delivery.ack_id])
 
 
+def test_extends_are_throttled_and_stay_within_12_hours(stream: S3FileChangeStream) -> None:
+    now = [0.0]
+    source = stream.source()
+    source.clock = lambda: now[0]
+    _put(stream, "uploads/long.jpg")
+    (delivery,) = _pull(source)
+    spy = Spy(source)
+    source.extend([delivery.ack_id], seconds=60)
+    assert spy.named("change_message_visibility_batch") == []  # the lease is still fresh
+    now[0] = 31  # half of the 60 s lease gone
+    source.extend([delivery.ack_id], seconds=60)
+    (renewed,) = spy.named("change_message_visibility_batch")
+    assert renewed["Entries"][0]["VisibilityTimeout"] == 60
+    # SQS refuses a visibility ending more than 12 hours after the receive.
+    now[0] = 30_000
+    source.extend([delivery.ack_id], seconds=43_200)
+    capped = spy.named("change_message_visibility_batch")[-1]
+    assert capped["Entries"][0]["VisibilityTimeout"] == 43_140 - 30_000
+    # Held 11 hours (a warehouse outage): handed back rather than extended past the limit.
+    now[0] = 39_600
+    source.extend([delivery.ack_id], seconds=60)
+    assert spy.named("change_message_visibility_batch")[-1]["Entries"][0]["VisibilityTimeout"] == 0
+    (again,) = _pull(stream.source())
+    assert again.event.event_id == delivery.event.event_id and again.attempt == 2
+    source.ack([delivery.ack_id])  # settled late by the first holder: ignored
+    assert spy.named("delete_message_batch") == []
+
+
+def test_retried_events_back_off_over_minutes_by_default(stream: S3FileChangeStream) -> None:
+    source = S3FileChangeStream(stream.s3_bucket, queue_name=stream.queue_name).source()
+    _put(stream, "uploads/flaky.jpg")
+    (delivery,) = _pull(source)
+    spy = Spy(source)
+    assert source.nack(delivery.ack_id, error="flaky", retryable=True) is False
+    (back,) = spy.named("change_message_visibility_batch")
+    assert back["Entries"][0]["VisibilityTimeout"] == 10  # then 20, 40, 80 s
+
+
 def test_retryable_nack_comes_back_after_a_growing_delay(stream: S3FileChangeStream) -> None:
     source = stream.source()
     _put(stream, "uploads/flaky.jpg")

@@ -47,7 +47,7 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from typing import Any
 
@@ -84,7 +84,7 @@ class _Leased:
     receipt: str
     receive_count: int
     pending: set[int]
-    received_at: float  # time.monotonic() of the receive: SQS's 12 hours count from it
+    received_at: float  # clock() at the receive: SQS's 12 hours count from it
     visible_at: float  # when its visibility timeout runs out, as last set
     retry: bool = False
 
@@ -92,7 +92,7 @@ class _Leased:
 @dataclasses.dataclass(frozen=True)
 class _Received:
     message: dict[str, Any]
-    at: float  # time.monotonic() of the receive
+    at: float  # clock() at the receive
 
 
 class SQSSource(Source):
@@ -109,6 +109,7 @@ class SQSSource(Source):
         lease_seconds: float = 60.0,
         retry_delay_seconds: float = 10.0,
         prefix: str = "",
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.queue_name = queue_name
         self.dead_letter_queue_name = dead_letter_queue_name
@@ -118,6 +119,7 @@ class SQSSource(Source):
         self.lease_seconds = lease_seconds
         self.retry_delay_seconds = retry_delay_seconds
         self.prefix = prefix
+        self.clock = clock  # for leases' ages (the 12-hour limit)
         self._lock = threading.Lock()
         self._leased: dict[str, _Leased] = {}
         self._records: dict[str, dict[str, Any]] = {}
@@ -207,7 +209,7 @@ class SQSSource(Source):
             except Exception as exc:  # a bug must not silently end the receiving
                 logger.exception("receiving from SQS queue %s failed", self.queue_name)
                 error = SourceError(f"cannot receive from SQS queue {self.queue_name}: {exc}")
-            now = time.monotonic()
+            now = self.clock()
             with self._arrived:
                 self._polling -= 1
                 closed = self._closed
@@ -321,7 +323,7 @@ class SQSSource(Source):
 
     def _retry_later(self, leased: _Leased) -> None:
         delay = self.retry_delay_seconds * 2 ** max(0, leased.receive_count - 1)
-        room = MAX_VISIBILITY_SECONDS - (time.monotonic() - leased.received_at)
+        room = MAX_VISIBILITY_SECONDS - (self.clock() - leased.received_at)
         seconds = max(0, min(MAX_DELAY_SECONDS, math.ceil(delay), math.floor(room)))
         self._set_visibility([leased.receipt], seconds)
 
@@ -358,7 +360,7 @@ class SQSSource(Source):
 
     def extend(self, ack_ids: Sequence[str], *, seconds: float) -> None:
         lease = max(1, math.ceil(seconds))
-        now = time.monotonic()
+        now = self.clock()
         due: dict[int, list[str]] = {}
         too_old: list[_Leased] = []
         with self._lock:
