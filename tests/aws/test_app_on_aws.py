@@ -27,6 +27,7 @@ from tests.app.support import CAT_LABELS, CHELSEA, PHOTOS, make_app, upload, wai
 from tests.aws.support import (
     TABLE,
     aws_settings,
+    failures_and_dead_letters,
     messages_in_queue,
     queue_url,
     row_counts,
@@ -226,15 +227,12 @@ def test_several_machines_share_the_work_with_postgres(
         mark("200 rows")
         time.sleep(2)  # anything still in flight would show as a 201st row now
         assert row_counts(postgres_url) == (200, 200)
-        with psycopg.connect(postgres_url) as conn:
-            failures = conn.execute(f"SELECT COUNT(*) FROM {TABLE}_failures").fetchone()
-        assert failures == (0,)
+        assert failures_and_dead_letters(postgres_url, settings["SQS_QUEUE_NAME"]) == (0, 0)
         assert done_by_killed > 0 and _processed(consumers[0]) > 0
         print(  # shown with `pytest -s`: how the work was shared
             f"\nrows: 200; consumer 1 processed {_processed(consumers[0])}, consumer 2 "
             f"{done_by_killed} before its kill -9 (redeliveries count again); " + ", ".join(phases)
         )
-        assert messages_in_queue(queue_url(f"{settings['SQS_QUEUE_NAME']}-dlq")) == 0
         assert httpx.get(f"{service.base_url}/api/results").json()["total"] == 200
         # Any machine with POSTGRES_URL reads the warehouse directly.
         counted = deployer.cli("query", "SELECT COUNT(DISTINCT image_id) AS n FROM {table}")

@@ -29,6 +29,7 @@ from tests.aws.conftest import PostgresCluster
 from tests.aws.support import (
     TABLE,
     aws_settings,
+    failures_and_dead_letters,
     messages_in_queue,
     queue_url,
     row_counts,
@@ -64,10 +65,7 @@ def test_a_warehouse_outage_is_waited_out(
         )
         time.sleep(2)  # a duplicate still in flight would show now
         assert row_counts(postgres_url) == (9, 9)
-        with psycopg.connect(postgres_url) as conn:
-            failures = conn.execute(f"SELECT COUNT(*) FROM {TABLE}_failures").fetchone()
-        assert failures == (0,)
-        assert messages_in_queue(queue_url(f"{settings['SQS_QUEUE_NAME']}-dlq")) == 0
+        assert failures_and_dead_letters(postgres_url, settings["SQS_QUEUE_NAME"]) == (0, 0)
     finally:
         app.stop()
 
@@ -165,9 +163,6 @@ def test_a_failover_and_a_lock_are_waited_out(
 
         assert "attempt=2" not in app.log()  # leases were kept all along
         assert row_counts(postgres_url) == (3, 3)
-        with psycopg.connect(postgres_url) as conn:
-            failures = conn.execute(f"SELECT COUNT(*) FROM {TABLE}_failures").fetchone()
-        assert failures == (1,)
-        assert messages_in_queue(queue_url(f"{settings['SQS_QUEUE_NAME']}-dlq")) == 1
+        assert failures_and_dead_letters(postgres_url, settings["SQS_QUEUE_NAME"]) == (1, 1)
     finally:
         app.stop()
