@@ -7,7 +7,9 @@ Delivery guarantees:
   ``pull`` itself returns after its own ``timeout`` with what arrived, so a worker stays
   free to stop, and an idle worker costs about three receives a minute. A message that
   arrives after its caller gave up waits for the next ``pull``; at ``close`` (and in
-  ``release_all``) such messages are handed back at once.
+  ``release_all``) such messages are handed back at once. (A poll still open when the
+  process exits can take a message SQS sends it then: that message comes back after the
+  visibility timeout, one receive more.)
 - A received message is invisible to other consumers for the queue's visibility timeout
   (``lease_seconds``), which ``extend`` pushes back (``ChangeMessageVisibility``, only
   once half of the lease has passed, so a frequent heartbeat costs one call per half
