@@ -142,6 +142,31 @@ def test_a_destination_s3_never_validates_is_named(
     bucket.destroy()
 
 
+def test_a_dead_letter_queue_sqs_does_not_see_yet_is_waited_for(
+    proxy: HttpProxy, names: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Right after CreateQueue, SQS can refuse a redrive policy naming the new queue."""
+    monkeypatch.setenv("AWS_ENDPOINT_URL_SQS", proxy.url)
+    monkeypatch.setattr(clients, "_clients", {})
+    unseen = (
+        b'{"__type": "com.amazonaws.sqs#InvalidAttributeValue", "message": "Value {...} for '
+        b'parameter RedrivePolicy is invalid. Reason: Dead letter target does not exist."}'
+    )
+
+    def creates_the_queue(request: Request) -> bool:
+        return b"RedrivePolicy" in request.body and b'"QueueName"' in request.body
+
+    proxy.answer(creates_the_queue, Reply(400, unseen, "application/x-amz-json-1.0"), times=1)
+    bucket = S3Bucket(names["bucket"]).options(force_destroy=True)
+    stream = S3FileChangeStream(bucket, queue_name=names["queue"])
+    bucket.apply()
+    stream.apply()
+    assert len(proxy.seen(creates_the_queue)) == 2  # refused once, then created
+    assert not stream.plan().changes
+    stream.destroy()
+    bucket.destroy()
+
+
 def test_arns_follow_the_caller_s_partition(moto_server: str, names: dict[str, str]) -> None:
     """In China (aws-cn) every ARN starts with ``arn:aws-cn:``, which moto follows too: its
     caller identity, queues and notification checks in cn-north-1 are all aws-cn."""
