@@ -1,149 +1,150 @@
-"""A loopback HTTP proxy that can answer chosen requests itself: faults the emulators lack.
+"""A loopback HTTP proxy in front of an emulator that answers chosen requests itself.
 
-moto accepts what real AWS refuses now and then (a bucket notification while the new queue
-policy propagates) and omits what real AWS returns (an empty ``<EventBridgeConfiguration/>``
-in a bucket's notification configuration). A client pointed at this proxy (for example
-``AWS_ENDPOINT_URL_S3``) reaches moto through it; ``answer(...)`` makes the proxy reply to
-matching requests with a recorded body of the real service instead, and ``requests`` keeps
-every request it saw (method, path with query, body) for the test to read.
+Some answers of the real services no emulator gives: a 403 quota error, a partial
+insertAll failure with ``stopped`` rows, a dataset in another location, an organisation
+policy refusing a bucket change. Clients that take an endpoint (``BIGQUERY_EMULATOR_HOST``,
+``STORAGE_EMULATOR_HOST``) are pointed at this proxy instead of the emulator; every request
+goes through unchanged except those a rule takes, which get the real service's JSON answer
+(as ``tcp_proxy.TcpProxy`` cuts the network for the gRPC and TCP clients)::
+
+    def quota(request: Request, forward: Forward) -> Reply | None:
+        if request.method == "POST" and request.path.endswith("/insertAll"):
+            return Reply(403, {"error": {...}})
+        return None  # goes to the emulator as it is
+
+    proxy = HttpProxy(emulator_url, quota)
+
+A rule may also call ``forward(body)`` to send a changed request on and build its reply
+from the emulator's. ``requests`` lists every request seen, in order. A reply whose body is
+``bytes`` is sent as it is, with its ``content_type``: the XML of S3 and STS in front of
+moto (``AWS_ENDPOINT_URL_S3`` and the like point at the proxy).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import http.client
-import http.server
+import json
 import threading
+import urllib.parse
 from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 
-_HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "proxy-connection", "upgrade"}
+_HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "host", "content-length"}
 
 
 @dataclasses.dataclass(frozen=True)
 class Request:
     method: str
-    path: str
+    path: str  # with the query string
+    headers: dict[str, str]
     body: bytes
 
     @property
-    def query(self) -> str:
-        return self.path.partition("?")[2]
+    def route(self) -> str:
+        """The path without the query string."""
+        return urllib.parse.urlsplit(self.path).path
+
+    def json(self) -> Any:
+        return json.loads(self.body or b"null")
 
 
 @dataclasses.dataclass(frozen=True)
 class Reply:
     status: int
-    body: bytes
-    content_type: str = "application/xml"
+    body: Any  # JSON, or bytes sent as they are
+    content_type: str = "application/json"
 
 
-@dataclasses.dataclass
-class _Rule:
-    matches: Callable[[Request], bool]
-    reply: Callable[[Request], Reply]
-    times: int | None  # None: every time
+def google_error(status: int, reason: str, message: str) -> Reply:
+    """A Google JSON API error, as BigQuery and Cloud Storage send it."""
+    error = {"message": message, "domain": "global", "reason": reason}
+    return Reply(status, {"error": {"code": status, "message": message, "errors": [error]}})
+
+
+Forward = Callable[[bytes], Reply]
+Rule = Callable[[Request, Forward], Reply | None]
 
 
 class HttpProxy:
-    def __init__(self, target_host: str, target_port: int) -> None:
-        self.target = (target_host, target_port)
+    def __init__(self, target_url: str, *rules: Rule) -> None:
+        target = urllib.parse.urlsplit(target_url)
+        self.target = (target.hostname or "127.0.0.1", target.port or 80)
+        self.rules = list(rules)
         self.requests: list[Request] = []
-        self._rules: list[_Rule] = []
         self._lock = threading.Lock()
-        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self._server.daemon_threads = True
-        self.port: int = self._server.server_address[1]
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
         threading.Thread(target=self._server.serve_forever, name="http-proxy", daemon=True).start()
 
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def answer(
-        self,
-        matches: Callable[[Request], bool],
-        reply: Reply | Callable[[Request], Reply],
-        *,
-        times: int | None = None,
-    ) -> None:
-        """Reply to the next ``times`` requests that match (every one when None)."""
-        respond = reply if callable(reply) else (lambda _request: reply)
+    def seen(self, method: str, route_end: str) -> list[Request]:
+        """The requests seen with this method whose path (without query) ends so."""
         with self._lock:
-            self._rules.append(_Rule(matches, respond, times))
-
-    def seen(self, matches: Callable[[Request], bool]) -> list[Request]:
-        with self._lock:
-            return [r for r in self.requests if matches(r)]
+            return [r for r in self.requests if r.method == method and r.route.endswith(route_end)]
 
     def close(self) -> None:
         self._server.shutdown()
         self._server.server_close()
 
-    def _reply_for(self, request: Request) -> Reply | None:
-        with self._lock:
-            self.requests.append(request)
-            for rule in self._rules:
-                if rule.times != 0 and rule.matches(request):
-                    if rule.times is not None:
-                        rule.times -= 1
-                    return rule.reply(request)
-        return None
+    def _send(self, request: Request, body: bytes) -> tuple[int, list[tuple[str, str]], bytes]:
+        connection = http.client.HTTPConnection(*self.target, timeout=120)
+        try:
+            headers = {k: v for k, v in request.headers.items() if k.lower() not in _HOP_BY_HOP}
+            connection.request(request.method, request.path, body=body, headers=headers)
+            response = connection.getresponse()
+            return response.status, response.getheaders(), response.read()
+        finally:
+            connection.close()
 
-    def _handler(self) -> type[http.server.BaseHTTPRequestHandler]:
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
         proxy = self
 
-        class Handler(http.server.BaseHTTPRequestHandler):
+        class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
 
-            def log_message(self, format: str, *args: object) -> None:
-                """Quiet: the test reads ``requests``."""
+            def log_message(self, format: str, *args: Any) -> None:
+                pass  # quiet
 
-            def _body(self) -> bytes:
-                if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
-                    data = b""
-                    while size := int(self.rfile.readline().split(b";")[0].strip() or b"0", 16):
-                        data += self.rfile.read(size)
-                        self.rfile.readline()
-                    while self.rfile.readline() not in (b"\r\n", b"\n", b""):
-                        pass  # trailers
-                    return data
-                return self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            def _handle(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                request = Request(
+                    self.command, self.path, dict(self.headers.items()), self.rfile.read(length)
+                )
+                with proxy._lock:
+                    proxy.requests.append(request)
+                    rules = list(proxy.rules)
 
-            def _relay(self) -> None:
-                body = self._body()
-                request = Request(self.command, self.path, body)
-                canned = proxy._reply_for(request)
-                if canned is not None:
-                    self.send_response(canned.status)
-                    self.send_header("Content-Type", canned.content_type)
-                    self.send_header("Content-Length", str(len(canned.body)))
-                    self.end_headers()
-                    self.wfile.write(canned.body)
-                    return
-                headers = {
-                    k: v
-                    for k, v in self.headers.items()
-                    if k.lower() not in _HOP_BY_HOP and k.lower() != "content-length"
-                }
-                headers["Content-Length"] = str(len(body))
-                upstream = http.client.HTTPConnection(*proxy.target, timeout=60)
-                try:
-                    upstream.request(self.command, self.path, body=body, headers=headers)
-                    answer = upstream.getresponse()
-                    data = answer.read()
-                    self.send_response(answer.status)
-                    for name, value in answer.getheaders():
-                        if name.lower() not in _HOP_BY_HOP and name.lower() != "content-length":
-                            self.send_header(name, value)
-                    # HEAD answers announce the object's length but carry no body.
-                    length = answer.getheader("Content-Length") if self.command == "HEAD" else None
-                    self.send_header("Content-Length", length or str(len(data)))
-                    self.end_headers()
-                    if self.command != "HEAD":
-                        self.wfile.write(data)
-                finally:
-                    upstream.close()
+                def forward(body: bytes) -> Reply:
+                    status, _, answer = proxy._send(request, body)
+                    return Reply(status, json.loads(answer or b"null"))
 
-            do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = _relay  # noqa: N815
+                for rule in rules:
+                    reply = rule(request, forward)
+                    if reply is not None:
+                        data = reply.body
+                        if not isinstance(data, bytes):
+                            data = json.dumps(data).encode()
+                        self._answer(reply.status, [("Content-Type", reply.content_type)], data)
+                        return
+                status, headers, data = proxy._send(request, request.body)
+                self._answer(status, headers, data)
+
+            def _answer(self, status: int, headers: list[tuple[str, str]], data: bytes) -> None:
+                self.send_response(status)
+                length = str(len(data))
+                for name, value in headers:
+                    if name.lower() not in _HOP_BY_HOP:
+                        self.send_header(name, value)
+                    elif name.lower() == "content-length" and self.command == "HEAD":
+                        length = value  # a HEAD answer announces the object, with no body
+                self.send_header("Content-Length", length)
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(data)
+
+            # http.server dispatches on these names.
+            do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = _handle  # noqa: N815
 
         return Handler

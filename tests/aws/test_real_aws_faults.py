@@ -19,7 +19,7 @@ import pytest
 
 from tests.app.support import make_app
 from tests.aws.support import aws_settings
-from tests.http_proxy import HttpProxy, Reply, Request
+from tests.http_proxy import Forward, HttpProxy, Reply, Request
 from tideflow.exceptions import PrimitiveError
 from tideflow.io.aws import S3Bucket, S3FileChangeStream, clients
 from tideflow.io.aws import stream as stream_module
@@ -36,19 +36,47 @@ UNVALIDATED = Reply(
     b"<ArgumentValue1>Permissions on the destination queue do not allow S3 to publish "
     b"notifications from this bucket</ArgumentValue1><RequestId>8J4TZ7</RequestId>"
     b"<HostId>h0st</HostId></Error>",
+    "application/xml",
 )
 
 
 def _is_notification(method: str) -> Callable[[Request], bool]:
-    return lambda r: (
-        r.method == method and r.query.split("&")[0] in ("notification", "notification=")
-    )
+    """Get/PutBucketNotificationConfiguration: ``?notification`` on the bucket."""
+
+    def matches(request: Request) -> bool:
+        query = urllib.parse.urlsplit(request.path).query
+        return request.method == method and query.split("&")[0].rstrip("=") == "notification"
+
+    return matches
+
+
+def _answer(
+    proxy: HttpProxy,
+    matches: Callable[[Request], bool],
+    reply: Reply | Callable[[Request], Reply],
+    *,
+    times: int | None = None,
+) -> None:
+    """Make ``proxy`` reply to the next ``times`` matching requests (every one when None)."""
+    left = [times]
+
+    def rule(request: Request, forward: Forward) -> Reply | None:
+        if left[0] == 0 or not matches(request):
+            return None
+        if left[0] is not None:
+            left[0] -= 1
+        return reply(request) if callable(reply) else reply
+
+    proxy.rules.append(rule)
+
+
+def _seen(proxy: HttpProxy, matches: Callable[[Request], bool]) -> list[Request]:
+    return [r for r in list(proxy.requests) if matches(r)]
 
 
 @pytest.fixture
 def proxy(moto_server: str) -> Iterator[HttpProxy]:
-    moto = urllib.parse.urlsplit(moto_server)
-    proxy = HttpProxy(moto.hostname or "127.0.0.1", moto.port or 80)
+    proxy = HttpProxy(moto_server)
     yield proxy
     proxy.close()
 
@@ -98,14 +126,14 @@ def test_apply_and_destroy_keep_the_bucket_s_other_notifications(
 
     def configuration(_request: Request) -> Reply:
         mine = f"tideflow-{queue}" if applied["done"] else None
-        return Reply(200, _configuration_xml(queue_arn=queue_arn, queue_id=mine))
+        return Reply(200, _configuration_xml(queue_arn=queue_arn, queue_id=mine), "application/xml")
 
-    proxy.answer(_is_notification("GET"), configuration)
-    proxy.answer(_is_notification("PUT"), UNVALIDATED, times=2)
+    _answer(proxy, _is_notification("GET"), configuration)
+    _answer(proxy, _is_notification("PUT"), UNVALIDATED, times=2)
     app = make_app(tmp_path / "home", **settings)
     result = app.cli("apply", "--yes", timeout=180)
     assert result.returncode == 0, result.stderr
-    puts = proxy.seen(_is_notification("PUT"))
+    puts = _seen(proxy, _is_notification("PUT"))
     assert len(puts) == 3  # two refusals, then the one that moto took
     sent = puts[-1].body.decode()
     for kept in ("<EventBridgeConfiguration", THEIR_TOPIC, THEIR_FUNCTION, "their-function"):
@@ -118,7 +146,7 @@ def test_apply_and_destroy_keep_the_bucket_s_other_notifications(
     app.env["S3_FORCE_DESTROY"] = "true"
     result = app.cli("destroy", "--yes", timeout=180)
     assert result.returncode == 0, result.stderr
-    sent = proxy.seen(_is_notification("PUT"))[-1].body.decode()
+    sent = _seen(proxy, _is_notification("PUT"))[-1].body.decode()
     for kept in ("<EventBridgeConfiguration", THEIR_TOPIC, THEIR_FUNCTION):
         assert kept in sent, sent
     assert f"tideflow-{queue}" not in sent
@@ -131,13 +159,13 @@ def test_a_destination_s3_never_validates_is_named(
     bucket = S3Bucket(names["bucket"]).options(force_destroy=True)
     stream = S3FileChangeStream(bucket, queue_name=names["queue"])
     bucket.apply()
-    through_proxy.answer(_is_notification("PUT"), UNVALIDATED)
+    _answer(through_proxy, _is_notification("PUT"), UNVALIDATED)
     with pytest.raises(PrimitiveError) as caught:
         stream.apply()
     message = str(caught.value)
     assert "Permissions on the destination queue do not allow S3" in message
     assert "another destination of the bucket, fix or remove it" in message
-    assert len(through_proxy.seen(_is_notification("PUT"))) >= 2  # tried again first
+    assert len(_seen(through_proxy, _is_notification("PUT"))) >= 2  # tried again first
     stream.destroy()
     bucket.destroy()
 
@@ -156,12 +184,12 @@ def test_a_dead_letter_queue_sqs_does_not_see_yet_is_waited_for(
     def creates_the_queue(request: Request) -> bool:
         return b"RedrivePolicy" in request.body and b'"QueueName"' in request.body
 
-    proxy.answer(creates_the_queue, Reply(400, unseen, "application/x-amz-json-1.0"), times=1)
+    _answer(proxy, creates_the_queue, Reply(400, unseen, "application/x-amz-json-1.0"), times=1)
     bucket = S3Bucket(names["bucket"]).options(force_destroy=True)
     stream = S3FileChangeStream(bucket, queue_name=names["queue"])
     bucket.apply()
     stream.apply()
-    assert len(proxy.seen(creates_the_queue)) == 2  # refused once, then created
+    assert len(_seen(proxy, creates_the_queue)) == 2  # refused once, then created
     assert not stream.plan().changes
     stream.destroy()
     bucket.destroy()
@@ -242,11 +270,12 @@ def test_kms_and_sse_c_answers_are_not_missing_objects(
         b"kms:Decrypt on resource: arn:aws:kms:us-east-1:123456789012:key/k because no "
         b"identity-based policy allows the kms:Decrypt action</Message></Error>"
     )
-    through_proxy.answer(lambda r: r.method == "GET" and "a.jpg" in r.path, Reply(403, denied))
+    denied_reply = Reply(403, denied, "application/xml")
+    _answer(through_proxy, lambda r: r.method == "GET" and "a.jpg" in r.path, denied_reply)
     with pytest.raises(PrimitiveError, match=r"kms:Decrypt \(reads\) and kms:GenerateDataKey"):
         objects.get("a.jpg")
     # A HEAD of an SSE-C object without its key: 400 and no body. Not "gone".
-    through_proxy.answer(lambda r: r.method == "HEAD" and "a.jpg" in r.path, Reply(400, b""))
+    _answer(through_proxy, lambda r: r.method == "HEAD" and "a.jpg" in r.path, Reply(400, b""))
     with pytest.raises(PrimitiveError, match="SSE-C"):
         objects.stat("a.jpg")
     bucket.destroy()
