@@ -229,8 +229,8 @@ class ConsumerWorker(threading.Thread):
         # event past its attempts (dead-lettered and recorded again), never loses the record.
         final = not retryable or delivery.attempt >= self.source.max_attempts
         if final and not self._record(delivery, error):
-            # Stopped while the warehouse was down: no dead letter without its record. The
-            # event is handed back at shutdown and decided on a later delivery.
+            # Stopped while the warehouse was down: no dead letter without its record. Its
+            # lease runs out (or shutdown hands it back) and a later delivery decides it.
             return
         try:
             dead = self.source.nack(delivery.ack_id, error=error, retryable=retryable)
