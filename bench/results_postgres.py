@@ -113,9 +113,9 @@ def main() -> None:
     cluster.init()
     cluster.start()
     try:
-        table = PostgresTable(PostgresDatabase(f"{cluster.url}/postgres"), TABLE).options(
-            schema=ImageClassificationRow
-        )
+        # The throwaway cluster has no TLS, which tideflow otherwise verifies.
+        database = PostgresDatabase(f"{cluster.url}/postgres?sslmode=disable")
+        table = PostgresTable(database, TABLE).options(schema=ImageClassificationRow)
         table.apply()
         (index,) = table.item_indexes()
         order_index = table._order_index()

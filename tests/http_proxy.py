@@ -15,7 +15,9 @@ goes through unchanged except those a rule takes, which get the real service's J
     proxy = HttpProxy(emulator_url, quota)
 
 A rule may also call ``forward(body)`` to send a changed request on and build its reply
-from the emulator's. ``requests`` lists every request seen, in order.
+from the emulator's. ``requests`` lists every request seen, in order. A reply whose body is
+``bytes`` is sent as it is, with its ``content_type``: the XML of S3 and STS in front of
+moto (``AWS_ENDPOINT_URL_S3`` and the like point at the proxy).
 """
 
 from __future__ import annotations
@@ -51,7 +53,8 @@ class Request:
 @dataclasses.dataclass(frozen=True)
 class Reply:
     status: int
-    body: Any  # JSON
+    body: Any  # JSON, or bytes sent as they are
+    content_type: str = "application/json"
 
 
 def google_error(status: int, reason: str, message: str) -> Reply:
@@ -120,22 +123,28 @@ class HttpProxy:
                 for rule in rules:
                     reply = rule(request, forward)
                     if reply is not None:
-                        data = json.dumps(reply.body).encode()
-                        self._answer(reply.status, [("Content-Type", "application/json")], data)
+                        data = reply.body
+                        if not isinstance(data, bytes):
+                            data = json.dumps(data).encode()
+                        self._answer(reply.status, [("Content-Type", reply.content_type)], data)
                         return
                 status, headers, data = proxy._send(request, request.body)
                 self._answer(status, headers, data)
 
             def _answer(self, status: int, headers: list[tuple[str, str]], data: bytes) -> None:
                 self.send_response(status)
+                length = str(len(data))
                 for name, value in headers:
                     if name.lower() not in _HOP_BY_HOP:
                         self.send_header(name, value)
-                self.send_header("Content-Length", str(len(data)))
+                    elif name.lower() == "content-length" and self.command == "HEAD":
+                        length = value  # a HEAD answer announces the object, with no body
+                self.send_header("Content-Length", length)
                 self.end_headers()
-                self.wfile.write(data)
+                if self.command != "HEAD":
+                    self.wfile.write(data)
 
             # http.server dispatches on these names.
-            do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _handle  # noqa: N815
+            do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = _handle  # noqa: N815
 
         return Handler

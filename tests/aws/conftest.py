@@ -5,6 +5,9 @@
 - PostgreSQL 15: a throwaway cluster (``initdb``/``pg_ctl`` from
   ``/usr/lib/postgresql/15/bin``, run as the ``postgres`` user when the tests run as root,
   since PostgreSQL refuses root) in a temp dir; ``make setup-dev`` installs it with apt.
+  It offers TLS with a certificate for 127.0.0.1 from a CA made for the session
+  (``openssl``, which Debian's PostgreSQL packages depend on); the tests' URLs say
+  ``sslmode=disable`` unless they test TLS.
 
 A missing server fails the tests that need it with the command that installs it.
 """
@@ -12,6 +15,7 @@ A missing server fails the tests that need it with the command that installs it.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import shutil
 import subprocess
@@ -102,10 +106,32 @@ class PostgresCluster:
             shutil.chown(sockets, "postgres")
         port = free_port()
         self.url = f"postgresql://postgres@127.0.0.1:{port}"
+        self.tls = self.root / "tls"
+        self.ca_file = self.tls / "ca.crt"
         self.options = (
             f"-p {port} -k {sockets} -c listen_addresses=127.0.0.1 -c fsync=off "
-            "-c synchronous_commit=off -c full_page_writes=off -c max_connections=100"
+            "-c synchronous_commit=off -c full_page_writes=off -c max_connections=100 "
+            f"-c ssl=on -c ssl_cert_file={self.tls / 'server.crt'} "
+            f"-c ssl_key_file={self.tls / 'server.key'}"
         )
+
+    def _make_certificates(self) -> None:
+        """A CA, and a certificate it signs for 127.0.0.1 (so verify-full can pass)."""
+        self.tls.mkdir()
+        ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+        run = functools.partial(subprocess.run, check=True, capture_output=True, cwd=self.tls)
+        run(["openssl", "req", "-x509", *ec, "-keyout", "ca.key", "-out", "ca.crt",
+             "-days", "3", "-subj", "/CN=tideflow test CA"])  # fmt: skip
+        run(["openssl", "req", *ec, "-keyout", "server.key", "-out", "server.csr",
+             "-subj", "/CN=127.0.0.1"])  # fmt: skip
+        (self.tls / "san.ext").write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
+        run(["openssl", "x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey",
+             "ca.key", "-CAcreateserial", "-out", "server.crt", "-days", "3",
+             "-extfile", "san.ext"])  # fmt: skip
+        (self.tls / "server.key").chmod(0o600)
+        if os.geteuid() == 0:
+            for path in (self.tls, *self.tls.iterdir()):
+                shutil.chown(path, "postgres")
 
     def _pg_ctl(self, *args: str) -> None:
         subprocess.run(
@@ -115,6 +141,7 @@ class PostgresCluster:
         )
 
     def init(self) -> None:
+        self._make_certificates()
         initdb = [str(PG_BIN / "initdb"), "-D", str(self.data), "-A", "trust", "-U", "postgres"]
         subprocess.run(
             _as_postgres([*initdb, "-E", "UTF8", "--no-sync"]), check=True, capture_output=True
@@ -167,7 +194,8 @@ def postgres_url(postgres_server: str) -> str:
     name = f"t_{uuid.uuid4().hex[:10]}"
     with psycopg.connect(f"{postgres_server}/postgres", autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
-    return f"{postgres_server}/{name}"
+    # Plain TCP: the throwaway cluster has no TLS (tideflow verifies TLS unless told).
+    return f"{postgres_server}/{name}?sslmode=disable"
 
 
 @pytest.fixture

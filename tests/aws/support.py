@@ -59,3 +59,11 @@ def row_counts(url: str) -> tuple[int, int]:
         row = conn.execute(f"SELECT COUNT(*), COUNT(DISTINCT image_id) FROM {TABLE}").fetchone()
     assert row is not None
     return int(row[0]), int(row[1])
+
+
+def failures_and_dead_letters(postgres_url: str, queue: str) -> tuple[int, int]:
+    """Rows in the results' failure table, and messages in ``queue``'s dead-letter queue."""
+    with psycopg.connect(postgres_url) as conn:
+        row = conn.execute(f"SELECT COUNT(*) FROM {TABLE}_failures").fetchone()
+    assert row is not None
+    return int(row[0]), messages_in_queue(queue_url(f"{queue}-dlq"))

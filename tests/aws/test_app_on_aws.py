@@ -12,6 +12,7 @@ import re
 import signal
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -26,12 +27,16 @@ from tests.app.support import CAT_LABELS, CHELSEA, PHOTOS, make_app, upload, wai
 from tests.aws.support import (
     TABLE,
     aws_settings,
+    failures_and_dead_letters,
     messages_in_queue,
     queue_url,
     row_counts,
     wait_until,
 )
-from tests.conftest import TideflowProcess
+from tests.conftest import REPO, TideflowProcess
+
+# Accented, CJK, emoji, and a macOS screenshot's narrow no-break space (U+202F).
+UNICODE_NAMES = ["café crème.png", "写真 猫.png", "🐱 Screenshot 9.41\u202fAM.png"]
 
 
 def _total(app: TideflowProcess) -> int:
@@ -59,14 +64,25 @@ def test_app_on_aws_with_duckdb(aws_app: TideflowProcess) -> None:
     assert CAT_LABELS & {c["label"] for c in status["classifications"]}
     results = httpx.get(f"{app.base_url}/api/results", params={"label": "tabby"}).json()
     assert results["total"] == 1 and results["rows"][0]["image_name"] == "chelsea.png"
+    # File names in any script (S3 metadata is ASCII on the wire: sent as RFC 2047 words).
+    for name in UNICODE_NAMES:
+        accepted = upload(app, PHOTOS[1].read_bytes(), name, content_type="image/png")
+        assert accepted.status_code == 202, accepted.text
+        assert accepted.json()["image_name"] == name
+        status = wait_for_status(app, accepted.json()["status_url"], timeout=60)
+        assert status["status"] == "classified" and status["image_name"] == name, status
 
-    # 2. 20 objects put straight into the bucket (as `aws s3 cp` would) -> 20 more rows.
+    # 2. 20 objects put straight into the bucket (as `aws s3 cp` would) -> 20 more rows,
+    # a few of them with keys in other scripts.
     s3 = boto3.client("s3")
     for i in range(20):
         photo = PHOTOS[i % len(PHOTOS)]
-        s3.put_object(Bucket=bucket, Key=f"dropped/{i} {photo.name}", Body=photo.read_bytes())
-    wait_until(lambda: _total(app) >= 21, timeout=120, what="21 rows", log=app.log)
-    assert _total(app) == 21
+        key = f"dropped/{UNICODE_NAMES[i]}" if i < 3 else f"dropped/{i} {photo.name}"
+        s3.put_object(Bucket=bucket, Key=key, Body=photo.read_bytes())
+    wait_until(lambda: _total(app) >= 24, timeout=120, what="24 rows", log=app.log)
+    assert _total(app) == 24
+    names = {r["image_name"] for r in httpx.get(f"{app.base_url}/api/results").json()["rows"]}
+    assert set(UNICODE_NAMES) <= names
 
     # 3. A text file named .jpg -> failed with its reason, in the dead-letter queue.
     text = b"this is not a picture at all\n"
@@ -84,8 +100,8 @@ def test_app_on_aws_with_duckdb(aws_app: TideflowProcess) -> None:
     assert "chelsea.png" in page and "notes.jpg" in page
     status_cli = app.cli("status")
     assert status_cli.returncode == 0, status_cli.stderr
-    # Redelivery never makes a second row: still 21 classified + 1 failed.
-    assert _total(app) == 22
+    # Redelivery never makes a second row: still 24 classified + 1 failed.
+    assert _total(app) == 25
     # Sent back from the dead-letter queue, it is delivered again and fails again.
     retried = app.cli("dead-letters", "retry", "--all")
     assert retried.returncode == 0 and "1 event(s) sent back" in retried.stdout, retried.stderr
@@ -96,11 +112,11 @@ def test_app_on_aws_with_duckdb(aws_app: TideflowProcess) -> None:
         log=app.log,
     )
     assert wait_for_status(app, f"/api/images/{image_id}", timeout=30)["status"] == "failed"
-    assert _total(app) == 22
+    assert _total(app) == 25
     # Replaying every stored object with the same model adds no row.
     replayed = app.cli("replay", "--all")
     assert replayed.returncode == 0, replayed.stderr
-    assert "22 event(s) replayed" in replayed.stdout
+    assert "25 event(s) replayed" in replayed.stdout
     queue = queue_url(app.env["SQS_QUEUE_NAME"])
     wait_until(
         lambda: messages_in_queue(queue) == 0,
@@ -108,11 +124,14 @@ def test_app_on_aws_with_duckdb(aws_app: TideflowProcess) -> None:
         what="replayed events done",
         log=app.log,
     )
-    assert _total(app) == 22
+    assert _total(app) == 25
 
     # A second apply changes nothing; destroy removes the stream and tables and keeps the
-    # non-empty bucket (no force_destroy), saying how to remove it.
+    # non-empty bucket (no force_destroy), saying how to remove it. Idle workers wait in
+    # 20 s long polls, yet the run stops at once.
+    began = time.monotonic()
     assert app.stop() == 0
+    assert time.monotonic() - began < 5
     plan = app.cli("plan")
     assert plan.returncode == 0, plan.stderr
     assert "create" not in plan.stdout and "update" not in plan.stdout
@@ -208,15 +227,12 @@ def test_several_machines_share_the_work_with_postgres(
         mark("200 rows")
         time.sleep(2)  # anything still in flight would show as a 201st row now
         assert row_counts(postgres_url) == (200, 200)
-        with psycopg.connect(postgres_url) as conn:
-            failures = conn.execute(f"SELECT COUNT(*) FROM {TABLE}_failures").fetchone()
-        assert failures == (0,)
+        assert failures_and_dead_letters(postgres_url, settings["SQS_QUEUE_NAME"]) == (0, 0)
         assert done_by_killed > 0 and _processed(consumers[0]) > 0
         print(  # shown with `pytest -s`: how the work was shared
             f"\nrows: 200; consumer 1 processed {_processed(consumers[0])}, consumer 2 "
             f"{done_by_killed} before its kill -9 (redeliveries count again); " + ", ".join(phases)
         )
-        assert messages_in_queue(queue_url(f"{settings['SQS_QUEUE_NAME']}-dlq")) == 0
         assert httpx.get(f"{service.base_url}/api/results").json()["total"] == 200
         # Any machine with POSTGRES_URL reads the warehouse directly.
         counted = deployer.cli("query", "SELECT COUNT(DISTINCT image_id) AS n FROM {table}")
@@ -225,4 +241,93 @@ def test_several_machines_share_the_work_with_postgres(
         assert consumers[0].stop(signal.SIGTERM) == 0
     finally:
         for app in (service, *consumers):
+            app.close()
+
+
+def _readme_grants(suffix: str) -> str:
+    """The README's grants for least-privilege roles, for roles of this test."""
+    readme = (REPO / "README.md").read_text()
+    grants = readme.split("Grants for least-privilege roles", 1)[1].split("```sql\n", 1)[1]
+    sql = grants.split("```", 1)[0]
+    return sql.replace("tideflow_consumer", f"consumer_{suffix}").replace(
+        "tideflow_service", f"service_{suffix}"
+    )
+
+
+def test_consumers_and_service_with_the_readme_s_grants(
+    moto_server: str, postgres_url: str, tmp_path: Path
+) -> None:
+    """Roles with exactly the README's grants: rows, failures, corrections; then a grant
+    taken away is waited out (no event dead-lettered for it) until it is given back. And an
+    event whose 5 deliveries all crashed is recorded as failed on the 6th."""
+    settings = aws_settings(WAREHOUSE="postgres", POSTGRES_URL=postgres_url)
+    deployer = make_app(tmp_path / "deployer", **settings)
+    applied = deployer.cli("apply", "--yes", timeout=180)
+    assert applied.returncode == 0, applied.stderr
+    suffix = uuid.uuid4().hex[:8]
+    with psycopg.connect(postgres_url, autocommit=True) as conn:
+        conn.execute(_readme_grants(suffix))
+    as_role = {
+        role: postgres_url.replace("postgres@", f"{role}_{suffix}:change-me@")
+        for role in ("consumer", "service")
+    }
+    consumer = make_app(tmp_path / "consumer", **{**settings, "POSTGRES_URL": as_role["consumer"]})
+    service = make_app(tmp_path / "service", **{**settings, "POSTGRES_URL": as_role["service"]})
+
+    # Five consumers received an object and crashed before settling it (visibility 0).
+    s3, sqs = boto3.client("s3"), boto3.client("sqs")
+    queue = queue_url(settings["SQS_QUEUE_NAME"])
+    put = s3.put_object(Bucket=settings["S3_BUCKET_NAME"], Key="dropped/crashed.png", Body=_png(1))
+    crashed = image_id_for("dropped/crashed.png", put["ETag"].strip('"'))
+    received = 0
+    while received < 5:
+        for message in sqs.receive_message(
+            QueueUrl=queue,
+            MaxNumberOfMessages=10,
+            WaitTimeSeconds=1,
+            VisibilityTimeout=0,
+            MessageSystemAttributeNames=["ApproximateReceiveCount"],
+        ).get("Messages", []):
+            if "crashed.png" in message["Body"]:
+                received = int(message["Attributes"]["ApproximateReceiveCount"])
+    try:
+        consumer.launch("--only", "consumers", "--replicas", "1")
+        service.start("--only", "service", wait_consumers=False)
+        consumer.wait_ready()
+        failed = wait_for_status(service, f"/api/images/{crashed}", timeout=90)
+        assert failed["status"] == "failed" and "never finished it" in failed["error"], failed
+        assert messages_in_queue(queue_url(f"{settings['SQS_QUEUE_NAME']}-dlq")) == 1
+
+        accepted = upload(service, _png(2), UNICODE_NAMES[1], content_type="image/png")
+        assert accepted.status_code == 202, accepted.text
+        status = wait_for_status(service, accepted.json()["status_url"], timeout=90)
+        assert status["status"] == "classified" and status["image_name"] == UNICODE_NAMES[1]
+        image_id = accepted.json()["image_id"]
+        corrected = httpx.post(
+            f"{service.base_url}/api/images/{image_id}/corrections", json={"labels": ["cat"]}
+        )
+        assert corrected.status_code < 300, corrected.text
+
+        # The item index's grant taken away: the consumer waits, dead-letters nothing.
+        items = f"{TABLE}__classifications_items"
+        with psycopg.connect(postgres_url, autocommit=True) as conn:
+            conn.execute(f"REVOKE INSERT ON {items} FROM consumer_{suffix}")
+        waiting = upload(service, _png(3), "waiting.png", content_type="image/png").json()
+        wait_until(
+            lambda: f"permission denied for table {items}" in consumer.log(),
+            timeout=60,
+            what="the permission error logged",
+            log=consumer.log,
+        )
+        assert "the warehouse is unavailable, retrying" in consumer.log()
+        pending = httpx.get(f"{service.base_url}{waiting['status_url']}").json()
+        assert pending["status"] == "pending", pending
+        with psycopg.connect(postgres_url, autocommit=True) as conn:
+            conn.execute(f"GRANT INSERT ON {items} TO consumer_{suffix}")
+        status = wait_for_status(service, waiting["status_url"], timeout=90)
+        assert status["status"] == "classified", status
+        assert messages_in_queue(queue_url(f"{settings['SQS_QUEUE_NAME']}-dlq")) == 1
+        assert row_counts(postgres_url) == (2, 2)
+    finally:
+        for app in (service, consumer):
             app.close()

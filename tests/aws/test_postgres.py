@@ -5,13 +5,25 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import os
+import subprocess
 import threading
+import time
+import uuid
 from pathlib import Path
 
 import duckdb
+import psycopg
 import pytest
 
-from tideflow.exceptions import ConfigError, InvalidQueryError, ReadError, RowError
+from tests.aws.conftest import PostgresCluster
+from tideflow.exceptions import (
+    ConfigError,
+    InvalidQueryError,
+    PrimitiveError,
+    ReadError,
+    RowError,
+    SinkUnavailableError,
+)
 from tideflow.io.postgres import PostgresDatabase, PostgresTable
 from tideflow.io.primitive import PlanAction
 from tideflow.io.strategies import ItemFilter
@@ -199,3 +211,137 @@ def test_settings_errors(monkeypatch: pytest.MonkeyPatch) -> None:
         PostgresDatabase("mysql://x")
     db = PostgresDatabase("postgresql://u:secret@127.0.0.1:1/db")
     assert "secret" not in db.primitive_id()
+    # libpq also takes passwords as parameters of the URL's query string.
+    db = PostgresDatabase("postgresql://u@h/db?sslmode=require&password=s3cret&sslpassword=k")
+    assert db.primitive_id() == (
+        "postgres-database:postgresql://u@h/db?sslmode=require&password=***&sslpassword=***"
+    )
+
+
+def _as_superuser(url: str, sql: str) -> None:
+    """Run ``sql`` in the cluster's ``postgres`` database (autocommit)."""
+    base = url.rsplit("/", 1)[0]
+    with psycopg.connect(f"{base}/postgres?sslmode=disable", autocommit=True) as conn:
+        conn.execute(sql)
+
+
+def test_missing_grants_and_tables_are_waited_out_not_refused_rows(
+    table: PostgresTable, postgres_url: str
+) -> None:
+    table.apply()
+    role = f"r_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(postgres_url, autocommit=True) as conn:
+        conn.execute(f"CREATE ROLE {role} LOGIN")
+        # The main table only: the item index's side table is missing from the grant.
+        conn.execute(f"GRANT SELECT, INSERT ON images TO {role}")
+    limited = PostgresTable(
+        PostgresDatabase(postgres_url.replace("postgres@", f"{role}@")), "images"
+    ).options(schema=Row)
+    with pytest.raises(SinkUnavailableError, match="permission denied") as caught:
+        limited.sink().write([("r1", _row(1)), ("r2", _row(2))])
+    assert not isinstance(caught.value, RowError)  # nothing is dead-lettered for it
+    assert table.reader().count() == 0
+    table.destroy()
+    with pytest.raises(SinkUnavailableError, match="does not exist"):
+        table.sink().write([("r1", _row(1))])
+
+
+def test_a_number_too_big_for_its_column_is_still_a_refused_row(table: PostgresTable) -> None:
+    table.apply()
+    huge = dataclasses.replace(_row(2), width=2**70)  # bigint: SQLSTATE 42804 for that row
+    with pytest.raises(RowError) as caught:
+        table.sink().write([("ok1", _row(1)), ("huge", huge)])
+    assert set(caught.value.rejected) == {"huge"}
+    assert table.reader().count() == 1
+
+
+def test_a_read_only_server_is_waited_out(table: PostgresTable, postgres_url: str) -> None:
+    """What a writer demoted in an RDS/Aurora failover answers (25006), made with the real
+    server's setting for new sessions."""
+    table.apply()
+    name = postgres_url.rsplit("/", 1)[1].split("?")[0]
+    _as_superuser(postgres_url, f'ALTER DATABASE "{name}" SET default_transaction_read_only = on')
+    try:
+        fresh = PostgresTable(PostgresDatabase(postgres_url), "images").options(schema=Row)
+        with pytest.raises(SinkUnavailableError, match="read-only transaction"):
+            fresh.sink().write([("r1", _row(1))])
+    finally:
+        _as_superuser(postgres_url, f'ALTER DATABASE "{name}" RESET default_transaction_read_only')
+    fresh = PostgresTable(PostgresDatabase(postgres_url), "images").options(schema=Row)
+    fresh.sink().write([("r1", _row(1))])
+    assert fresh.reader().count() == 1
+
+
+def test_connections_keep_alive_and_time_out(postgres_url: str) -> None:
+    with PostgresDatabase(postgres_url).connection() as conn:
+        parameters = conn.info.get_parameters()
+        assert parameters["keepalives_idle"] == "30" and parameters["keepalives_count"] == "3"
+        assert parameters["tcp_user_timeout"] == "60000"
+        assert conn.execute("SHOW statement_timeout").fetchone() == ("1min",)
+        assert conn.execute("SHOW lock_timeout").fetchone() == ("10s",)
+    # The URL's own options win.
+    own = f"{postgres_url}&options=-c%20statement_timeout%3D5s"
+    with PostgresDatabase(own).connection() as conn:
+        assert conn.execute("SHOW statement_timeout").fetchone() == ("5s",)
+        assert conn.execute("SHOW lock_timeout").fetchone() == ("10s",)
+
+
+def test_a_write_stuck_behind_a_lock_times_out_and_is_retried(
+    table: PostgresTable, postgres_url: str
+) -> None:
+    table.apply()
+    quick = PostgresTable(
+        PostgresDatabase(f"{postgres_url}&options=-c%20lock_timeout%3D1s"), "images"
+    ).options(schema=Row)
+    with psycopg.connect(postgres_url) as holder:
+        holder.execute("LOCK TABLE images IN ACCESS EXCLUSIVE MODE")  # as an ALTER TABLE does
+        began = time.monotonic()
+        with pytest.raises(SinkUnavailableError, match="lock timeout"):
+            quick.sink().write([("r1", _row(1))])
+        assert time.monotonic() - began < 5
+    quick.sink().write([("r1", _row(1))])
+    assert quick.reader().count() == 1
+
+
+def test_tls_is_verified_unless_the_url_says_otherwise(
+    postgres_cluster: PostgresCluster,
+    postgres_url: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("PGSSLMODE", raising=False)
+    # Whatever ~/.postgresql/root.crt holds on this machine: no CA unless the URL names one.
+    monkeypatch.setenv("PGSSLROOTCERT", str(tmp_path / "none.crt"))
+    default = postgres_url.replace("?sslmode=disable", "")
+    with pytest.raises(ConfigError, match="sslrootcert=") as caught:
+        PostgresDatabase(default).plan()
+    assert "no CA certificate" in str(caught.value)
+    # The cluster's certificate is for 127.0.0.1, signed by the session's CA: verified.
+    verified = PostgresDatabase(f"{default}?sslrootcert={postgres_cluster.ca_file}")
+    with verified.connection() as conn:
+        assert conn.pgconn.ssl_in_use
+        assert conn.info.get_parameters()["sslmode"] == "verify-full"
+    # Signed by another CA: refused, not used unverified.
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+         "-nodes", "-keyout", "other.key", "-out", "other.crt", "-days", "1", "-subj", "/CN=x"],
+        check=True, capture_output=True, cwd=tmp_path,
+    )  # fmt: skip
+    stranger = PostgresDatabase(f"{default}?sslrootcert={tmp_path / 'other.crt'}")
+    with pytest.raises(PrimitiveError, match="certificate verify failed"):
+        stranger.plan()
+
+
+def test_a_read_on_a_connection_cut_while_idle_is_sent_again(
+    table: PostgresTable, postgres_url: str
+) -> None:
+    table.apply()
+    reader = table.reader()
+    assert reader.count() == 0  # a pooled connection now waits, idle
+    name = postgres_url.rsplit("/", 1)[1].split("?")[0]
+    _as_superuser(  # as a restart or a failover does
+        postgres_url,
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+        f"WHERE datname = '{name}' AND pid <> pg_backend_pid()",
+    )
+    assert reader.count() == 0

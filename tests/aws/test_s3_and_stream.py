@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import io
 import json
+import time
 
 import boto3
 import pytest
+from botocore.exceptions import ParamValidationError
 
 from tideflow.exceptions import (
     ConfigError,
@@ -62,8 +64,14 @@ def test_bucket_lifecycle_and_objects(moto_server: str, names: dict[str, str]) -
 
 
 def test_versioned_bucket_reads_old_versions(moto_server: str, names: dict[str, str]) -> None:
-    bucket = S3Bucket(names["bucket"]).options(versioning=True, force_destroy=True)
+    bucket = S3Bucket(names["bucket"]).options(
+        versioning=True, force_destroy=True, versioning_wait_seconds=1
+    )
+    assert "versioning on, then wait" in bucket.plan().detail
+    began = time.monotonic()
     assert bucket.apply().action is PlanAction.CREATE
+    # As S3 asks, apply waits after turning versioning on (15 min by default).
+    assert time.monotonic() - began >= 1
     assert bucket.plan().action is PlanAction.NO_CHANGE
     first = _put(bucket, "k.jpg", b"first")
     second = _put(bucket, "k.jpg", b"second")
@@ -118,8 +126,10 @@ def test_stream_plan_apply_twice_destroy(moto_server: str, names: dict[str, str]
     attributes = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
     redrive = json.loads(attributes["RedrivePolicy"])
     assert redrive["deadLetterTargetArn"].endswith(f":{names['queue']}-dlq")
-    assert int(redrive["maxReceiveCount"]) == 5
+    # One receive more than max_attempts (5): the consumer records the failure on it.
+    assert int(redrive["maxReceiveCount"]) == 6
     assert attributes["VisibilityTimeout"] == "60"
+    assert attributes["MessageRetentionPeriod"] == "1209600"  # 14 days, not SQS's 4
     statement = json.loads(attributes["Policy"])["Statement"][0]
     assert statement["Principal"] == {"Service": "s3.amazonaws.com"}
     assert statement["Action"] == "sqs:SendMessage"
@@ -132,6 +142,19 @@ def test_stream_plan_apply_twice_destroy(moto_server: str, names: dict[str, str]
     mine = by_id[stream.notification_id]
     assert mine["Events"] == ["s3:ObjectCreated:*"]
     assert mine["Filter"]["Key"]["FilterRules"][0]["Value"] == "uploads/"
+
+    # A queue made with SQS's default retention (by an earlier release) is updated.
+    # (The policy is sent again because moto drops a queue's policy on any attribute change.)
+    sqs.set_queue_attributes(
+        QueueUrl=url,
+        Attributes={"MessageRetentionPeriod": "345600", "Policy": attributes["Policy"]},
+    )
+    stale = stream.plan()
+    assert [c.action for c in stale.children][1] is PlanAction.UPDATE
+    assert stale.children[1].detail == "set MessageRetentionPeriod"
+    stream.apply()
+    retention = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["MessageRetentionPeriod"])
+    assert retention["Attributes"]["MessageRetentionPeriod"] == "1209600"
 
     # A changed option is an update of just that part.
     stream.options(lease_seconds=120)
@@ -172,4 +195,28 @@ def test_writing_a_key_twice_supersedes_the_first_version(
     stat = objects.stat("k.png")
     assert stat is not None and (stat.version, stat.size) == (second.version, 6)
     assert [o.key for o in objects.list()] == ["k.png"]
+    bucket.destroy()
+
+
+@pytest.mark.parametrize(
+    "name", ["café.jpg", "写真.jpg", "🐱 cat.png", "Screenshot 9.41\u202fAM.png", "=?x?B?y?=.jpg"]
+)
+def test_metadata_that_is_not_ascii(moto_server: str, names: dict[str, str], name: str) -> None:
+    """botocore refuses non-ASCII metadata before sending it; S3 takes RFC 2047 words."""
+    bucket = S3Bucket(names["bucket"]).options(force_destroy=True)
+    bucket.apply()
+    raw = boto3.client("s3")
+    if not name.isascii():  # why the words are needed
+        with pytest.raises(ParamValidationError, match="ASCII"):
+            raw.put_object(Bucket=bucket.bucket_name, Key="k", Body=b"x", Metadata={"name": name})
+    store = bucket.objects()
+    stored = store.put(
+        "k.jpg", io.BytesIO(b"x"), content_type="image/jpeg", metadata={"name": name}
+    )
+    assert stored.metadata == {"name": name}
+    stat = store.stat("k.jpg")
+    assert stat is not None and stat.metadata == {"name": name}
+    # Stored as encoded words (an ASCII value that looks like one is encoded too).
+    sent = raw.head_object(Bucket=bucket.bucket_name, Key="k.jpg")["Metadata"]["name"]
+    assert sent.isascii() and sent.startswith("=?UTF-8?B?")
     bucket.destroy()

@@ -133,21 +133,56 @@ def test_replay_sends_the_same_event_again(stream: S3FileChangeStream) -> None:
     assert _count(stream) == 0
 
 
-def test_long_polling_no_busy_loop(stream: S3FileChangeStream) -> None:
+def test_idle_pulls_share_one_20s_long_poll(stream: S3FileChangeStream) -> None:
     source = stream.source()
-    _pull(source, wanted=99, timeout=0.1)  # drain the test event
     spy = Spy(source)
+    _pull(source, wanted=99, timeout=1)  # the s3:TestEvent S3 sent first is skipped
     started = time.monotonic()
-    while time.monotonic() - started < 3:
+    while time.monotonic() - started < 4:
+        began = time.monotonic()
         assert source.pull(max_messages=10, timeout=0.5) == []
+        assert time.monotonic() - began < 1.5  # pull keeps its own timeout: a worker can stop
     receives = spy.named("receive_message")
-    assert all(1 <= r["WaitTimeSeconds"] <= 20 for r in receives)
-    assert len(receives) <= 4  # about one request a second, not a busy loop
+    assert all(r["WaitTimeSeconds"] == 20 for r in receives)
+    assert len(receives) <= 2  # one long poll in flight, not one request a second
+    _put(stream, "uploads/wake.jpg")  # answers the long poll in flight at once
+    began = time.monotonic()
+    (delivery,) = _pull(source, timeout=10)
+    assert time.monotonic() - began < 3
+    assert spy.named("receive_message")[-1]["MaxNumberOfMessages"] == 10
     spy.calls.clear()
-    _put(stream, "uploads/wake.jpg")  # answers the long poll at once
-    assert source.pull(max_messages=50, timeout=60)
-    (receive,) = spy.named("receive_message")
-    assert receive["WaitTimeSeconds"] == 20 and receive["MaxNumberOfMessages"] == 10
+    source.ack([delivery.ack_id])
+    (delete,) = spy.named("delete_message_batch")
+    assert len(delete["Entries"]) == 1 and _count(stream) == 0
+
+
+def test_a_message_received_after_close_is_handed_back(stream: S3FileChangeStream) -> None:
+    closing = stream.source()
+    _pull(closing, wanted=99, timeout=1)  # drains the test event; a long poll stays in flight
+    assert closing.pull(max_messages=10, timeout=0.2) == []
+    closing.close()
+    _put(stream, "uploads/late.jpg")  # the closed source's poll in flight receives it
+    began = time.monotonic()
+    other = stream.source()
+    (delivery,) = _pull(other, timeout=15)
+    # Handed back at once, not after the 60 s visibility timeout of that receive.
+    assert time.monotonic() - began < 10
+    assert delivery.event.file_path == "uploads/late.jpg" and delivery.attempt == 2
+    other.ack([delivery.ack_id])
+    other.close()
+
+
+def test_acks_delete_ten_messages_per_call(stream: S3FileChangeStream) -> None:
+    source = stream.source()
+    for n in range(12):
+        _put(stream, f"uploads/many-{n}.jpg")
+    deliveries = _pull(source, wanted=12, timeout=20)
+    assert len(deliveries) == 12
+    spy = Spy(source)
+    done = source.stats().done or 0  # the s3:TestEvent was deleted too
+    source.ack([d.ack_id for d in deliveries])
+    assert [len(d["Entries"]) for d in spy.named("delete_message_batch")] == [10, 2]
+    assert _count(stream) == 0 and source.stats().done == done + 12
 
 
 def test_extend_keeps_the_message_leased(stream: S3FileChangeStream) -> None:
@@ -163,6 +198,44 @@ def test_extend_keeps_the_message_leased(stream: S3FileChangeStream) -> None:
     other = stream.source()
     assert other.pull(max_messages=10, timeout=1) == []  # still leased
     source.ack([delivery.ack_id])
+
+
+def test_extends_are_throttled_and_stay_within_12_hours(stream: S3FileChangeStream) -> None:
+    now = [0.0]
+    source = stream.source()
+    source.clock = lambda: now[0]
+    _put(stream, "uploads/long.jpg")
+    (delivery,) = _pull(source)
+    spy = Spy(source)
+    source.extend([delivery.ack_id], seconds=60)
+    assert spy.named("change_message_visibility_batch") == []  # the lease is still fresh
+    now[0] = 31  # half of the 60 s lease gone
+    source.extend([delivery.ack_id], seconds=60)
+    (renewed,) = spy.named("change_message_visibility_batch")
+    assert renewed["Entries"][0]["VisibilityTimeout"] == 60
+    # SQS refuses a visibility ending more than 12 hours after the receive.
+    now[0] = 30_000
+    source.extend([delivery.ack_id], seconds=43_200)
+    capped = spy.named("change_message_visibility_batch")[-1]
+    assert capped["Entries"][0]["VisibilityTimeout"] == 43_140 - 30_000
+    # Held 11 hours (a warehouse outage): handed back rather than extended past the limit.
+    now[0] = 39_600
+    source.extend([delivery.ack_id], seconds=60)
+    assert spy.named("change_message_visibility_batch")[-1]["Entries"][0]["VisibilityTimeout"] == 0
+    (again,) = _pull(stream.source())
+    assert again.event.event_id == delivery.event.event_id and again.attempt == 2
+    source.ack([delivery.ack_id])  # settled late by the first holder: ignored
+    assert spy.named("delete_message_batch") == []
+
+
+def test_retried_events_back_off_over_minutes_by_default(stream: S3FileChangeStream) -> None:
+    source = S3FileChangeStream(stream.s3_bucket, queue_name=stream.queue_name).source()
+    _put(stream, "uploads/flaky.jpg")
+    (delivery,) = _pull(source)
+    spy = Spy(source)
+    assert source.nack(delivery.ack_id, error="flaky", retryable=True) is False
+    (back,) = spy.named("change_message_visibility_batch")
+    assert back["Entries"][0]["VisibilityTimeout"] == 10  # then 20, 40, 80 s
 
 
 def test_retryable_nack_comes_back_after_a_growing_delay(stream: S3FileChangeStream) -> None:
@@ -223,7 +296,10 @@ def test_crashing_consumers_are_dead_lettered_by_the_redrive_policy(
     source = stream.source()
     source.lease_seconds = 1
     _put(stream, "uploads/crash.jpg")
-    for attempt in (1, 2, 3):  # received, never settled: the replica "crashed"
+    # Received, never settled: the replica "crashed". The 4th receive (max_attempts + 1)
+    # is the one on which the runtime records the failure; if even that one is never
+    # settled, SQS's redrive policy moves the message.
+    for attempt in (1, 2, 3, 4):
         (delivery,) = _pull(source)
         assert delivery.attempt == attempt
         time.sleep(1.1)
@@ -242,10 +318,10 @@ def test_several_records_test_events_and_other_prefixes(stream: S3FileChangeStre
     outside = json.loads(json.dumps(body["Records"][1]))
     outside["s3"]["object"]["key"] = "elsewhere/x.jpg"
     body["Records"].append(outside)
-    sqs.send_message(QueueUrl=_queue_url(stream), MessageBody=json.dumps(body))
     sqs.send_message(
         QueueUrl=_queue_url(stream), MessageBody=(FIXTURES / "s3_test_event.json").read_text()
     )
+    sqs.send_message(QueueUrl=_queue_url(stream), MessageBody=json.dumps(body))
     deliveries = _pull(source, wanted=2)
     # Of four records: two creations under the prefix; the removal and the outsider skipped.
     assert [d.event.file_path for d in deliveries] == [
@@ -270,7 +346,10 @@ def test_several_records_test_events_and_other_prefixes(stream: S3FileChangeStre
 def test_versioned_bucket_events_carry_version_ids(moto_server: str, names: dict[str, str]) -> None:
     """Real S3 puts ``versionId`` in records of a versioned bucket; moto's server omits it, so
     the records are sent as S3 would, for objects really stored with versions."""
-    bucket = S3Bucket(names["bucket"]).options(force_destroy=True, versioning=True)
+    # moto turns versioning on at once: no need to wait as on S3.
+    bucket = S3Bucket(names["bucket"]).options(
+        force_destroy=True, versioning=True, versioning_wait_seconds=0
+    )
     stream = S3FileChangeStream(s3_bucket=bucket, queue_name=names["queue"])
     bucket.apply()
     stream.apply()

@@ -23,6 +23,8 @@ SETTINGS = ("AWS_REGION", "S3_BUCKET_NAME", "SQS_QUEUE_NAME", "WAREHOUSE", "POST
 def clean(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in (*SETTINGS, "AWS_DEFAULT_REGION", "SQS_VISIBILITY_TIMEOUT", "S3_FORCE_DESTROY"):
         monkeypatch.delenv(name, raising=False)
+    # No profile region either (it would be the default): whatever ~/.aws/config says.
+    monkeypatch.setenv("AWS_CONFIG_FILE", "/nonexistent/aws-config")
 
 
 def test_defaults_duckdb_and_logical_names() -> None:
@@ -34,6 +36,7 @@ def test_defaults_duckdb_and_logical_names() -> None:
     stream = stack.file_change_stream(bucket)
     assert isinstance(stream, S3FileChangeStream)
     assert stream.queue_name == "image-bucket-changes" and stream.lease_seconds == 60
+    assert stream.retry_delay_seconds == 10 and stream.max_attempts == 5
     table = stack.table(stack.dataset("image_classification"), "results")
     assert isinstance(table, DuckDBTable)
     assert table.failure_table.table_name == "results_failures"

@@ -15,11 +15,12 @@ import pytest
 
 from tests.tideflow.conftest import TEXTFLOW
 from tideflow import consumer
-from tideflow.exceptions import ConfigError
+from tideflow.exceptions import ConfigError, SinkUnavailableError
 from tideflow.io.duckdb import DuckDBDataset, DuckDBTable
 from tideflow.io.memory import MemoryFailures, MemorySink, MemorySource
 from tideflow.runtime.replica import ReplicaProcess, ReplicaSpec
 from tideflow.runtime.worker import ConsumerWorker
+from tideflow.types import Failure
 from tideflow.types.local import LocalFileChangeEvent
 
 Running = tuple[MemorySource, MemorySink, MemoryFailures]
@@ -299,6 +300,73 @@ def test_a_warehouse_outage_is_waited_out_with_backoff(
     waits = [b - a for a, b in itertools.pairwise(outage.attempts)]
     assert len(waits) >= 3 and waits[2] > waits[0] * 1.5, waits
     assert source.extended
+
+
+class RecordingSource(MemorySource):
+    """Notes which ids were extended and when each was dead-lettered."""
+
+    def __init__(self, *, max_attempts: int) -> None:
+        super().__init__(max_attempts=max_attempts)
+        self.extended: list[tuple[float, str]] = []
+        self.dead_at: dict[str, float] = {}
+
+    def extend(self, ack_ids: Sequence[str], *, seconds: float) -> None:
+        self.extended += [(time.monotonic(), ack_id) for ack_id in ack_ids]
+        super().extend(ack_ids, seconds=seconds)
+
+    def nack(self, ack_id: str, *, error: str, retryable: bool = True) -> bool:
+        dead = super().nack(ack_id, error=error, retryable=retryable)
+        if dead:
+            self.dead_at[ack_id] = time.monotonic()
+        return dead
+
+
+def test_leases_are_extended_while_a_write_waits() -> None:
+    """A write stuck for seconds (a lock, a dead connection) keeps its leases alive."""
+
+    class SlowSink(MemorySink):
+        def write(self, rows: Sequence[tuple[str, object]]) -> None:
+            self.began = time.monotonic()
+            time.sleep(5)
+            self.ended = time.monotonic()
+            super().write(rows)
+
+    source, sink, failures = RecordingSource(max_attempts=2), SlowSink(), MemoryFailures()
+    stop = threading.Event()
+    worker = _start_worker(source, sink, failures, stop)
+    try:
+        ack_id = source.publish(_event("a.txt"))
+        _wait(lambda: source.acked == [ack_id])
+    finally:
+        stop.set()
+        worker.join(15)
+    during = [at for at, i in source.extended if i == ack_id and sink.began < at < sink.ended]
+    assert len(during) >= 2  # every 2 s while the write ran
+
+
+def test_a_failure_during_a_warehouse_outage_is_recorded_after_it() -> None:
+    """An event fails for good while the failure log cannot be written: the worker waits
+    for the warehouse, records the failure, and only then dead-letters the event."""
+    back_at = time.monotonic() + 3
+
+    class DownFailures(MemoryFailures):
+        def record(self, event: LocalFileChangeEvent, *, error: str, attempts: int) -> Failure:
+            if time.monotonic() < back_at:
+                raise SinkUnavailableError("the warehouse is down")
+            return super().record(event, error=error, attempts=attempts)
+
+    source, sink, failures = RecordingSource(max_attempts=1), MemorySink(), DownFailures()
+    stop = threading.Event()
+    worker = _start_worker(source, sink, failures, stop)
+    try:
+        ack_id = source.publish(_event("bad.txt"))
+        _wait(lambda: ack_id in source.dead_at)
+    finally:
+        stop.set()
+        worker.join(15)
+    (failure,) = failures.recorded
+    assert "cannot digest bad.txt" in failure.error
+    assert source.dead_at[ack_id] >= back_at  # never dead-lettered without its record
 
 
 def test_num_concurrency_is_at_least_one() -> None:

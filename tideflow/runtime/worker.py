@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, Protocol, TypeVar
 
 from tideflow.exceptions import (
@@ -15,7 +16,6 @@ from tideflow.exceptions import (
     SinkUnavailableError,
     SourceError,
     SourceUnavailableError,
-    TideflowError,
 )
 from tideflow.io.strategies import Sink, Source
 from tideflow.runtime import metrics
@@ -27,6 +27,9 @@ logger = logging.getLogger("tideflow.consumer")
 # Backoff of writes while the warehouse is unavailable: 0.5 s, doubling, at most 30 s.
 SINK_RETRY_FIRST_SECONDS = 0.5
 SINK_RETRY_MAX_SECONDS = 30.0
+# How often leases are extended while a write runs (sources renew only once half a lease
+# has passed, so this costs no call per beat).
+LEASE_HEARTBEAT_SECONDS = 2.0
 # Backoff of acks and nacks while the source cannot take them (the local journal's disk is
 # full): 0.5 s, doubling, at most 5 s, so the worker resumes soon after space is freed.
 SOURCE_RETRY_FIRST_SECONDS = 0.5
@@ -246,44 +249,63 @@ class ConsumerWorker(threading.Thread):
                 delay = min(delay * 2, most)
 
     def _write(self, rows: list[tuple[str, Any]], *, ack_ids: list[str]) -> SinkError | None:
-        """Write the batch's rows; the error, when the sink refused some or all of them.
+        """Write the batch's rows; the error, when the sink refused some or all of them."""
+        return self._stored(lambda: self.sink.write(rows), ack_ids=ack_ids)
 
-        While the warehouse is unavailable (``SinkUnavailableError``: I/O, connection) the
-        write is retried with exponential backoff, the batch's leases extended, for as long
-        as it takes: an outage burns no delivery attempt and dead-letters nothing. Only a
-        stop hands the batch back (as one failed attempt).
+    def _stored(self, store: Callable[[], object], *, ack_ids: list[str]) -> SinkError | None:
+        """Run ``store`` (a write to the warehouse); the error when it failed.
+
+        The deliveries' leases are extended from a timer all along: a write can wait on
+        a lock or a dead connection for long. While the warehouse is unavailable
+        (``SinkUnavailableError``: I/O, connection, failover) the write is retried with
+        exponential backoff for as long as it takes: an outage burns no delivery attempt
+        and dead-letters nothing. Only a stop gives up (the error is returned).
         """
+        with self._leases_kept(ack_ids):
+            try:
+                self._with_backoff(
+                    "the warehouse is unavailable",
+                    store,
+                    SinkUnavailableError,
+                    first=SINK_RETRY_FIRST_SECONDS,
+                    most=SINK_RETRY_MAX_SECONDS,
+                    between=lambda: metrics.SINK_RETRIES.labels(self._consumer).inc(),
+                )
+            except SinkUnavailableError as exc:  # stopping: the batch goes back
+                return exc
+            except SinkError as exc:
+                logger.error("%s: %s", self._consumer, exc)
+                return exc
+            except Exception as exc:
+                logger.exception("%s: writing rows failed", self._consumer)
+                return SinkError(f"writing rows failed: {type(exc).__name__}: {exc}")
+            return None
 
-        def before_retry() -> None:
-            metrics.SINK_RETRIES.labels(self._consumer).inc()
-            self._tolerate("extend", self.source.extend, ack_ids, seconds=self.lease_seconds)
+    @contextlib.contextmanager
+    def _leases_kept(self, ack_ids: list[str]) -> Iterator[None]:
+        """Extend the leases of ``ack_ids`` every few seconds while the block runs. (An
+        extend still running when the block ends is harmless: sources skip settled ids.)"""
+        done = threading.Event()
 
+        def beat() -> None:
+            while not done.wait(LEASE_HEARTBEAT_SECONDS):
+                self._tolerate("extend", self.source.extend, ack_ids, seconds=self.lease_seconds)
+
+        threading.Thread(target=beat, name=f"{self.name}-leases", daemon=True).start()
         try:
-            self._with_backoff(
-                "the warehouse is unavailable",
-                lambda: self.sink.write(rows),
-                SinkUnavailableError,
-                first=SINK_RETRY_FIRST_SECONDS,
-                most=SINK_RETRY_MAX_SECONDS,
-                between=before_retry,
-            )
-        except SinkUnavailableError as exc:  # stopping: the batch goes back
-            return exc
-        except SinkError as exc:
-            logger.error("%s: %s", self._consumer, exc)
-            return exc
-        except Exception as exc:
-            logger.exception("%s: writing rows failed", self._consumer)
-            return SinkError(f"writing rows failed: {type(exc).__name__}: {exc}")
-        return None
+            yield
+        finally:
+            done.set()
 
     def _nack(self, delivery: Delivery, error: str, *, retryable: bool) -> None:
         metrics.EVENTS_FAILED.labels(self._consumer).inc()
         # Record a final failure before the nack: a crash in between then redelivers the
         # event past its attempts (dead-lettered and recorded again), never loses the record.
         final = not retryable or delivery.attempt >= self.source.max_attempts
-        if final:
-            self._record(delivery, error)
+        if final and not self._record(delivery, error):
+            # Stopped while the warehouse was down: no dead letter without its record. Its
+            # lease runs out (or shutdown hands it back) and a later delivery decides it.
+            return
         try:
             dead = self._until_taken(
                 "nacks",
@@ -297,16 +319,22 @@ class ConsumerWorker(threading.Thread):
         if dead:
             self.events_done += 1
 
-    def _record(self, delivery: Delivery, error: str) -> None:
-        try:
-            self.failures.record(delivery.event, error=error, attempts=delivery.attempt)
-        except TideflowError as exc:
-            logger.error(
-                "%s: could not record the failure of %s: %s",
-                self._consumer,
-                delivery.event.event_id,
-                exc,
-            )
+    def _record(self, delivery: Delivery, error: str) -> bool:
+        """Record a final failure, waiting out a warehouse outage as writes do; False
+        when a stop came first."""
+        problem = self._stored(
+            lambda: self.failures.record(delivery.event, error=error, attempts=delivery.attempt),
+            ack_ids=[delivery.ack_id],
+        )
+        if problem is None:
+            return True
+        logger.error(
+            "%s: could not record the failure of %s: %s",
+            self._consumer,
+            delivery.event.event_id,
+            problem,
+        )
+        return not isinstance(problem, SinkUnavailableError)
 
     def _tolerate(self, what: str, call: Callable[..., None], *args: Any, **kwargs: Any) -> None:
         """Run a source call whose failure only delays things: the lease runs out, the

@@ -2,7 +2,8 @@
 
 Settings (read from the environment, as boto3 reads them): credentials the usual way
 (``aws configure``, ``AWS_ACCESS_KEY_ID``/``AWS_SECRET_ACCESS_KEY``, ``AWS_PROFILE``, an
-instance role); ``AWS_REGION`` (default ``us-east-1``); ``AWS_ENDPOINT_URL`` (or
+instance role); ``AWS_REGION`` (else the profile's region that ``aws configure`` wrote,
+else ``us-east-1``); ``AWS_ENDPOINT_URL`` (or
 ``AWS_ENDPOINT_URL_S3``/``AWS_ENDPOINT_URL_SQS``) to talk to an emulator such as moto.
 boto3 clients are thread-safe and shared; resources (``s3.Bucket``) are not, so each
 caller gets its own. Clients are never pickled: primitives drop them when they travel to
@@ -36,6 +37,7 @@ def resolve_region(region: str | None = None) -> str:
         region
         or os.environ.get("AWS_REGION")
         or os.environ.get("AWS_DEFAULT_REGION")
+        or boto3.session.Session().region_name  # AWS_PROFILE's or the default profile's
         or DEFAULT_REGION
     )
 

@@ -29,6 +29,10 @@ _BAD_CREDENTIALS = {
     "ExpiredToken",
     "ExpiredTokenException",
 }
+_KMS_HELP = (
+    "kms:Decrypt (reads) and kms:GenerateDataKey (writes) on the bucket's KMS key (its "
+    "default encryption is SSE-KMS)"
+)
 _THROTTLED = {"Throttling", "ThrottlingException", "SlowDown", "RequestThrottled"}
 
 
@@ -61,6 +65,9 @@ def translate(
     if isinstance(exc, boto_exceptions.NoRegionError):
         return ConfigError(f"no AWS region to {action} {resource}; set AWS_REGION")
     if code in _DENIED:
+        if "kms:" in str(exc).lower():
+            # A bucket encrypted with SSE-KMS: S3 answers AccessDenied for the key's use.
+            permission = _KMS_HELP
         needed = f"; the caller needs the IAM action {permission}" if permission else ""
         return error(f"access denied to {action} {resource}{needed} ({one_line(str(exc))})")
     if code in _BAD_CREDENTIALS:

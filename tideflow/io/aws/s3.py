@@ -1,7 +1,7 @@
 """An S3 bucket as a primitive, its portable ``ObjectStore``, and the reader events use.
 
 ``S3Bucket(bucket_name, region=None).options(force_destroy=True, versioning=False)``.
-``client()`` is a boto3 ``s3.Bucket`` resource, so the BuildFlow tutorial's
+``client()`` is a boto3 ``s3.Bucket`` resource (one per thread), so the BuildFlow tutorial's
 ``bucket_dep.bucket.put_object(Key=..., Body=...)`` / ``upload_fileobj`` work unchanged;
 ``objects()`` is the ``ObjectStore`` the app uses on every stack.
 
@@ -9,7 +9,14 @@ Settings: ``region`` (else ``AWS_REGION``, default ``us-east-1``), credentials a
 ``AWS_ENDPOINT_URL`` as described in ``tideflow.io.aws.clients``. Options:
 ``force_destroy`` (default False: destroy removes only an empty bucket; True deletes every
 object version and delete marker first), ``versioning`` (default False; True turns on
-S3 versioning at apply, and events then carry version ids instead of ETags).
+S3 versioning at apply, and events then carry version ids instead of ETags),
+``versioning_wait_seconds`` (default 900: after turning versioning on, apply waits this
+long, as S3 asks, since reads of objects written while the change spreads can fail as
+missing; 0 for a bucket nothing uses yet). ``plan`` refuses a bucket that is in another
+region than ``region`` (S3 notifies queues of its own region only).
+
+User metadata may hold any text: values that are not ASCII travel as RFC 2047 encoded
+words, as S3 documents (``tideflow.io.aws.metadata``), and are decoded on read.
 
 Object versions: a versioned bucket's version is the object's ``VersionId``; otherwise it
 is the ETag without quotes, which ``put`` returns, so an upload knows the id of the event
@@ -24,13 +31,17 @@ returns, reads see the object and S3 sends its ``ObjectCreated`` notification at
 from __future__ import annotations
 
 import datetime
+import logging
 import re
+import threading
+import time
 from collections.abc import Iterator, Mapping
 from typing import IO, Any
 
 from tideflow.exceptions import ObjectNotFoundError, ObjectSupersededError, PrimitiveError
 from tideflow.io.aws import clients
-from tideflow.io.aws.errors import error_code, translated
+from tideflow.io.aws.errors import error_code, one_line, translated
+from tideflow.io.aws.metadata import decode_metadata, encode_metadata
 from tideflow.io.primitive import BucketPrimitive, PlanAction, PlanStep
 from tideflow.io.strategies import ObjectStore, StoredObject
 from tideflow.types.aws import HASHED_PREFIX, decode_version, s3_version
@@ -38,6 +49,10 @@ from tideflow.types.aws import HASHED_PREFIX, decode_version, s3_version
 _ETAG = re.compile(r"[0-9a-f]{32}(-[0-9]+)?")
 _BUCKET_NAME = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
 _NOT_FOUND = {"404", "NoSuchKey", "NoSuchVersion", "NotFound", "NoSuchBucket"}
+# S3 asks to wait 15 minutes after turning versioning on: until the change has spread,
+# reads of objects written meanwhile can answer 404 (PutBucketVersioning).
+VERSIONING_WAIT_SECONDS = 900
+logger = logging.getLogger("tideflow.aws")
 
 
 class S3Bucket(BucketPrimitive):
@@ -53,11 +68,16 @@ class S3Bucket(BucketPrimitive):
         self.region = clients.resolve_region(region)
         self.force_destroy = False
         self.versioning = False
+        self.versioning_wait_seconds: float = VERSIONING_WAIT_SECONDS
 
     def _option_names(self) -> frozenset[str]:
-        return frozenset({"force_destroy", "versioning"})
+        return frozenset({"force_destroy", "versioning", "versioning_wait_seconds"})
 
     def _check_option(self, name: str, value: Any) -> str | None:
+        if name == "versioning_wait_seconds":
+            if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+                return "must be a number of seconds (0 or more)"
+            return None
         if not isinstance(value, bool):
             return "must be True or False"
         return None
@@ -71,14 +91,28 @@ class S3Bucket(BucketPrimitive):
         return clients.client("s3", self.region)
 
     def client(self) -> Any:
-        """A boto3 ``s3.Bucket`` resource (no API call until it is used)."""
-        return clients.s3_resource(self.region).Bucket(self.bucket_name)
+        """A boto3 ``s3.Bucket`` resource for each thread that uses it (no API call until
+        it is used): a PROCESS-scoped dependency is shared by request threads, and boto3
+        resources are not thread-safe."""
+        return _BucketPerThread(self)
 
     def objects(self) -> S3ObjectStore:
         return S3ObjectStore(self)
 
     def read_bytes(self, key: str, *, version: str | None = None) -> bytes:
         return self.objects().get(key, version=version)
+
+    def location(self) -> str:
+        """The region the bucket is in."""
+        with translated(
+            resource=self.resource,
+            action="read the region of",
+            error=PrimitiveError,
+            permission="s3:GetBucketLocation",
+        ):
+            found = self.s3().get_bucket_location(Bucket=self.bucket_name).get("LocationConstraint")
+        # us-east-1 answers no constraint; "EU" is the legacy name of eu-west-1.
+        return {None: "us-east-1", "": "us-east-1", "EU": "eu-west-1"}.get(found, found)
 
     def is_versioned(self) -> bool:
         with translated(
@@ -117,12 +151,35 @@ class S3Bucket(BucketPrimitive):
         return True
 
     def plan(self) -> PlanStep:
+        wait = self._versioning_wait_note()
         if not self.exists():
-            extra = ", versioning on" if self.versioning else ""
+            extra = f", versioning on{wait}" if self.versioning else ""
             return self.step(PlanAction.CREATE, f"region {self.region}{extra}")
+        actual = self.location()
+        if actual != self.region:
+            raise PrimitiveError(
+                f"{self.resource} is in region {actual}, not {self.region}: set "
+                f"AWS_REGION={actual} (S3 sends notifications only to queues in the bucket's "
+                "region)"
+            )
         if self.versioning and not self.is_versioned():
-            return self.step(PlanAction.UPDATE, "turn versioning on")
+            return self.step(PlanAction.UPDATE, f"turn versioning on{wait}")
         return self.step(PlanAction.NO_CHANGE, f"region {self.region}")
+
+    def _versioning_wait_note(self) -> str:
+        seconds = self.versioning_wait_seconds
+        return f", then wait {seconds / 60:g} min as S3 asks" if seconds else ""
+
+    def _wait_for_versioning(self) -> None:
+        if not self.versioning_wait_seconds:
+            return
+        logger.warning(
+            "%s: versioning turned on; waiting %g min before it is used, as S3 asks (reads "
+            "of objects written meanwhile can fail as missing)",
+            self.resource,
+            self.versioning_wait_seconds / 60,
+        )
+        time.sleep(self.versioning_wait_seconds)
 
     def plan_destroy(self) -> PlanStep:
         if not self.exists():
@@ -164,6 +221,7 @@ class S3Bucket(BucketPrimitive):
                 self.s3().put_bucket_versioning(
                     Bucket=self.bucket_name, VersioningConfiguration={"Status": "Enabled"}
                 )
+            self._wait_for_versioning()
         return step
 
     def destroy(self) -> PlanStep:
@@ -208,10 +266,38 @@ class S3Bucket(BucketPrimitive):
                     {"Key": v["Key"], "VersionId": v["VersionId"]}
                     for v in (*page.get("Versions", []), *page.get("DeleteMarkers", []))
                 ]
-                if doomed:
-                    self.s3().delete_objects(
-                        Bucket=self.bucket_name, Delete={"Objects": doomed, "Quiet": True}
+                if not doomed:
+                    continue
+                answer = self.s3().delete_objects(
+                    Bucket=self.bucket_name, Delete={"Objects": doomed, "Quiet": True}
+                )
+                # Quiet mode lists only the keys S3 did not delete (object lock, denied).
+                if refused := answer.get("Errors"):
+                    first = refused[0]
+                    raise PrimitiveError(
+                        f"cannot empty {self.resource}: S3 refused to delete {len(refused)} "
+                        f"object version(s), e.g. {first.get('Key')!r} version "
+                        f"{first.get('VersionId')}: {first.get('Code')}: "
+                        f"{one_line(str(first.get('Message', '')))}"
                     )
+
+
+class _BucketPerThread:
+    """Behaves as a boto3 ``s3.Bucket``: each thread gets its own resource on first use."""
+
+    def __init__(self, bucket: S3Bucket) -> None:
+        self._bucket = bucket
+        self._local = threading.local()
+
+    def __getattr__(self, name: str) -> Any:
+        resource = getattr(self._local, "resource", None)
+        if resource is None:
+            resource = clients.s3_resource(self._bucket.region).Bucket(self._bucket.bucket_name)
+            self._local.resource = resource
+        return getattr(resource, name)
+
+    def __repr__(self) -> str:
+        return f"s3.Bucket(name={self._bucket.bucket_name!r}), one per thread"
 
 
 def _version_of(response: Mapping[str, Any]) -> str:
@@ -251,7 +337,7 @@ class S3ObjectStore(ObjectStore):
                 Key=key,
                 Body=body,
                 ContentType=content_type,
-                Metadata=dict(metadata or {}),
+                Metadata=encode_metadata(metadata or {}),
             )
         return StoredObject(
             key=key,
@@ -278,7 +364,7 @@ class S3ObjectStore(ObjectStore):
                     f"s3://{self.bucket_name}/{key} version {version} was superseded by "
                     f"version {newer}"
                 ) from exc
-            if code in _NOT_FOUND or code == "InvalidArgument":
+            if code in _NOT_FOUND:
                 raise ObjectNotFoundError(
                     f"no object {key!r}{which} in bucket {self.bucket_name}"
                 ) from exc
@@ -331,8 +417,17 @@ class S3ObjectStore(ObjectStore):
                 Bucket=self.bucket_name, Key=key, **self._version_args(key, version)
             )
         except Exception as exc:
-            if error_code(exc) in _NOT_FOUND | {"PreconditionFailed", "412", "400"}:
+            code = error_code(exc)
+            if code in _NOT_FOUND | {"PreconditionFailed", "412"}:
                 return None
+            if code in ("400", "BadRequest"):
+                # A HEAD answer has no body to say why: an SSE-C object read without its
+                # key, or a version id S3 does not take. Neither means "gone".
+                raise PrimitiveError(
+                    f"S3 refused to describe {self._where(key)}"
+                    f"{f' version {version}' if version else ''} (400 Bad Request: an object "
+                    "encrypted with a customer-provided key (SSE-C), or a bad version id)"
+                ) from exc
             with translated(
                 resource=self._where(key),
                 action="look up",
@@ -346,7 +441,7 @@ class S3ObjectStore(ObjectStore):
             size=int(head.get("ContentLength", 0)),
             updated=head["LastModified"],
             content_type=head.get("ContentType"),
-            metadata=dict(head.get("Metadata") or {}),
+            metadata=decode_metadata(head.get("Metadata") or {}),
         )
 
     def list(self, *, prefix: str = "") -> Iterator[StoredObject]:

@@ -2,24 +2,35 @@
 
 Delivery guarantees:
 
-- ``pull`` long-polls (``WaitTimeSeconds`` = the caller's timeout rounded up, 1 to 20 s:
-  an idle consumer makes at most one request per second and worker, never a busy loop).
-  A received message is invisible to other consumers for the queue's visibility timeout
-  (``lease_seconds``), which ``extend`` pushes back (``ChangeMessageVisibility``) while a
-  replica works.
+- Receiving long-polls for 20 s (SQS's most; every empty receive is billed), in
+  background threads, one request at a time for each caller of ``pull`` that is waiting:
+  ``pull`` itself returns after its own ``timeout`` with what arrived, so a worker stays
+  free to stop, and an idle worker costs about three receives a minute. A message that
+  arrives after its caller gave up waits for the next ``pull``; at ``close`` (and in
+  ``release_all``) such messages are handed back at once. (A poll still open when the
+  process exits can take a message SQS sends it then: that message comes back after the
+  visibility timeout, one receive more.)
+- A received message is invisible to other consumers for the queue's visibility timeout
+  (``lease_seconds``), which ``extend`` pushes back (``ChangeMessageVisibility``, only
+  once half of the lease has passed, so a frequent heartbeat costs one call per half
+  lease). SQS keeps a message invisible for at most 12 hours after it was received: a
+  message held for 11 hours (a warehouse outage that long) is handed back instead, and
+  comes again as one more receive.
 - One SQS message can hold several S3 records: each becomes a delivery, and the message
-  is settled once all of its records are. It is deleted only after every record was
-  acked (the sink committed) or dead-lettered; if any record failed retryably, the whole
-  message comes back after a growing delay (``retry_delay_seconds`` * 2^(attempt-1),
-  at most 15 minutes) by setting its visibility, and its acked records write nothing
-  the second time (rows are idempotent on the object identity).
+  is settled once all of its records are. It is deleted (``DeleteMessageBatch``, ten at a
+  time) only after every record was acked (the sink committed) or dead-lettered; if any
+  record failed retryably, the whole message comes back after a growing delay
+  (``retry_delay_seconds`` * 2^(attempt-1), at most 15 minutes) by setting its
+  visibility, and its acked records write nothing the second time (rows are idempotent on
+  the object identity).
 - A retryable ``nack`` once the message was received ``max_attempts`` times (SQS's
   ``ApproximateReceiveCount``), or a non-retryable one, sends that record at once to the
   dead-letter queue with the reason (message attributes ``tideflow_error``,
   ``tideflow_attempts``) and returns True. A crash between the send and the delete can
   leave a duplicate dead letter, never a lost one. The queue's redrive policy
-  (``maxReceiveCount`` = ``max_attempts``) moves messages no consumer ever finished
-  (crash loops, timeouts); their dead letters read "delivery attempts exhausted".
+  (``maxReceiveCount`` = ``max_attempts`` + 1) moves messages no consumer ever finished
+  even on that extra receive (crash loops, timeouts); their dead letters read "delivery
+  attempts exhausted". On the extra receive itself the runtime records the failure.
 - ``s3:TestEvent`` messages, records other than ``ObjectCreated:*`` and keys outside the
   stream's ``prefix`` are deleted unprocessed; a body that is not an S3 notification is
   dead-lettered at once.
@@ -34,12 +45,14 @@ it, only CloudWatch's ``ApproximateAgeOfOldestMessage`` metric (alarm on that on
 from __future__ import annotations
 
 import builtins
+import collections
 import dataclasses
 import datetime
 import logging
 import math
 import threading
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from typing import Any
 
@@ -59,7 +72,11 @@ ATTEMPTS_ATTRIBUTE = "tideflow_attempts"
 SOURCE_MESSAGE_ATTRIBUTE = "tideflow_source_message_id"
 MAX_WAIT_SECONDS = 20
 MAX_DELAY_SECONDS = 900
-MAX_VISIBILITY_SECONDS = 43_200
+# SQS refuses a visibility that ends more than 12 hours after the receive; a minute of
+# room for clocks, and a message held 11 hours is handed back rather than lost to it.
+MAX_VISIBILITY_SECONDS = 43_200 - 60
+HAND_BACK_AFTER_SECONDS = 39_600
+_POLL_ERROR_PAUSE_SECONDS = 1.0
 _MAX_ERROR_CHARS = 1000
 _EXHAUSTED = "delivery attempts exhausted: the consumer never finished it (crash or timeout)"
 
@@ -72,7 +89,15 @@ class _Leased:
     receipt: str
     receive_count: int
     pending: set[int]
+    received_at: float  # clock() at the receive: SQS's 12 hours count from it
+    visible_at: float  # when its visibility timeout runs out, as last set
     retry: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
+class _Received:
+    message: dict[str, Any]
+    at: float  # clock() at the receive
 
 
 class SQSSource(Source):
@@ -87,8 +112,9 @@ class SQSSource(Source):
         reader: ObjectReader | None,
         max_attempts: int = 5,
         lease_seconds: float = 60.0,
-        retry_delay_seconds: float = 2.0,
+        retry_delay_seconds: float = 10.0,
         prefix: str = "",
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.queue_name = queue_name
         self.dead_letter_queue_name = dead_letter_queue_name
@@ -98,11 +124,22 @@ class SQSSource(Source):
         self.lease_seconds = lease_seconds
         self.retry_delay_seconds = retry_delay_seconds
         self.prefix = prefix
+        self.clock = clock  # for leases' ages (the 12-hour limit)
         self._lock = threading.Lock()
         self._leased: dict[str, _Leased] = {}
         self._records: dict[str, dict[str, Any]] = {}
         self._urls: dict[str, str] = {}
         self._done = 0
+        # The background receives: callers waiting in pull, receives in flight, poller
+        # threads, and what arrived that no caller has taken yet.
+        self._arrived = threading.Condition()
+        self._ready: collections.deque[_Received] = collections.deque()
+        self._waiting = 0
+        self._polling = 0
+        self._pollers = 0
+        self._wanted = 1
+        self._poll_error: SourceError | None = None
+        self._closed = False
 
     def sqs(self) -> Any:
         return clients.client("sqs", self.region)
@@ -122,25 +159,106 @@ class SQSSource(Source):
                 self._urls[name] = self.sqs().get_queue_url(QueueName=name)["QueueUrl"]
         return self._urls[name]
 
-    # -- delivery --------------------------------------------------------------------------
+    # -- receiving -------------------------------------------------------------------------
 
     def pull(self, *, max_messages: int, timeout: float) -> list[Delivery]:
-        wait = min(MAX_WAIT_SECONDS, max(1, math.ceil(timeout)))
+        deliveries: list[Delivery] = []
+        for received in self._take(max(1, min(10, max_messages)), timeout):
+            deliveries.extend(self._deliveries(received))
+        # Leases half gone while the messages waited are renewed before a replica starts.
+        self.extend([d.ack_id for d in deliveries], seconds=self.lease_seconds)
+        return deliveries
+
+    def _take(self, wanted: int, timeout: float) -> list[_Received]:
+        """Up to ``wanted`` received messages, waiting up to ``timeout`` for the first."""
+        deadline = time.monotonic() + timeout
+        with self._arrived:
+            self._waiting += 1
+            self._wanted = wanted
+            try:
+                while not self._ready:
+                    if self._poll_error is not None:
+                        error, self._poll_error = self._poll_error, None
+                        raise error
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0 or self._closed:
+                        return []
+                    if self._pollers < self._waiting:
+                        self._pollers += 1
+                        threading.Thread(
+                            target=self._poll_forever, name="tideflow-sqs-receive", daemon=True
+                        ).start()
+                    self._arrived.notify_all()
+                    self._arrived.wait(remaining)
+                return [self._ready.popleft() for _ in range(min(wanted, len(self._ready)))]
+            finally:
+                self._waiting -= 1
+
+    def _poll_forever(self) -> None:
+        """Long-poll whenever more callers wait than receives are in flight or ready."""
+        while True:
+            with self._arrived:
+                while not self._closed and self._waiting <= self._polling + len(self._ready):
+                    self._arrived.wait()
+                if self._closed:
+                    self._pollers -= 1
+                    return
+                self._polling += 1
+                wanted = self._wanted
+            error: SourceError | None = None
+            messages: list[dict[str, Any]] = []
+            try:
+                messages = self._receive(wanted)
+            except SourceError as exc:
+                error = exc
+            except Exception as exc:  # a bug must not silently end the receiving
+                logger.exception("receiving from SQS queue %s failed", self.queue_name)
+                error = SourceError(f"cannot receive from SQS queue {self.queue_name}: {exc}")
+            now = self.clock()
+            with self._arrived:
+                self._polling -= 1
+                closed = self._closed
+                if not closed:
+                    self._ready.extend(_Received(m, now) for m in messages)
+                if error is not None:
+                    self._poll_error = error
+                self._arrived.notify_all()
+                if error is not None and not closed:
+                    self._arrived.wait(_POLL_ERROR_PAUSE_SECONDS)
+            if closed and messages:
+                self._hand_back_now([str(m["ReceiptHandle"]) for m in messages])
+
+    def _receive(self, wanted: int) -> list[dict[str, Any]]:
         with self._translated("receive from", "sqs:ReceiveMessage"):
             response = self.sqs().receive_message(
                 QueueUrl=self.queue_url(),
-                MaxNumberOfMessages=max(1, min(10, max_messages)),
-                WaitTimeSeconds=wait,
+                MaxNumberOfMessages=wanted,
+                WaitTimeSeconds=MAX_WAIT_SECONDS,
                 VisibilityTimeout=int(self.lease_seconds),
                 MessageSystemAttributeNames=["ApproximateReceiveCount", "SentTimestamp"],
                 MessageAttributeNames=["All"],
             )
-        deliveries: list[Delivery] = []
-        for message in response.get("Messages", []):
-            deliveries.extend(self._deliveries(message))
-        return deliveries
+        return list(response.get("Messages", []))
 
-    def _deliveries(self, message: dict[str, Any]) -> list[Delivery]:
+    def _hand_back_now(self, receipts: list[str]) -> None:
+        try:
+            self._set_visibility(receipts, 0)
+        except SourceError as exc:  # their visibility timeout runs out by itself
+            logger.warning("could not hand back %d message(s): %s", len(receipts), exc)
+
+    def close(self) -> None:
+        with self._arrived:
+            self._closed = True
+            unclaimed = [str(r.message["ReceiptHandle"]) for r in self._ready]
+            self._ready.clear()
+            self._arrived.notify_all()
+        if unclaimed:
+            self._hand_back_now(unclaimed)
+
+    # -- delivery --------------------------------------------------------------------------
+
+    def _deliveries(self, received: _Received) -> list[Delivery]:
+        message = received.message
         message_id = str(message["MessageId"])
         receipt = str(message["ReceiptHandle"])
         count = int(message.get("Attributes", {}).get("ApproximateReceiveCount", "1"))
@@ -153,15 +271,20 @@ class SQSSource(Source):
         except MalformedEventError as exc:
             logger.error("SQS message %s is dead-lettered: %s", message_id, exc)
             self._send_dead_letter(message_id, message.get("Body", ""), str(exc), count)
-            self._delete(receipt)
+            self._delete([receipt])
             return []
         wanted = [(i, record, self._described(e)) for i, record, e in events if e is not None]
         if not wanted:  # s3:TestEvent, other event types, keys outside the prefix
-            self._delete(receipt)
+            self._delete([receipt])
             return []
         with self._lock:
             self._leased[message_id] = _Leased(
-                message_id, receipt, count, pending={i for i, _, _ in wanted}
+                message_id,
+                receipt,
+                count,
+                pending={i for i, _, _ in wanted},
+                received_at=received.at,
+                visible_at=received.at + self.lease_seconds,
             )
             for i, record, _ in wanted:
                 self._records[f"{message_id}#{i}"] = record
@@ -203,18 +326,22 @@ class SQSSource(Source):
                 del self._leased[message_id]
             return leased, finished
 
-    def _finish(self, leased: _Leased) -> None:
-        if leased.retry:
-            delay = self.retry_delay_seconds * 2 ** max(0, leased.receive_count - 1)
-            self._set_visibility([leased.receipt], min(MAX_DELAY_SECONDS, math.ceil(delay)))
-        else:
-            self._delete(leased.receipt)
+    def _retry_later(self, leased: _Leased) -> None:
+        delay = self.retry_delay_seconds * 2 ** max(0, leased.receive_count - 1)
+        room = MAX_VISIBILITY_SECONDS - (self.clock() - leased.received_at)
+        seconds = max(0, min(MAX_DELAY_SECONDS, math.ceil(delay), math.floor(room)))
+        self._set_visibility([leased.receipt], seconds)
 
     def ack(self, ack_ids: Sequence[str]) -> None:
-        for ack_id in ack_ids:
-            leased, finished = self._settle(ack_id, retry=False)
-            if leased is not None and finished:
-                self._finish(leased)
+        finished = [
+            leased
+            for leased, done in (self._settle(ack_id, retry=False) for ack_id in ack_ids)
+            if leased is not None and done
+        ]
+        for leased in finished:
+            if leased.retry:
+                self._retry_later(leased)
+        self._delete([leased.receipt for leased in finished if not leased.retry])
 
     def nack(self, ack_id: str, *, error: str, retryable: bool = True) -> bool:
         with self._lock:
@@ -230,25 +357,56 @@ class SQSSource(Source):
             )
         settled, finished = self._settle(ack_id, retry=not dead)
         if settled is not None and finished:
-            self._finish(settled)
+            if settled.retry:
+                self._retry_later(settled)
+            else:
+                self._delete([settled.receipt])
         return dead
 
     def extend(self, ack_ids: Sequence[str], *, seconds: float) -> None:
+        lease = max(1, math.ceil(seconds))
+        now = self.clock()
+        due: dict[int, list[str]] = {}
+        too_old: list[_Leased] = []
         with self._lock:
-            receipts = {
-                leased.receipt
-                for leased in (self._leased.get(a.rpartition("#")[0]) for a in ack_ids)
-                if leased is not None
-            }
-        if receipts:
-            lease = max(1, min(MAX_VISIBILITY_SECONDS, math.ceil(seconds)))
-            self._set_visibility(sorted(receipts), lease)
+            wanted = {a.rpartition("#")[0] for a in ack_ids}
+            for leased in [self._leased[m] for m in wanted if m in self._leased]:
+                held = now - leased.received_at
+                if held >= HAND_BACK_AFTER_SECONDS:
+                    too_old.append(leased)
+                    continue
+                if leased.visible_at - now >= lease / 2:
+                    continue  # renewed only once half of the lease is gone
+                visible = min(lease, math.floor(MAX_VISIBILITY_SECONDS - held))
+                due.setdefault(visible, []).append(leased.receipt)
+                leased.visible_at = now + visible
+            for leased in too_old:
+                self._forget(leased)
+        for visible, receipts in due.items():
+            self._set_visibility(receipts, visible)
+        if too_old:
+            logger.warning(
+                "%d message(s) held for %d hours, near SQS's 12-hour limit, are handed back: "
+                "they will be received again",
+                len(too_old),
+                HAND_BACK_AFTER_SECONDS // 3600,
+            )
+            self._set_visibility([leased.receipt for leased in too_old], 0)
+
+    def _forget(self, leased: _Leased) -> None:
+        """Drop a message's lease and records (the caller holds ``_lock``)."""
+        self._leased.pop(leased.message_id, None)
+        for index in leased.pending:
+            self._records.pop(f"{leased.message_id}#{index}", None)
 
     def release_all(self) -> int:
         with self._lock:
             receipts = [leased.receipt for leased in self._leased.values()]
             self._leased.clear()
             self._records.clear()
+        with self._arrived:
+            receipts += [str(r.message["ReceiptHandle"]) for r in self._ready]
+            self._ready.clear()
         if receipts:
             self._set_visibility(receipts, 0)
         return len(receipts)
@@ -268,11 +426,19 @@ class SQSSource(Source):
                 # Usually a receipt that expired: SQS redelivers that message anyway.
                 logger.warning("visibility change refused: %s", failed.get("Message", failed))
 
-    def _delete(self, receipt: str) -> None:
-        with self._translated("delete a message from", "sqs:DeleteMessage"):
-            self.sqs().delete_message(QueueUrl=self.queue_url(), ReceiptHandle=receipt)
-        with self._lock:
-            self._done += 1
+    def _delete(self, receipts: list[str]) -> None:
+        for start in range(0, len(receipts), 10):
+            chunk = receipts[start : start + 10]
+            with self._translated("delete messages from", "sqs:DeleteMessage"):
+                response = self.sqs().delete_message_batch(
+                    QueueUrl=self.queue_url(),
+                    Entries=[{"Id": str(i), "ReceiptHandle": r} for i, r in enumerate(chunk)],
+                )
+            for failed in response.get("Failed", []):
+                # A receipt that expired: the message comes back; its rows are written.
+                logger.warning("delete refused: %s", failed.get("Message", failed))
+            with self._lock:
+                self._done += len(response.get("Successful", []))
 
     def _send_dead_letter(self, message_id: str, body: str, error: str, attempts: int) -> None:
         with self._translated("send a dead letter to the DLQ of", "sqs:SendMessage"):

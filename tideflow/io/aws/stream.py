@@ -3,36 +3,47 @@
 ``S3FileChangeStream(s3_bucket=bucket)`` manages, in apply order:
 
 1. the dead-letter queue ``<queue>-dlq`` (messages kept 14 days);
-2. the queue ``<queue>``: visibility timeout ``lease_seconds``, long polling (20 s), a
-   redrive policy to the dead-letter queue after ``max_attempts`` receives, and a queue
-   policy that lets ``s3.amazonaws.com`` send messages from this bucket only
-   (``aws:SourceArn`` = the bucket, ``aws:SourceAccount`` = this account);
+2. the queue ``<queue>``: messages kept 14 days (SQS's most: an outage of the consumers
+   shorter than that loses nothing), visibility timeout ``lease_seconds``, long polling
+   (20 s), a redrive policy to the dead-letter queue after ``max_attempts`` + 1 receives
+   (the extra receive lets a consumer record the failure of an event whose attempts all
+   crashed before SQS moves it), and a queue policy that lets ``s3.amazonaws.com`` send
+   messages from this bucket only (``aws:SourceArn`` = the bucket, ``aws:SourceAccount`` =
+   this account);
 3. the bucket's notification configuration entry ``tideflow-<queue>``:
-   ``s3:ObjectCreated:*`` (under ``prefix`` when one is set) to the queue. Other entries of
-   the bucket's notification configuration are kept as they are.
+   ``s3:ObjectCreated:*`` (under ``prefix`` when one is set) to the queue. Everything else
+   in the bucket's notification configuration (other queues, topics, functions, the
+   EventBridge switch) is written back as it was read: S3 replaces the whole
+   configuration on every change. S3 then tests every destination; while a new queue
+   policy spreads (up to a minute) it answers "Unable to validate the following
+   destination configurations", so that change is tried again for up to 2 minutes.
 
 ``plan`` reads what exists and names each part's change; ``apply`` creates or updates
 what differs (a second apply changes nothing); ``destroy`` removes the notification entry
 and both queues. ``queue_name`` defaults to ``<bucket>-changes`` (dots become dashes).
 
-Options: ``max_attempts`` (default 5, 1 to 1000) receives before an event is
+Options: ``max_attempts`` (default 5, 1 to 999) receives before an event is
 dead-lettered; ``lease_seconds`` (default 60, 10 to 43200) visibility timeout, extended
-while a replica works; ``retry_delay_seconds`` (default 2) first delay of a retried event,
-doubled per attempt; ``prefix`` (default "": all keys) the keys whose events are delivered.
-Settings: region and endpoint as in ``tideflow.io.aws.clients``.
+while a replica works; ``retry_delay_seconds`` (default 10) first delay of a retried
+event, doubled per attempt up to 15 minutes (10, 20, 40, 80 s: a transient failure is
+retried over minutes, not seconds); ``prefix`` (default "": all keys) the keys whose
+events are delivered. Settings: region and endpoint as in ``tideflow.io.aws.clients``;
+ARNs use the caller's partition (``aws``, ``aws-cn``, ``aws-us-gov``).
 Delivery guarantees: see ``tideflow.io.aws.source``.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import re
-from collections.abc import Iterable
+import time
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from tideflow.exceptions import ConfigError, PrimitiveError
 from tideflow.io.aws import clients
-from tideflow.io.aws.errors import error_code, translated
+from tideflow.io.aws.errors import error_code, one_line, translated
 from tideflow.io.aws.notifications import created_record, record_body
 from tideflow.io.aws.s3 import S3Bucket
 from tideflow.io.aws.source import SQSDeadLetterQueue, SQSSource
@@ -41,7 +52,13 @@ from tideflow.io.strategies import StoredObject
 
 _QUEUE_NAME = re.compile(r"[A-Za-z0-9_-]{1,76}")
 _MISSING_QUEUE = {"AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist"}
-DLQ_RETENTION_SECONDS = 1_209_600
+# SQS's longest retention, for both queues; messages its redrive policy moves keep their
+# first enqueue time, so they have what is left of it in the dead-letter queue.
+RETENTION_SECONDS = 1_209_600
+# How long apply tries again while SQS or S3 do not yet see what it just created.
+QUEUE_READY_SECONDS = 60
+NOTIFICATION_RETRY_SECONDS = 120
+logger = logging.getLogger("tideflow.aws")
 
 
 class S3FileChangeStream(SourcePrimitive):
@@ -54,7 +71,7 @@ class S3FileChangeStream(SourcePrimitive):
         queue_name: str | None = None,
         max_attempts: int = 5,
         lease_seconds: float = 60.0,
-        retry_delay_seconds: float = 2.0,
+        retry_delay_seconds: float = 10.0,
         prefix: str = "",
     ) -> None:
         self.s3_bucket = s3_bucket
@@ -68,15 +85,15 @@ class S3FileChangeStream(SourcePrimitive):
         self.lease_seconds = lease_seconds
         self.retry_delay_seconds = retry_delay_seconds
         self.prefix = prefix
-        self._account: str | None = None
+        self._caller: tuple[str, str] | None = None
         self._check_options()
 
     def _option_names(self) -> frozenset[str]:
         return frozenset({"max_attempts", "lease_seconds", "retry_delay_seconds", "prefix"})
 
     def _check_option(self, name: str, value: Any) -> str | None:
-        if name == "max_attempts" and not (isinstance(value, int) and 1 <= value <= 1000):
-            return "must be an integer from 1 to 1000 (SQS's maxReceiveCount)"
+        if name == "max_attempts" and not (isinstance(value, int) and 1 <= value <= 999):
+            return "must be an integer from 1 to 999 (SQS's maxReceiveCount is one more)"
         if name == "lease_seconds" and not (
             isinstance(value, int | float) and 10 <= value <= 43_200
         ):
@@ -112,21 +129,28 @@ class S3FileChangeStream(SourcePrimitive):
     def sqs(self) -> Any:
         return clients.client("sqs", self.region)
 
-    def account(self) -> str:
-        if self._account is None:
+    def _identity(self) -> tuple[str, str]:
+        """The caller's (partition, account): ``aws``, ``aws-cn`` or ``aws-us-gov``."""
+        if self._caller is None:
             with translated(
                 resource="the caller's identity",
                 action="look up",
                 error=PrimitiveError,
                 permission="sts:GetCallerIdentity",
             ):
-                self._account = str(
-                    clients.client("sts", self.region).get_caller_identity()["Account"]
-                )
-        return self._account
+                found = clients.client("sts", self.region).get_caller_identity()
+            self._caller = (str(found["Arn"]).split(":")[1], str(found["Account"]))
+        return self._caller
+
+    def account(self) -> str:
+        return self._identity()[1]
 
     def queue_arn(self, name: str) -> str:
-        return f"arn:aws:sqs:{self.region}:{self.account()}:{name}"
+        partition, account = self._identity()
+        return f"arn:{partition}:sqs:{self.region}:{account}:{name}"
+
+    def bucket_arn(self) -> str:
+        return f"arn:{self._identity()[0]}:s3:::{self.s3_bucket.bucket_name}"
 
     def _queue_url(self, name: str) -> str | None:
         try:
@@ -146,10 +170,9 @@ class S3FileChangeStream(SourcePrimitive):
     # -- desired state -------------------------------------------------------------------
 
     def _dlq_attributes(self) -> dict[str, str]:
-        return {"MessageRetentionPeriod": str(DLQ_RETENTION_SECONDS)}
+        return {"MessageRetentionPeriod": str(RETENTION_SECONDS)}
 
     def _queue_attributes(self) -> dict[str, str]:
-        bucket_arn = f"arn:aws:s3:::{self.s3_bucket.bucket_name}"
         policy = {
             "Version": "2012-10-17",
             "Statement": [
@@ -160,7 +183,7 @@ class S3FileChangeStream(SourcePrimitive):
                     "Action": "sqs:SendMessage",
                     "Resource": self.queue_arn(self.queue_name),
                     "Condition": {
-                        "ArnEquals": {"aws:SourceArn": bucket_arn},
+                        "ArnEquals": {"aws:SourceArn": self.bucket_arn()},
                         "StringEquals": {"aws:SourceAccount": self.account()},
                     },
                 }
@@ -168,9 +191,10 @@ class S3FileChangeStream(SourcePrimitive):
         }
         redrive = {
             "deadLetterTargetArn": self.queue_arn(self.dead_letter_queue_name),
-            "maxReceiveCount": self.max_attempts,
+            "maxReceiveCount": self.max_attempts + 1,
         }
         return {
+            "MessageRetentionPeriod": str(RETENTION_SECONDS),
             "VisibilityTimeout": str(int(self.lease_seconds)),
             "ReceiveMessageWaitTimeSeconds": "20",
             "RedrivePolicy": json.dumps(redrive),
@@ -210,17 +234,37 @@ class S3FileChangeStream(SourcePrimitive):
 
     def _apply_queue(self, name: str, wanted: dict[str, str]) -> PlanStep:
         step = self._queue_step(name, wanted)
+        what = f"SQS queue {name}"
         with translated(
-            resource=f"SQS queue {name}",
+            resource=what,
             action="create or update",
             error=PrimitiveError,
             permission="sqs:CreateQueue, sqs:SetQueueAttributes",
         ):
+            # A redrive policy naming a dead-letter queue created a moment ago can be
+            # refused until SQS sees that queue.
             if step.action is PlanAction.CREATE:
-                self.sqs().create_queue(QueueName=name, Attributes=wanted)
+                url = _retried(
+                    lambda: self.sqs().create_queue(QueueName=name, Attributes=wanted),
+                    retry_if=_dead_letter_target_unseen,
+                    what=what,
+                )["QueueUrl"]
+                # "Wait at least one second after the queue is created to be able to use
+                # the queue" (CreateQueue): until its attributes answer.
+                _retried(
+                    lambda: self.sqs().get_queue_attributes(
+                        QueueUrl=url, AttributeNames=["QueueArn"]
+                    ),
+                    retry_if=lambda exc: error_code(exc) in _MISSING_QUEUE,
+                    what=what,
+                )
             elif step.action is PlanAction.UPDATE:
                 url = self._queue_url(name)
-                self.sqs().set_queue_attributes(QueueUrl=url, Attributes=wanted)
+                _retried(
+                    lambda: self.sqs().set_queue_attributes(QueueUrl=url, Attributes=wanted),
+                    retry_if=_dead_letter_target_unseen,
+                    what=what,
+                )
         return step
 
     def _notification_config(self) -> dict[str, Any]:
@@ -251,20 +295,47 @@ class S3FileChangeStream(SourcePrimitive):
         return PlanStep(resource, "S3Notification", PlanAction.NO_CHANGE)
 
     def _put_notifications(self, config: dict[str, Any], queues: list[dict[str, Any]]) -> None:
-        config = {k: v for k, v in config.items() if v}
-        if queues:
-            config["QueueConfigurations"] = queues
-        else:
-            config.pop("QueueConfigurations", None)
-        with translated(
-            resource=self.s3_bucket.resource,
-            action="set the notification configuration of",
-            error=PrimitiveError,
-            permission="s3:PutBucketNotification",
-        ):
-            self.s3_bucket.s3().put_bucket_notification_configuration(
-                Bucket=self.s3_bucket.bucket_name, NotificationConfiguration=config
+        """Write the configuration read as ``config`` back with ``queues`` as its queues.
+
+        Every other part goes back as it came: an enabled EventBridge switch reads as an
+        empty ``{}`` and must be sent as one, or EventBridge delivery stops.
+        """
+        config = {k: v for k, v in config.items() if v is not None}
+        config["QueueConfigurations"] = queues
+        try:
+            _retried(
+                lambda: self.s3_bucket.s3().put_bucket_notification_configuration(
+                    Bucket=self.s3_bucket.bucket_name, NotificationConfiguration=config
+                ),
+                retry_if=_destinations_unvalidated,
+                what=f"the notifications of {self.s3_bucket.resource}",
+                seconds=NOTIFICATION_RETRY_SECONDS,
             )
+        except Exception as exc:
+            if _destinations_unvalidated(exc):
+                raise PrimitiveError(self._unvalidated_message(exc)) from exc
+            with translated(
+                resource=self.s3_bucket.resource,
+                action="set the notification configuration of",
+                error=PrimitiveError,
+                permission="s3:PutBucketNotification",
+            ):
+                raise
+
+    def _unvalidated_message(self, exc: Exception) -> str:
+        details = getattr(exc, "response", {}).get("Error", {})
+        named = [
+            f"{details[key]}: {details.get(key.replace('Name', 'Value'), '')}"
+            for key in sorted(details)
+            if key.startswith("ArgumentName")
+        ]
+        return (
+            f"S3 could not validate the notification destinations of {self.s3_bucket.resource} "
+            f"for {NOTIFICATION_RETRY_SECONDS} s ({'; '.join(named) or one_line(str(exc))}). "
+            f"If that is {self.queue_arn(self.queue_name)}, its queue policy does not let this "
+            "bucket send; if it is another destination of the bucket, fix or remove it (S3 "
+            "tests every destination on each change)"
+        )
 
     # -- plan / apply / destroy ----------------------------------------------------------
 
@@ -403,6 +474,36 @@ class S3FileChangeStream(SourcePrimitive):
                 )
             sent += len(answer.get("Successful", []))
         return sent
+
+
+def _retried(
+    call: Callable[[], Any],
+    *,
+    retry_if: Callable[[Exception], bool],
+    what: str,
+    seconds: float = QUEUE_READY_SECONDS,
+) -> Any:
+    """``call()``, tried again after 1, 2, 4 ... 15 s while it fails with an error that
+    ``retry_if`` accepts, for up to ``seconds``; the last error is raised."""
+    deadline = time.monotonic() + seconds
+    delay = 1.0
+    while True:
+        try:
+            return call()
+        except Exception as exc:
+            if not retry_if(exc) or time.monotonic() + delay > deadline:
+                raise
+            logger.info("%s: %s; trying again in %gs", what, one_line(str(exc)), delay)
+            time.sleep(delay)
+            delay = min(delay * 2, 15.0)
+
+
+def _dead_letter_target_unseen(exc: Exception) -> bool:
+    return "dead letter target does not exist" in str(exc).lower()
+
+
+def _destinations_unvalidated(exc: Exception) -> bool:
+    return error_code(exc) == "InvalidArgument" and "unable to validate" in str(exc).lower()
 
 
 def _delete_queue(sqs: Any, name: str, url: str) -> None:

@@ -107,9 +107,10 @@ def insert_items(
         conn.execute(insert_sql(index, len(batch)), [v for item in batch for v in item])
 
 
-def backfill(conn: psycopg.Connection[Any], index: ItemIndex) -> None:
-    """Index rows for the table's rows that have none yet (a table made before the index),
-    computed by ``ItemIndex.rows`` like the sink's, read through a server-side cursor."""
+def backfill(conn: psycopg.Connection[Any], index: ItemIndex) -> int:
+    """Index rows for the table's rows that have none yet (a table made before the index,
+    rows written by an older consumer), computed by ``ItemIndex.rows`` like the sink's,
+    read through a server-side cursor; how many table rows got them."""
     row_id, column, order_by = quote(ROW_ID_COLUMN), quote(index.column), quote(index.order_by)
     with conn.cursor(name="tideflow_item_backfill") as cursor:
         cursor.execute(
@@ -117,8 +118,11 @@ def backfill(conn: psycopg.Connection[Any], index: ItemIndex) -> None:
             f"WHERE NOT EXISTS (SELECT 1 FROM {quote(index.name)} AS i "
             f"WHERE i.{row_id} = t.{row_id})"
         )
+        added = 0
         while batch := cursor.fetchmany(_BACKFILL_BATCH):
             rows = [
                 (found[0], {index.column: found[1], index.order_by: found[2]}) for found in batch
             ]
             insert_items(conn, index, rows)
+            added += len(rows)
+    return added

@@ -12,11 +12,26 @@ columns are nullable); a second apply changes nothing; destroy drops the table.
 Delivery: each table has a hidden ``_tideflow_row_id`` primary key and a batch is one
 ``INSERT ... ON CONFLICT DO NOTHING`` in one transaction, so any number of consumers on any
 number of machines can write the same event twice and the table keeps one row. When the
-server refuses a batch for its data (not for a connection problem), rows are retried one
-by one and ``RowError`` names the refused ones; the others are committed. Connection
-problems (``psycopg.OperationalError``: refused, lost, server shutting down) raise
-``SinkUnavailableError``, which the worker waits out with backoff, burning no delivery
-attempt; reads raise ``ReadError``.
+server refuses a batch for its data, rows are retried one by one and ``RowError`` names
+the refused ones; the others are committed. When it cannot take any row now, the write
+raises ``SinkUnavailableError``, which the worker waits out with backoff, burning no
+delivery attempt: connection problems (refused, lost, SQLSTATE classes 08 and 57: a server
+shutting down or restarting), a read-only server (25006: a writer demoted during an RDS or
+Aurora failover, reached through a stale DNS entry), conflicts and deadlocks (class 40),
+timeouts, and class 42 errors that are not about a row's data (42501 permission denied,
+42P01/42703 a missing table or column): grants and tables are fixed by people, and the
+events wait for them. Reads raise ``ReadError``.
+
+Connections: TCP keepalives (idle 30 s, then 3 probes 10 s apart) and
+``tcp_user_timeout`` 60 s find a server that vanished without closing the connection (a
+failover, a changed security group) in about a minute, not the OS's 2 hours; every
+statement has ``statement_timeout`` 60 s and ``lock_timeout`` 10 s (apply lifts them for
+its own back-fills and DDL), so a write stuck behind a lock is retried, not left hanging.
+The URL's own parameters win (``?options=-c%20statement_timeout%3D120s``). TLS is
+verified by default: ``sslmode=verify-full`` unless the URL (or ``PGSSLMODE``) sets
+another; give the server's CA with ``sslrootcert=/path/to/ca.pem`` (RDS and Aurora: AWS's
+``global-bundle.pem``) or ``sslrootcert=system``. A missing certificate, or a server
+without TLS, stops with a ``ConfigError`` that says which to set.
 
 Reads: the same ``select``/``count``/``query`` interface as DuckDB and BigQuery
 (``tideflow.io.sql``); ``query`` takes ``{table}`` and ``$name`` placeholders. Each process
@@ -27,6 +42,7 @@ keeps a small pool of connections (``pool_size``, default 8) shared by its threa
 from __future__ import annotations
 
 import json
+import logging
 import os
 import queue
 import re
@@ -37,6 +53,7 @@ from contextlib import contextmanager
 from typing import Any
 
 import psycopg
+from psycopg.conninfo import conninfo_to_dict
 from psycopg.types.json import Jsonb
 
 from tideflow.exceptions import (
@@ -56,6 +73,24 @@ from tideflow.io.strategies import Sink
 from tideflow.types import QueryResult
 
 URL_ENV = "POSTGRES_URL"
+# Connection settings unless the URL sets them (see the module docstring).
+CONNECTION_DEFAULTS = {
+    "connect_timeout": "10",
+    "keepalives": "1",
+    "keepalives_idle": "30",
+    "keepalives_interval": "10",
+    "keepalives_count": "3",
+    "tcp_user_timeout": "60000",
+}
+STATEMENT_OPTIONS = "-c statement_timeout=60s -c lock_timeout=10s"
+DEFAULT_SSLMODE = "verify-full"
+# How long a thread waits for one of the pool's connections before giving up.
+POOL_WAIT_SECONDS = 30.0
+# SQLSTATEs of class 42 that are about a row's values (a number too big for its column,
+# a value of the wrong type), not about the table or the grants.
+_ROW_DATA_STATES = {"42804", "42846", "42P08", "42P18"}
+_SECRET_PARAMETERS = re.compile(r"(^|&)((?:ssl)?password)=[^&]*")
+logger = logging.getLogger("tideflow.postgres")
 _TYPES = {
     Kind.STRING: "text",
     Kind.INTEGER: "bigint",
@@ -87,12 +122,63 @@ def _dumps(value: Any) -> str:
 
 
 def redacted(url: str) -> str:
-    """``url`` without its password, for messages and primitive ids."""
+    """``url`` without its passwords (user info, ``?password=``, ``?sslpassword=``), for
+    messages and primitive ids."""
     parts = urllib.parse.urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
-    return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
+    netloc = parts.netloc
+    if parts.password is not None:
+        netloc = netloc.replace(f":{parts.password}@", ":***@")
+    query = _SECRET_PARAMETERS.sub(r"\1\2=***", parts.query)
+    return urllib.parse.urlunsplit(parts._replace(netloc=netloc, query=query))
+
+
+def connection_settings(url: str) -> dict[str, str]:
+    """What ``psycopg.connect(url, **settings)`` adds to the URL: the defaults it lacks,
+    the statement timeouts (before the URL's own ``options``, which win), and TLS
+    verification unless the URL or ``PGSSLMODE`` chose a mode."""
+    given = conninfo_to_dict(url)
+    settings = {k: v for k, v in CONNECTION_DEFAULTS.items() if k not in given}
+    own = given.get("options")
+    settings["options"] = f"{STATEMENT_OPTIONS} {own}" if own else STATEMENT_OPTIONS
+    if "sslmode" not in given and not os.environ.get("PGSSLMODE"):
+        settings["sslmode"] = DEFAULT_SSLMODE
+    return settings
+
+
+def unavailable(exc: psycopg.Error) -> bool:
+    """True when the server cannot take any write now, whatever the rows (see the module
+    docstring); False when it refused these rows."""
+    state = exc.sqlstate or ""
+    if isinstance(exc, psycopg.OperationalError) or state == "25006":
+        return True
+    return state[:2] in ("08", "40", "53", "57") or (
+        state[:2] == "42" and state not in _ROW_DATA_STATES
+    )
+
+
+def _refuses_rows(exc: psycopg.Error) -> bool:
+    return isinstance(
+        exc, psycopg.DataError | psycopg.IntegrityError | psycopg.ProgrammingError
+    ) and not unavailable(exc)
+
+
+def _tls_problem(exc: psycopg.Error) -> str | None:
+    """What to set when ``exc`` is libpq refusing to connect without verified TLS."""
+    text = str(exc)
+    if "root certificate file" in text:
+        return (
+            "no CA certificate to verify the server with (tideflow uses sslmode=verify-full "
+            "unless POSTGRES_URL sets sslmode): add sslrootcert=/path/to/ca.pem to "
+            "POSTGRES_URL (RDS and Aurora: AWS's global-bundle.pem), or sslrootcert=system "
+            "for a certificate from a public CA"
+        )
+    if "server does not support SSL" in text:
+        return (
+            "the server offers no TLS, and tideflow verifies TLS by default "
+            "(sslmode=verify-full): turn TLS on in the server, or on a network you trust "
+            "set sslmode=disable in POSTGRES_URL"
+        )
+    return None
 
 
 class _Pool:
@@ -100,12 +186,18 @@ class _Pool:
 
     def __init__(self, url: str, size: int) -> None:
         self.url = url
+        self.size = size
+        self._settings: dict[str, Any] = connection_settings(url)
         self._idle: queue.LifoQueue[psycopg.Connection[Any]] = queue.LifoQueue()
         self._slots = threading.BoundedSemaphore(size)
 
     @contextmanager
     def connection(self) -> Iterator[psycopg.Connection[Any]]:
-        self._slots.acquire()
+        # Bounded, so that readers holding every connection delay a writer, not stall it.
+        if not self._slots.acquire(timeout=POOL_WAIT_SECONDS):
+            raise psycopg.OperationalError(
+                f"all {self.size} connections of this process were busy for {POOL_WAIT_SECONDS:g} s"
+            )
         conn: psycopg.Connection[Any] | None = None
         try:
             try:
@@ -115,7 +207,7 @@ class _Pool:
             except queue.Empty:
                 conn = None
             if conn is None:
-                conn = psycopg.connect(self.url, connect_timeout=10)
+                conn = psycopg.connect(self.url, **self._settings)
             yield conn
             if not conn.closed and not conn.broken:
                 conn.rollback()  # leave no transaction open between uses
@@ -123,6 +215,10 @@ class _Pool:
                 conn = None
         finally:
             if conn is not None:
+                if conn.broken:
+                    # The server went away (a restart, a failover): the idle connections
+                    # are most likely cut too, and would each fail once more.
+                    self.close()
                 conn.close()
             self._slots.release()
 
@@ -173,17 +269,20 @@ class PostgresDatabase(Primitive):
     def connection(
         self,
         error: type[Exception] = PrimitiveError,
-        unavailable: type[Exception] | None = None,
+        unavailable_error: type[Exception] | None = None,
     ) -> Iterator[psycopg.Connection[Any]]:
         """A pooled connection; psycopg errors become ``error`` (kept as ``__cause__``), or
-        ``unavailable`` when given for connection problems (refused, lost, server shutting
-        down, serialization conflicts: ``psycopg.OperationalError``), which may pass."""
+        ``unavailable`` when given for what may pass (see ``unavailable()``: connection
+        problems, failover, conflicts, missing grants or tables). A connection refused
+        for want of verified TLS is a ``ConfigError`` that says what to set."""
         try:
             with self.pool().connection() as conn:
                 yield conn
         except psycopg.Error as exc:
-            transient = isinstance(exc, psycopg.OperationalError)
-            kind = unavailable if transient and unavailable is not None else error
+            tls = _tls_problem(exc)
+            if tls is not None:
+                raise ConfigError(f"PostgreSQL {self.where}: {tls}") from exc
+            kind = error if unavailable_error is None or not unavailable(exc) else unavailable_error
             raise kind(f"PostgreSQL {self.where}: {' '.join(str(exc).split())}") from exc
 
     def close(self) -> None:
@@ -249,12 +348,16 @@ class PostgresTable(SinkPrimitive):
             )
         return schema_of(self.schema)
 
+    # The catalogs, not information_schema: it shows only the tables the role has a grant
+    # on, and `run --only consumers` must see every table exist.
     def _existing_columns(self) -> list[str] | None:
         with self.database.connection() as conn:
             rows = conn.execute(
-                "SELECT column_name FROM information_schema.columns "
-                "WHERE table_schema = current_schema() AND table_name = %s "
-                "ORDER BY ordinal_position",
+                "SELECT a.attname FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid "
+                "JOIN pg_namespace n ON n.oid = c.relnamespace "
+                "WHERE n.nspname = current_schema() AND c.relname = %s "
+                "AND c.relkind IN ('r', 'p') AND a.attnum > 0 AND NOT a.attisdropped "
+                "ORDER BY a.attnum",
                 [self.table_name],
             ).fetchall()
         return [r[0] for r in rows] or None
@@ -267,8 +370,8 @@ class PostgresTable(SinkPrimitive):
         indexes = self.item_indexes()
         with self.database.connection() as conn:
             found = conn.execute(
-                "SELECT table_name FROM information_schema.tables "
-                "WHERE table_schema = current_schema() AND table_name = ANY(%s)",
+                "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+                "WHERE n.nspname = current_schema() AND c.relname = ANY(%s)",
                 [[index.name for index in indexes]],
             ).fetchall()
         present = {row[0] for row in found}
@@ -310,6 +413,10 @@ class PostgresTable(SinkPrimitive):
         step = self.plan()
         table = quote(self.table_name)
         with self.database.connection() as conn:
+            # Back-fills and index builds may take minutes on a big table; writers that
+            # wait for apply's locks time out after their lock_timeout and try again.
+            conn.execute("SET statement_timeout = 0")
+            conn.execute("SET lock_timeout = 0")
             if step.action is PlanAction.CREATE:
                 columns = [f"{quote(f.name)} {column_type(f)}" for f in self.fields()]
                 columns.append(f"{quote(ROW_ID_COLUMN)} text PRIMARY KEY")
@@ -323,29 +430,57 @@ class PostgresTable(SinkPrimitive):
                             f"{quote(field.name)} {column_type(field)}"
                         )
             order_index = self._order_index()
-            if order_index is not None:
+            if order_index is not None and self._missing_order_index():
                 name, column = order_index
                 conn.execute(
                     f"CREATE INDEX IF NOT EXISTS {quote(name)} ON {table} ({quote(column)})"
                 )
             conn.commit()
-            filled = self._missing_indexes()
-            for index in filled:
-                with conn.transaction():
-                    create(conn, index, column_type)
-                    backfill(conn, index)
-            if filled:
+            missing = {index.name for index in self._missing_indexes()}
+            for index in self.item_indexes():
+                self._fill_item_index(conn, index, new=index.name in missing)
+            if missing:
                 # VACUUM (outside a transaction) sets the visibility map, so counts are
                 # index-only scans from the start rather than after autovacuum's next pass
                 # (measured at 1,000,000 rows: a label's total 103 -> 3 ms), and ANALYZE
                 # gives the planner the side table's statistics.
                 conn.autocommit = True
                 try:
-                    for index in filled:
-                        conn.execute(f"VACUUM (ANALYZE) {quote(index.name)}")
+                    for name in sorted(missing):
+                        conn.execute(f"VACUUM (ANALYZE) {quote(name)}")
                 finally:
                     conn.autocommit = False
+            conn.execute("RESET statement_timeout")
+            conn.execute("RESET lock_timeout")
         return step
+
+    def _fill_item_index(
+        self, conn: psycopg.Connection[Any], index: ItemIndex, *, new: bool
+    ) -> None:
+        """Create the side table when ``new``; on every apply, not only the first, give
+        rows without index entries theirs: consumers of an earlier release, still running
+        during a rolling upgrade, write rows without them."""
+        try:
+            with conn.transaction():
+                # One apply at a time per side table: two back-fills would both index the
+                # same rows.
+                conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", [index.name])
+                if new:
+                    create(conn, index, column_type)
+                added = backfill(conn, index)
+        except psycopg.errors.InsufficientPrivilege as exc:
+            if new:
+                raise
+            # A role that may only read (``run --only service``) leaves them to the deployer.
+            logger.warning(
+                "%s: rows without index entries stay so until `tideflow apply` runs as the "
+                "tables' owner (%s)",
+                index.name,
+                " ".join(str(exc).split()),
+            )
+            return
+        if added and not new:
+            logger.info("%s: indexed %d row(s) written without entries", index.name, added)
 
     def destroy(self) -> PlanStep:
         step = self.plan_destroy()
@@ -417,8 +552,9 @@ class PostgresSink(Sink):
                         cursor = conn.execute(sql, [p for _, params in prepared for p in params])
                         self._index(conn, cursor, rows)
                     return
-                except (psycopg.DataError, psycopg.IntegrityError, psycopg.ProgrammingError):
-                    pass  # a row the server refuses: find which, keep the others
+                except psycopg.Error as exc:
+                    if not _refuses_rows(exc):
+                        raise  # the server cannot take rows now: the worker waits
                 rejected: dict[str, str] = {}
                 with conn.transaction():
                     for (row_id, params), row in zip(prepared, rows, strict=True):
@@ -428,11 +564,9 @@ class PostgresSink(Sink):
                                     self._insert + self._marks + self._conflict, params
                                 )
                                 self._index(conn, cursor, [row])
-                        except (
-                            psycopg.DataError,
-                            psycopg.IntegrityError,
-                            psycopg.ProgrammingError,
-                        ) as exc:
+                        except psycopg.Error as exc:
+                            if not _refuses_rows(exc):
+                                raise
                             rejected[row_id] = " ".join(str(exc).split())
         except SinkError as exc:  # SinkUnavailableError stays one: the worker waits it out
             raise type(exc)(f"writing {where}: {exc}") from exc.__cause__
@@ -464,14 +598,22 @@ class PostgresReader(SqlTableReader):
     def query(self, sql: str, params: dict[str, Any] | None = None) -> QueryResult:
         sql = sql.replace("{table}", self.table_ref).replace("%", "%%")
         sql = _PARAM.sub(r"%(\1)s", sql)
-        try:
-            with self.table.database.connection(ReadError) as conn:
-                cursor = conn.execute(sql, params or {})
-                rows = cursor.fetchall()
-                columns = [d.name for d in cursor.description or []]
-        except ReadError as exc:
-            raise ReadError(f"query on {self.table.table_name} failed: {exc}") from exc.__cause__
-        return QueryResult(columns=columns, rows=[tuple(r) for r in rows])
+        for attempt in (1, 2):
+            try:
+                with self.table.database.connection(ReadError) as conn:
+                    cursor = conn.execute(sql, params or {})
+                    rows = cursor.fetchall()
+                    columns = [d.name for d in cursor.description or []]
+                return QueryResult(columns=columns, rows=[tuple(r) for r in rows])
+            except ReadError as exc:
+                # A pooled connection cut while idle (a restart, a failover) fails on its
+                # first use; a read is safe to send again, once, on a new connection.
+                if attempt == 1 and isinstance(exc.__cause__, psycopg.OperationalError):
+                    continue
+                raise ReadError(
+                    f"query on {self.table.table_name} failed: {exc}"
+                ) from exc.__cause__
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def _user_query(self, sql: str, *, read_only: bool, max_rows: int) -> QueryResult:
         # No parameters: psycopg sends the text as it is (no % escapes).
