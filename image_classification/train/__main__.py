@@ -16,11 +16,11 @@ from pathlib import Path
 
 from rich.console import Console
 
-from image_classification.model import ModelError
+from image_classification.model import ConfigurationError, ModelError
 from image_classification.model.registry import DEFAULT_MODEL, MODELS
+from tideflow.extras import requires_extra
 
 from .data import DataError
-from .head import HeadOptions
 
 
 def _fraction(text: str) -> float:
@@ -114,10 +114,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if (args.data is None) == (not args.from_corrections):
         parser.error("give DATA (a folder or CSV file) or --from-corrections, not both")
-    from .trainer import TrainOptions, check_out_dir, print_card, train
-
     out_console = Console(width=None if sys.stdout.isatty() else 120)
     err_console = Console(stderr=True)
+    try:
+        with requires_extra("torch", "training", error=ConfigurationError):
+            from .head import HeadOptions
+            from .trainer import TrainOptions, check_out_dir, print_card, train
+    except ConfigurationError as exc:
+        err_console.print(f"[red]error:[/] {exc}", highlight=False)
+        return 2
     options = TrainOptions(
         backbone=args.backbone,
         weights_path=args.weights_path,

@@ -185,8 +185,13 @@ def destroy(stack: StackOption = None, yes: YesOption = False) -> None:
 @reports_errors
 def run(
     stack: StackOption = None,
-    host: Annotated[str, typer.Option(help="Address the HTTP service listens on.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port of the HTTP service.")] = 8000,
+    # From the environment too: a container image sets them once, for every command it runs.
+    host: Annotated[
+        str, typer.Option(help="Address the HTTP service listens on.", envvar="TIDEFLOW_HOST")
+    ] = "127.0.0.1",
+    port: Annotated[
+        int, typer.Option(help="Port of the HTTP service.", envvar="TIDEFLOW_PORT")
+    ] = 8000,
     replicas: Annotated[
         int | None,
         typer.Option(help="Replicas per consumer (default: CPU count).", min=1),

@@ -22,6 +22,7 @@ from __future__ import annotations
 import os
 
 from tideflow.exceptions import ConfigError
+from tideflow.extras import requires_extra
 from tideflow.io.aws.clients import resolve_region
 from tideflow.io.aws.s3 import S3Bucket
 from tideflow.io.aws.stream import S3FileChangeStream
@@ -70,14 +71,16 @@ class AwsStack(Stack):
 
     def dataset(self, name: str) -> Primitive:
         if self.warehouse == "postgres":
-            from tideflow.io.postgres import PostgresDatabase
+            with requires_extra("postgres", "WAREHOUSE=postgres"):
+                from tideflow.io.postgres import PostgresDatabase
 
             return PostgresDatabase(self.postgres_url)
         return DuckDBDataset(f"{name}.duckdb")
 
     def table(self, dataset: Primitive, name: str) -> SinkPrimitive:
         if self.warehouse == "postgres":
-            from tideflow.io.postgres import PostgresDatabase, PostgresTable
+            with requires_extra("postgres", "WAREHOUSE=postgres"):
+                from tideflow.io.postgres import PostgresDatabase, PostgresTable
 
             if not isinstance(dataset, PostgresDatabase):
                 raise TypeError(
