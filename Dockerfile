@@ -9,7 +9,8 @@
 # Every `tideflow` command works the same way (status, dead-letters, query, export...).
 ARG BASE=debian:bookworm-slim
 
-FROM ${BASE} AS build
+# The pinned dependencies in a venv: rebuilt only when a pin changes.
+FROM ${BASE} AS deps
 RUN apt-get update \
     && apt-get install -y --no-install-recommends python3 python3-venv ca-certificates \
     && rm -rf /var/lib/apt/lists/*
@@ -17,17 +18,22 @@ RUN python3 -m venv /opt/venv
 # The system's CA store (with any local CA the base image carries) instead of pip's own.
 ENV PIP_CERT=/etc/ssl/certs/ca-certificates.crt
 WORKDIR /src
-# The pinned dependencies alone first: this layer is rebuilt only when a pin changes.
 ARG EXTRAS="gcp aws postgres"
 COPY requirements/ requirements/
 RUN /opt/venv/bin/pip install --no-cache-dir --disable-pip-version-check \
         -r requirements/core.txt $(for extra in $EXTRAS; do echo "-r requirements/$extra.txt"; done)
+
+# The app, installed into that venv under /opt/app (`--root`), to be its own small layer.
+FROM deps AS app
 COPY pyproject.toml README.md ./
 COPY tideflow/ tideflow/
 COPY image_classification/ image_classification/
-# pip and setuptools only install: the runtime stage does without them.
-RUN /opt/venv/bin/pip install --no-cache-dir --disable-pip-version-check --no-deps . \
-    && /opt/venv/bin/pip uninstall --yes --quiet pip setuptools
+RUN /opt/venv/bin/pip install --no-cache-dir --disable-pip-version-check --no-deps \
+        --no-compile --root /opt/app .
+
+# pip and setuptools only install: the image does without them.
+FROM deps AS runtime-venv
+RUN /opt/venv/bin/pip uninstall --yes --quiet pip setuptools
 
 FROM ${BASE}
 RUN apt-get update \
@@ -35,7 +41,11 @@ RUN apt-get update \
     && rm -rf /var/lib/apt/lists/* \
     && useradd --system --uid 10001 --user-group --home-dir /data --no-create-home tideflow \
     && mkdir /data && chown tideflow:tideflow /data
-COPY --from=build /opt/venv /opt/venv
+COPY --from=runtime-venv /opt/venv /opt/venv
+COPY --from=app /opt/app/ /
+# Compiled where they run (bytecode records its path): the app's modules start compiled.
+RUN /opt/venv/bin/python -m compileall -q /opt/venv/lib/python3*/site-packages/tideflow \
+        /opt/venv/lib/python3*/site-packages/image_classification
 # The ONNX export, found by its weights' hash as on any machine (TIDEFLOW_MODEL_CACHE).
 COPY build/image/models/ /opt/tideflow/models/
 COPY buildflow.yaml main.py /app/

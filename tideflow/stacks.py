@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import difflib
 import importlib
+import os
 
 from tideflow.exceptions import ConfigError
 from tideflow.extras import requires_extra
@@ -48,6 +49,17 @@ class Stack:
 
     def table(self, dataset: Primitive, name: str) -> SinkPrimitive:
         raise NotImplementedError(f"{type(self).__name__} must implement table()")
+
+
+def seconds_setting(name: str, default: float) -> float:
+    """A duration setting from the environment (empty: ``default``); names it when bad."""
+    value = os.environ.get(name, "").strip()
+    if not value:
+        return default
+    try:
+        return float(value)
+    except ValueError as exc:
+        raise ConfigError(f"{name} must be seconds, got {value!r}") from exc
 
 
 def get_stack(name: str) -> Stack:

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 import typer
 from dotenv import load_dotenv
 from rich.console import Console
+from rich.markup import escape
 
 from tideflow.cli.config import load_config
 from tideflow.cli.progress import progress, set_quiet
@@ -62,7 +63,8 @@ def reports_errors(command: F) -> F:
         try:
             return command(*args, **kwargs)
         except TideflowError as exc:
-            errors.print(f"[red]error:[/] {exc}", highlight=False, markup=True)
+            # Escaped: messages may hold brackets (pip install -e '.[gcp]').
+            errors.print(f"[red]error:[/] {escape(str(exc))}", highlight=False, markup=True)
             raise typer.Exit(2) from exc
 
     return run  # type: ignore[return-value]
