@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Build the serving image: scripts/build-image.sh [podman|docker] [IMAGE]. `make image` runs it.
+# Build the serving image: scripts/build-image.sh [podman|docker] [IMAGE]. `make image` runs it;
+# BUILD_OPTIONS are passed to the build (e.g. --no-cache).
 # The default model is exported to ONNX with this checkout's Python (it needs the 'torch'
 # extra) into build/image/models, which the Dockerfile copies: the image has no torch.
 set -euo pipefail
@@ -15,4 +16,5 @@ install -m 644 "$export_path" build/image/models/
 # Podman writes OCI images unless told: OCI's format has no HEALTHCHECK.
 format=()
 [ "$(basename "$container")" = podman ] && format=(--format docker)
-"$container" build "${format[@]}" --tag "$image" .
+# shellcheck disable=SC2086 # BUILD_OPTIONS is a list of options
+"$container" build "${format[@]}" ${BUILD_OPTIONS:-} --tag "$image" .

@@ -15,6 +15,7 @@ import os
 import subprocess
 import sys
 import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,8 @@ from tests.conftest import REPO, free_port
 CONTAINERS_CONF = Path(__file__).with_name("containers.conf")
 IMAGE_REPOSITORY = "localhost/image-classification"
 PID_LABEL = "tideflow-test-pid"
+COMPOSE_LABEL = "io.podman.compose.project"
+COMPOSE_PREFIX = "tideflow-test-"
 # What the image is built from (the Dockerfile's context, as .dockerignore lets it through,
 # and the build itself): same inputs, same image, so a session reuses an earlier build.
 IMAGE_INPUTS = (
@@ -130,13 +133,28 @@ class Podman:
         return self("volume", "create", "--label", self.label).stdout.strip()
 
     def remove_orphans(self) -> None:
-        """Containers of test sessions whose pytest is gone (killed before its teardown)."""
-        label = f'{{{{index .Labels "{PID_LABEL}"}}}}'
-        listed = self("ps", "--all", "--format", label, check=False).stdout.split()
-        listed += self("volume", "ls", "--format", label, check=False).stdout.split()
-        for pid in set(listed):
-            if pid.isdigit() and not Path(f"/proc/{pid}").exists():
-                self.remove(f"{PID_LABEL}={pid}")
+        """Containers and volumes of test sessions whose pytest is gone (killed before its
+        teardown): labelled with its pid, or in a compose project named after it."""
+        for label in (PID_LABEL, COMPOSE_LABEL):
+            listed = f'{{{{index .Labels "{label}"}}}}'
+            values = self("ps", "--all", "--format", listed, check=False).stdout.split()
+            values += self("volume", "ls", "--format", listed, check=False).stdout.split()
+            for value in set(values):
+                pid = value if label == PID_LABEL else compose_project_pid(value)
+                if pid and pid.isdigit() and not Path(f"/proc/{pid}").exists():
+                    self.remove(f"{label}={value}")
+
+    def compose_project(self) -> str:
+        """A compose project name for this session (remove_orphans finds it by its pid)."""
+        return f"{COMPOSE_PREFIX}{os.getpid()}-{uuid.uuid4().hex[:8]}"
+
+
+def compose_project_pid(project: str) -> str | None:
+    return (
+        project.removeprefix(COMPOSE_PREFIX).split("-")[0]
+        if project.startswith(COMPOSE_PREFIX)
+        else None
+    )
 
 
 def _env_options(env: dict[str, str]) -> list[str]:
