@@ -29,7 +29,7 @@ COPY pyproject.toml README.md ./
 COPY tideflow/ tideflow/
 COPY image_classification/ image_classification/
 RUN /opt/venv/bin/pip install --no-cache-dir --disable-pip-version-check --no-deps \
-        --no-compile --root /opt/app .
+        --no-compile --no-warn-script-location --root /opt/app .
 
 # pip and setuptools only install: the image does without them.
 FROM deps AS runtime-venv
@@ -39,7 +39,8 @@ FROM ${BASE}
 RUN apt-get update \
     && apt-get install -y --no-install-recommends python3 ca-certificates \
     && rm -rf /var/lib/apt/lists/* \
-    && useradd --system --uid 10001 --user-group --home-dir /data --no-create-home tideflow \
+    && useradd --uid 10001 --user-group --home-dir /data --no-create-home \
+        --shell /usr/sbin/nologin tideflow \
     && mkdir /data && chown tideflow:tideflow /data
 COPY --from=runtime-venv /opt/venv /opt/venv
 COPY --from=app /opt/app/ /

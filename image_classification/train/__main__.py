@@ -124,7 +124,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # The training steps import torch as they go: say what is missing before any work.
     if importlib.util.find_spec("torch") is None:
         message = escape(missing_extra("torch", "training", "torch"))
-        err_console.print(f"[red]error:[/] {message}", highlight=False)
+        err_console.print(f"[red]error:[/] {message}", highlight=False, soft_wrap=True)
         return 2
     options = TrainOptions(
         backbone=args.backbone,

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import os
 import subprocess
 import sys
@@ -83,20 +84,21 @@ class Podman:
             raise AssertionError(f"podman {' '.join(args[:3])}... failed:\n{done.stderr[-3000:]}")
         return done
 
-    def start(
-        self, image: str, *command: str, env: dict[str, str], volume: str | None = None
-    ) -> Container:
-        """``podman run -d``. Without ``volume``: on the host's network, its HTTP port a free
-        one (TIDEFLOW_PORT, which the image's health check reads too). With a ``volume``
-        for /data: as a user would run it, port 8000 published on a free local port."""
+    def start(self, image: str, *command: str, env: dict[str, str]) -> Container:
+        """``podman run -d`` on the host's network, its HTTP port a free one (TIDEFLOW_PORT,
+        which the image's health check reads too)."""
         port = free_port()
-        if volume is None:
-            env = {**env, "TIDEFLOW_HOST": "127.0.0.1", "TIDEFLOW_PORT": str(port)}
-            options = ["--network", "host"]
-        else:
-            options = ["--publish", f"127.0.0.1:{port}:8000", "--volume", f"{volume}:/data"]
+        settings = {**env, "TIDEFLOW_HOST": "127.0.0.1", "TIDEFLOW_PORT": str(port)}
         container_id = self(
-            "run", "--detach", "--label", self.label, *_env_options(env), *options, image, *command
+            "run",
+            "--detach",
+            "--label",
+            self.label,
+            "--network",
+            "host",
+            *_env_options(settings),
+            image,
+            *command,
         ).stdout.strip()
         return Container(self, container_id, port)
 
@@ -127,10 +129,6 @@ class Podman:
         found = self("volume", "ls", "--quiet", "--filter", f"label={label}", check=False)
         if names := found.stdout.split():
             self("volume", "rm", "--force", *names, check=False)
-
-    def volume(self) -> str:
-        """A new named volume of this session."""
-        return self("volume", "create", "--label", self.label).stdout.strip()
 
     def remove_orphans(self) -> None:
         """Containers and volumes of test sessions whose pytest is gone (killed before its
@@ -176,8 +174,6 @@ class Container:
         return done.stdout + done.stderr
 
     def state(self) -> dict[str, Any]:
-        import json
-
         inspected = json.loads(self.podman("inspect", self.id).stdout)
         return dict(inspected[0]["State"])
 

@@ -1,6 +1,7 @@
 """deploy/compose.yaml under podman-compose (pinned in requirements/dev.txt): the local stack
-as one container whose state lives in a volume, through `up`, `down` and `up` again; the
-several-container layout stays out of the default `up`."""
+as one container of the serving image (its own user, its health check passing) whose state
+lives in a volume, through `up`, `down` and `up` again; the several-container layout stays
+out of the default `up`."""
 
 from __future__ import annotations
 
@@ -47,6 +48,9 @@ def test_compose_runs_the_local_stack_with_a_volume(podman: Podman, serving_imag
         compose("up", "--detach")
         first = app()
         first.wait_ready(consumers=True)
+        # The image's own user, and its HEALTHCHECK passes.
+        assert podman("exec", first.id, "id", "-u").stdout.strip() == "10001"
+        assert podman("healthcheck", "run", first.id, check=False).returncode == 0
         accepted = upload(first, CHELSEA.read_bytes(), "chelsea.png", content_type="image/png")
         assert accepted.status_code == 202, accepted.text
         status = wait_for_status(first, accepted.json()["status_url"], timeout=60)

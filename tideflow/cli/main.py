@@ -63,8 +63,11 @@ def reports_errors(command: F) -> F:
         try:
             return command(*args, **kwargs)
         except TideflowError as exc:
-            # Escaped: messages may hold brackets (pip install -e '.[gcp]').
-            errors.print(f"[red]error:[/] {escape(str(exc))}", highlight=False, markup=True)
+            # Escaped: messages may hold brackets (pip install -e '.[gcp]'); one line stays
+            # one line however narrow the terminal (soft wrap: the terminal folds it).
+            errors.print(
+                f"[red]error:[/] {escape(str(exc))}", highlight=False, markup=True, soft_wrap=True
+            )
             raise typer.Exit(2) from exc
 
     return run  # type: ignore[return-value]
