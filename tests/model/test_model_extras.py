@@ -1,7 +1,7 @@
 """A missing extra is one line naming what to install: the engines, the model formats and
 the ONNX export (the serving image has none of torch, ImageAI, LiteRT or Keras; the
-container tests check there too). Each runs where the package is hidden, as in
-tests/tideflow/test_extras.py.
+container tests check there too). Each runs where the package is hidden
+(tests/missing_packages.py).
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.tideflow.test_extras import raised, said_without
+from tests.missing_packages import raised, said_without
 from tideflow.extras import missing_extra
 
 

@@ -1,43 +1,12 @@
-"""A missing extra is one line naming what to install: the stacks and the warehouse.
-
-Each check runs in a fresh interpreter where the package is hidden the way Python reports
-a missing one (``sys.modules[name] = None`` makes ``import name`` raise
-ModuleNotFoundError); the real package stays installed for the other tests.
-"""
+"""A missing extra is one line naming what to install: the stacks and the warehouse (each
+in an interpreter where the package is hidden: tests/missing_packages.py)."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import pytest
 
-from tests.conftest import REPO
+from tests.missing_packages import raised, said_without
 from tideflow.extras import missing_extra
-
-
-def said_without(package: str, code: str, **env: str) -> subprocess.CompletedProcess[str]:
-    """Run ``code`` where ``package`` is not installed; an exception it raises is printed
-    as its last line of stdout, ``Type: message``."""
-    lines = "\n".join(f"    {line}" for line in code.strip().splitlines())
-    script = (
-        f"import sys\nsys.modules[{package!r}] = None\ntry:\n{lines}\n"
-        "except Exception as exc:\n    print(f'{type(exc).__name__}: {exc}')\n"
-    )
-    return subprocess.run(
-        [sys.executable, "-c", script],
-        cwd=REPO,
-        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO), **env},
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-
-
-def raised(done: subprocess.CompletedProcess[str]) -> str:
-    assert done.returncode == 0 and done.stdout.strip(), done.stdout + done.stderr
-    return done.stdout.strip().splitlines()[-1]
 
 
 def test_the_message_names_the_extra_and_the_command() -> None:
