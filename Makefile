@@ -6,8 +6,8 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test fuzz lint typecheck setup setup-dev browser postgres emulators containers bench clean \
-	train demo-data image base-image
+.PHONY: run test fuzz lint typecheck setup setup-dev browser postgres emulators kubectl containers \
+	bench clean train demo-data image base-image
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -27,7 +27,7 @@ $(VENV)/.dev: $(BIN)/python $(REQUIREMENTS)
 
 # A dev venv has every extra already.
 setup: $(if $(wildcard $(VENV)/.dev),$(VENV)/.dev,$(VENV)/.setup-$(EXTRAS))
-setup-dev: $(VENV)/.dev browser postgres emulators containers
+setup-dev: $(VENV)/.dev browser postgres emulators kubectl containers
 
 .env:
 	cp template.env .env
@@ -67,6 +67,12 @@ browser:
 postgres:
 	@test -x /usr/lib/postgresql/15/bin/initdb || { $(SUDO) apt-get update -q && \
 		$(SUDO) apt-get install -y -q --no-install-recommends postgresql-15; }
+
+# kubectl renders deploy/kubernetes with its built-in kustomize (tests/deploy); like the Pub/Sub
+# emulator it comes from the Google Cloud CLI's Debian repository (preinstalled on CI).
+kubectl:
+	@command -v kubectl >/dev/null || { $(SUDO) apt-get update -q && \
+		$(SUDO) apt-get install -y -q --no-install-recommends kubectl; }
 
 # Podman (with runc) and debootstrap for the container tests (tests/containers): they build the
 # image and the base image, and run them. Like Debian's other packages here, from apt.

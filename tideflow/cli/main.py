@@ -63,8 +63,8 @@ def reports_errors(command: F) -> F:
         try:
             return command(*args, **kwargs)
         except TideflowError as exc:
-            # Escaped: messages may hold brackets (pip install -e '.[gcp]'); one line stays
-            # one line however narrow the terminal (soft wrap: the terminal folds it).
+            # One line however long (a terminal wraps it; a log or a pipe keeps it whole),
+            # escaped: messages may hold brackets (pip install -e '.[gcp]').
             errors.print(
                 f"[red]error:[/] {escape(str(exc))}", highlight=False, markup=True, soft_wrap=True
             )
