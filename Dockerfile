@@ -41,14 +41,15 @@ RUN apt-get update \
     && rm -rf /var/lib/apt/lists/* \
     && useradd --uid 10001 --user-group --home-dir /data --no-create-home \
         --shell /usr/sbin/nologin tideflow \
-    && mkdir /data && chown tideflow:tideflow /data
+    && install -d -m 700 -o tideflow -g tideflow /data
 COPY --from=runtime-venv /opt/venv /opt/venv
+# The ONNX export, found by its weights' hash as on any machine (TIDEFLOW_MODEL_CACHE).
+COPY build/image/models/ /opt/tideflow/models/
+# The app last: a code change adds only these small layers.
 COPY --from=app /opt/app/ /
 # Compiled where they run (bytecode records its path): the app's modules start compiled.
 RUN /opt/venv/bin/python -m compileall -q /opt/venv/lib/python3*/site-packages/tideflow \
         /opt/venv/lib/python3*/site-packages/image_classification
-# The ONNX export, found by its weights' hash as on any machine (TIDEFLOW_MODEL_CACHE).
-COPY build/image/models/ /opt/tideflow/models/
 COPY buildflow.yaml main.py /app/
 # TIDEFLOW_HOST/PORT: `run --only consumers` (which replaces CMD) still listens for the probes.
 ENV PATH=/opt/venv/bin:$PATH \

@@ -217,7 +217,8 @@ class Container:
 
 def build_serving_image(podman: Podman, log: Path) -> str:
     """The serving image for this checkout, built with ``make image``'s script unless an
-    image of the same inputs exists; older test builds are removed."""
+    image of the same inputs exists. Test builds older than a day are untagged (a younger
+    one may be another checkout's, in use)."""
     tag = f"{IMAGE_REPOSITORY}:test-{inputs_digest()[:16]}"
     if podman("image", "exists", tag, check=False).returncode != 0:
         for script, args in (("base-image.sh", ["podman"]), ("build-image.sh", ["podman", tag])):
@@ -233,9 +234,14 @@ def build_serving_image(podman: Podman, log: Path) -> str:
             if done.returncode != 0:
                 raise AssertionError(f"{script} failed:\n{log.read_text()[-4000:]}")
     older = podman(
-        "images", "--format", "{{.Repository}}:{{.Tag}}", "--filter", "reference=*:test-*"
+        "images",
+        "--format",
+        "{{.Repository}}:{{.Tag}}",
+        "--filter",
+        f"reference={IMAGE_REPOSITORY}:test-*",
+        "--filter",
+        "until=24h",
     ).stdout.split()
-    for name in older:
-        if name.startswith(f"{IMAGE_REPOSITORY}:test-") and name != tag:
-            podman("rmi", name, check=False)
+    for name in set(older) - {tag}:
+        podman("rmi", name, check=False)
     return tag
