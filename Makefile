@@ -6,30 +6,46 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test fuzz lint typecheck setup setup-dev browser postgres emulators kubectl bench clean train demo-data
+.PHONY: run test fuzz lint typecheck setup setup-dev browser postgres emulators kubectl containers \
+	bench clean train demo-data image base-image
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
-# Runtime packages only: what `make run` needs.
-$(VENV)/.runtime: $(BIN)/python requirements.txt pyproject.toml
-	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements.txt
-	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps -e .
+# The package with the extras `make run` needs: the core serves; `torch` exports the default
+# model to ONNX at the first start (then it is cached). More: make setup EXTRAS=torch,gcp,aws
+EXTRAS ?= torch
+REQUIREMENTS := pyproject.toml $(wildcard requirements/*.txt)
+$(VENV)/.setup-$(EXTRAS): $(BIN)/python $(REQUIREMENTS)
+	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[$(EXTRAS)]'
 	touch $@
 
-# Test, lint and benchmark tools on top.
-$(VENV)/.dev: $(VENV)/.runtime requirements-dev.txt
-	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+# Every extra, with the test, lint and benchmark tools.
+$(VENV)/.dev: $(BIN)/python $(REQUIREMENTS)
+	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev]'
 	touch $@
 
-setup: $(VENV)/.runtime
-setup-dev: $(VENV)/.dev browser postgres emulators kubectl
+# A dev venv has every extra already.
+setup: $(if $(wildcard $(VENV)/.dev),$(VENV)/.dev,$(VENV)/.setup-$(EXTRAS))
+setup-dev: $(VENV)/.dev browser postgres emulators kubectl containers
 
 .env:
 	cp template.env .env
 
 run: setup .env
 	$(BIN)/tideflow run --host $(HOST) --port $(PORT)
+
+# The serving image (Dockerfile; make image CONTAINER=docker|podman IMAGE=name:tag): the
+# default model is exported to ONNX here, where torch is installed, and copied in; the image
+# has no torch. Run `make base-image` first where no registry can be reached.
+CONTAINER ?= $(shell command -v podman >/dev/null 2>&1 && echo podman || echo docker)
+IMAGE ?= image-classification:latest
+image: setup
+	bash scripts/build-image.sh $(CONTAINER) $(IMAGE)
+
+# debian:bookworm-slim built with debootstrap and imported (no registry needed).
+base-image:
+	bash scripts/base-image.sh $(CONTAINER)
 
 # Train your own classes: make train DATA=path/to/class-folders-or.csv NAME=mymodel [ARGS=...]
 # (then MODEL=models/$(NAME)/model.onnx in .env). `make demo-data` writes the digits demo set.
@@ -57,6 +73,13 @@ postgres:
 kubectl:
 	@command -v kubectl >/dev/null || { $(SUDO) apt-get update -q && \
 		$(SUDO) apt-get install -y -q --no-install-recommends kubectl; }
+
+# Podman (with runc) and debootstrap for the container tests (tests/containers): they build the
+# image and the base image, and run them. Like Debian's other packages here, from apt.
+containers:
+	@command -v podman >/dev/null && command -v runc >/dev/null && command -v debootstrap >/dev/null || \
+		{ $(SUDO) apt-get update -q && \
+		$(SUDO) apt-get install -y -q --no-install-recommends podman runc debootstrap; }
 
 # The BigQuery emulator needs its own venv (it pins an older DuckDB). Google's Pub/Sub
 # emulator comes from the Cloud SDK's Debian package (Java 17); preinstalled on CI.
@@ -87,4 +110,4 @@ bench: setup-dev
 	$(BIN)/python bench/pipeline.py
 
 clean:
-	rm -rf $(VENV) .venv-bqemulator .tideflow .pytest_cache .ruff_cache .mypy_cache
+	rm -rf $(VENV) .venv-bqemulator .tideflow build .pytest_cache .ruff_cache .mypy_cache

@@ -15,10 +15,13 @@ for the real resources' names.
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import importlib
+import os
 
 from tideflow.exceptions import ConfigError
+from tideflow.extras import requires_extra
 from tideflow.io.primitive import BucketPrimitive, Primitive, SinkPrimitive, SourcePrimitive
 
 PROVIDERS: dict[str, str] = {
@@ -26,6 +29,8 @@ PROVIDERS: dict[str, str] = {
     "gcp": "tideflow.io.gcp.stack:GcpStack",
     "aws": "tideflow.io.aws.stack:AwsStack",
 }
+# The package extra that brings a provider's SDK (the local stack needs only the core).
+PROVIDER_EXTRAS: dict[str, str] = {"gcp": "gcp", "aws": "aws"}
 
 
 class Stack:
@@ -46,6 +51,17 @@ class Stack:
         raise NotImplementedError(f"{type(self).__name__} must implement table()")
 
 
+def seconds_setting(name: str, default: float) -> float:
+    """A duration setting from the environment (empty: ``default``); names it when bad."""
+    value = os.environ.get(name, "").strip()
+    if not value:
+        return default
+    try:
+        return float(value)
+    except ValueError as exc:
+        raise ConfigError(f"{name} must be seconds, got {value!r}") from exc
+
+
 def get_stack(name: str) -> Stack:
     """The provider registered as ``name``, imported now."""
     target = PROVIDERS.get(name)
@@ -54,12 +70,8 @@ def get_stack(name: str) -> Stack:
         hint = f"did you mean {close[0]!r}?" if close else f"known: {', '.join(PROVIDERS)}"
         raise ConfigError(f"no such stack {name!r}; {hint}")
     module_name, _, class_name = target.partition(":")
-    try:
+    extra = PROVIDER_EXTRAS.get(name)
+    with requires_extra(extra, f"the {name} stack") if extra else contextlib.nullcontext():
         module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise ConfigError(
-            f"the {name} stack needs a package that is not installed ({exc.name}): "
-            "pip install -r requirements.txt"
-        ) from exc
     stack: Stack = getattr(module, class_name)()
     return stack

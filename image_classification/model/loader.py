@@ -6,6 +6,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from tideflow.extras import requires_extra
+
 from .classifier import Classifier, TensorClassifier
 from .errors import ConfigurationError, WeightsNotFoundError
 from .labels import imagenet_labels, read_labels_file
@@ -72,7 +74,8 @@ def load_classifier(
     if engine == "imageai":
         from .engines.imageai import ImageAIClassifier
 
-        return ImageAIClassifier(spec, weights, weights_sha256=weights_sha256, threads=threads)
+        with requires_extra("imageai", "the imageai engine", error=ConfigurationError):
+            return ImageAIClassifier(spec, weights, weights_sha256=weights_sha256, threads=threads)
 
     runner: object
     if engine == "onnxruntime":
@@ -82,9 +85,10 @@ def load_classifier(
         onnx_path = ensure_onnx(spec, weights, weights_sha256, folder)
         runner = OnnxRunner(onnx_path, threads=threads, outputs_probabilities=False)
     else:
-        from .engines.torch import TorchRunner, build_model
+        with requires_extra("torch", "the torch engine", error=ConfigurationError):
+            from .engines.torch import TorchRunner, build_model
 
-        runner = TorchRunner(build_model(spec, weights), threads=threads)
+            runner = TorchRunner(build_model(spec, weights), threads=threads)
     return TensorClassifier(
         runner,  # type: ignore[arg-type]
         model=spec.name,

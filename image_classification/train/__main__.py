@@ -10,14 +10,17 @@ thresholds) and ``card.json``/``card.txt`` (the model card).
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 
 from image_classification.model import ModelError
 from image_classification.model.registry import DEFAULT_MODEL, MODELS
+from tideflow.extras import missing_extra
 
 from .data import DataError
 from .head import HeadOptions
@@ -127,6 +130,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     out_console = Console(width=None if sys.stdout.isatty() else 120)
     err_console = Console(stderr=True)
+    # The training steps import torch as they go: say what is missing before any work.
+    if importlib.util.find_spec("torch") is None:
+        message = escape(missing_extra("torch", "training", "torch"))
+        err_console.print(f"[red]error:[/] {message}", highlight=False, soft_wrap=True)
+        return 2
     options = TrainOptions(
         backbone=args.backbone,
         weights_path=args.weights_path,
@@ -161,7 +169,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             err_console.print(f"[yellow]skipped[/] {source}: {reason}", highlight=False)
         card = train(dataset, args.out, options, console=err_console)
     except (DataError, ModelError) as exc:
-        err_console.print(f"[red]error:[/] {exc}", highlight=False)
+        err_console.print(f"[red]error:[/] {escape(str(exc))}", highlight=False)
         return 2
     except KeyboardInterrupt:
         err_console.print("interrupted; nothing was written to --out")

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 import typer
 from dotenv import load_dotenv
 from rich.console import Console
+from rich.markup import escape
 
 from tideflow.cli.config import load_config
 from tideflow.cli.progress import progress, set_quiet
@@ -63,8 +64,11 @@ def reports_errors(command: F) -> F:
         try:
             return command(*args, **kwargs)
         except TideflowError as exc:
-            # One line however long (a terminal wraps it; a log or a pipe keeps it whole).
-            errors.print(f"[red]error:[/] {exc}", highlight=False, markup=True, soft_wrap=True)
+            # One line however long (a terminal wraps it; a log or a pipe keeps it whole),
+            # escaped: messages may hold brackets (pip install -e '.[gcp]').
+            errors.print(
+                f"[red]error:[/] {escape(str(exc))}", highlight=False, markup=True, soft_wrap=True
+            )
             raise typer.Exit(2) from exc
 
     return run  # type: ignore[return-value]
@@ -187,8 +191,13 @@ def destroy(stack: StackOption = None, yes: YesOption = False) -> None:
 @reports_errors
 def run(
     stack: StackOption = None,
-    host: Annotated[str, typer.Option(help="Address the HTTP service listens on.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port of the HTTP service.")] = 8000,
+    # From the environment too: a container image sets them once, for every command it runs.
+    host: Annotated[
+        str, typer.Option(help="Address the HTTP service listens on.", envvar="TIDEFLOW_HOST")
+    ] = "127.0.0.1",
+    port: Annotated[
+        int, typer.Option(help="Port of the HTTP service.", envvar="TIDEFLOW_PORT")
+    ] = 8000,
     replicas: Annotated[
         int | None,
         typer.Option(

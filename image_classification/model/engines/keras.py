@@ -14,6 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
+from tideflow.extras import requires_extra
+
 from ..errors import ConfigurationError, InvalidWeightsError
 
 
@@ -22,14 +24,13 @@ class KerasRunner:
 
     def __init__(self, path: Path, *, threads: int | None) -> None:
         os.environ.setdefault("KERAS_BACKEND", "torch")
-        try:
+        with requires_extra("keras", "a .keras/.h5 model", error=ConfigurationError):
             import keras
-        except ImportError as exc:  # pragma: no cover - pinned in requirements.txt
-            raise ConfigurationError("A .keras/.h5 model needs Keras 3: pip install keras") from exc
-        if threads is not None and keras.backend.backend() == "torch":
-            import torch
 
-            torch.set_num_threads(threads)
+            if threads is not None and keras.backend.backend() == "torch":
+                import torch
+
+                torch.set_num_threads(threads)
         try:
             self._model = keras.saving.load_model(str(path), compile=False, safe_mode=True)
         except Exception as exc:

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
+from tideflow.extras import requires_extra
+
 from ..errors import ConfigurationError, InvalidWeightsError
 
 
@@ -19,12 +21,8 @@ class LiteRTRunner:
     outputs_probabilities: bool | None = None
 
     def __init__(self, path: Path, *, threads: int | None) -> None:
-        try:
+        with requires_extra("litert", "a .tflite model", error=ConfigurationError):
             from ai_edge_litert.interpreter import Interpreter
-        except ImportError as exc:  # pragma: no cover - pinned in requirements.txt
-            raise ConfigurationError(
-                "A .tflite model needs the LiteRT interpreter: pip install ai-edge-litert"
-            ) from exc
         try:
             self._interpreter = Interpreter(model_path=str(path), num_threads=threads or 1)
             self._interpreter.allocate_tensors()

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
+from tideflow.extras import requires_extra
+
 from ..errors import ConfigurationError, InvalidWeightsError
 from ..registry import ModelSpec
 
@@ -42,7 +44,16 @@ def ensure_onnx(spec: ModelSpec, weights: Path, weights_sha256: str, cache_dir: 
     target = cached_onnx_path(spec, weights_sha256, cache_dir)
     if target.is_file():
         return target
-    from . import torch as torch_engine  # only now: exporting needs torch
+    # Only now: exporting needs torch. Where it is not installed (a serving install, the
+    # image), the export must have been made elsewhere and shipped in the cache folder.
+    needed_by = (
+        f"no ONNX export of {spec.name} in {cache_dir} ({target.name}): make it with "
+        f"`python -m image_classification.model export {spec.name} --cache-dir DIR` where "
+        f"torch is installed and point {CACHE_ENV} at DIR (`make image` does it for the "
+        "image); exporting here"
+    )
+    with requires_extra("torch", needed_by, error=ConfigurationError):
+        from . import torch as torch_engine
 
     model = torch_engine.build_model(spec, weights)
     try:

@@ -22,12 +22,13 @@ from __future__ import annotations
 import os
 
 from tideflow.exceptions import ConfigError
+from tideflow.extras import requires_extra
 from tideflow.io.aws.clients import resolve_region
 from tideflow.io.aws.s3 import S3Bucket
 from tideflow.io.aws.stream import S3FileChangeStream
 from tideflow.io.duckdb import DuckDBDataset, DuckDBTable
 from tideflow.io.primitive import BucketPrimitive, Primitive, SinkPrimitive
-from tideflow.stacks import Stack
+from tideflow.stacks import Stack, seconds_setting
 
 WAREHOUSES = ("duckdb", "postgres")
 
@@ -59,25 +60,24 @@ class AwsStack(Stack):
     def file_change_stream(self, bucket: BucketPrimitive) -> S3FileChangeStream:
         if not isinstance(bucket, S3Bucket):
             raise TypeError(f"the aws stack streams an S3Bucket's changes, not {bucket!r}")
-        lease = _setting("SQS_VISIBILITY_TIMEOUT") or "60"
-        try:
-            lease_seconds = float(lease)
-        except ValueError as exc:
-            raise ConfigError(f"SQS_VISIBILITY_TIMEOUT must be seconds, got {lease!r}") from exc
         return S3FileChangeStream(
-            s3_bucket=bucket, queue_name=_setting("SQS_QUEUE_NAME"), lease_seconds=lease_seconds
+            s3_bucket=bucket,
+            queue_name=_setting("SQS_QUEUE_NAME"),
+            lease_seconds=seconds_setting("SQS_VISIBILITY_TIMEOUT", 60.0),
         )
 
     def dataset(self, name: str) -> Primitive:
         if self.warehouse == "postgres":
-            from tideflow.io.postgres import PostgresDatabase
+            with requires_extra("postgres", "WAREHOUSE=postgres"):
+                from tideflow.io.postgres import PostgresDatabase
 
             return PostgresDatabase(self.postgres_url)
         return DuckDBDataset(f"{name}.duckdb")
 
     def table(self, dataset: Primitive, name: str) -> SinkPrimitive:
         if self.warehouse == "postgres":
-            from tideflow.io.postgres import PostgresDatabase, PostgresTable
+            with requires_extra("postgres", "WAREHOUSE=postgres"):
+                from tideflow.io.postgres import PostgresDatabase, PostgresTable
 
             if not isinstance(dataset, PostgresDatabase):
                 raise TypeError(

@@ -3,7 +3,9 @@
 Settings (environment): ``GCP_PROJECT_ID`` (else the service-account key's or
 Application Default Credentials' project), ``GCS_BUCKET_NAME`` (default
 ``<project>-<bucket name>``), ``BIGQUERY_DATASET`` and ``BIGQUERY_TABLE`` (default the
-names the app passes), ``GCP_SERVICE_ACCOUNT_INFO`` and the emulator hosts (read by
+names the app passes), ``PUBSUB_ACK_DEADLINE`` (default 60, 10 to 600: seconds a pulled
+event stays leased, extended while a replica works on it; after a crash it is delivered
+again when it runs out), ``GCP_SERVICE_ACCOUNT_INFO`` and the emulator hosts (read by
 ``tideflow.io.gcp.clients``).
 """
 
@@ -16,7 +18,7 @@ from tideflow.io.gcp.clients import PROJECT_ENV, resolve_project
 from tideflow.io.gcp.storage import GCSBucket
 from tideflow.io.gcp.stream import GCSFileChangeStream
 from tideflow.io.primitive import BucketPrimitive, Primitive
-from tideflow.stacks import Stack
+from tideflow.stacks import Stack, seconds_setting
 
 
 class GcpStack(Stack):
@@ -33,7 +35,9 @@ class GcpStack(Stack):
     def file_change_stream(self, bucket: BucketPrimitive) -> GCSFileChangeStream:
         if not isinstance(bucket, GCSBucket):
             raise TypeError(f"the gcp stack streams a GCSBucket's changes, not {bucket!r}")
-        return GCSFileChangeStream(gcs_bucket=bucket)
+        return GCSFileChangeStream(
+            gcs_bucket=bucket, lease_seconds=seconds_setting("PUBSUB_ACK_DEADLINE", 60.0)
+        )
 
     def dataset(self, name: str) -> BigQueryDataset:
         dataset_name = _setting("BIGQUERY_DATASET") or name
