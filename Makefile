@@ -6,7 +6,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test fuzz lint typecheck setup setup-dev browser postgres emulators kubectl containers \
+.PHONY: run test fuzz lint typecheck docs setup setup-dev browser postgres emulators kubectl containers \
 	bench clean train demo-data image base-image
 
 $(BIN)/python:
@@ -95,7 +95,13 @@ lint: $(VENV)/.dev
 typecheck: $(VENV)/.dev
 	$(BIN)/mypy
 
-test: setup-dev lint typecheck
+# The docs site (mkdocs.yml) into build/site/; strict: a broken link between pages fails it
+# (not with --quiet, which hides the warnings strict mode counts). tests/docs checks the
+# links README.md and docs/ make into the repository.
+docs: $(VENV)/.dev
+	$(BIN)/mkdocs build --strict
+
+test: setup-dev lint typecheck docs
 	$(BIN)/pytest
 
 # The attack run, longer than in `make test`: schemathesis (2,000 examples per operation,

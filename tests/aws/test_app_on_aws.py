@@ -245,8 +245,8 @@ def test_several_machines_share_the_work_with_postgres(
 
 
 def _readme_grants(suffix: str) -> str:
-    """The README's grants for least-privilege roles, for roles of this test."""
-    readme = (REPO / "README.md").read_text()
+    """docs/stacks/postgres.md's grants for least-privilege roles, for this test's roles."""
+    readme = (REPO / "docs/stacks/postgres.md").read_text()
     grants = readme.split("Grants for least-privilege roles", 1)[1].split("```sql\n", 1)[1]
     sql = grants.split("```", 1)[0]
     return sql.replace("tideflow_consumer", f"consumer_{suffix}").replace(
@@ -257,7 +257,7 @@ def _readme_grants(suffix: str) -> str:
 def test_consumers_and_service_with_the_readme_s_grants(
     moto_server: str, postgres_url: str, tmp_path: Path
 ) -> None:
-    """Roles with exactly the README's grants: rows, failures, corrections; then a grant
+    """Roles with exactly the documented grants: rows, failures, corrections; then a grant
     taken away is waited out (no event dead-lettered for it) until it is given back. And an
     event whose 5 deliveries all crashed is recorded as failed on the 6th."""
     settings = aws_settings(WAREHOUSE="postgres", POSTGRES_URL=postgres_url)

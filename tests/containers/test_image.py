@@ -12,7 +12,7 @@ from tests.containers.podman import Podman
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1200)]
 
-# README, "Deploy and scale": the image with the local, gcp and aws stacks.
+# docs/deploy.md, "The serving image": the image with the local, gcp and aws stacks.
 MAX_IMAGE_BYTES = 600_000_000
 NOT_IN_THE_IMAGE = (
     "torch",

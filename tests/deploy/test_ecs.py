@@ -55,7 +55,7 @@ def test_task_roles_grant_what_the_readme_states(
     if readme_policy == "consumer":
         assert granted == _readme_consumer_grants()
     else:
-        # The README lists the service's actions in a sentence, "on the resources above".
+        # docs/stacks/aws.md lists the service's actions in a sentence, "on the resources above".
         assert {action for action, _ in granted} == _readme_service_actions()
 
 
@@ -166,7 +166,7 @@ def _listed(value: Any) -> list[Any]:
 
 
 def _resource_kind(resource: Any) -> str:
-    """bucket, objects, queue or dlq, for the README's ARNs and the template's Fn::Sub."""
+    """bucket, objects, queue or dlq, for the documented ARNs and the template's Fn::Sub."""
     arn = resource["Fn::Sub"] if isinstance(resource, dict) else resource
     if ":s3:::" in arn:
         return "objects" if arn.endswith("/*") else "bucket"
@@ -175,7 +175,7 @@ def _resource_kind(resource: Any) -> str:
 
 
 def _readme_consumer_grants() -> set[tuple[str, str]]:
-    readme = (REPO / "README.md").read_text()
+    readme = (REPO / "docs/stacks/aws.md").read_text()
     after = readme[readme.index("IAM for a consumer machine") :]
     policy = json.loads(after.split("```json\n", 1)[1].split("```", 1)[0])
     return {
@@ -187,7 +187,7 @@ def _readme_consumer_grants() -> set[tuple[str, str]]:
 
 
 def _readme_service_actions() -> set[str]:
-    readme = (REPO / "README.md").read_text()
+    readme = (REPO / "docs/stacks/aws.md").read_text()
     start = readme.index("The service (`--only service`) needs")
     sentence = readme[start : readme.index("(plus", start)]
     return set(re.findall(r"`((?:s3|sqs):\w+)`", sentence))

@@ -38,7 +38,7 @@ def gcp_app(
 
 
 BQ_DISCOVERY = Path("/usr/lib/google-cloud-sdk/platform/bq/discovery_next/bigquery.json")
-# Kept in step with the README's gcp section (a test reads it there too).
+# Kept in step with docs/stacks/gcp.md (a test reads it there too).
 README_QUERY = (
     "SELECT image_id, ANY_VALUE(image_name) AS image_name, "
     "ANY_VALUE(classifications[OFFSET(0)].label) AS top_label "
@@ -69,7 +69,7 @@ def cloud_sdk(command: list[str], **env: str) -> subprocess.CompletedProcess[str
 
 
 def test_the_readme_query_is_the_one_tested() -> None:
-    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    readme = (Path(__file__).resolve().parents[2] / "docs/stacks/gcp.md").read_text()
     assert " ".join(README_QUERY.split()) in " ".join(readme.split())
 
 
@@ -104,7 +104,7 @@ def test_uploads_and_objects_written_to_the_bucket_are_classified_and_shown(
     client.bucket(bucket).blob("dropped/cat.png").upload_from_filename(
         str(CHELSEA), content_type="image/png"
     )
-    # And what the README shows: `gcloud storage cp` pointed at the Storage emulator.
+    # And what docs/stacks/gcp.md shows: `gcloud storage cp` pointed at the Storage emulator.
     copied = cloud_sdk(
         ["gcloud", "storage", "cp", str(CHELSEA), f"gs://{bucket}/copied/chelsea.png"],
         CLOUDSDK_API_ENDPOINT_OVERRIDES_STORAGE=f"{os.environ['STORAGE_EMULATOR_HOST']}/storage/v1/",
@@ -118,7 +118,7 @@ def test_uploads_and_objects_written_to_the_bucket_are_classified_and_shown(
     tabby = httpx.get(f"{gcp_app.base_url}/api/results", params={"label": "tabby"}).json()
     assert tabby["total"] == 3
 
-    # The README's `bq query`, against bqemulator: each image once, with its top label.
+    # docs/stacks/gcp.md's `bq query`, against bqemulator: each image once, with its top label.
     dataset = gcp_app.env["BIGQUERY_DATASET"]
     queried = cloud_sdk(
         [
