@@ -123,13 +123,26 @@ def test_each_consumers_table_and_dead_letters_through_the_running_app(
     assert app.stop() == 0
     stopped = _script(app)
     assert (running.pop("running"), stopped.pop("running")) == (True, False)
-    assert running == stopped == {
-        "letters": [["note.txt", 3], ["poison.txt", 10]],
-        "typed": True,
-        "words": 1,
-        "dead": [0, 0],
-        "status": ["count_words", "count_letters"],
-    }
+    assert (
+        running
+        == stopped
+        == {
+            "letters": [["note.txt", 3], ["poison.txt", 10]],
+            "typed": True,
+            "words": 1,
+            "dead": [0, 0],
+            "status": ["count_words", "count_letters"],
+        }
+    )
+
+    # A row type without a summary: the columns that fit; without a label field: --item.
+    latest = app.cli("query", "--results", "--consumer", "count_words")
+    assert latest.stdout.split()[:3] == ["key", "count", "processed_at"], latest.stdout
+    label = app.cli("query", "--results", "--consumer", "count_words", "--label", "x")
+    assert label.returncode == 2
+    assert "row type names in tideflow_label, and it names none: use --item" in (
+        " ".join(label.stderr.split())
+    )
 
     out = app.home / "letters.csv"
     exported = app.cli("export", "--consumer", "count_letters", "--out", str(out))
