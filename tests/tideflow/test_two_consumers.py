@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -55,15 +54,7 @@ def _until(check: Callable[[], subprocess.CompletedProcess[str]], text: str, app
 
 
 def _script(app: TideflowProcess) -> dict[str, object]:
-    done = subprocess.run(
-        [sys.executable, "-c", _SCRIPT],
-        cwd=app.project_dir,
-        env=app.env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    done = app.python("-c", _SCRIPT)
     assert done.returncode == 0, done.stderr
     answer: dict[str, object] = json.loads(done.stdout)
     return answer

@@ -22,19 +22,11 @@ console = Console()
 errors = Console(stderr=True)
 
 
-class LogLevel(enum.StrEnum):
-    DEBUG = "DEBUG"
-    INFO = "INFO"
-    WARNING = "WARNING"
-    ERROR = "ERROR"
-
-
 StackOption = Annotated[
     str | None,
     typer.Option("--stack", help="Stack to use (else $STACK, else the first listed)."),
 ]
 YesOption = Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")]
-LogLevelOption = Annotated[LogLevel, typer.Option(case_sensitive=False, help="Log level.")]
 FormatOption = Annotated[
     OutputFormat,
     typer.Option(
@@ -45,6 +37,16 @@ FormatOption = Annotated[
 WideOption = Annotated[
     bool, typer.Option("--wide", help="With the table format: every column, nothing cut.")
 ]
+
+
+class LogLevel(enum.StrEnum):
+    DEBUG = "DEBUG"
+    INFO = "INFO"
+    WARNING = "WARNING"
+    ERROR = "ERROR"
+
+
+LogLevelOption = Annotated[LogLevel, typer.Option(case_sensitive=False, help="Log level.")]
 
 F = TypeVar("F", bound=Callable[..., Any])
 

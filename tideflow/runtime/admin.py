@@ -23,7 +23,7 @@ import shutil
 import socket
 import struct
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -119,34 +119,45 @@ def admin_app(access: FlowAccess) -> Starlette:
     async def status(request: Request) -> JSONResponse:
         return await _answer(access.status)
 
-    async def table(request: Request) -> JSONResponse:
-        name, call = request.path_params["name"], request.path_params["call"]
-        if call not in TABLE_CALLS:
-            return _refusal(f"no table call {call!r}", 404)
-        arguments = wire.decode(await request.json())
-        return await _answer(lambda: getattr(access.table(name), call)(**arguments))
-
-    async def dead_letters(request: Request) -> JSONResponse:
-        name, call = request.path_params["name"], request.path_params["call"]
-        if call not in DEAD_LETTER_CALLS:
-            return _refusal(f"no dead-letter call {call!r}", 404)
-        arguments = wire.decode(await request.json())
-        return await _answer(lambda: getattr(access.dead_letters(name), call)(**arguments))
-
-    # A tideflow error, or the OS refusing a file (an export into a folder, a name too
-    # long), is the caller's to fix: 400 with the message and the error's class, which
-    # the client raises again.
-    def refused(request: Request, exc: Exception) -> JSONResponse:
-        return _refusal(str(exc), 400, error=type(exc).__name__)
-
     return Starlette(
         routes=[
             Route("/status", status, methods=["POST"]),
-            Route("/tables/{name:path}/{call}", table, methods=["POST"]),
-            Route("/consumers/{name:path}/dead-letters/{call}", dead_letters, methods=["POST"]),
+            Route(
+                "/tables/{name:path}/{call}",
+                _calls(access.table, TABLE_CALLS, "table"),
+                methods=["POST"],
+            ),
+            Route(
+                "/consumers/{name:path}/dead-letters/{call}",
+                _calls(access.dead_letters, DEAD_LETTER_CALLS, "dead-letter"),
+                methods=["POST"],
+            ),
         ],
-        exception_handlers={TideflowError: refused, OSError: refused},
+        exception_handlers={TideflowError: _refused, OSError: _refused},
     )
+
+
+def _refused(request: Request, exc: Exception) -> JSONResponse:
+    """A tideflow error, or the OS refusing a file (an export into a folder, a name too
+    long), is the caller's to fix: 400 with the message and the error's class, which
+    the client raises again."""
+    return _refusal(str(exc), 400, error=type(exc).__name__)
+
+
+def _calls(
+    target: Callable[[str], Any], allowed: frozenset[str], noun: str
+) -> Callable[[Request], Awaitable[JSONResponse]]:
+    """An endpoint that runs method ``{call}`` of ``target({name})`` on the body's
+    keyword arguments, for the methods ``allowed``."""
+
+    async def endpoint(request: Request) -> JSONResponse:
+        name, call = request.path_params["name"], request.path_params["call"]
+        if call not in allowed:
+            return _refusal(f"no {noun} call {call!r}", 404)
+        arguments = wire.decode(await request.json())
+        return await _answer(lambda: getattr(target(name), call)(**arguments))
+
+    return endpoint
 
 
 async def _answer(call: Callable[[], Any]) -> JSONResponse:

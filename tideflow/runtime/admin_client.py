@@ -21,12 +21,7 @@ from typing import Any
 
 from tideflow import exceptions
 from tideflow.exceptions import ConfigError, TideflowError
-from tideflow.io.strategies import (
-    DEFAULT_QUERY_ROWS,
-    DeadLetterQueue,
-    ItemFilter,
-    TableReader,
-)
+from tideflow.io.strategies import DeadLetterQueue, TableReader
 from tideflow.runtime import wire
 from tideflow.runtime.access import FlowAccess, StatusRow
 from tideflow.types import DeadLetter, QueryResult
@@ -96,7 +91,8 @@ def _quoted(name: str) -> str:
 
 
 class RemoteTableReader(TableReader):
-    """The run process's reader of table ``name``."""
+    """The run process's reader of table ``name``: each call's options (and their
+    defaults) are the ``TableReader``'s there."""
 
     def __init__(self, client: AdminClient, name: str) -> None:
         self.client = client
@@ -109,50 +105,29 @@ class RemoteTableReader(TableReader):
         result: QueryResult = self._call("query", sql=sql, params=params)
         return result
 
-    def user_query(
-        self, sql: str, *, allow_writes: bool = False, max_rows: int = DEFAULT_QUERY_ROWS
-    ) -> QueryResult:
-        result: QueryResult = self._call(
-            "user_query", sql=sql, allow_writes=allow_writes, max_rows=max_rows
-        )
+    def user_query(self, sql: str, **options: Any) -> QueryResult:
+        result: QueryResult = self._call("user_query", sql=sql, **options)
         return result
 
-    def select(
-        self,
-        *,
-        where: dict[str, Any] | None = None,
-        item: ItemFilter | None = None,
-        order_by: str | None = None,
-        limit: int = 50,
-        offset: int = 0,
-    ) -> QueryResult:
-        result: QueryResult = self._call(
-            "select", where=where, item=item, order_by=order_by, limit=limit, offset=offset
-        )
+    def select(self, **options: Any) -> QueryResult:
+        result: QueryResult = self._call("select", **options)
         return result
 
-    def count(self, *, where: dict[str, Any] | None = None, item: ItemFilter | None = None) -> int:
-        return int(self._call("count", where=where, item=item))
+    def count(self, **options: Any) -> int:
+        return int(self._call("count", **options))
 
     def export(
         self,
         path: Path,
         fmt: str,
         *,
-        item: ItemFilter | None = None,
-        order_by: str | None = None,
         progress: Callable[[int], None] | None = None,
+        **options: Any,
     ) -> int:
         """Written by the run process, as its user, to ``path`` as seen from here."""
+        target = Path(path).resolve()
         written = int(
-            self._call(
-                "export",
-                timeout=EXPORT_TIMEOUT_SECONDS,
-                path=Path(path).resolve(),
-                fmt=fmt,
-                item=item,
-                order_by=order_by,
-            )
+            self._call("export", timeout=EXPORT_TIMEOUT_SECONDS, path=target, fmt=fmt, **options)
         )
         if progress is not None:
             progress(written)
