@@ -77,7 +77,9 @@ class Project:
 
     def consumers(self) -> list[Consumer]:
         if not self.flow.consumers:
-            raise ConfigError("the flow has no consumers, so it has no tables or dead letters")
+            raise ConfigError(
+                "the flow has no consumers: no stream, table or dead letters to work on"
+            )
         return self.flow.consumers
 
     def consumer(self, name: str | None = None) -> Consumer:
