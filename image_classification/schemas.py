@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+from collections.abc import Mapping
+from typing import Any, ClassVar
 
 
 @dataclasses.dataclass(frozen=True)
@@ -36,7 +38,28 @@ class ImageClassificationRow:
     latency_ms: float
     classified_at: datetime.datetime | None = None
 
+    # `tideflow query/export --label L` (exact, any case) and `--q L` (part of it) search:
+    tideflow_label: ClassVar[str] = "classifications.label"
+
+    @classmethod
+    def tideflow_summary(cls, record: Mapping[str, Any]) -> dict[str, Any]:
+        """The line `tideflow query --results` prints for an image: its name, top label,
+        model (without its version) and upload time."""
+        top = (record.get("classifications") or [None])[0]
+        return {
+            "image_name": record.get("image_name"),
+            "top label": f"{top['label']} {top['confidence']:.1%}" if top else "",
+            "status": "done",  # a row is an image classified; failures have their log
+            "model": model_name(record.get("model_id") or ""),
+            "upload UTC": record.get("upload"),
+        }
+
     def tideflow_row_key(self) -> str:
         """Rows are keyed by (object, version, model_id): a replay to the same model adds
         nothing, a replay to a new model adds one row beside the old one."""
         return self.model_id
+
+
+def model_name(model_id: str) -> str:
+    """``efficientnet_lite0@a1b2c3d4e5f6/onnxruntime/v1`` -> ``efficientnet_lite0``."""
+    return model_id.split("/", 1)[0].split("@", 1)[0]

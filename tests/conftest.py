@@ -89,8 +89,12 @@ class TideflowProcess:
         return f"http://127.0.0.1:{self.port}"
 
     def cli(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+        return self.python("-m", "tideflow", *args, timeout=timeout)
+
+    def python(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+        """``python ARGS`` in the project folder, with this run's environment."""
         return subprocess.run(
-            [sys.executable, "-m", "tideflow", *args],
+            [sys.executable, *args],
             cwd=self.project_dir,
             env=self.env,
             capture_output=True,

@@ -4,6 +4,9 @@
 from tideflow import Flow, FlowOptions, Service, consumer, dependency, Scope
 ```
 
+From a script, ``tideflow.open_project()`` opens a project's tables and dead letters
+(through the running app while ``tideflow run`` holds them).
+
 The names are imported on first use (PEP 562), so that commands such as ``tideflow
 status`` start without importing the web framework.
 """
@@ -17,6 +20,7 @@ if TYPE_CHECKING:
     from tideflow.consumers import Consumer, consumer
     from tideflow.dependencies import Scope, dependency
     from tideflow.flow import Flow, FlowOptions
+    from tideflow.project import Project, open_project
     from tideflow.service import Service
 
 __version__ = "0.1.0"
@@ -28,6 +32,8 @@ _EXPORTS = {
     "dependency": "tideflow.dependencies",
     "Flow": "tideflow.flow",
     "FlowOptions": "tideflow.flow",
+    "Project": "tideflow.project",
+    "open_project": "tideflow.project",
     "Service": "tideflow.service",
 }
 
@@ -35,10 +41,12 @@ __all__ = [
     "Consumer",
     "Flow",
     "FlowOptions",
+    "Project",
     "Scope",
     "Service",
     "consumer",
     "dependency",
+    "open_project",
 ]
 
 

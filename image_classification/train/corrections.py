@@ -3,15 +3,12 @@
 Run from the project folder (it reads ``buildflow.yaml`` and ``.env`` like ``tideflow``):
 the newest correction of each image gives its labels, and the image itself is read from the
 bucket (the exact version that was corrected). With one label per image the model is
-single-label, otherwise multi-label (an empty correction means "none of these"). While
-``tideflow run`` holds the local DuckDB file, the corrections are read through it.
+single-label, otherwise multi-label (an empty correction means "none of these"). The
+table is read through ``tideflow.open_project``: through the running app while ``tideflow
+run`` holds the warehouse, directly otherwise.
 """
 
 from __future__ import annotations
-
-import datetime
-import json
-from typing import Any
 
 from rich.console import Console
 
@@ -19,18 +16,21 @@ from .data import MAX_IMAGE_BYTES, TOO_LARGE, DataError, Dataset, build_dataset
 
 
 def load_corrections_dataset(console: Console) -> Dataset:
-    from tideflow.cli.main import Context
+    from tideflow import open_project
     from tideflow.exceptions import TideflowError
 
     try:
-        ctx = Context(None)  # loads .env, picks the stack, imports the app (main.py)
-    except TideflowError as exc:
-        raise DataError(f"cannot open the app's project here: {exc}") from exc
-    from image_classification import primitives
-    from image_classification.image_ids import parse_image_id
-    from image_classification.processors import corrections
+        project = open_project()  # loads .env and picks the stack, as `tideflow` does
+        # Imported after: the app reads the settings the project's .env gives.
+        from image_classification import primitives
+        from image_classification.image_ids import parse_image_id
+        from image_classification.processors import corrections
 
-    rows = _read_corrections(ctx, corrections)
+        table = project.table(name=corrections.CORRECTIONS_TABLE)
+        found = table.query(corrections.newest_sql())
+    except TideflowError as exc:
+        raise DataError(f"cannot read the corrections table: {exc}") from exc
+    rows = [corrections.CorrectionRow(*values) for values in found.rows]
     if not rows:
         raise DataError(
             "there are no corrections yet: mark labels wrong on the results page first "
@@ -61,43 +61,3 @@ def load_corrections_dataset(console: Console) -> Dataset:
     dataset = build_dataset(items, multi_label=multi_label, origin="corrections")
     dataset.skipped[:0] = missing
     return dataset
-
-
-def _read_corrections(ctx: Any, corrections: Any) -> list[Any]:
-    try:
-        return list(corrections.all_latest())
-    except Exception as exc:
-        sock = ctx.admin_socket()
-        if sock is None:
-            raise DataError(f"cannot read the corrections table: {exc}") from exc
-    from tideflow.io.strategies import MAX_QUERY_ROWS
-
-    # `tideflow run` holds the DuckDB file: ask it (its admin socket runs SQL read-only).
-    sql = corrections.newest_sql(table_ref=f'"{corrections.CORRECTIONS_TABLE}"')
-    answer = _ask(sock, {"sql": sql, "max_rows": MAX_QUERY_ROWS})
-    if answer.get("truncated"):
-        raise DataError(
-            f"more than {MAX_QUERY_ROWS:,} corrected images, more than the running app hands "
-            "out: stop `tideflow run` and train again (the trainer then reads the table itself)"
-        )
-    result = []
-    for values in answer["rows"]:
-        row = dict(zip(answer["columns"], values, strict=True))
-        if isinstance(row["labels"], str):
-            row["labels"] = json.loads(row["labels"])
-        if isinstance(row["corrected_at"], str):
-            row["corrected_at"] = datetime.datetime.fromisoformat(row["corrected_at"])
-        result.append(corrections.CorrectionRow(**row))
-    return result
-
-
-def _ask(sock: Any, payload: dict[str, Any]) -> dict[str, Any]:
-    import httpx
-
-    transport = httpx.HTTPTransport(uds=str(sock))
-    with httpx.Client(transport=transport, base_url="http://tideflow", timeout=60) as client:
-        response = client.post("/query", json=payload)
-    if response.status_code != 200:
-        raise DataError(f"the running app could not read the corrections: {response.text}")
-    answer: dict[str, Any] = response.json()
-    return answer

@@ -85,7 +85,9 @@ def test_formats_carry_every_column(filled: TideflowProcess) -> None:
     assert "more column(s): --wide" in table.stdout
 
     bad = filled.cli("query", "--results", "--format", "xml")
-    assert bad.returncode == 2 and "--format must be one of" in bad.stderr
+    message = " ".join(bad.stderr.replace("│", " ").split())  # out of Typer's error box
+    assert bad.returncode == 2
+    assert "'--format': 'xml' is not one of 'table', 'json', 'jsonl', 'csv'" in message
 
 
 def test_label_search_matches_parts_of_labels(filled: TideflowProcess) -> None:
@@ -95,6 +97,32 @@ def test_label_search_matches_parts_of_labels(filled: TideflowProcess) -> None:
     assert found
     for row in found:
         assert any("cat" in c["label"].lower() for c in row["classifications"]), row
+
+
+def test_item_filters_are_generic_and_label_is_the_apps_shortcut(
+    filled: TideflowProcess,
+) -> None:
+    def names(*args: str) -> list[str]:
+        done = filled.cli("query", "--results", "--limit", "1000", "--format", "json", *args)
+        assert done.returncode == 0, done.stderr
+        return [row["image_name"] for row in json.loads(done.stdout)]
+
+    contains = names("--item", "classifications.label=CAT", "--contains")
+    assert contains and contains == names("--q", "cat")
+    exact = names("--item", "classifications.label=Tabby")
+    assert exact and exact == names("--label", "tabby")
+    assert set(exact) < set(names("--q", "TAB"))  # "dining table" holds "tab" too
+
+    for args, message in [
+        (["--item", "classifications.labl=cat"], "no item field 'classifications.labl' to "
+         "filter on; the table has: classifications.label"),
+        (["--item", "classifications.label"], "--item takes COLUMN.FIELD=VALUE"),
+        (["--label", "cat", "--q", "cat"], "give one item filter, not --label and --q"),
+        (["--contains"], "--contains goes with --item COLUMN.FIELD=VALUE"),
+    ]:  # fmt: skip
+        refused = filled.cli("query", "--results", *args)
+        assert refused.returncode == 2, refused.stdout
+        assert message in " ".join(refused.stderr.split())
 
 
 @pytest.mark.parametrize("fmt", ["csv", "jsonl", "parquet"])

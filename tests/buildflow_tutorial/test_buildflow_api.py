@@ -12,7 +12,7 @@ import duckdb
 import pytest
 
 from tideflow import Flow, Service
-from tideflow.cli.config import load_config
+from tideflow.config import load_config
 from tideflow.dependencies import Scope, dependency
 from tideflow.exceptions import ConfigError
 from tideflow.io.duckdb import DuckDBTable

@@ -60,6 +60,30 @@ def test_unknown_stack_lists_the_known_ones(
     assert "unknown stack 'mars'; buildflow.yaml lists: local, other" in result.stderr
 
 
+def test_a_mistyped_stack_gets_a_suggestion(
+    tideflow_factory: Callable[..., TideflowProcess],
+) -> None:
+    result = tideflow_factory(TEXTFLOW).cli("plan", "--stack", "lcoal")
+    assert result.returncode == 2
+    assert "unknown stack 'lcoal'; did you mean 'local'? buildflow.yaml lists: local, other" in (
+        result.stderr
+    )
+
+
+def test_choices_are_checked_by_the_command_line(
+    tideflow_factory: Callable[..., TideflowProcess],
+) -> None:
+    app = tideflow_factory(TEXTFLOW)
+    only = app.cli("run", "--only", "servce")
+    assert only.returncode == 2
+    assert "'servce' is not one of 'service', 'consumers'" in " ".join(
+        only.stderr.replace("│", " ").split()
+    )
+    assert not app.home.exists()  # refused before anything was opened
+    # Log levels in any case.
+    assert app.cli("--log-level", "debug", "plan").returncode == 0
+
+
 def test_bad_yaml_is_reported(
     tideflow_factory: Callable[..., TideflowProcess], tmp_path: Path
 ) -> None:

@@ -9,10 +9,12 @@ def test_public_api_is_pinned() -> None:
         "Consumer",
         "Flow",
         "FlowOptions",
+        "Project",
         "Scope",
         "Service",
         "consumer",
         "dependency",
+        "open_project",
     ]
     assert set(tideflow.io.local.__all__) >= {"LocalBucket", "LocalFileChangeStream"}
     assert set(tideflow.io.duckdb.__all__) >= {"DuckDBDataset", "DuckDBTable"}

@@ -5,7 +5,6 @@ from __future__ import annotations
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -50,15 +49,7 @@ def test_bucket_writes_and_copied_files_are_each_processed_once(
 def _status_lines(app: TideflowProcess, then: str = "") -> list[str]:
     """``tideflow status``'s count_words line and its last line; ``then`` runs after it."""
     script = f"from tideflow.cli.main import app; app(['status'], standalone_mode=False); {then}"
-    done = subprocess.run(
-        [sys.executable, "-c", script],
-        cwd=app.project_dir,
-        env=app.env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    done = app.python("-c", script)
     assert done.returncode == 0, done.stdout + done.stderr
     lines = done.stdout.splitlines()
     # consumer, pending, in flight, done, failed

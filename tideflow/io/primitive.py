@@ -20,6 +20,7 @@ from tideflow.io.strategies import (
 
 if TYPE_CHECKING:
     from tideflow.io.failures import FailureLog
+    from tideflow.io.schema import Field
 
 
 class PlanAction(enum.Enum):
@@ -80,6 +81,11 @@ class Primitive:
     def depends_on(self) -> tuple[Primitive, ...]:
         """Primitives that must exist before this one (apply order)."""
         return ()
+
+    def check(self) -> PlanStep:
+        """What ``tideflow run --only consumers`` verifies before it starts: by default the
+        plan; a primitive whose plan needs more rights than a consumer has checks less."""
+        return self.plan()
 
     def options(self, **settings: Any) -> Self:
         """Set options after construction, BuildFlow style: ``Table(...).options(schema=Row)``.
@@ -146,7 +152,10 @@ class BucketPrimitive(Primitive):
 
 
 class SourcePrimitive(Primitive):
-    """A primitive consumers read events from."""
+    """A primitive consumers read events from; a delivery is leased for ``lease_seconds``
+    and extended while a replica works on it."""
+
+    lease_seconds: float = 60.0
 
     def source(self) -> Source:
         raise NotImplementedError(f"{type(self).__name__} must implement source()")
@@ -182,9 +191,15 @@ class SourcePrimitive(Primitive):
 
 
 class SinkPrimitive(Primitive):
-    """A primitive consumers write rows to, and the service reads back."""
+    """A primitive consumers write rows to, and the service reads back; ``schema`` is its
+    row dataclass (None until declared or inferred from its consumer)."""
 
     table_name: str
+    schema: type | None = None
+
+    def fields(self) -> tuple[Field, ...]:
+        """The columns of ``schema``."""
+        raise NotImplementedError(f"{type(self).__name__} must implement fields()")
 
     def sink(self) -> Sink:
         raise NotImplementedError(f"{type(self).__name__} must implement sink()")

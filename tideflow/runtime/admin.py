@@ -1,8 +1,8 @@
-"""A private HTTP API on a Unix socket, so CLI commands can read through the running app.
+"""A private HTTP API on a Unix socket, so commands and scripts read through the running app.
 
-DuckDB lets one process open its file; while ``tideflow run`` holds it,
-``tideflow query`` sends its query here instead, and ``tideflow status`` asks for its
-counts here without importing the flow.
+DuckDB lets one process open its file; while ``tideflow run`` holds it, every read of a
+project (``tideflow.project``: queries, exports, dead letters, status) is sent here and
+answered by the run's ``LocalAccess``; ``tideflow status`` asks without importing the flow.
 
 The API runs SQL and writes files as the run process's user, so only that user (and
 root) may use it, behind two locks: the socket file is 0600 from the moment it exists
@@ -23,19 +23,20 @@ import shutil
 import socket
 import struct
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from fastapi import Body, FastAPI, Request
-from fastapi.encoders import jsonable_encoder
-from fastapi.responses import JSONResponse
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from tideflow.exceptions import TideflowError
-from tideflow.io.failures import FailureLog, retry_dead_letters
-from tideflow.io.strategies import DEFAULT_QUERY_ROWS, DeadLetterQueue, ItemFilter, TableReader
-from tideflow.runtime.status import StatusRow
+from tideflow.runtime import wire
+from tideflow.runtime.access import FlowAccess
 
 logger = logging.getLogger("tideflow.admin")
 
@@ -98,67 +99,71 @@ class OwnerOnlyH11Protocol(H11Protocol):
             transport.close()
 
 
-def admin_app(
-    reader: TableReader,
-    *,
-    failures: FailureLog,
-    dead_letters: DeadLetterQueue,
-    status: Callable[[], list[StatusRow]],
-) -> FastAPI:
-    app = FastAPI(openapi_url=None, docs_url=None, redoc_url=None)
+# What a client may call: the methods of ``TableReader`` and ``DeadLetterQueue``.
+TABLE_CALLS = frozenset({"query", "user_query", "select", "count", "export"})
+DEAD_LETTER_CALLS = frozenset({"list", "retry", "count"})
 
-    # A tideflow error, or the OS refusing a file (an export into a folder, a name too
-    # long), is the caller's to fix: 400 with the message, which the CLI prints.
-    @app.exception_handler(TideflowError)
-    @app.exception_handler(OSError)
-    def refused(request: Request, exc: Exception) -> JSONResponse:
-        return JSONResponse({"detail": str(exc)}, status_code=400)
 
-    @app.post("/status")
-    def consumers_status() -> Any:
-        return {"consumers": status()}
+def admin_app(access: FlowAccess) -> Starlette:
+    """``access`` (the run's ``LocalAccess``) over HTTP, for ``RemoteAccess``:
 
-    @app.post("/dead-letters/retry")
-    def retry(ids: list[str] | None = Body(None, embed=True)) -> Any:
-        return {"retried": retry_dead_letters(dead_letters, failures, ids)}
+    - ``POST /status``: one row per consumer;
+    - ``POST /tables/{name}/{call}``: ``TableReader`` calls on the flow's table ``name``;
+    - ``POST /consumers/{name}/dead-letters/{call}``: ``DeadLetterQueue`` calls on a
+      consumer's dead letters (a retry marks its failure log too).
 
-    @app.post("/query")
-    def query(
-        sql: str = Body(...),
-        write: bool = Body(False),
-        max_rows: int = Body(DEFAULT_QUERY_ROWS),
-    ) -> Any:
-        found = reader.user_query(sql, allow_writes=write, max_rows=max_rows)
-        return jsonable_encoder(found)
+    Bodies are the call's keyword arguments and answers ``{"result": ...}``, both in
+    ``tideflow.runtime.wire``'s JSON.
+    """
 
-    @app.post("/select")
-    def select(
-        item: dict[str, Any] | None = Body(None),
-        order_by: str | None = Body(None),
-        limit: int = Body(20),
-        offset: int = Body(0),
-    ) -> Any:
-        result = reader.select(
-            item=ItemFilter(**item) if item else None,
-            order_by=order_by,
-            limit=limit,
-            offset=offset,
-        )
-        return jsonable_encoder(result)
+    async def status(request: Request) -> JSONResponse:
+        return await _answer(access.status)
 
-    @app.post("/export")
-    def export(
-        path: str = Body(...),
-        format: str = Body("csv"),
-        item: dict[str, Any] | None = Body(None),
-        order_by: str | None = Body(None),
-    ) -> Any:
-        rows = reader.export(
-            Path(path),
-            format,
-            item=ItemFilter(**item) if item else None,
-            order_by=order_by,
-        )
-        return {"rows": rows}
+    return Starlette(
+        routes=[
+            Route("/status", status, methods=["POST"]),
+            Route(
+                "/tables/{name:path}/{call}",
+                _calls(access.table, TABLE_CALLS, "table"),
+                methods=["POST"],
+            ),
+            Route(
+                "/consumers/{name:path}/dead-letters/{call}",
+                _calls(access.dead_letters, DEAD_LETTER_CALLS, "dead-letter"),
+                methods=["POST"],
+            ),
+        ],
+        exception_handlers={TideflowError: _refused, OSError: _refused},
+    )
 
-    return app
+
+def _refused(request: Request, exc: Exception) -> JSONResponse:
+    """A tideflow error, or the OS refusing a file (an export into a folder, a name too
+    long), is the caller's to fix: 400 with the message and the error's class, which
+    the client raises again."""
+    return _refusal(str(exc), 400, error=type(exc).__name__)
+
+
+def _calls(
+    target: Callable[[str], Any], allowed: frozenset[str], noun: str
+) -> Callable[[Request], Awaitable[JSONResponse]]:
+    """An endpoint that runs method ``{call}`` of ``target({name})`` on the body's
+    keyword arguments, for the methods ``allowed``."""
+
+    async def endpoint(request: Request) -> JSONResponse:
+        name, call = request.path_params["name"], request.path_params["call"]
+        if call not in allowed:
+            return _refusal(f"no {noun} call {call!r}", 404)
+        arguments = wire.decode(await request.json())
+        return await _answer(lambda: getattr(target(name), call)(**arguments))
+
+    return endpoint
+
+
+async def _answer(call: Callable[[], Any]) -> JSONResponse:
+    """``call``'s result, computed off the event loop (reads block)."""
+    return JSONResponse({"result": wire.encode(await run_in_threadpool(call))})
+
+
+def _refusal(detail: str, status_code: int, *, error: str = "") -> JSONResponse:
+    return JSONResponse({"detail": detail, "error": error}, status_code=status_code)

@@ -38,6 +38,7 @@ from tideflow.flow import Flow
 from tideflow.io.strategies import Sink, Source
 from tideflow.io.write_health import write_problems
 from tideflow.runtime import metrics
+from tideflow.runtime.access import LocalAccess
 from tideflow.runtime.admin import (
     OwnerOnlyH11Protocol,
     admin_app,
@@ -47,27 +48,14 @@ from tideflow.runtime.admin import (
 from tideflow.runtime.autoscaler import Autoscaler, machine_cpus, plan_replicas
 from tideflow.runtime.http import server_options
 from tideflow.runtime.lock import run_lock
+from tideflow.runtime.options import RunOptions, RunPart
 from tideflow.runtime.pool import ReplicaPool
 from tideflow.runtime.replica import ReplicaProcess, ReplicaSpec
-from tideflow.runtime.status import status_row
 from tideflow.runtime.worker import ConsumerWorker
 
 logger = logging.getLogger("tideflow.run")
 
 STOP_GRACE_SECONDS = 8.0
-
-
-@dataclasses.dataclass(frozen=True)
-class RunOptions:
-    entry_point: str
-    project_dir: Path
-    home: Path
-    host: str = "127.0.0.1"
-    port: int = 8000
-    replicas: int | None = None
-    only: str | None = None
-    log_level: str = "INFO"
-    event_timeout: float = 300.0
 
 
 @dataclasses.dataclass
@@ -80,8 +68,6 @@ class _RunningConsumer:
 
 class FlowRunner:
     def __init__(self, flow: Flow, options: RunOptions) -> None:
-        if options.only not in (None, "service", "consumers"):
-            raise ConfigError(f"--only takes 'service' or 'consumers', got {options.only!r}")
         self.flow = flow
         self.options = options
         self.stop_event = threading.Event()
@@ -92,11 +78,11 @@ class FlowRunner:
 
     @property
     def runs_consumers(self) -> bool:
-        return self.options.only in (None, "consumers")
+        return self.options.only in (None, RunPart.CONSUMERS)
 
     @property
     def runs_service(self) -> bool:
-        return self.options.only in (None, "service") and bool(self.flow.services)
+        return self.options.only in (None, RunPart.SERVICE) and bool(self.flow.services)
 
     def consumers_ready(self) -> bool:
         """Every consumer's replicas are ready (those added by its autoscaler once ready)."""
@@ -121,7 +107,7 @@ class FlowRunner:
             for signum in (signal.SIGINT, signal.SIGTERM):
                 signal.signal(signum, lambda *_: self.stop_event.set())
             started = time.monotonic()
-            if self.options.only == "consumers":
+            if self.options.only is RunPart.CONSUMERS:
                 self._check_present()
             else:
                 self._apply_missing()
@@ -180,9 +166,7 @@ class FlowRunner:
     def _check_present(self) -> None:
         """Refuse to start when a primitive is missing or differs; never change anything."""
         for primitive in self.flow.primitives():
-            # ``check()``: what a primitive can verify with a consumer's rights; else plan.
-            check = getattr(primitive, "check", None) or primitive.plan
-            step = check()
+            step = primitive.check()
             if step.changes:
                 detail = f" ({step.detail})" if step.detail else ""
                 raise ConfigError(
@@ -212,7 +196,6 @@ class FlowRunner:
                 asked,
                 plan.start,
             )
-        lease_seconds = float(getattr(consumer.source, "lease_seconds", 60.0))
 
         def make_worker(index: int) -> ConsumerWorker:
             spec = ReplicaSpec(
@@ -231,7 +214,7 @@ class FlowRunner:
                 sink=sink,
                 failures=failures,
                 batch_size=consumer.batch_size,
-                lease_seconds=lease_seconds,
+                lease_seconds=consumer.source.lease_seconds,
                 event_timeout=self.options.event_timeout,
                 stop=threading.Event(),
                 on_fatal=self._fatal,
@@ -325,14 +308,11 @@ class FlowRunner:
         self._servers.append((server, thread))
 
     def _serve_admin(self, sock: Path) -> None:
+        """Every consumer's table and dead letters, and every table of the flow, for the
+        commands and scripts that cannot open them while this process does."""
         if self.flow.consumers:
-            consumer = self.flow.consumers[0]
-            app = admin_app(
-                consumer.sink.reader(),
-                failures=consumer.sink.failure_log(),
-                dead_letters=consumer.source.dead_letter_queue(),
-                status=lambda: [status_row(r.consumer, r.source) for r in self._consumers],
-            )
+            sources = {r.consumer.name: r.source for r in self._consumers}
+            app = admin_app(LocalAccess(self.flow, sources=sources))
             self._serve(app, sock=bind_owner_only(sock))
             self._admin_socket = sock
 

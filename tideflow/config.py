@@ -15,6 +15,7 @@ stacks:
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import os
 from pathlib import Path
 
@@ -45,8 +46,12 @@ class ProjectConfig:
         for stack in self.stacks:
             if stack.name == wanted:
                 return stack
-        known = ", ".join(s.name for s in self.stacks)
-        raise ConfigError(f"unknown stack {wanted!r}; {CONFIG_FILE} lists: {known}")
+        names = [s.name for s in self.stacks]
+        close = difflib.get_close_matches(wanted, names, n=1)
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        raise ConfigError(
+            f"unknown stack {wanted!r}; {hint}{CONFIG_FILE} lists: {', '.join(names)}"
+        )
 
     def activate(self, stack: Stack) -> Path:
         """Set the environment the flow and its replicas read; the state directory."""
