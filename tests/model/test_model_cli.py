@@ -63,8 +63,9 @@ def test_list_names_every_model_and_how_to_get_its_weights(
     lines = {line.split()[0]: line for line in out.splitlines()}
     assert list(lines) == list(MODELS)
     assert "engines: onnxruntime, torch, imageai" in lines["mobilenet_v2"]
-    assert "missing: python -m image_classification.model download mobilenet_v2" in (
-        lines["mobilenet_v2"]
+    assert (
+        "missing: python -m image_classification.model download mobilenet_v2"
+        in (lines["mobilenet_v2"])
     )
     assert "299px" in lines["inception_v3"]
     assert "missing" not in lines["efficientnet_lite0"]  # its weights ship in a package
