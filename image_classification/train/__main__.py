@@ -165,7 +165,8 @@ def _train(
     data: Path | None, out: Path, options: TrainOptions, *, allow_outside: bool, quiet: bool
 ) -> dict[str, Any]:
     """Read the data (DATA, else the corrections), say what is skipped, train: the card."""
-    from .trainer import check_out_dir, train
+    from .model_files import check_out_dir
+    from .trainer import train
 
     check_out_dir(out, force=options.force)
     dataset = _load(data, allow_outside=allow_outside)

@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import functools
 import json
-import os
-import shutil
-import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -18,7 +15,6 @@ import numpy as np
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from image_classification.model.preprocess import PreprocessSpec
 from image_classification.model.weights import sha256_file
 
 from .backbone import (
@@ -27,12 +23,10 @@ from .backbone import (
     EmbeddingJob,
     default_embedding_cache,
     embed,
-    export_onnx,
-    feature_extractor,
     resolve_backbone,
 )
 from .card import card_text
-from .data import DataError, Dataset
+from .data import Dataset
 from .head import (
     HeadOptions,
     Split,
@@ -42,12 +36,19 @@ from .head import (
     single_label_metrics,
     stratified_split,
 )
-
-MODEL_FILE = "model.onnx"
-LABELS_FILE = "model.txt"
-SIDECAR_FILE = "model.json"
-CARD_FILE = "card.json"
-CARD_TEXT_FILE = "card.txt"
+from .model_files import (
+    CARD_FILE,
+    CARD_TEXT_FILE,
+    LABELS_FILE,
+    MODEL_FILE,
+    SIDECAR_FILE,
+    check_out_dir,
+    export_model,
+    publish,
+    sidecar,
+    staging_folder,
+    verify,
+)
 
 
 @dataclass
@@ -64,22 +65,6 @@ class TrainOptions:
     embedding_cache: Path | None = None
     model_cache_dir: Path | None = None
     force: bool = False
-
-
-def check_out_dir(out: Path, *, force: bool) -> None:
-    """``out`` may be written: it is absent or empty, or (with ``force``) a previous model's
-    folder; ``--force`` never deletes a folder of something else."""
-    if out.exists() and not out.is_dir():
-        raise DataError(f"--out {out} is a file; give a folder for the model.")
-    if not out.is_dir() or not any(out.iterdir()):
-        return
-    if not (out / CARD_FILE).is_file():
-        raise DataError(
-            f"--out {out} holds files but no model ({CARD_FILE}); --force replaces only a "
-            "folder written by this command. Give another --out, or empty that folder."
-        )
-    if not force:
-        raise DataError(f"--out {out} already holds a model; pass --force to replace it.")
 
 
 def train(
@@ -106,7 +91,7 @@ def train(
     model = _Model(
         options.name or out.name, backbone, embeddings, head, _evaluate(head, embeddings)
     )
-    with _staging_folder(out) as staging:
+    with staging_folder(out) as staging:
         with _timed(times, "export"):
             model_id = _write_model(staging, model, threads=options.threads)
         model_sha256 = sha256_file(staging / MODEL_FILE)
@@ -114,7 +99,7 @@ def train(
         card["time_s"] = {**times, "total": round(time.perf_counter() - started, 2)}
         (staging / CARD_FILE).write_text(json.dumps(card, indent=2) + "\n", "utf-8")
         (staging / CARD_TEXT_FILE).write_text(card_text(card), "utf-8")
-        _publish(staging, out)
+        publish(staging, out)
     return card
 
 
@@ -315,52 +300,23 @@ def _evaluate(head: TrainedHead, embeddings: _Embeddings) -> _Evaluation:
     return _Evaluation(thresholds, {"split": eval_split, **metrics})
 
 
-@contextmanager
-def _staging_folder(out: Path) -> Iterator[Path]:
-    """A new folder beside ``out`` to write the model into; removed if anything fails."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
-    staging.chmod(0o755)
-    try:
-        yield staging
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-
-
 def _write_model(folder: Path, model: _Model, *, threads: int | None) -> str:
     """The model, its labels and its sidecar, checked as the app will serve them; its
     model_id."""
     dataset = model.embeddings.dataset
-    _export(model.backbone, model.head, folder / MODEL_FILE)
+    export_model(model.backbone, model.head, folder / MODEL_FILE)
     (folder / LABELS_FILE).write_text("\n".join(dataset.labels) + "\n", "utf-8")
-    sidecar = _sidecar(
-        model.name, model.backbone.preprocess, dataset.multi_label, model.evaluation.thresholds
+    served = sidecar(
+        model.name,
+        model.backbone.preprocess,
+        multi_label=dataset.multi_label,
+        thresholds=model.evaluation.thresholds,
     )
-    (folder / SIDECAR_FILE).write_text(json.dumps(sidecar, indent=2) + "\n", "utf-8")
+    (folder / SIDECAR_FILE).write_text(json.dumps(served, indent=2) + "\n", "utf-8")
     split = model.embeddings.split
-    return _verify(
-        folder / MODEL_FILE, model.embeddings, split.test or split.val, model.head, threads
-    )
-
-
-def _sidecar(
-    name: str, preprocess: PreprocessSpec, multi_label: bool, thresholds: list[float] | None
-) -> dict[str, Any]:
-    """What the app needs to serve the model (see ``image_classification.model.sidecar``)."""
-    sidecar: dict[str, Any] = {
-        "name": name,
-        "input_size": preprocess.crop,
-        "resize": preprocess.resize,
-        "mean": list(preprocess.mean),
-        "std": list(preprocess.std),
-        "layout": "NCHW",
-        "activation": "none",
-        "multi_label": multi_label,
-    }
-    if thresholds is not None:
-        sidecar["thresholds"] = thresholds
-    return sidecar
+    held_out = [dataset.examples[i] for i in (split.test or split.val)[:8]]
+    sample = [(e.load(), model.embeddings.vectors[(e.sha256, 0)]) for e in held_out]
+    return verify(folder / MODEL_FILE, model.head, sample, threads=threads)
 
 
 def _card(
@@ -448,79 +404,3 @@ def _matrix(
         empty_y = np.zeros((0, n), dtype=np.float32) if dataset.multi_label else np.zeros(0, int)
         return np.zeros((0, dim), dtype=np.float32), empty_y
     return np.stack(xs).astype(np.float32), np.asarray(ys)
-
-
-def _export(backbone: Backbone, head: TrainedHead, path: Path) -> None:
-    """Backbone + standardization + head + softmax/sigmoid as ONE ONNX graph."""
-    import torch
-    from torch import nn
-
-    features, _ = feature_extractor(backbone)
-
-    class Exported(nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.features = features
-            self.register_buffer("mean", torch.from_numpy(head.mean))
-            self.register_buffer("scale", torch.from_numpy(head.scale))
-            self.layers = nn.ModuleList()
-            for weight, bias in head.layers:
-                layer = nn.Linear(weight.shape[1], weight.shape[0])
-                layer.weight.data = torch.from_numpy(weight)
-                layer.bias.data = torch.from_numpy(bias)
-                self.layers.append(layer)
-
-        def forward(self, pixels: torch.Tensor) -> torch.Tensor:
-            h = (self.features(pixels) - self.mean) / self.scale
-            for i, layer in enumerate(self.layers):
-                h = layer(h)
-                if i < len(self.layers) - 1:
-                    h = torch.relu(h)
-            return torch.sigmoid(h) if head.multi_label else torch.softmax(h, dim=1)
-
-    model = Exported().eval()
-    export_onnx(model, path, crop=backbone.preprocess.crop, output="probabilities")
-
-
-def _verify(
-    model_path: Path,
-    embeddings: _Embeddings,
-    indices: list[int],
-    head: TrainedHead,
-    threads: int | None,
-) -> str:
-    """Serve the exported file as the app will and check it agrees with the trained head on a
-    few held-out images; its model_id."""
-    from image_classification.model import load_classifier
-    from image_classification.model.preprocess import decode_image
-
-    classifier = load_classifier(model_path, threads=threads)
-    try:
-        sample = [embeddings.dataset.examples[i] for i in indices[:8]]
-        if sample:
-            pixels = np.stack(
-                [decode_image(e.load(), classifier.preprocess).pixels for e in sample]
-            )
-            served = classifier.probabilities(pixels)
-            expected = head.scores(np.stack([embeddings.vectors[(e.sha256, 0)] for e in sample]))
-            worst = float(np.abs(served - expected).max())
-            if worst > 2e-3:
-                raise RuntimeError(
-                    f"the exported model disagrees with the trained head by {worst:.4f}; "
-                    "this is a bug, please report it"
-                )
-        return classifier.model_id
-    finally:
-        classifier.close()
-
-
-def _publish(staging: Path, out: Path) -> None:
-    """Move the finished folder into place; an existing one (with --force) is replaced."""
-    check_out_dir(out, force=True)  # again: it may have changed while training
-    if out.exists():
-        old = out.parent / f".{out.name}.old-{os.getpid()}"
-        os.replace(out, old)
-        os.replace(staging, out)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(staging, out)
