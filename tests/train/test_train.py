@@ -4,6 +4,7 @@ pairs, the embedding cache, unreadable images, clear errors for bad input, and a
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import shutil
@@ -190,6 +191,26 @@ def test_bad_options_exit_2_before_any_work(
     code, text = _run(capsys, str(tmp_path), "--out", str(out), *args)
     assert code == 2 and said in text
     assert not out.exists()
+
+
+def test_without_torch_the_command_names_the_extra_before_any_work(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # As in the serving image, which leaves torch out (tests/containers/test_image.py).
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *rest: None if name == "torch" else find_spec(name, *rest),
+    )
+    out = tmp_path / "model"
+    code = main([str(tmp_path), "--out", str(out)])
+    err = capsys.readouterr().err
+    assert code == 2 and not out.exists()
+    assert err == (
+        "error: training needs the 'torch' extra (torch is not installed): "
+        "pip install -e '.[torch]'\n"
+    )
 
 
 def test_too_few_images_per_label(tmp_path: Path, digits_dir: Path) -> None:
