@@ -12,7 +12,7 @@ from .classifier import Classifier, TensorClassifier
 from .errors import ConfigurationError, WeightsNotFoundError
 from .labels import imagenet_labels, read_labels_file
 from .preprocess import PreprocessSpec
-from .registry import DEFAULT_ENGINE, DEFAULT_MODEL, check_engine, get_spec
+from .registry import DEFAULT_ENGINE, DEFAULT_MODEL, ModelSpec, check_engine, get_spec
 from .sidecar import read_sidecar
 from .weights import resolve_weights, sha256_file
 
@@ -61,7 +61,24 @@ def load_classifier(
             "labels_path and preprocess apply to custom .onnx models only; "
             f"{model!r} uses the ImageNet labels and its own preprocessing."
         )
-    spec = get_spec(str(model))
+    return _load_zoo_model(
+        get_spec(str(model)),
+        engine=engine,
+        weights_path=weights_path,
+        threads=threads,
+        cache_dir=cache_dir,
+    )
+
+
+def _load_zoo_model(
+    spec: ModelSpec,
+    *,
+    engine: str,
+    weights_path: PathLike | None,
+    threads: int | None,
+    cache_dir: PathLike | None,
+) -> Classifier:
+    """A known model with its ImageNet labels, on ``engine``."""
     if engine == "imageai" and spec.imageai_setter is None:
         raise ConfigurationError(
             f"The imageai engine only runs ImageAI's model types (mobilenet_v2, resnet50, "
@@ -99,7 +116,9 @@ def load_classifier(
     )
 
 
-CUSTOM_SUFFIXES: tuple[str, ...] = (".onnx", ".tflite", ".keras", ".h5")
+# What runs a custom model file, by its suffix.
+_CUSTOM_RUNTIMES = {".onnx": "onnxruntime", ".tflite": "litert", ".keras": "keras", ".h5": "keras"}
+CUSTOM_SUFFIXES: tuple[str, ...] = tuple(_CUSTOM_RUNTIMES)
 
 
 def is_custom_model(model: str | os.PathLike[str]) -> bool:
@@ -128,17 +147,14 @@ def _load_custom_onnx(
     """A custom model file: ``.onnx`` (ONNX Runtime), ``.tflite`` (LiteRT) or ``.keras``/
     ``.h5`` (Keras 3), with its labels file and optional sidecar (``<model>.json``)."""
     suffix = path.suffix.lower()
-    runtime = {".onnx": "onnxruntime", ".tflite": "litert", ".keras": "keras", ".h5": "keras"}[
-        suffix
-    ]
     if engine != "onnxruntime":
         if suffix == ".onnx":
             raise ConfigurationError(
                 f"A custom .onnx model runs on the onnxruntime engine only, not {engine!r}."
             )
         raise ConfigurationError(
-            f"A custom {suffix} model runs on {runtime}; leave the engine at its default "
-            f"(onnxruntime), not {engine!r}."
+            f"A custom {suffix} model runs on {_CUSTOM_RUNTIMES[suffix]}; leave the engine at "
+            f"its default (onnxruntime), not {engine!r}."
         )
     path = path.expanduser()
     if not path.is_file():
@@ -147,20 +163,7 @@ def _load_custom_onnx(
         Path(labels_path).expanduser() if labels_path is not None else path.with_suffix(".txt")
     )
     sidecar = read_sidecar(path)
-    runner: Any
-    if suffix == ".onnx":
-        from .engines.onnx import OnnxRunner
-
-        # None: the model may end in a softmax or not; the classifier checks the outputs.
-        runner = OnnxRunner(path, threads=threads, outputs_probabilities=None)
-    elif suffix == ".tflite":
-        from .engines.litert import LiteRTRunner
-
-        runner = LiteRTRunner(path, threads=threads)
-    else:
-        from .engines.keras import KerasRunner
-
-        runner = KerasRunner(path, threads=threads)
+    runner = _custom_runner(path, threads=threads)
     if runner.num_classes is not None and runner.num_classes != len(labels):
         raise ConfigurationError(
             f"{path.name} outputs {runner.num_classes} classes but the labels file has "
@@ -172,7 +175,7 @@ def _load_custom_onnx(
     return TensorClassifier(
         runner,
         model=custom_model_name(path, sidecar.name),
-        engine=engine if suffix == ".onnx" else runtime,
+        engine=_custom_engine(path, engine),
         labels=labels,
         preprocess=preprocess,
         weights_sha256=sha256_file(path),
@@ -180,6 +183,29 @@ def _load_custom_onnx(
         activation=sidecar.activation,
         layout=layout,
     )
+
+
+def _custom_runner(path: Path, *, threads: int | None) -> Any:
+    """The runner for a custom model file, by its suffix."""
+    suffix = path.suffix.lower()
+    if suffix == ".onnx":
+        from .engines.onnx import OnnxRunner
+
+        # None: the model may end in a softmax or not; the classifier checks the outputs.
+        return OnnxRunner(path, threads=threads, outputs_probabilities=None)
+    if suffix == ".tflite":
+        from .engines.litert import LiteRTRunner
+
+        return LiteRTRunner(path, threads=threads)
+    from .engines.keras import KerasRunner
+
+    return KerasRunner(path, threads=threads)
+
+
+def _custom_engine(path: Path, engine: str) -> str:
+    """The engine in a custom model's model_id: ``engine`` for .onnx, else its runtime."""
+    suffix = path.suffix.lower()
+    return engine if suffix == ".onnx" else _CUSTOM_RUNTIMES[suffix]
 
 
 def _layout_of(shape: list[int | str | None]) -> str:
@@ -215,10 +241,7 @@ def model_id_for(
     if is_custom_model(model):
         path = Path(model).expanduser()
         name = custom_model_name(path, read_sidecar(path).name)
-        runtime = {".tflite": "litert", ".keras": "keras", ".h5": "keras"}.get(
-            path.suffix.lower(), engine
-        )
-        return f"{name}@{sha256_file(path)[:12]}/{runtime}/{version}"
+        return f"{name}@{sha256_file(path)[:12]}/{_custom_engine(path, engine)}/{version}"
     spec = get_spec(str(model))
     weights = resolve_weights(spec, weights_path)
     return f"{spec.name}@{sha256_file(weights)[:12]}/{engine}/{spec.preprocess.version}"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Literal
 
 from .errors import ConfigurationError
@@ -10,8 +11,17 @@ from .preprocess import PreprocessSpec
 
 Family = Literal["efficientnet_lite", "torchvision", "onnx"]
 
-ENGINES: tuple[str, ...] = ("onnxruntime", "torch", "imageai")
-DEFAULT_ENGINE = "onnxruntime"
+
+class Engine(StrEnum):
+    """What runs a zoo model (``load_classifier(engine=...)``, the command line's --engine)."""
+
+    ONNXRUNTIME = "onnxruntime"
+    TORCH = "torch"
+    IMAGEAI = "imageai"
+
+
+ENGINES: tuple[str, ...] = tuple(engine.value for engine in Engine)
+DEFAULT_ENGINE = Engine.ONNXRUNTIME.value
 DEFAULT_MODEL = "efficientnet_lite0"
 TORCHVISION_BASE_URL = "https://download.pytorch.org/models/"
 
@@ -60,6 +70,24 @@ _INCEPTION = PreprocessSpec(resize=342, crop=299)
 # vs 0.27), so it is the one we use. Resize 256 / crop 224 is the TF eval's crop_padding=32.
 _EFFICIENTNET_LITE = PreprocessSpec(mean=(127 / 255,) * 3, std=(128 / 255,) * 3)
 
+
+def _torchvision(
+    arch: str,
+    *weights_files: str,
+    preprocess: PreprocessSpec = _IMAGENET,
+    imageai_setter: str | None = None,
+) -> ModelSpec:
+    """A torchvision model, named after its constructor."""
+    return ModelSpec(
+        name=arch,
+        family="torchvision",
+        arch=arch,
+        weights_files=weights_files,
+        preprocess=preprocess,
+        imageai_setter=imageai_setter,
+    )
+
+
 MODELS: dict[str, ModelSpec] = {
     spec.name: spec
     for spec in (
@@ -71,50 +99,35 @@ MODELS: dict[str, ModelSpec] = {
             preprocess=_EFFICIENTNET_LITE,
             packaged_weights=True,
         ),
-        ModelSpec(
-            name="mobilenet_v2",
-            family="torchvision",
-            arch="mobilenet_v2",
-            weights_files=("mobilenet_v2-b0353104.pth",),
-            preprocess=_IMAGENET,
-            imageai_setter="setModelTypeAsMobileNetV2",
+        _torchvision(
+            "mobilenet_v2", "mobilenet_v2-b0353104.pth", imageai_setter="setModelTypeAsMobileNetV2"
         ),
-        ModelSpec(
-            name="resnet50",
-            family="torchvision",
-            arch="resnet50",
-            # ImageAI's docs name the first; torchvision re-published the same weights as the
-            # second in v0.13.
-            weights_files=("resnet50-19c8e357.pth", "resnet50-0676ba61.pth"),
-            preprocess=_IMAGENET,
+        # ImageAI's docs name the first resnet50 file; torchvision re-published the same
+        # weights as the second in v0.13.
+        _torchvision(
+            "resnet50",
+            "resnet50-19c8e357.pth",
+            "resnet50-0676ba61.pth",
             imageai_setter="setModelTypeAsResNet50",
         ),
-        ModelSpec(
-            name="inception_v3",
-            family="torchvision",
-            arch="inception_v3",
-            weights_files=("inception_v3_google-0cc3c7bd.pth", "inception_v3_google-1a9a5a14.pth"),
+        _torchvision(
+            "inception_v3",
+            "inception_v3_google-0cc3c7bd.pth",
+            "inception_v3_google-1a9a5a14.pth",
             preprocess=_INCEPTION,
             imageai_setter="setModelTypeAsInceptionV3",
         ),
-        ModelSpec(
-            # The Flask page's model (Keras VGG16 there); torchvision's ImageNet weights here.
-            name="vgg16",
-            family="torchvision",
-            arch="vgg16",
-            weights_files=("vgg16-397923af.pth",),
-            preprocess=_IMAGENET,
-        ),
-        ModelSpec(
-            name="densenet121",
-            family="torchvision",
-            arch="densenet121",
-            weights_files=("densenet121-a639ec97.pth",),
-            preprocess=_IMAGENET,
-            imageai_setter="setModelTypeAsDenseNet121",
+        # The Flask page's model (Keras VGG16 there); torchvision's ImageNet weights here.
+        _torchvision("vgg16", "vgg16-397923af.pth"),
+        _torchvision(
+            "densenet121", "densenet121-a639ec97.pth", imageai_setter="setModelTypeAsDenseNet121"
         ),
     )
 }
+
+# The known names as choices for the command lines (built from MODELS: mypy cannot see the
+# members, only that it is an enum of strings).
+ModelName = StrEnum("ModelName", {name: name for name in sorted(MODELS)})  # type: ignore[misc]
 
 # ImageAI's own spellings, so the tutorial's names work too.
 _ALIASES = {
@@ -140,12 +153,14 @@ def get_spec(model: str) -> ModelSpec:
         ) from None
 
 
+# Other spellings people use for the engines.
+_ENGINE_ALIASES = {"onnx": "onnxruntime", "ort": "onnxruntime", "pytorch": "torch"}
+
+
 def check_engine(engine: str) -> str:
+    """The engine's name (other spellings accepted); clear error if unknown."""
     key = engine.strip().lower()
-    if key in ("onnx", "ort"):
-        key = "onnxruntime"
-    if key == "pytorch":
-        key = "torch"
+    key = _ENGINE_ALIASES.get(key, key)
     if key not in ENGINES:
         raise ConfigurationError(f"Unknown engine {engine!r}. Choose one of: {', '.join(ENGINES)}.")
     return key

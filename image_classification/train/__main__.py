@@ -1,189 +1,211 @@
-"""``python -m image_classification.train DATA --out models/NAME``: train your own classes.
-
-DATA is a folder with one sub-folder per class (single-label), or a CSV file ``path,labels``
-with the labels separated by ``|`` (multi-label; an image may have none). The model is
-written to ``--out`` as ``model.onnx`` (backbone + head: serve it with
-``MODEL=models/NAME/model.onnx``), ``model.txt`` (labels), ``model.json`` (preprocessing,
-thresholds) and ``card.json``/``card.txt`` (the model card).
-"""
+"""``python -m image_classification.train DATA --out models/NAME``: train your own classes
+(``--help`` says how)."""
 
 from __future__ import annotations
 
-import argparse
 import importlib.util
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
 
+import typer
 from rich.console import Console
 from rich.markup import escape
 
 from image_classification.model import ModelError
-from image_classification.model.registry import DEFAULT_MODEL, MODELS
+from image_classification.model.cli import QuietOption, command_line, fail, run, stderr
+from image_classification.model.registry import DEFAULT_MODEL, ModelName
 from tideflow.extras import missing_extra
 
 from .data import DataError
 from .head import HeadOptions
 
+if TYPE_CHECKING:
+    from .data import Dataset
+    from .trainer import TrainOptions
 
-def _fraction(text: str) -> float:
-    value = float(text)
+PROG = "python -m image_classification.train"
+
+app = command_line("Train your own classes.")
+
+
+def _fraction(value: float) -> float:
+    """A share of the images held out: at least 0 and below one half."""
     if not 0 <= value < 0.5:
-        raise argparse.ArgumentTypeError("must be at least 0 and below 0.5")
+        raise typer.BadParameter("must be at least 0 and below 0.5")
     return value
 
 
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError("must be a positive integer")
-    return value
+@app.command()
+def train_model(
+    out: Annotated[
+        Path, typer.Option(help="Folder for the model (models/NAME).", show_default=False)
+    ],
+    data: Annotated[
+        Path | None,
+        typer.Argument(help="Class folders, or a path,labels CSV.", show_default=False),
+    ] = None,
+    from_corrections: Annotated[
+        bool,
+        typer.Option(
+            "--from-corrections",
+            help="Train on the corrections people made on the results page (images from the "
+            "bucket).",
+        ),
+    ] = False,
+    backbone: Annotated[
+        ModelName, typer.Option(help="Frozen pretrained model that embeds the images.")
+    ] = ModelName(DEFAULT_MODEL),
+    weights_path: Annotated[
+        Path | None, typer.Option(help="The backbone's weights file or folder.")
+    ] = None,
+    image_size: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="Backbone input size in pixels (default: its own, 224); smaller embeds faster "
+            "(112: ~4x), for small simple images.",
+            show_default=False,
+        ),
+    ] = None,
+    name: Annotated[
+        str | None,
+        typer.Option(help="The model's name in model_id (default: the --out folder's name)."),
+    ] = None,
+    val: Annotated[float, typer.Option(callback=_fraction, help="Validation fraction.")] = 0.15,
+    test: Annotated[
+        float, typer.Option(callback=_fraction, help="Test (holdout) fraction.")
+    ] = 0.15,
+    seed: Annotated[int, typer.Option(help="Split and training seed.")] = 0,
+    augment: Annotated[
+        int, typer.Option(min=0, help="Augmented views per training image (0: none).")
+    ] = 1,
+    epochs: Annotated[int, typer.Option(min=1, help="Train at most this many epochs.")] = 200,
+    patience: Annotated[
+        int,
+        typer.Option(min=1, help="Stop after this many epochs without a better validation loss."),
+    ] = 15,
+    lr: Annotated[float, typer.Option(help="Learning rate.")] = 3e-3,
+    batch_size: Annotated[int, typer.Option(min=1, help="Embeddings per step.")] = 128,
+    hidden: Annotated[
+        int, typer.Option(min=0, help="Units in a hidden layer (0: a linear head).")
+    ] = 0,
+    threads: Annotated[
+        int | None, typer.Option(min=1, help="CPU threads (default: all).", show_default=False)
+    ] = None,
+    cache: Annotated[
+        Path | None,
+        typer.Option(
+            help="Embedding cache file (default: embeddings.sqlite in $TIDEFLOW_MODEL_CACHE, "
+            "else in ~/.cache/tideflow/models)."
+        ),
+    ] = None,
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force",
+            help="Replace the model in an existing --out folder (only a folder holding card.json).",
+        ),
+    ] = False,
+    allow_outside: Annotated[
+        bool,
+        typer.Option(
+            "--allow-outside",
+            help="Let a CSV name files outside its own folder (absolute paths, ..).",
+        ),
+    ] = False,
+    quiet: QuietOption = False,
+) -> None:
+    """Train a model on your own classes, on the CPU.
+
+    DATA is a folder with one sub-folder per class (single-label), or a CSV file path,labels
+    with the labels separated by | (multi-label; an image may have none).
+
+    The model is written to --out as model.onnx (backbone + head: serve it with
+    MODEL=models/NAME/model.onnx), model.txt (labels), model.json (preprocessing, thresholds)
+    and card.json, card.txt (the model card).
+    """
+    if (data is None) == (not from_corrections):
+        fail("give DATA (a folder or CSV file) or --from-corrections, not both")
+    # The training steps import torch as they go: say what is missing before any work.
+    if importlib.util.find_spec("torch") is None:
+        fail(missing_extra("torch", "training", "torch"))
+    from .trainer import TrainOptions
+
+    options = TrainOptions(
+        backbone=backbone.value,
+        weights_path=weights_path,
+        image_size=image_size,
+        name=name,
+        val_fraction=val,
+        test_fraction=test,
+        augment=augment,
+        head=HeadOptions(
+            epochs=epochs,
+            patience=patience,
+            learning_rate=lr,
+            batch_size=batch_size,
+            hidden=hidden,
+            seed=seed,
+        ),
+        threads=threads,
+        embedding_cache=cache,
+        force=force,
+    )
+    try:
+        card = _train(data, out, options, allow_outside=allow_outside, quiet=quiet)
+    except KeyboardInterrupt:
+        stderr.print("interrupted; nothing was written to --out")
+        raise typer.Exit(130) from None
+    _print_result(card, out)
 
 
-def _non_negative(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError("must be 0 or more")
-    return value
+def _train(
+    data: Path | None, out: Path, options: TrainOptions, *, allow_outside: bool, quiet: bool
+) -> dict[str, Any]:
+    """Read the data (DATA, else the corrections), say what is skipped, train: the card."""
+    from .model_files import check_out_dir
+    from .trainer import train
+
+    check_out_dir(out, force=options.force)
+    dataset = _load(data, allow_outside=allow_outside)
+    _print_skipped(dataset.skipped)
+    card = train(dataset, out, options, console=stderr, quiet=quiet)
+    # Images that failed to decode while embedding, beyond those the reading skipped.
+    read_skipped = {source for source, _ in dataset.skipped}
+    _print_skipped(
+        [(s["file"], s["reason"]) for s in card["data"]["skipped"] if s["file"] not in read_skipped]
+    )
+    return card
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m image_classification.train",
-        description=__doc__.split("\n\n")[0].split(": ", 1)[1] if __doc__ else None,
-        epilog=__doc__.split("\n\n", 1)[1] if __doc__ else None,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    parser.add_argument("data", nargs="?", type=Path, help="class folders, or a path,labels CSV")
-    parser.add_argument(
-        "--out", type=Path, required=True, help="folder for the model (models/NAME)"
-    )
-    parser.add_argument(
-        "--from-corrections",
-        action="store_true",
-        help="train on the corrections people made on the results page (images from the bucket)",
-    )
-    parser.add_argument(
-        "--backbone",
-        default=DEFAULT_MODEL,
-        choices=sorted(MODELS),
-        help=f"frozen pretrained model that embeds the images (default {DEFAULT_MODEL})",
-    )
-    parser.add_argument("--weights-path", type=Path, help="the backbone's weights file or folder")
-    parser.add_argument(
-        "--image-size",
-        type=_positive,
-        help="backbone input size in pixels (default: its own, 224); smaller "
-        "embeds faster (112: ~4x), for small simple images",
-    )
-    parser.add_argument(
-        "--name", help="the model's name in model_id (default: the --out folder's name)"
-    )
-    parser.add_argument("--val", type=_fraction, default=0.15, help="validation fraction (0.15)")
-    parser.add_argument(
-        "--test", type=_fraction, default=0.15, help="test (holdout) fraction (0.15)"
-    )
-    parser.add_argument("--seed", type=int, default=0, help="split and training seed (0)")
-    parser.add_argument(
-        "--augment",
-        type=_non_negative,
-        default=1,
-        help="augmented views per training image (1; 0 turns it off)",
-    )
-    parser.add_argument("--epochs", type=_positive, default=200, help="at most this many (200)")
-    parser.add_argument(
-        "--patience",
-        type=_positive,
-        default=15,
-        help="stop after this many epochs without a better validation loss (15)",
-    )
-    parser.add_argument("--lr", type=float, default=3e-3, help="learning rate (0.003)")
-    parser.add_argument("--batch-size", type=_positive, default=128)
-    parser.add_argument(
-        "--hidden", type=_non_negative, default=0, help="units in a hidden layer (0: a linear head)"
-    )
-    parser.add_argument("--threads", type=_positive, help="CPU threads (default: all)")
-    parser.add_argument(
-        "--cache",
-        type=Path,
-        help="embedding cache file (default ~/.cache/tideflow/models/embeddings.sqlite)",
-    )
-    parser.add_argument(
-        "--force",
-        action="store_true",
-        help="replace the model in an existing --out folder (only a folder holding card.json)",
-    )
-    parser.add_argument(
-        "--allow-outside",
-        action="store_true",
-        help="let a CSV name files outside its own folder (absolute paths, ..)",
-    )
-    return parser
+def _load(data: Path | None, *, allow_outside: bool) -> Dataset:
+    if data is None:
+        from .corrections import load_corrections_dataset
+
+        return load_corrections_dataset(stderr)
+    from .data import load_dataset
+
+    return load_dataset(data, allow_outside=allow_outside)
+
+
+def _print_skipped(skipped: Sequence[tuple[str, str]]) -> None:
+    for source, reason in skipped:
+        stderr.print(f"[yellow]skipped[/] {escape(f'{source}: {reason}')}", highlight=False)
+
+
+def _print_result(card: dict[str, Any], out: Path) -> None:
+    from .card import render_card
+
+    console = Console(width=None if sys.stdout.isatty() else 120)
+    console.print(render_card(card))
+    console.print(f"Saved to {out}/ ; serve it with MODEL={out / 'model.onnx'}", highlight=False)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if (args.data is None) == (not args.from_corrections):
-        parser.error("give DATA (a folder or CSV file) or --from-corrections, not both")
-    from .trainer import TrainOptions, check_out_dir, print_card, train
-
-    out_console = Console(width=None if sys.stdout.isatty() else 120)
-    err_console = Console(stderr=True)
-    # The training steps import torch as they go: say what is missing before any work.
-    if importlib.util.find_spec("torch") is None:
-        message = escape(missing_extra("torch", "training", "torch"))
-        err_console.print(f"[red]error:[/] {message}", highlight=False, soft_wrap=True)
-        return 2
-    options = TrainOptions(
-        backbone=args.backbone,
-        weights_path=args.weights_path,
-        image_size=args.image_size,
-        name=args.name,
-        val_fraction=args.val,
-        test_fraction=args.test,
-        augment=args.augment,
-        head=HeadOptions(
-            epochs=args.epochs,
-            patience=args.patience,
-            learning_rate=args.lr,
-            batch_size=args.batch_size,
-            hidden=args.hidden,
-            seed=args.seed,
-        ),
-        threads=args.threads,
-        embedding_cache=args.cache,
-        force=args.force,
-    )
-    try:
-        check_out_dir(args.out, force=args.force)
-        if args.from_corrections:
-            from .corrections import load_corrections_dataset
-
-            dataset = load_corrections_dataset(err_console)
-        else:
-            from .data import load_dataset
-
-            dataset = load_dataset(args.data, allow_outside=args.allow_outside)
-        for source, reason in dataset.skipped:
-            err_console.print(f"[yellow]skipped[/] {source}: {reason}", highlight=False)
-        card = train(dataset, args.out, options, console=err_console)
-    except (DataError, ModelError) as exc:
-        err_console.print(f"[red]error:[/] {escape(str(exc))}", highlight=False)
-        return 2
-    except KeyboardInterrupt:
-        err_console.print("interrupted; nothing was written to --out")
-        return 130
-    for item in card["data"]["skipped"]:
-        if item["file"] not in {s for s, _ in dataset.skipped}:
-            err_console.print(
-                f"[yellow]skipped[/] {item['file']}: {item['reason']}", highlight=False
-            )
-    print_card(card, out_console)
-    out_console.print(
-        f"Saved to {args.out}/ ; serve it with MODEL={args.out / 'model.onnx'}", highlight=False
-    )
-    return 0
+    """Run the command line on ``argv`` (default: the process's arguments); its exit status."""
+    return run(app, argv, prog_name=PROG, reported=(DataError, ModelError))
 
 
 if __name__ == "__main__":

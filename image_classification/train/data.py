@@ -55,6 +55,19 @@ class Dataset:
         counter: Counter[int] = Counter(t for example in self.examples for t in example.targets)
         return {label: counter[i] for i, label in enumerate(self.labels)}
 
+    def subset(self, indices: list[int]) -> Dataset:
+        """The examples at ``indices`` (nothing skipped, not checked: a split's part)."""
+        examples = [self.examples[i] for i in indices]
+        return Dataset(self.labels, examples, self.multi_label, self.origin)
+
+    def without(self, failed: dict[str, str]) -> Dataset:
+        """Without the examples from the ``failed`` sources, checked again (each label still
+        needs enough images)."""
+        kept = [e for e in self.examples if e.source not in failed]
+        result = Dataset(self.labels, kept, self.multi_label, self.origin, [*self.skipped])
+        _check(result)
+        return result
+
 
 def load_dataset(path: Path, *, allow_outside: bool = False) -> Dataset:
     """A folder of class folders (single-label) or a ``.csv`` file (multi-label); a CSV

@@ -1,11 +1,8 @@
-"""The head on top of the frozen backbone: split, train (CPU, torch), thresholds, metrics.
+"""The head on top of the frozen backbone: split, options, thresholds, metrics (its training,
+with torch, is in ``fit``).
 
 * Split: seeded and stratified, by class (single-label) or by label combination
   (multi-label; combinations too rare to split are pooled), into train / validation / test.
-* Training: standardized embeddings -> one linear layer (optionally a hidden layer), AdamW,
-  class-balanced loss (inverse-frequency class weights for softmax, ``pos_weight`` for
-  sigmoid), dropout on the embedding as a light regularizer, early stopping on the
-  validation loss (the best epoch's weights are kept).
 * Multi-label thresholds: per label, the one that maximizes F1 on the validation split.
 * Metrics on the test split: per-class precision/recall/F1, accuracy and the confusion matrix
   (single-label) or micro/macro F1 (multi-label).
@@ -16,7 +13,7 @@ from __future__ import annotations
 import math
 import random
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -104,138 +101,6 @@ class HeadOptions:
     seed: int = 0
 
 
-def train_head(
-    x_train: np.ndarray,
-    y_train: np.ndarray,
-    x_val: np.ndarray,
-    y_val: np.ndarray,
-    *,
-    multi_label: bool,
-    options: HeadOptions,
-    on_epoch: Callable[[int, dict[str, float]], None] | None = None,
-) -> TrainedHead:
-    """``y`` is class indices (single-label) or a 0/1 matrix (multi-label)."""
-    import torch
-
-    # Small matrices: one thread is as fast and does not fight the machine's other work.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        return _train(
-            x_train,
-            y_train,
-            x_val,
-            y_val,
-            multi_label=multi_label,
-            options=options,
-            on_epoch=on_epoch,
-        )
-    finally:
-        torch.set_num_threads(threads)
-
-
-def _train(
-    x_train: np.ndarray,
-    y_train: np.ndarray,
-    x_val: np.ndarray,
-    y_val: np.ndarray,
-    *,
-    multi_label: bool,
-    options: HeadOptions,
-    on_epoch: Callable[[int, dict[str, float]], None] | None,
-) -> TrainedHead:
-    import torch
-    from torch import nn
-
-    torch.manual_seed(options.seed)
-    generator = torch.Generator().manual_seed(options.seed)
-    mean = x_train.mean(axis=0)
-    # Features that barely vary in training (dead units) must not blow up at inference: floor
-    # their scale at a tenth of the typical feature's.
-    std = x_train.std(axis=0)
-    scale = np.maximum(std, 0.1 * float(np.median(std)) + 1e-6)
-    xt = torch.from_numpy(((x_train - mean) / scale).astype(np.float32))
-    xv = torch.from_numpy(((x_val - mean) / scale).astype(np.float32))
-    dim = xt.shape[1]
-    num_outputs = (
-        y_train.shape[1] if multi_label else int(max(y_train.max(), y_val.max(initial=0)) + 1)
-    )
-    layers: list[nn.Module] = [nn.Dropout(options.dropout)]
-    if options.hidden:
-        layers += [nn.Linear(dim, options.hidden), nn.ReLU(), nn.Dropout(options.dropout)]
-        dim = options.hidden
-    layers.append(nn.Linear(dim, num_outputs))
-    model = nn.Sequential(*layers)
-    loss_fn: nn.Module
-    if multi_label:
-        yt = torch.from_numpy(y_train.astype(np.float32))
-        yv = torch.from_numpy(y_val.astype(np.float32))
-        positives = yt.sum(dim=0)
-        negatives = len(yt) - positives
-        pos_weight = (negatives / positives.clamp(min=1)).clamp(1.0, 10.0)
-        loss_fn = nn.BCEWithLogitsLoss(pos_weight=pos_weight)
-        val_loss_fn: nn.Module = nn.BCEWithLogitsLoss()
-    else:
-        yt = torch.from_numpy(y_train.astype(np.int64))
-        yv = torch.from_numpy(y_val.astype(np.int64))
-        counts = torch.bincount(yt, minlength=num_outputs).float()
-        weights = counts.sum() / (num_outputs * counts.clamp(min=1))
-        loss_fn = nn.CrossEntropyLoss(weight=weights)
-        val_loss_fn = nn.CrossEntropyLoss()
-    optimizer = torch.optim.AdamW(
-        model.parameters(), lr=options.learning_rate, weight_decay=options.weight_decay
-    )
-    best_loss = math.inf
-    best_state = {k: v.clone() for k, v in model.state_dict().items()}
-    best_epoch = 0
-    history: list[dict[str, float]] = []
-    epoch = 0
-    for epoch in range(1, options.epochs + 1):
-        model.train()
-        order = torch.randperm(len(xt), generator=generator)
-        total = 0.0
-        for start in range(0, len(xt), options.batch_size):
-            idx = order[start : start + options.batch_size]
-            optimizer.zero_grad()
-            loss = loss_fn(model(xt[idx]), yt[idx])
-            loss.backward()
-            optimizer.step()
-            total += loss.item() * len(idx)
-        model.eval()
-        with torch.no_grad():
-            logits = model(xv) if len(xv) else None
-            val_loss = float(val_loss_fn(logits, yv)) if logits is not None else total / len(xt)
-            if logits is None:
-                val_metric = math.nan
-            elif multi_label:
-                val_metric = _micro_f1((logits > 0).numpy(), y_val.astype(bool))
-            else:
-                val_metric = float((logits.argmax(dim=1) == yv).float().mean())
-        record = {"train_loss": total / len(xt), "val_loss": val_loss, "val_metric": val_metric}
-        history.append(record)
-        if on_epoch is not None:
-            on_epoch(epoch, record)
-        if val_loss < best_loss - 1e-5:
-            best_loss = val_loss
-            best_epoch = epoch
-            best_state = {k: v.clone() for k, v in model.state_dict().items()}
-        elif epoch - best_epoch >= options.patience:
-            break
-    model.load_state_dict(best_state)
-    linears = [m for m in model if isinstance(m, nn.Linear)]
-    return TrainedHead(
-        mean=mean.astype(np.float32),
-        scale=scale.astype(np.float32),
-        layers=[
-            (m.weight.detach().numpy().copy(), m.bias.detach().numpy().copy()) for m in linears
-        ],
-        multi_label=multi_label,
-        epochs=epoch,
-        best_epoch=best_epoch,
-        history=history,
-    )
-
-
 def choose_thresholds(scores: np.ndarray, truth: np.ndarray) -> list[float]:
     """Per label, the grid threshold with the best F1 on the validation split (0.5 for labels
     with no positive example there; ties go to the threshold nearest 0.5)."""
@@ -246,7 +111,7 @@ def choose_thresholds(scores: np.ndarray, truth: np.ndarray) -> list[float]:
             continue
         best = max(
             THRESHOLD_GRID,
-            key=lambda t: (_f1(scores[:, j] >= t, truth[:, j].astype(bool)), -abs(t - 0.5)),
+            key=lambda t: (micro_f1(scores[:, j] >= t, truth[:, j].astype(bool)), -abs(t - 0.5)),
         )
         thresholds.append(best)
     return thresholds
@@ -288,7 +153,7 @@ def multi_label_metrics(
         per_class.append(_prf(label, tp, fp, fn))
     return {
         "images": len(truth),
-        "micro_f1": round(_micro_f1(predicted, truth), 4),
+        "micro_f1": round(micro_f1(predicted, truth), 4),
         "macro_f1": round(float(np.mean([c["f1"] for c in per_class])), 4),
         "exact_match": round(float((predicted == truth).all(axis=1).mean()), 4)
         if len(truth)
@@ -310,12 +175,9 @@ def _prf(label: str, tp: int, fp: int, fn: int) -> dict[str, Any]:
     }
 
 
-def _micro_f1(predicted: np.ndarray, truth: np.ndarray) -> float:
+def micro_f1(predicted: np.ndarray, truth: np.ndarray) -> float:
+    """F1 over every (image, label) decision of 0/1 matrices (one label's column: its F1)."""
     tp = float((predicted & truth).sum())
     fp = float((predicted & ~truth).sum())
     fn = float((~predicted & truth).sum())
     return 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else 0.0
-
-
-def _f1(predicted: np.ndarray, truth: np.ndarray) -> float:
-    return _micro_f1(predicted, truth)

@@ -137,7 +137,7 @@ def test_cli_download_rejects_a_wrong_file(
     server: Server, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     status = main(["download", "mobilenet_v2", "--dest", str(tmp_path), "--base-url", server.url])
-    assert status == 1
+    assert status == 2  # a user's error, as in tideflow's command line
     err = capsys.readouterr().err
     assert "error: Download of" in err and "expected b0353104" in err
     assert server.requests == ["/mobilenet_v2-b0353104.pth"]

@@ -187,12 +187,17 @@ def test_onnxruntime_start_up_does_not_import_torch(
 # --- custom ONNX models -----------------------------------------------------------------------
 
 
+def _copy_of_the_export(mobilenet_onnx: Classifier, onnx_cache: Path, model: Path) -> Path:
+    """mobilenet_v2's cached ONNX export, copied to ``model`` (a custom model's file)."""
+    spec = get_spec("mobilenet_v2")
+    shutil.copy(cached_onnx_path(spec, mobilenet_onnx.weights_sha256, onnx_cache), model)
+    return model
+
+
 def test_custom_onnx_model_with_labels(
     mobilenet_onnx: Classifier, onnx_cache: Path, tmp_path: Path, photos: dict
 ) -> None:
-    exported = cached_onnx_path(get_spec("mobilenet_v2"), mobilenet_onnx.weights_sha256, onnx_cache)
-    model = tmp_path / "birds.onnx"
-    shutil.copy(exported, model)
+    model = _copy_of_the_export(mobilenet_onnx, onnx_cache, tmp_path / "birds.onnx")
     labels = [f"bird {i}" for i in range(1000)]
     (tmp_path / "birds.txt").write_text("\n".join(labels) + "\n\n")
     with load_classifier(model) as custom:
@@ -212,9 +217,7 @@ def test_custom_onnx_model_with_labels(
 def test_custom_onnx_model_errors(
     mobilenet_onnx: Classifier, onnx_cache: Path, tmp_path: Path, photos: dict
 ) -> None:
-    exported = cached_onnx_path(get_spec("mobilenet_v2"), mobilenet_onnx.weights_sha256, onnx_cache)
-    model = tmp_path / "m.onnx"
-    shutil.copy(exported, model)
+    model = _copy_of_the_export(mobilenet_onnx, onnx_cache, tmp_path / "m.onnx")
     with pytest.raises(ConfigurationError, match=r"Labels file .* does not exist"):
         load_classifier(model)
     (tmp_path / "three.txt").write_text("a\nb\nc\n")

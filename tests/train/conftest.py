@@ -55,9 +55,7 @@ def digits_model(
     digits_dir: Path, train_caches: dict[str, Path], tmp_path_factory: pytest.TempPathFactory
 ) -> tuple[Path, dict[str, Any]]:
     """(model folder, card) of a single-label model trained on all 1,797 digits."""
-    out = tmp_path_factory.mktemp("models") / "digits"
-    card = train(load_dataset(digits_dir), out, options(train_caches))
-    return out, card
+    return _trained(digits_dir, "digits", train_caches, tmp_path_factory)
 
 
 @pytest.fixture(scope="session")
@@ -70,6 +68,12 @@ def pairs_csv(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def pairs_model(
     pairs_csv: Path, train_caches: dict[str, Path], tmp_path_factory: pytest.TempPathFactory
 ) -> tuple[Path, dict[str, Any]]:
-    out = tmp_path_factory.mktemp("models") / "pairs"
-    card = train(load_dataset(pairs_csv), out, options(train_caches))
-    return out, card
+    """(model folder, card) of a multi-label model trained on the pairs."""
+    return _trained(pairs_csv, "pairs", train_caches, tmp_path_factory)
+
+
+def _trained(
+    data: Path, name: str, caches: dict[str, Path], tmp_path_factory: pytest.TempPathFactory
+) -> tuple[Path, dict[str, Any]]:
+    out = tmp_path_factory.mktemp("models") / name
+    return out, train(load_dataset(data), out, options(caches))

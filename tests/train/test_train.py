@@ -4,6 +4,7 @@ pairs, the embedding cache, unreadable images, clear errors for bad input, and a
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import shutil
@@ -169,6 +170,49 @@ def test_bad_input_gives_a_clear_message_and_writes_nothing(
     assert [p.name for p in out.iterdir()] == ["keep.txt"]
 
 
+@pytest.mark.parametrize(
+    ("args", "said"),
+    [
+        (("--val", "0.5"), "Invalid value for '--val': must be at least 0 and below 0.5"),
+        (("--epochs", "0"), "Invalid value for '--epochs': 0 is not in the range x>=1"),
+        (("--backbone", "alexnet"), "'alexnet' is not one of 'densenet121'"),
+        (("--from-corrections",), "error: give DATA (a folder or CSV file) or --from-corrections"),
+    ],
+)
+def test_bad_options_exit_2_before_any_work(
+    args: tuple[str, ...],
+    said: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("COLUMNS", "300")  # a usage error's box on one line
+    out = tmp_path / "model"
+    code, text = _run(capsys, str(tmp_path), "--out", str(out), *args)
+    assert code == 2 and said in text
+    assert not out.exists()
+
+
+def test_without_torch_the_command_names_the_extra_before_any_work(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # As in the serving image, which leaves torch out (tests/containers/test_image.py).
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *rest: None if name == "torch" else find_spec(name, *rest),
+    )
+    out = tmp_path / "model"
+    code = main([str(tmp_path), "--out", str(out)])
+    err = capsys.readouterr().err
+    assert code == 2 and not out.exists()
+    assert err == (
+        "error: training needs the 'torch' extra (torch is not installed): "
+        "pip install -e '.[torch]'\n"
+    )
+
+
 def test_too_few_images_per_label(tmp_path: Path, digits_dir: Path) -> None:
     for digit, count in (("1", 5), ("2", 2)):
         (tmp_path / digit).mkdir()
@@ -240,9 +284,10 @@ def test_files_over_the_size_cap_are_skipped_unread(
     out = tmp_path / "model"
     trained = _train_command(
         str(labels), "--out", str(out), "--augment", "0", "--image-size", str(IMAGE_SIZE),
-        "--cache", str(train_caches["embeddings"]),
+        "--cache", str(train_caches["embeddings"]), "--quiet",
     )  # fmt: skip
     assert trained.returncode == 0, trained.stdout + trained.stderr
+    assert "Embedding images" not in trained.stderr  # --quiet: no progress bars
     assert "huge.jpg: larger than 64 MB" in " ".join(trained.stderr.split())
     card = json.loads((out / "card.json").read_text())
     assert card["data"]["images"] == 8
