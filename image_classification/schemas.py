@@ -1,4 +1,5 @@
-"""The warehouse table: one row per classified image (stored object key + generation)."""
+"""The warehouse tables: one row per classified image (stored object key + generation),
+and the corrections people make to them."""
 
 from __future__ import annotations
 
@@ -40,3 +41,20 @@ class ImageClassificationRow:
         """Rows are keyed by (object, version, model_id): a replay to the same model adds
         nothing, a replay to a new model adds one row beside the old one."""
         return self.model_id
+
+
+@dataclasses.dataclass(frozen=True)
+class CorrectionRow:
+    """What a person said an image shows (``labels``), and what the model had said.
+
+    Rows of the corrections table (``processors/corrections.py``): append-only, the newest
+    correction of an image wins.
+    """
+
+    image_id: str
+    image_name: str
+    labels: list[str]
+    model_id: str
+    model_labels: list[str]
+    corrected_at: datetime.datetime
+    user: str

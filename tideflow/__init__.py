@@ -1,7 +1,7 @@
 """tideflow: BuildFlow-style flows of primitives, a service and consumers.
 
 ```python
-from tideflow import Flow, FlowOptions, Service, consumer, dependency, Scope
+from tideflow import Flow, FlowOptions, Router, Service, consumer, dependency, Scope
 ```
 
 The names are imported on first use (PEP 562), so that commands such as ``tideflow
@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from tideflow.consumers import Consumer, consumer
     from tideflow.dependencies import Scope, dependency
     from tideflow.flow import Flow, FlowOptions
-    from tideflow.service import Service
+    from tideflow.service import Router, Service
 
 __version__ = "0.1.0"
 
@@ -28,6 +28,7 @@ _EXPORTS = {
     "dependency": "tideflow.dependencies",
     "Flow": "tideflow.flow",
     "FlowOptions": "tideflow.flow",
+    "Router": "tideflow.service",
     "Service": "tideflow.service",
 }
 
@@ -35,6 +36,7 @@ __all__ = [
     "Consumer",
     "Flow",
     "FlowOptions",
+    "Router",
     "Scope",
     "Service",
     "consumer",

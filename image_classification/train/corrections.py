@@ -26,11 +26,14 @@ def load_corrections_dataset(console: Console) -> Dataset:
         ctx = Context(None)  # loads .env, picks the stack, imports the app (main.py)
     except TideflowError as exc:
         raise DataError(f"cannot open the app's project here: {exc}") from exc
-    from image_classification import primitives
     from image_classification.image_ids import parse_image_id
+    from image_classification.primitives import build_primitives
     from image_classification.processors import corrections
+    from image_classification.settings import get_settings
 
-    rows = _read_corrections(ctx, corrections)
+    primitives = build_primitives(get_settings())
+    table = corrections.Corrections(primitives.corrections)
+    rows = _read_corrections(ctx, table)
     if not rows:
         raise DataError(
             "there are no corrections yet: mark labels wrong on the results page first "
@@ -53,7 +56,7 @@ def load_corrections_dataset(console: Console) -> Dataset:
             continue
         items.append((source, data, list(row.labels)))
     console.print(
-        f"{len(rows)} corrected image(s) in {corrections.CORRECTIONS_TABLE}; "
+        f"{len(rows)} corrected image(s) in {primitives.corrections.table_name}; "
         f"{len(items)} read from bucket {objects.bucket_name}",
         highlight=False,
     )
@@ -63,17 +66,19 @@ def load_corrections_dataset(console: Console) -> Dataset:
     return dataset
 
 
-def _read_corrections(ctx: Any, corrections: Any) -> list[Any]:
+def _read_corrections(ctx: Any, table: Any) -> list[Any]:
     try:
-        return list(corrections.all_latest())
+        return list(table.all_latest())
     except Exception as exc:
         sock = ctx.admin_socket()
         if sock is None:
             raise DataError(f"cannot read the corrections table: {exc}") from exc
+    from image_classification.processors.corrections import newest_sql
+    from image_classification.schemas import CorrectionRow
     from tideflow.io.strategies import MAX_QUERY_ROWS
 
     # `tideflow run` holds the DuckDB file: ask it (its admin socket runs SQL read-only).
-    sql = corrections.newest_sql(table_ref=f'"{corrections.CORRECTIONS_TABLE}"')
+    sql = newest_sql(table_ref=f'"{table.table.table_name}"')
     answer = _ask(sock, {"sql": sql, "max_rows": MAX_QUERY_ROWS})
     if answer.get("truncated"):
         raise DataError(
@@ -87,7 +92,7 @@ def _read_corrections(ctx: Any, corrections: Any) -> list[Any]:
             row["labels"] = json.loads(row["labels"])
         if isinstance(row["corrected_at"], str):
             row["corrected_at"] = datetime.datetime.fromisoformat(row["corrected_at"])
-        result.append(corrections.CorrectionRow(**row))
+        result.append(CorrectionRow(**row))
     return result
 
 

@@ -9,6 +9,7 @@ def test_public_api_is_pinned() -> None:
         "Consumer",
         "Flow",
         "FlowOptions",
+        "Router",
         "Scope",
         "Service",
         "consumer",
@@ -20,7 +21,7 @@ def test_public_api_is_pinned() -> None:
 
 
 def test_the_tutorial_imports_work() -> None:
-    from tideflow import Flow, FlowOptions, Scope, Service, consumer, dependency  # noqa: F401
+    from tideflow import Flow, FlowOptions, Router, Scope, Service, consumer, dependency  # noqa: F401
     from tideflow.dependencies.bucket import BucketDependencyBuilder  # noqa: F401
     from tideflow.requests import UploadFile  # noqa: F401
     from tideflow.responses import FileResponse, HTMLResponse, JSONResponse  # noqa: F401
