@@ -29,19 +29,13 @@ from image_classification.processors.results_api import (
     RESULTS_CSV_PATH,
     RESULTS_PAGE_PATH,
     CurrentModel,
-    LabelQuery,
-    LimitQuery,
-    MinConfidenceQuery,
-    ModelQuery,
-    OffsetQuery,
-    SearchQuery,
-    results_filter,
+    ResultsQueryDep,
     results_url,
 )
 from image_classification.processors.stats import UnsupportedWarehouseError, compute_stats
 from image_classification.processors.templates import PageRenderer
 from image_classification.processors.uploads import ACCEPTED_MIME_TYPES
-from tideflow import Router
+from tideflow import Router, Scope, dependency
 from tideflow.requests import Form, Request
 from tideflow.responses import HTMLResponse, RedirectResponse, Response
 
@@ -50,9 +44,16 @@ CORRECTIONS_FORM_PATH = f"{RESULTS_PAGE_PATH}/corrections"
 router = Router()
 
 
-def _to_login(request: Request) -> RedirectResponse:
-    here = urllib.parse.quote(f"{request.url.path}?{request.url.query}".rstrip("?"))
-    return RedirectResponse(f"{LOGIN_PATH}?next={here}", status_code=303)
+@dependency(scope=Scope.NO_SCOPE)
+def require_login(request: Request, settings: SettingsDep) -> None:
+    """Pages for browsers that logged in (when API_TOKEN is set): the others are sent to
+    /login, and from there back to this page."""
+    if not is_authorized(request, settings.api_token):
+        here = urllib.parse.quote(f"{request.url.path}?{request.url.query}".rstrip("?"))
+        raise HTTPException(303, "Log in first.", headers={"Location": f"{LOGIN_PATH}?next={here}"})
+
+
+LoggedIn = Annotated[None, require_login]
 
 
 @router.endpoint("/", response_class=HTMLResponse, include_in_schema=False)
@@ -69,32 +70,18 @@ def upload_page(page: PageRenderer, settings: SettingsDep) -> Response:
 @router.endpoint(RESULTS_PAGE_PATH, response_class=HTMLResponse, include_in_schema=False)
 def results_page(
     request: Request,
+    login: LoggedIn,
     page: PageRenderer,
-    settings: SettingsDep,
     table: ResultsTable,
     failures: Failures,
     corrections: CorrectionsTable,
     current: CurrentModel,
-    label: LabelQuery = None,
-    q: SearchQuery = None,
-    min_confidence: MinConfidenceQuery = None,
-    limit: LimitQuery = 50,
-    offset: OffsetQuery = 0,
-    model_id: ModelQuery = None,
+    query: ResultsQueryDep,
 ) -> Response:
-    if not is_authorized(request, settings.api_token):
-        return _to_login(request)
-    wanted = results_filter(
-        current=current,
-        label=label,
-        min_confidence=min_confidence,
-        limit=limit,
-        offset=offset,
-        q=q,
-        model_id=model_id,
-    )
+    wanted = query.filter(current)
     rows, total = list_results(wanted, table=table, failures=failures)
     shown = [row.image_id for row in rows if row.status == "classified"]
+    limit, offset = wanted.limit, wanted.offset
     return page.render(
         "results.html",
         title="Results",
@@ -138,14 +125,8 @@ def correct_from_page(
 
 @router.endpoint("/stats", response_class=HTMLResponse, include_in_schema=False)
 def stats_page(
-    request: Request,
-    page: PageRenderer,
-    settings: SettingsDep,
-    table: ResultsTable,
-    failures: Failures,
+    login: LoggedIn, page: PageRenderer, table: ResultsTable, failures: Failures
 ) -> Response:
-    if not is_authorized(request, settings.api_token):
-        return _to_login(request)
     errors = [failure.error for failure in failures.list(limit=MAX_FAILED_LISTED, offset=0)]
     try:
         stats = compute_stats(table, errors, failed_total=failures.count())

@@ -1,6 +1,6 @@
 """The results as JSON and CSV: one image's status, the filtered list, the CSV download.
 
-The results page (``processors/pages.py``) takes the same query values: ``results_filter``
+The results page (``processors/pages.py``) takes the same query values: ``ResultsQuery``
 reads them, ``results_url`` writes them back into a link.
 """
 
@@ -11,7 +11,7 @@ import urllib.parse
 from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import HTTPException
+from fastapi import Depends, HTTPException
 
 from image_classification.dependencies import Failures, Objects, ResultsTable, SettingsDep
 from image_classification.image_ids import InvalidImageIdError
@@ -82,42 +82,54 @@ ModelQuery = Annotated[
 ]
 
 
-def results_filter(
-    *,
-    current: str,
-    label: str | None,
-    min_confidence: str | None,
-    limit: int = 1,
-    offset: int = 0,
-    q: str | None = None,
-    model_id: str | None = None,
-) -> ResultsFilter:
-    """The filter from query values; empty values mean "no filter" (plain HTML forms send
-    them). ``current``: the current model's id, the default ``model_id``."""
-    minimum = None
-    if min_confidence:
-        try:
-            minimum = float(min_confidence)
-        except ValueError:
-            minimum = -1.0
-        if not 0.0 <= minimum <= 1.0:
-            raise HTTPException(400, "min_confidence must be a number between 0 and 1.")
-    label = (label.strip() or None) if label else None
-    q = (q.strip() or None) if q else None
-    if label is not None and q is not None:
-        raise HTTPException(400, "Give label (exact) or q (part of a label), not both.")
-    chosen = (model_id.strip() or None) if model_id else None
-    if chosen == "all":
-        chosen = None
-    return ResultsFilter(
-        label=label,
-        min_confidence=minimum,
-        limit=limit,
-        offset=offset,
-        q=q,
-        model_id=chosen if model_id else current,
-        current_model=chosen in (None, current),
-    )
+class ResultsQuery:
+    """The filters and page a results request asks for, as FastAPI reads them from the
+    query string; empty values mean "no filter" (plain HTML forms send them)."""
+
+    def __init__(
+        self,
+        label: LabelQuery = None,
+        q: SearchQuery = None,
+        min_confidence: MinConfidenceQuery = None,
+        limit: LimitQuery = 50,
+        offset: OffsetQuery = 0,
+        model_id: ModelQuery = None,
+    ) -> None:
+        self.label = (label.strip() or None) if label else None
+        self.q = (q.strip() or None) if q else None
+        self.min_confidence = min_confidence
+        self.limit = limit
+        self.offset = offset
+        self.model_id = model_id
+
+    def filter(self, current: str) -> ResultsFilter:
+        """The checked filter (400 for bad values); ``current``, the current model's id, is
+        the default ``model_id``."""
+        minimum = None
+        if self.min_confidence:
+            try:
+                minimum = float(self.min_confidence)
+            except ValueError:
+                minimum = -1.0
+            if not 0.0 <= minimum <= 1.0:
+                raise HTTPException(400, "min_confidence must be a number between 0 and 1.")
+        if self.label is not None and self.q is not None:
+            raise HTTPException(400, "Give label (exact) or q (part of a label), not both.")
+        chosen = (self.model_id.strip() or None) if self.model_id else None
+        if chosen == "all":
+            chosen = None
+        return ResultsFilter(
+            label=self.label,
+            min_confidence=minimum,
+            limit=self.limit,
+            offset=self.offset,
+            q=self.q,
+            model_id=chosen if self.model_id else current,
+            current_model=chosen in (None, current),
+        )
+
+
+ResultsQueryDep = Annotated[ResultsQuery, Depends()]
 
 
 def results_url(
@@ -175,23 +187,9 @@ def results_api(
     table: ResultsTable,
     failures: Failures,
     current: CurrentModel,
-    label: LabelQuery = None,
-    q: SearchQuery = None,
-    min_confidence: MinConfidenceQuery = None,
-    limit: LimitQuery = 50,
-    offset: OffsetQuery = 0,
-    model_id: ModelQuery = None,
+    query: ResultsQueryDep,
 ) -> ResultsPage:
-    wanted = results_filter(
-        current=current,
-        label=label,
-        min_confidence=min_confidence,
-        limit=limit,
-        offset=offset,
-        q=q,
-        model_id=model_id,
-    )
-    rows, total = list_results(wanted, table=table, failures=failures)
+    rows, total = list_results(query.filter(current), table=table, failures=failures)
     return ResultsPage(rows=rows, total=total)
 
 
@@ -209,7 +207,7 @@ def results_csv(
     q: SearchQuery = None,
     min_confidence: MinConfidenceQuery = None,
 ) -> StreamingResponse:
-    wanted = results_filter(current=current, label=label, min_confidence=min_confidence, q=q)
+    wanted = ResultsQuery(label=label, q=q, min_confidence=min_confidence, limit=1).filter(current)
     disposition = f'attachment; filename="{csv_file_name(wanted)}"'
     return StreamingResponse(
         stream_csv(wanted, table),
