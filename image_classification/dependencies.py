@@ -3,7 +3,7 @@
 
 Two roots, the settings and the primitives, are bound by ``build_flow`` (``bindings``, in
 the flow's ``dependency_overrides``); everything else is built from them once per replica
-(the HTTP service is one), so two apps built in one process share nothing. Tests override
+(the HTTP service is one), so two apps built in one process share no value. Tests override
 any of them (``flow.dependency_overrides[results_table] = ...``).
 """
 

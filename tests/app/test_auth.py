@@ -6,7 +6,6 @@ the pages it serves, and which proxy headers are believed."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
@@ -105,21 +104,3 @@ def test_login_redirects_only_to_local_paths(locked_app: InProcessApp, target: s
     response = locked_app.new_client().post("/login", data={"token": TOKEN, "next": target})
     assert response.status_code == 303
     assert response.headers["location"] == "/"
-
-
-def test_two_apps_in_one_process_keep_their_own_settings(tmp_path: Path) -> None:
-    home = tmp_path / "home"
-    with (
-        in_process_app(home, API_TOKEN=TOKEN, MAX_UPLOAD_MB="1", TOP_K="3") as locked,
-        in_process_app(home, MAX_UPLOAD_MB="2", TOP_K="7") as open_app,
-    ):
-        assert locked.client.get("/api/results").status_code == 401
-        assert open_app.client.get("/api/results").status_code == 200
-        assert _upload(open_app).status_code == 202
-        assert _upload(locked, headers=BEARER).status_code == 202
-        big = {"image_file": ("big.png", b"\x89PNG\r\n\x1a\n" + bytes(1536 * 1024), "image/png")}
-        assert locked.client.post("/image-upload", files=big, headers=BEARER).status_code == 413
-        assert open_app.client.post("/image-upload", files=big).status_code == 202
-        for app, top_k, limit in ((locked, 3, 1), (open_app, 7, 2)):
-            page = app.client.get("/").text
-            assert f'data-max-upload-mb="{limit}"' in page and f'data-top-k="{top_k}"' in page
