@@ -20,7 +20,7 @@ LABELS = Path(__file__).resolve().parent.parent / ("image_classification/model/i
 
 def current_model_id() -> str:
     """The model the app runs now (MODEL/ENGINE): the results pages show its rows."""
-    from image_classification.processors.service import current_model_id
+    from image_classification.processors.results_api import current_model_id
     from image_classification.settings import get_settings
 
     return current_model_id(get_settings())

@@ -1,4 +1,5 @@
-"""The warehouse table: one row per classified image (stored object key + generation)."""
+"""The warehouse tables: one row per classified image (stored object key + generation),
+and the corrections people make to them."""
 
 from __future__ import annotations
 
@@ -63,3 +64,20 @@ class ImageClassificationRow:
 def model_name(model_id: str) -> str:
     """``efficientnet_lite0@a1b2c3d4e5f6/onnxruntime/v1`` -> ``efficientnet_lite0``."""
     return model_id.split("/", 1)[0].split("@", 1)[0]
+
+
+@dataclasses.dataclass(frozen=True)
+class CorrectionRow:
+    """What a person said an image shows (``labels``), and what the model had said.
+
+    Rows of the corrections table (``processors/corrections.py``): append-only, the newest
+    correction of an image wins.
+    """
+
+    image_id: str
+    image_name: str
+    labels: list[str]
+    model_id: str
+    model_labels: list[str]
+    corrected_at: datetime.datetime
+    user: str

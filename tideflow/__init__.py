@@ -1,7 +1,7 @@
 """tideflow: BuildFlow-style flows of primitives, a service and consumers.
 
 ```python
-from tideflow import Flow, FlowOptions, Service, consumer, dependency, Scope
+from tideflow import Flow, FlowOptions, Router, Service, consumer, dependency, Scope
 ```
 
 From a script, ``tideflow.open_project()`` opens a project's tables and dead letters
@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from tideflow.dependencies import Scope, dependency
     from tideflow.flow import Flow, FlowOptions
     from tideflow.project import Project, open_project
-    from tideflow.service import Service
+    from tideflow.service import Router, Service
 
 __version__ = "0.1.0"
 
@@ -34,6 +34,7 @@ _EXPORTS = {
     "FlowOptions": "tideflow.flow",
     "Project": "tideflow.project",
     "open_project": "tideflow.project",
+    "Router": "tideflow.service",
     "Service": "tideflow.service",
 }
 
@@ -42,6 +43,7 @@ __all__ = [
     "Flow",
     "FlowOptions",
     "Project",
+    "Router",
     "Scope",
     "Service",
     "consumer",

@@ -9,6 +9,7 @@ from typing import Any
 
 from tideflow.consumers import Consumer
 from tideflow.consumers import consumer as consumer_decorator
+from tideflow.dependencies.models import Provider
 from tideflow.exceptions import ConfigError
 from tideflow.home import STACK_ENV
 from tideflow.io.primitive import Primitive, SinkPrimitive, SourcePrimitive
@@ -53,7 +54,14 @@ class FlowOptions:
 
 
 class Flow:
-    """What the app is made of. Declarative only: ``tideflow`` plans, applies and runs it."""
+    """What the app is made of. Declarative only: ``tideflow`` plans, applies and runs it.
+
+    ``dependency_overrides`` is FastAPI's: ``flow.dependency_overrides[provider] =
+    other`` has the flow's consumers and service build ``other`` wherever ``provider`` is
+    asked for (same scope). An app factory binds what it built from its settings this way,
+    and tests swap a model or a warehouse. An override of a GLOBAL dependency must be a
+    module-level function: its value is handed to replica processes by pickling.
+    """
 
     def __init__(self, flow_options: FlowOptions | None = None, *, flow_id: str = "app") -> None:
         self.options = flow_options or FlowOptions()
@@ -61,6 +69,7 @@ class Flow:
         self._managed: list[Primitive] = []
         self.services: list[Service] = []
         self.consumers: list[Consumer] = []
+        self.dependency_overrides: dict[Provider, Provider] = {}
 
     def manage(self, *primitives: Primitive) -> None:
         """Have ``tideflow apply`` create, and ``tideflow destroy`` remove, these primitives."""

@@ -11,7 +11,7 @@ import dataclasses
 import functools
 import inspect
 import typing
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Request
@@ -39,11 +39,68 @@ RAY_SERVICE_OPTIONS = frozenset(
 
 
 @dataclasses.dataclass(frozen=True)
-class _Route:
+class Route:
     path: str
     method: str
     function: Endpoint
     options: dict[str, Any]
+
+
+def _prefix(prefix: str) -> str:
+    """``prefix`` as ``/a/b`` (``""`` for none), however its slashes were written."""
+    return "/" + prefix.strip("/") if prefix.strip("/") else ""
+
+
+def _join(prefix: str, path: str) -> str:
+    # BuildFlow's base_route rule: "/" under a prefix is the prefix itself.
+    return prefix if path == "/" and prefix else prefix + path
+
+
+def _tagged(options: dict[str, Any], tags: Sequence[str]) -> dict[str, Any]:
+    if not tags:
+        return options
+    return {**options, "tags": [*tags, *options.get("tags", [])]}
+
+
+class Router:
+    """Endpoints collected apart from the service, as FastAPI's ``APIRouter``.
+
+    A module declares ``router = Router()`` and its ``@router.endpoint(...)`` functions;
+    the app adds them with ``service.include_router(router)``. ``prefix`` goes before each
+    route and ``tags`` before each endpoint's own (OpenAPI groups).
+    """
+
+    def __init__(self, *, prefix: str = "", tags: Sequence[str] = ()) -> None:
+        self.prefix = _prefix(prefix)
+        self.tags = list(tags)
+        self.routes: list[Route] = []
+
+    def endpoint(
+        self, route: str, method: str = "GET", **options: Any
+    ) -> Callable[[Endpoint], Endpoint]:
+        """Register a function as the handler of ``method route``.
+
+        ``options`` go to FastAPI's ``add_api_route`` (``status_code``, ``response_class``,
+        ``responses``, ``include_in_schema``...).
+        """
+
+        def register(function: Endpoint) -> Endpoint:
+            for spec in get_dependant(function).dependencies.values():
+                check_scopes(spec)
+            self._add(Route(route, method.upper(), function, options), prefix="", tags=())
+            return function
+
+        return register
+
+    def include_router(self, router: Router, *, prefix: str = "", tags: Sequence[str] = ()) -> None:
+        """Add ``router``'s endpoints under ``prefix``, with ``tags`` before theirs."""
+        for route in router.routes:
+            self._add(route, prefix=_prefix(prefix), tags=tags)
+
+    def _add(self, route: Route, *, prefix: str, tags: Sequence[str]) -> None:
+        path = _join(self.prefix, _join(prefix, route.path))
+        options = _tagged(_tagged(route.options, tags), self.tags)
+        self.routes.append(dataclasses.replace(route, path=path, options=options))
 
 
 class Service:
@@ -67,8 +124,7 @@ class Service:
         self.service_id = service_id
         self.title = title or service_id
         self.version = version
-        self.base_route = "/" + base_route.strip("/") if base_route.strip("/") else ""
-        self._routes: list[_Route] = []
+        self.router = Router(prefix=base_route)
         self._mounts: list[tuple[str, ASGIApp, str | None]] = []
         self._middleware: list[tuple[Any, dict[str, Any]]] = []
         self._exception_handlers: list[tuple[type[Exception] | int, Callable[..., Any]]] = []
@@ -78,22 +134,12 @@ class Service:
     def endpoint(
         self, route: str, method: str = "GET", **options: Any
     ) -> Callable[[Endpoint], Endpoint]:
-        """Register a function as the handler of ``method route``.
+        """Register a function as the handler of ``method route`` (see ``Router.endpoint``)."""
+        return self.router.endpoint(route, method, **options)
 
-        ``options`` go to FastAPI's ``add_api_route`` (``status_code``, ``response_class``,
-        ``responses``, ``include_in_schema``...).
-        """
-
-        def register(function: Endpoint) -> Endpoint:
-            for spec in get_dependant(function).dependencies.values():
-                check_scopes(spec)
-            path = (
-                self.base_route + route if route != "/" or not self.base_route else self.base_route
-            )
-            self._routes.append(_Route(path, method.upper(), function, options))
-            return function
-
-        return register
+    def include_router(self, router: Router, *, prefix: str = "", tags: Sequence[str] = ()) -> None:
+        """Serve ``router``'s endpoints too, under ``prefix`` (after ``base_route``)."""
+        self.router.include_router(router, prefix=prefix, tags=tags)
 
     def mount(self, path: str, app: ASGIApp, *, name: str | None = None) -> None:
         """Serve another ASGI app (e.g. ``StaticFiles``) under ``path``."""
@@ -124,7 +170,7 @@ class Service:
         )
         if offline_docs:
             openapi_docs.install(app, title=self.title, headers=self.docs_headers)
-        for route in self._routes:
+        for route in self.router.routes:
             app.add_api_route(
                 route.path,
                 _inject(route.function, resolver),

@@ -19,7 +19,7 @@ from fastapi import HTTPException
 from pydantic import SecretStr
 from starlette.requests import HTTPConnection
 
-from image_classification.settings import get_settings
+from image_classification.dependencies import SettingsDep
 from tideflow.dependencies import Scope, dependency
 from tideflow.requests import Request
 
@@ -62,10 +62,10 @@ def is_authorized(request: HTTPConnection, token: SecretStr | None) -> bool:
 
 
 @dependency(scope=Scope.NO_SCOPE)
-def require_token(request: Request) -> None:
+def require_token(request: Request, settings: SettingsDep) -> None:
     """A tideflow dependency of each call: 401 unless the request carries the token (when
     one is set)."""
-    if not is_authorized(request, get_settings().api_token):
+    if not is_authorized(request, settings.api_token):
         raise HTTPException(401, TOKEN_REQUIRED, headers={"WWW-Authenticate": "Bearer"})
 
 

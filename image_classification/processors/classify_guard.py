@@ -23,10 +23,13 @@ from __future__ import annotations
 import contextlib
 import threading
 from collections.abc import Iterator
+from typing import Annotated
 
 from fastapi import HTTPException
 
+from image_classification.dependencies import SettingsDep
 from image_classification.model import decoded_size
+from tideflow import Scope, dependency
 
 RETRY_AFTER_SECONDS = 1
 
@@ -53,6 +56,15 @@ class ClassifySlots:
             yield
         finally:
             self._slots.release()
+
+
+@dependency(scope=Scope.REPLICA)
+def classify_slots(settings: SettingsDep) -> ClassifySlots:
+    """The HTTP service's decode slots, shared by /classify and thumbnails."""
+    return ClassifySlots(settings.classify_concurrency)
+
+
+Slots = Annotated[ClassifySlots, classify_slots]
 
 
 def check_pixel_budget(data: bytes, *, min_size: int, max_pixels: int) -> None:

@@ -6,35 +6,18 @@ import datetime
 import posixpath
 import time
 
-from image_classification import primitives
 from image_classification.dependencies import ModelDep
 from image_classification.image_ids import image_id_for
 from image_classification.model import InvalidImageError
+from image_classification.primitives import Primitives
 from image_classification.processors.uploads import IMAGE_NAME_METADATA, display_name, mime_type_of
 from image_classification.schemas import Classification, ImageClassificationRow
-from image_classification.settings import get_settings
-from tideflow import consumer
+from image_classification.settings import Settings
+from tideflow import Consumer, consumer
 from tideflow.exceptions import NonRetryableError, ObjectNotFoundError, ObjectSupersededError
 from tideflow.types import FileChangeEvent
 
-# A replica takes up to 8 events at once (their rows are written in one transaction) and
-# classifies BATCH_SIZE of them at a time: decoded in parallel threads, then one inference
-# call for all of them (ModelDep.classify). BATCH_SIZE=1: one at a time.
-_settings = get_settings()
 
-
-@consumer(
-    source=primitives.file_change_stream,
-    sink=primitives.table,
-    batch_size=max(8, _settings.batch_size),
-    num_concurrency=_settings.batch_size,
-    # BuildFlow's autoscaler options; unset settings leave tideflow's defaults.
-    min_replicas=_settings.min_replicas,
-    max_replicas=_settings.max_replicas,
-    autoscale_frequency_secs=_settings.autoscale_frequency_s,
-    consumer_backlog_burn_threshold=_settings.autoscale_backlog_burn_s,
-    consumer_cpu_percent_target=_settings.autoscale_cpu_target,
-)
 def classify_image(file_event: FileChangeEvent, model: ModelDep) -> ImageClassificationRow:
     """Classify one stored image.
 
@@ -69,3 +52,24 @@ def classify_image(file_event: FileChangeEvent, model: ModelDep) -> ImageClassif
         latency_ms=round(latency_ms, 3),
         classified_at=datetime.datetime.now(datetime.UTC),
     )
+
+
+def build_consumer(settings: Settings, primitives: Primitives) -> Consumer:
+    """``classify_image`` on the stream of new objects, writing to the results table.
+
+    A replica takes up to 8 events at once (their rows are written in one transaction) and
+    classifies BATCH_SIZE of them at a time: decoded in parallel threads, then one
+    inference call for all of them (``ModelDep.classify``). BATCH_SIZE=1: one at a time.
+    """
+    return consumer(
+        source=primitives.file_change_stream,
+        sink=primitives.table,
+        batch_size=max(8, settings.batch_size),
+        num_concurrency=settings.batch_size,
+        # BuildFlow's autoscaler options; unset settings leave tideflow's defaults.
+        min_replicas=settings.min_replicas,
+        max_replicas=settings.max_replicas,
+        autoscale_frequency_secs=settings.autoscale_frequency_s,
+        consumer_backlog_burn_threshold=settings.autoscale_backlog_burn_s,
+        consumer_cpu_percent_target=settings.autoscale_cpu_target,
+    )(classify_image)

@@ -8,7 +8,8 @@ model's labels, and become training data: ``python -m image_classification.train
 With ``API_TOKEN`` set only authenticated callers (bearer token or the page's login) may
 correct. Endpoints: ``POST /api/images/{image_id}/corrections`` (JSON ``{"labels": [...]}``,
 an empty list meaning "none of the model's labels apply"), ``GET`` the same path for the
-latest one, and the results page's form (``POST /image-upload-results/corrections``).
+latest one, and the results page's form (``POST /image-upload-results/corrections``, in
+``processors/pages.py``).
 """
 
 from __future__ import annotations
@@ -18,43 +19,24 @@ import datetime
 import functools
 import unicodedata
 from collections.abc import Sequence
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import HTTPException
 from pydantic import AfterValidator, BaseModel, Field
 
-from image_classification.dependencies import (
-    FailuresDep,
-    ObjectsDep,
-    ResultsTableDep,
-)
+from image_classification.dependencies import Failures, Objects, PrimitivesDep, ResultsTable
 from image_classification.image_ids import InvalidImageIdError, parse_image_id
-from image_classification.primitives import table
-from image_classification.processors.auth import Authorized, safe_next
-from image_classification.processors.service import RESULTS_PAGE_PATH, error_responses, service
+from image_classification.processors.auth import Authorized
+from image_classification.processors.errors import error_responses
+from image_classification.processors.results import ImageResult, find_image
+from image_classification.schemas import CorrectionRow
+from tideflow import Router, Scope, dependency
 from tideflow.io.primitive import SinkPrimitive
-from tideflow.requests import Form
-from tideflow.responses import RedirectResponse, Response
 
 MAX_LABELS = 20
 MAX_LABEL_LENGTH = 100
-CORRECTIONS_TABLE = f"{table.table_name}_corrections"
 
-
-@dataclasses.dataclass(frozen=True)
-class CorrectionRow:
-    """What a person said an image shows (``labels``), and what the model had said."""
-
-    image_id: str
-    image_name: str
-    labels: list[str]
-    model_id: str
-    model_labels: list[str]
-    corrected_at: datetime.datetime
-    user: str
-
-
-corrections_table: SinkPrimitive = table.sibling(CORRECTIONS_TABLE, schema=CorrectionRow)
+router = Router()
 
 
 def _forbidden(ch: str) -> bool:
@@ -156,41 +138,6 @@ def split_labels(text: str) -> list[str]:
     return text.split(",")
 
 
-def record(
-    image: Any, labels: list[str], *, user: str, table: SinkPrimitive | None = None
-) -> CorrectionRow:
-    """Store a correction for ``image`` (a classified ``ImageResult``)."""
-    now = datetime.datetime.now(datetime.UTC)
-    row = CorrectionRow(
-        image_id=image.image_id,
-        image_name=image.image_name,
-        labels=labels,
-        model_id=image.model_id or "",
-        model_labels=[c.label for c in image.classifications],
-        corrected_at=now,
-        user=user,
-    )
-    target = table or corrections_table
-    target.sink().write([(f"{row.image_id}@{now.isoformat()}", row)])
-    return row
-
-
-def latest(
-    image_ids: Sequence[str], *, table: SinkPrimitive | None = None
-) -> dict[str, CorrectionRow]:
-    """The newest correction of each of ``image_ids`` that has one."""
-    if not image_ids:
-        return {}
-    names = ", ".join(f"$id{i}" for i in range(len(image_ids)))
-    params = {f"id{i}": image_id for i, image_id in enumerate(image_ids)}
-    return {row.image_id: row for row in _newest(f"image_id IN ({names})", params, table=table)}
-
-
-def all_latest(*, table: SinkPrimitive | None = None) -> list[CorrectionRow]:
-    """The newest correction of every corrected image."""
-    return _newest("TRUE", {}, table=table)
-
-
 def newest_sql(condition: str = "TRUE", *, table_ref: str = "{table}") -> str:
     """The newest correction per image, newest first (``table_ref``: the table's name)."""
     columns = ", ".join(f.name for f in dataclasses.fields(CorrectionRow))
@@ -201,11 +148,50 @@ def newest_sql(condition: str = "TRUE", *, table_ref: str = "{table}") -> str:
     )
 
 
-def _newest(
-    condition: str, params: dict[str, str], *, table: SinkPrimitive | None
-) -> list[CorrectionRow]:
-    result = (table or corrections_table).reader().query(newest_sql(condition), params)
-    return [CorrectionRow(*row) for row in result.rows]
+class Corrections:
+    """The corrections table: append-only, the newest correction of an image wins."""
+
+    def __init__(self, table: SinkPrimitive) -> None:
+        self.table = table
+
+    def record(self, image: ImageResult, labels: list[str], *, user: str) -> CorrectionRow:
+        """Store a correction for ``image`` (a classified one)."""
+        now = datetime.datetime.now(datetime.UTC)
+        row = CorrectionRow(
+            image_id=image.image_id,
+            image_name=image.image_name,
+            labels=labels,
+            model_id=image.model_id or "",
+            model_labels=[c.label for c in image.classifications],
+            corrected_at=now,
+            user=user,
+        )
+        self.table.sink().write([(f"{row.image_id}@{now.isoformat()}", row)])
+        return row
+
+    def latest(self, image_ids: Sequence[str]) -> dict[str, CorrectionRow]:
+        """The newest correction of each of ``image_ids`` that has one."""
+        if not image_ids:
+            return {}
+        names = ", ".join(f"$id{i}" for i in range(len(image_ids)))
+        params = {f"id{i}": image_id for i, image_id in enumerate(image_ids)}
+        return {row.image_id: row for row in self._newest(f"image_id IN ({names})", params)}
+
+    def all_latest(self) -> list[CorrectionRow]:
+        """The newest correction of every corrected image."""
+        return self._newest("TRUE", {})
+
+    def _newest(self, condition: str, params: dict[str, str]) -> list[CorrectionRow]:
+        result = self.table.reader().query(newest_sql(condition), params)
+        return [CorrectionRow(*row) for row in result.rows]
+
+
+@dependency(scope=Scope.REPLICA)
+def corrections_table(primitives: PrimitivesDep) -> Corrections:
+    return Corrections(primitives.corrections)
+
+
+CorrectionsTable = Annotated[Corrections, corrections_table]
 
 
 def as_out(row: CorrectionRow) -> CorrectionOut:
@@ -218,17 +204,13 @@ def as_out(row: CorrectionRow) -> CorrectionOut:
     )
 
 
-def _classified_image(image_id: str, table_dep: Any, failures_dep: Any, objects_dep: Any) -> Any:
-    from image_classification.processors.results import find_image
-
+def classified_image(
+    image_id: str, *, table: ResultsTable, failures: Failures, objects: Objects
+) -> ImageResult:
+    """The image to correct: 404 when there is none, 409 unless it is classified."""
     try:
         parse_image_id(image_id)
-        image = find_image(
-            image_id,
-            table=table_dep.table,
-            failures=failures_dep.failures,
-            objects=objects_dep.objects,
-        )
+        image = find_image(image_id, table=table, failures=failures, objects=objects)
     except (InvalidImageIdError, LookupError) as exc:
         raise HTTPException(404, "No image with this id.") from exc
     if image.status != "classified":
@@ -238,7 +220,15 @@ def _classified_image(image_id: str, table_dep: Any, failures_dep: Any, objects_
     return image
 
 
-@service.endpoint(
+def checked_labels(raw: Sequence[str]) -> list[str]:
+    """``clean_labels``, or 400 with what is wrong."""
+    try:
+        return clean_labels(raw)
+    except ValueError as exc:
+        raise HTTPException(400, str(exc)) from exc
+
+
+@router.endpoint(
     "/api/images/{image_id}/corrections",
     method="POST",
     response_model=CorrectionOut,
@@ -249,48 +239,23 @@ def correct(
     image_id: str,
     body: CorrectionIn,
     auth: Authorized,
-    table_dep: ResultsTableDep,
-    failures_dep: FailuresDep,
-    objects_dep: ObjectsDep,
+    table: ResultsTable,
+    failures: Failures,
+    objects: Objects,
+    corrections: CorrectionsTable,
 ) -> CorrectionOut:
-    image = _classified_image(image_id, table_dep, failures_dep, objects_dep)
-    try:
-        labels = clean_labels(body.labels)
-    except ValueError as exc:
-        raise HTTPException(400, str(exc)) from exc
-    return as_out(record(image, labels, user="api"))
+    image = classified_image(image_id, table=table, failures=failures, objects=objects)
+    return as_out(corrections.record(image, checked_labels(body.labels), user="api"))
 
 
-@service.endpoint(
+@router.endpoint(
     "/api/images/{image_id}/corrections",
     response_model=CorrectionOut,
     responses=error_responses(401, 404),
     summary="The latest correction of an image",
 )
-def get_correction(image_id: str, auth: Authorized) -> CorrectionOut:
-    found = latest([image_id]).get(image_id)
+def get_correction(image_id: str, auth: Authorized, corrections: CorrectionsTable) -> CorrectionOut:
+    found = corrections.latest([image_id]).get(image_id)
     if found is None:
         raise HTTPException(404, "This image has no correction.")
     return as_out(found)
-
-
-@service.endpoint(f"{RESULTS_PAGE_PATH}/corrections", method="POST", include_in_schema=False)
-def correct_from_page(
-    auth: Authorized,
-    table_dep: ResultsTableDep,
-    failures_dep: FailuresDep,
-    objects_dep: ObjectsDep,
-    image_id: Annotated[str, Form()],
-    labels: Annotated[str, Form()] = "",
-    form_next: Annotated[str | None, Form(alias="next")] = None,
-) -> Response:
-    """The results page's form (works without JavaScript): store, then back to the page.
-    Like every POST it passes the CSRF check of ``processors/csrf.py`` first."""
-    image = _classified_image(image_id, table_dep, failures_dep, objects_dep)
-    try:
-        cleaned = clean_labels(split_labels(labels))
-    except ValueError as exc:
-        raise HTTPException(400, str(exc)) from exc
-    record(image, cleaned, user="page")
-    target = safe_next(form_next) if form_next else RESULTS_PAGE_PATH
-    return RedirectResponse(target, status_code=303)

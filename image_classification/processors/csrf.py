@@ -39,7 +39,6 @@ from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from image_classification.processors.auth import TOKEN_REQUIRED, authorized_by
-from image_classification.settings import get_settings
 
 CSRF_HEADER = "x-csrf-token"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -85,8 +84,11 @@ def comes_from_this_site(
 class WriteGuardMiddleware:
     """Rules 1 and 2 above for every request with a method that is not safe."""
 
-    def __init__(self, app: ASGIApp, *, open_paths: frozenset[str]) -> None:
+    def __init__(
+        self, app: ASGIApp, *, token: SecretStr | None, open_paths: frozenset[str]
+    ) -> None:
         self.app = app
+        self.token = token
         self.open_paths = open_paths
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -94,7 +96,7 @@ class WriteGuardMiddleware:
             await self.app(scope, receive, send)
             return
         request = HTTPConnection(scope)
-        token = get_settings().api_token
+        token = self.token
         credential = authorized_by(request, token)
         # The body is not read, so the connection cannot carry another request.
         headers = {"Connection": "close"}

@@ -19,6 +19,7 @@ from pydantic import BaseModel
 
 from image_classification.image_ids import image_id_for, parse_image_id
 from image_classification.processors.uploads import IMAGE_NAME_METADATA, display_name
+from tideflow import Scope, dependency
 from tideflow.dependencies import TableQuery
 from tideflow.io.failures import FailureLog
 from tideflow.io.strategies import ItemFilter, ObjectStore
@@ -96,10 +97,12 @@ class ResultsFilter:
         )
 
 
-class _ResultCache:
-    """The newest ``size`` answers, by key; a warehouse query saved per status poll."""
+@dependency(scope=Scope.REPLICA)
+class StatusCache:
+    """The newest ``size`` classified answers, by (image, model): a model's row never
+    changes, so later status polls of it need no warehouse query. One per replica."""
 
-    def __init__(self, size: int) -> None:
+    def __init__(self, size: int = 4096) -> None:
         self._size = size
         self._items: collections.OrderedDict[tuple[str, str | None], ImageResult] = (
             collections.OrderedDict()
@@ -121,9 +124,6 @@ class _ResultCache:
                 self._items.popitem(last=False)
 
 
-_CLASSIFIED = _ResultCache(4096)
-
-
 def find_image(
     image_id: str,
     *,
@@ -131,22 +131,23 @@ def find_image(
     failures: FailureLog,
     objects: ObjectStore,
     model_id: str | None = None,
+    cache: StatusCache | None = None,
 ) -> ImageResult:
     """The status of ``image_id``; ``LookupError`` when no such image was ever stored.
 
     With several rows (one per model that classified it), ``model_id``'s row, else the
-    newest. ``InvalidImageIdError`` (a ``ValueError``) when the id is malformed.
+    newest; kept in ``cache``. ``InvalidImageIdError`` (a ``ValueError``) when the id is
+    malformed.
     """
     key, version = parse_image_id(image_id)
-    cached = _CLASSIFIED.get((image_id, model_id))
+    cached = cache.get((image_id, model_id)) if cache is not None else None
     if cached is not None:
         return cached
     rows = table.select(where={"image_id": image_id}, limit=20).records()
     if rows:
         preferred = [row for row in rows if row["model_id"] == model_id]
-        if preferred:
-            # A model's row never changes: later polls need no warehouse query.
-            _CLASSIFIED.put((image_id, model_id), classified(preferred[0]))
+        if preferred and cache is not None:
+            cache.put((image_id, model_id), classified(preferred[0]))
         return classified((preferred or rows)[0])
     failure = failures.for_object(objects.bucket_name, key)
     if failure is not None and failure.version == version:

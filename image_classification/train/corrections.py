@@ -22,15 +22,18 @@ def load_corrections_dataset(console: Console) -> Dataset:
     try:
         project = open_project()  # loads .env and picks the stack, as `tideflow` does
         # Imported after: the app reads the settings the project's .env gives.
-        from image_classification import primitives
         from image_classification.image_ids import parse_image_id
-        from image_classification.processors import corrections
+        from image_classification.primitives import build_primitives
+        from image_classification.processors.corrections import newest_sql
+        from image_classification.schemas import CorrectionRow
+        from image_classification.settings import get_settings
 
-        table = project.table(name=corrections.CORRECTIONS_TABLE)
-        found = table.query(corrections.newest_sql())
+        primitives = build_primitives(get_settings())
+        table_name = primitives.corrections.table_name
+        found = project.table(name=table_name).query(newest_sql())
     except TideflowError as exc:
         raise DataError(f"cannot read the corrections table: {exc}") from exc
-    rows = [corrections.CorrectionRow(*values) for values in found.rows]
+    rows = [CorrectionRow(*values) for values in found.rows]
     if not rows:
         raise DataError(
             "there are no corrections yet: mark labels wrong on the results page first "
@@ -53,7 +56,7 @@ def load_corrections_dataset(console: Console) -> Dataset:
             continue
         items.append((source, data, list(row.labels)))
     console.print(
-        f"{len(rows)} corrected image(s) in {corrections.CORRECTIONS_TABLE}; "
+        f"{len(rows)} corrected image(s) in {table_name}; "
         f"{len(items)} read from bucket {objects.bucket_name}",
         highlight=False,
     )

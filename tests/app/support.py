@@ -1,17 +1,32 @@
-"""Helpers for the app's tests: sample photos, settings, uploads and polling."""
+"""Helpers for the app's tests: sample photos, settings, uploads and polling, and the app
+built in the test's process (``in_process_app``)."""
 
 from __future__ import annotations
 
+import contextlib
+import datetime
 import importlib.util
+import re
 import struct
 import time
 import zlib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
+from fastapi.testclient import TestClient
 
+from image_classification.dependencies import results_table
+from image_classification.flow import build_flow
+from image_classification.schemas import Classification, ImageClassificationRow
+from image_classification.settings import Settings
 from tests.conftest import REPO, TideflowProcess
+from tideflow import Flow
+from tideflow.dependencies import Resolver
+from tideflow.infra import apply
+from tideflow.io.primitive import SinkPrimitive
 
 
 def _package_dir(name: str) -> Path:
@@ -62,6 +77,55 @@ BASE_ENV = {
 def make_app(home: Path, **settings: str) -> TideflowProcess:
     """A ``tideflow run`` of the app in the repository root, state in ``home``."""
     return TideflowProcess(project_dir=REPO, home=home, env={**BASE_ENV, **settings})
+
+
+def app_settings(**settings: str) -> Settings:
+    """The settings ``make_app`` gives a process (``BASE_ENV`` and ``settings``, nothing
+    from .env or the environment), for an app built in this process."""
+    given = {"STACK": "local", **BASE_ENV, **settings}
+    fields = {name.lower(): value for name, value in given.items()}
+    return Settings(
+        _env_file=None, **{k: v for k, v in fields.items() if k in Settings.model_fields}
+    )
+
+
+class InProcessApp:
+    """The app built by ``build_flow`` in the test's process, its HTTP service behind a
+    TestClient: what ``tideflow run --only service`` serves, without a process (no
+    consumers, no /healthz or /metrics, which the runner adds). ``flow.dependency_overrides``
+    swaps parts (the model, the warehouse) while it runs."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.flow: Flow = build_flow(settings)
+        apply(self.flow)  # what `tideflow run` does first
+        self.resolver = Resolver(overrides=self.flow.dependency_overrides)
+        self.asgi = self.flow.services[0].build_app(resolver=self.resolver)
+        self.client = self.new_client()
+
+    def new_client(self) -> TestClient:
+        """A client with its own cookies that, like httpx's, does not follow redirects."""
+        return TestClient(self.asgi, follow_redirects=False)
+
+    @property
+    def base_url(self) -> str:
+        return str(self.client.base_url)
+
+    def close(self) -> None:
+        self.client.close()
+        self.resolver.close()
+
+
+@contextlib.contextmanager
+def in_process_app(home: Path, **settings: str) -> Iterator[InProcessApp]:
+    """``InProcessApp`` with ``settings`` (as ``make_app`` takes them), state in ``home``."""
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("TIDEFLOW_HOME", str(home))
+        app = InProcessApp(app_settings(**settings))
+        try:
+            yield app
+        finally:
+            app.close()
 
 
 def upload(
@@ -128,3 +192,71 @@ def assert_classified(app: TideflowProcess, status_urls: list[str], *, timeout: 
     for status_url in status_urls:
         status = wait_for_status(app, status_url, timeout=timeout)
         assert status["status"] == "classified", (status, app.log()[-3000:])
+
+
+def classified_row(
+    image_id: str,
+    name: str,
+    labels: list[str],
+    *,
+    upload: datetime.datetime | None = None,
+    latency_ms: float = 1.0,
+) -> ImageClassificationRow:
+    """A row as the consumer writes it (here: these labels, most sure first)."""
+    upload = upload or datetime.datetime.now(datetime.UTC)
+    return ImageClassificationRow(
+        image_id=image_id,
+        image_name=name,
+        upload=upload,
+        classifications=[
+            Classification(label=label, confidence=round(0.9 / (i + 1), 3))
+            for i, label in enumerate(labels)
+        ],
+        model_id="test-model@1",
+        width=8,
+        height=8,
+        size_bytes=100,
+        content_type="image/png",
+        latency_ms=latency_ms,
+        classified_at=upload + datetime.timedelta(milliseconds=latency_ms),
+    )
+
+
+def write_row(app: InProcessApp, image_id: str, name: str, labels: list[str]) -> None:
+    """The row the consumer would write for ``image_id``, into the app's results table."""
+    results = app.flow.consumers[0].sink
+    results.sink().write([(f"{image_id}#test", classified_row(image_id, name, labels))])
+
+
+def check_stats_charts(app: InProcessApp, table: SinkPrimitive) -> None:
+    """Rows of the last hour written to ``table``, then /stats of ``app`` reading ``table``
+    (its results table overridden): every chart drawn from them, in that warehouse's SQL."""
+    now = datetime.datetime.now(datetime.UTC)
+    rows = [
+        classified_row(
+            f"img-{i}",
+            f"photo-{i}.png",
+            [label, "other"],
+            upload=now - datetime.timedelta(minutes=minutes),
+            latency_ms=100.0 * (i + 1),
+        )
+        for i, (label, minutes) in enumerate(
+            [("tabby", 50), ("tabby", 30), ("espresso", 20), ("rocket", 5)]
+        )
+    ]
+    table.sink().write([(f"{row.image_id}#1", row) for row in rows])
+    app.flow.dependency_overrides[results_table] = table.reader
+    try:
+        page = app.client.get("/stats")
+    finally:
+        del app.flow.dependency_overrides[results_table]
+    assert page.status_code == 200, page.text
+    text = page.text
+    assert 'id="stat-total">4<' in text
+    assert 'data-label="tabby" data-count="2"' in text
+    assert 'data-label="espresso" data-count="1"' in text
+    assert text.count('<rect class="column"') == 4  # one per minute with a row
+    assert '<polyline class="series series-p95"' in text
+    assert "<code>test-model@1</code></td><td>4</td>" in text
+    p50, p95 = (int(ms) for ms in re.findall(r'tile-value">(\d+) ms<', text))
+    assert 100 <= p50 <= p95 <= 400, (p50, p95)

@@ -1,4 +1,7 @@
-"""With API_TOKEN set: clients send a Bearer token, browsers log in for an HttpOnly cookie."""
+"""With API_TOKEN set: clients send a Bearer token, browsers log in for an HttpOnly cookie.
+
+In-process (the app built by ``build_flow``), except what the runner and Uvicorn decide:
+the pages it serves, and which proxy headers are believed."""
 
 from __future__ import annotations
 
@@ -7,38 +10,38 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from tests.app.support import CHELSEA, make_app, upload
+from tests.app.conftest import LOCKED_TOKEN
+from tests.app.support import CHELSEA, InProcessApp, in_process_app
 from tests.conftest import TideflowProcess
 
-pytestmark = pytest.mark.slow
-
-TOKEN = "correct-horse-battery-staple"
+TOKEN = LOCKED_TOKEN
 BEARER = {"Authorization": f"Bearer {TOKEN}"}
 
 
 @pytest.fixture(scope="module")
-def locked_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TideflowProcess]:
+def locked_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InProcessApp]:
     # The HTTP service alone: uploads are journaled, nothing needs classifying here.
-    app = make_app(tmp_path_factory.mktemp("auth") / "home", API_TOKEN=TOKEN)
-    app.start("--only", "service", wait_consumers=False)
-    yield app
-    app.stop()
-    app.close()
+    with in_process_app(tmp_path_factory.mktemp("auth") / "home", API_TOKEN=TOKEN) as app:
+        yield app
 
 
-def test_upload_needs_the_token(locked_app: TideflowProcess) -> None:
-    data = CHELSEA.read_bytes()
-    refused = upload(locked_app, data, "cat.png")
+def _upload(app: InProcessApp, headers: dict[str, str] | None = None) -> httpx.Response:
+    files = {"image_file": ("cat.png", CHELSEA.read_bytes(), "application/octet-stream")}
+    return app.client.post("/image-upload", files=files, headers=headers)
+
+
+def test_upload_needs_the_token(locked_app: InProcessApp) -> None:
+    refused = _upload(locked_app)
     assert refused.status_code == 401
     assert refused.headers["www-authenticate"] == "Bearer"
     assert "token" in refused.json()["detail"]
-    wrong = upload(locked_app, data, "cat.png", headers={"Authorization": "Bearer nope-nope-nope"})
+    wrong = _upload(locked_app, headers={"Authorization": "Bearer nope-nope-nope"})
     assert wrong.status_code == 401
-    accepted = upload(locked_app, data, "cat.png", headers=BEARER)
+    accepted = _upload(locked_app, headers=BEARER)
     assert accepted.status_code == 202
-    status_url = f"{locked_app.base_url}{accepted.json()['status_url']}"
-    assert httpx.get(status_url).status_code == 401
-    assert httpx.get(status_url, headers=BEARER).json()["status"] == "pending"
+    status_url = accepted.json()["status_url"]
+    assert locked_app.client.get(status_url).status_code == 401
+    assert locked_app.client.get(status_url, headers=BEARER).json()["status"] == "pending"
 
 
 @pytest.mark.parametrize(
@@ -50,23 +53,27 @@ def test_upload_needs_the_token(locked_app: TideflowProcess) -> None:
         ("POST", "/classify"),
     ],
 )
-def test_reads_need_the_token(locked_app: TideflowProcess, method: str, path: str) -> None:
-    assert httpx.request(method, f"{locked_app.base_url}{path}").status_code == 401
+def test_reads_need_the_token(locked_app: InProcessApp, method: str, path: str) -> None:
+    assert locked_app.client.request(method, path).status_code == 401
 
 
-def test_open_pages_stay_open(locked_app: TideflowProcess) -> None:
+@pytest.mark.slow
+def test_open_pages_stay_open(locked_service: TideflowProcess) -> None:
+    # /healthz and /metrics come from the runner: the whole `tideflow run` is asked.
     for path in ("/", "/login", "/healthz", "/metrics", "/static/app.js", "/openapi.json"):
-        assert httpx.get(f"{locked_app.base_url}{path}").status_code == 200, path
+        assert httpx.get(f"{locked_service.base_url}{path}").status_code == 200, path
 
 
-def test_results_page_sends_browsers_to_login(locked_app: TideflowProcess) -> None:
-    response = httpx.get(f"{locked_app.base_url}/image-upload-results?label=tabby")
+def test_results_page_sends_browsers_to_login(locked_app: InProcessApp) -> None:
+    response = locked_app.client.get("/image-upload-results?label=tabby")
     assert response.status_code == 303
     assert response.headers["location"] == "/login?next=/image-upload-results%3Flabel%3Dtabby"
 
 
-def test_login_sets_a_strict_httponly_cookie(locked_app: TideflowProcess) -> None:
-    with httpx.Client(base_url=locked_app.base_url) as browser:
+@pytest.mark.slow
+def test_login_sets_a_strict_httponly_cookie(locked_service: TideflowProcess) -> None:
+    # Against `tideflow run`: whether X-Forwarded-Proto is believed is Uvicorn's setting.
+    with httpx.Client(base_url=locked_service.base_url) as browser:
         wrong = browser.post("/login", data={"token": "guess", "next": "/image-upload-results"})
         assert wrong.status_code == 401
         assert "Wrong token." in wrong.text
@@ -93,7 +100,7 @@ def test_login_sets_a_strict_httponly_cookie(locked_app: TideflowProcess) -> Non
     "target",
     ["https://evil.example/", "//evil.example/x", "/\\evil.example", "javascript:alert(1)"],
 )
-def test_login_redirects_only_to_local_paths(locked_app: TideflowProcess, target: str) -> None:
-    response = httpx.post(f"{locked_app.base_url}/login", data={"token": TOKEN, "next": target})
+def test_login_redirects_only_to_local_paths(locked_app: InProcessApp, target: str) -> None:
+    response = locked_app.new_client().post("/login", data={"token": TOKEN, "next": target})
     assert response.status_code == 303
     assert response.headers["location"] == "/"

@@ -1,18 +1,18 @@
 """The holes attack runs found, kept closed: huge paging values, /classify memory, CSRF on
 every state-changing route, bodies refused before they are read, hostile labels, images that
-would cost seconds of CPU to parse."""
+would cost seconds of CPU to parse.
+
+What only the HTTP service decides runs in-process against the app ``build_flow`` makes;
+what is measured on the server process (memory, CPU, replicas) runs against ``tideflow
+run``."""
 
 from __future__ import annotations
 
 import concurrent.futures
 import contextlib
 import io
-import json
-import os
 import re
 import struct
-import subprocess
-import sys
 import threading
 import time
 import zlib
@@ -21,16 +21,36 @@ from collections.abc import Iterator
 import httpx
 import psutil
 import pytest
+from fastapi.routing import APIRoute
+from fastapi.testclient import TestClient
 from PIL import Image
 
 from tests.app.conftest import LOCKED_TOKEN
-from tests.app.support import BASE_ENV, CHELSEA, upload, wait_for_status
-from tests.conftest import REPO, TideflowProcess
-
-pytestmark = pytest.mark.slow
+from tests.app.support import (
+    CHELSEA,
+    InProcessApp,
+    in_process_app,
+    upload,
+    wait_for_status,
+    write_row,
+)
+from tests.conftest import TideflowProcess
 
 MB = 1024 * 1024
 BEARER = {"Authorization": f"Bearer {LOCKED_TOKEN}"}
+
+
+@pytest.fixture(scope="module")
+def open_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InProcessApp]:
+    with in_process_app(tmp_path_factory.mktemp("hostile-open") / "home") as app:
+        yield app
+
+
+@pytest.fixture(scope="module")
+def locked_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InProcessApp]:
+    home = tmp_path_factory.mktemp("hostile-locked") / "home"
+    with in_process_app(home, API_TOKEN=LOCKED_TOKEN) as app:
+        yield app
 
 
 # --- 1. paging values the warehouse cannot take are 400 with a message -------------------
@@ -48,15 +68,15 @@ BEARER = {"Authorization": f"Bearer {LOCKED_TOKEN}"}
         "/image-upload-results?offset=9223372036854775807&limit=200",
     ],
 )
-def test_out_of_range_paging_is_400(shared_app: TideflowProcess, query: str) -> None:
-    response = httpx.get(f"{shared_app.base_url}{query}", timeout=30)
+def test_out_of_range_paging_is_400(open_app: InProcessApp, query: str) -> None:
+    response = open_app.client.get(query)
     assert response.status_code == 400, response.text
     detail = response.json()["detail"]
     assert "offset" in detail or "limit" in detail
 
 
-def test_largest_offset_is_an_empty_page(shared_app: TideflowProcess) -> None:
-    response = httpx.get(f"{shared_app.base_url}/api/results?offset=1000000000", timeout=30)
+def test_largest_offset_is_an_empty_page(open_app: InProcessApp) -> None:
+    response = open_app.client.get("/api/results?offset=1000000000")
     assert response.status_code == 200, response.text
     assert response.json()["rows"] == []
 
@@ -79,6 +99,7 @@ def _peak_rss_while(pid: int, work: concurrent.futures.Future[object]) -> int:
     return max(peak, process.memory_info().rss)
 
 
+@pytest.mark.slow
 def test_concurrent_big_images_keep_the_run_process_small(shared_app: TideflowProcess) -> None:
     assert shared_app.process is not None
     url = f"{shared_app.base_url}/classify"
@@ -128,14 +149,6 @@ def test_concurrent_big_images_keep_the_run_process_small(shared_app: TideflowPr
 
 # --- 3. one CSRF rule for every state-changing route, before any body is read -----------
 
-_LIST_ROUTES = """
-import json
-from fastapi.routing import APIRoute
-from tideflow.dependencies import Resolver
-import main
-app = main.app.services[0].build_app(resolver=Resolver())
-print(json.dumps([[m, r.path] for r in app.routes if isinstance(r, APIRoute) for m in r.methods]))
-"""
 _SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
 _OTHER_PORT = "http://127.0.0.1:1"  # another port of the same host: the same *site*
 # What a page on another origin (or a client replaying the cookie) can send.
@@ -153,20 +166,15 @@ CROSS_SITE_CLAIMS = FORGED[:5]
 
 
 @pytest.fixture(scope="module")
-def state_changing_routes(tmp_path_factory: pytest.TempPathFactory) -> list[tuple[str, str]]:
+def state_changing_routes(locked_app: InProcessApp) -> list[tuple[str, str]]:
     """(method, URL path) of every route of the built app whose method may change state,
     schema or not (the login and correction forms are not in /openapi.json)."""
-    env = {**os.environ, **BASE_ENV, "TIDEFLOW_HOME": str(tmp_path_factory.mktemp("routes"))}
-    listed = subprocess.run(
-        [sys.executable, "-c", _LIST_ROUTES],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=True,
-    )
-    routes = json.loads(listed.stdout.strip().splitlines()[-1])
+    routes = [
+        (method, route.path)
+        for route in locked_app.asgi.routes
+        if isinstance(route, APIRoute)
+        for method in route.methods
+    ]
     found = sorted((m, p) for m, p in routes if m not in _SAFE_METHODS)
     # The enumeration itself is checked, so it cannot pass by finding nothing.
     assert {
@@ -180,9 +188,9 @@ def state_changing_routes(tmp_path_factory: pytest.TempPathFactory) -> list[tupl
 
 
 def test_the_schema_has_no_route_the_enumeration_missed(
-    locked_service: TideflowProcess, state_changing_routes: list[tuple[str, str]]
+    locked_app: InProcessApp, state_changing_routes: list[tuple[str, str]]
 ) -> None:
-    schema = httpx.get(f"{locked_service.base_url}/openapi.json").json()
+    schema = locked_app.client.get("/openapi.json").json()
     documented = {
         (method.upper(), re.sub(r"\{[^}]+\}", "bm9uZQ.1", path))
         for path, operations in schema["paths"].items()
@@ -192,7 +200,7 @@ def test_the_schema_has_no_route_the_enumeration_missed(
     assert documented <= set(state_changing_routes)
 
 
-def _send(client: httpx.Client, method: str, path: str, headers: dict[str, str]) -> httpx.Response:
+def _send(client: TestClient, method: str, path: str, headers: dict[str, str]) -> httpx.Response:
     # A form every route can read without storing anything: no image_file, an unknown
     # image, the right token (a wrong one would count against the login throttle).
     body = {"token": LOCKED_TOKEN, "image_id": "bm9uZQ.1", "labels": "x"}
@@ -200,19 +208,19 @@ def _send(client: httpx.Client, method: str, path: str, headers: dict[str, str])
 
 
 @contextlib.contextmanager
-def _logged_in(app: TideflowProcess) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=app.base_url, timeout=30) as client:
+def _logged_in(app: InProcessApp) -> Iterator[TestClient]:
+    with app.new_client() as client:
         assert client.post("/login", data={"token": LOCKED_TOKEN}).status_code == 303
         yield client
 
 
 @pytest.mark.parametrize("headers", FORGED)
 def test_every_route_refuses_forged_cookie_requests(
-    locked_service: TideflowProcess,
+    locked_app: InProcessApp,
     state_changing_routes: list[tuple[str, str]],
     headers: dict[str, str],
 ) -> None:
-    with _logged_in(locked_service) as client:
+    with _logged_in(locked_app) as client:
         for method, path in state_changing_routes:
             response = _send(client, method, path, headers)
             assert response.status_code == 403, (method, path, response.text)
@@ -220,9 +228,9 @@ def test_every_route_refuses_forged_cookie_requests(
 
 
 def test_every_route_answers_401_without_credentials(
-    locked_service: TideflowProcess, state_changing_routes: list[tuple[str, str]]
+    locked_app: InProcessApp, state_changing_routes: list[tuple[str, str]]
 ) -> None:
-    with httpx.Client(base_url=locked_service.base_url, timeout=30) as client:
+    with locked_app.new_client() as client:
         for method, path in state_changing_routes:
             client.cookies.clear()  # /login sets one
             response = _send(client, method, path, {})
@@ -238,12 +246,12 @@ def test_every_route_answers_401_without_credentials(
 
 
 def test_every_route_takes_cookie_requests_from_this_site(
-    locked_service: TideflowProcess, state_changing_routes: list[tuple[str, str]]
+    locked_app: InProcessApp, state_changing_routes: list[tuple[str, str]]
 ) -> None:
-    with _logged_in(locked_service) as client:
+    with _logged_in(locked_app) as client:
         token = client.get("/").text.split('name="csrf-token" content="', 1)[1].split('"', 1)[0]
         assert len(token) == 64
-        origin = locked_service.base_url
+        origin = locked_app.base_url
         for method, path in state_changing_routes:
             for headers in (
                 {"X-CSRF-Token": token},
@@ -257,30 +265,30 @@ def test_every_route_takes_cookie_requests_from_this_site(
                 assert response.status_code < 500, (method, path, response.text)
 
 
-def _post_cat(client: httpx.Client, headers: dict[str, str]) -> httpx.Response:
+def _post_cat(client: TestClient, headers: dict[str, str]) -> httpx.Response:
     files = {"image_file": ("cat.png", CHELSEA.read_bytes(), "image/png")}
     return client.post("/image-upload", files=files, headers=headers)
 
 
-def test_cookie_uploads_from_this_site_are_accepted(locked_service: TideflowProcess) -> None:
-    with _logged_in(locked_service) as client:
-        origin = locked_service.base_url
+def test_cookie_uploads_from_this_site_are_accepted(locked_app: InProcessApp) -> None:
+    with _logged_in(locked_app) as client:
+        origin = locked_app.base_url
         for headers in ({"Sec-Fetch-Site": "same-origin", "Origin": origin}, {"Origin": origin}):
             assert _post_cat(client, headers).status_code == 202, headers
         # Reads stay as they were.
         assert client.get("/api/results", headers={"Origin": "http://evil.example"}).is_success
 
 
-def test_bearer_requests_are_not_checked_for_origin(locked_service: TideflowProcess) -> None:
+def test_bearer_requests_are_not_checked_for_origin(locked_app: InProcessApp) -> None:
     headers = {**BEARER, "Origin": "http://evil.example", "Sec-Fetch-Site": "cross-site"}
-    response = upload(locked_service, CHELSEA.read_bytes(), "cat.png", headers=headers)
-    assert response.status_code == 202
+    with locked_app.new_client() as client:
+        assert _post_cat(client, headers).status_code == 202
 
 
 def test_open_app_refuses_browsers_on_other_origins(
-    shared_app: TideflowProcess, state_changing_routes: list[tuple[str, str]]
+    open_app: InProcessApp, state_changing_routes: list[tuple[str, str]]
 ) -> None:
-    with httpx.Client(base_url=shared_app.base_url, timeout=30) as client:
+    with open_app.new_client() as client:
         for method, path in state_changing_routes:
             for headers in CROSS_SITE_CLAIMS:
                 refused = _send(client, method, path, headers)
@@ -288,7 +296,7 @@ def test_open_app_refuses_browsers_on_other_origins(
             # Plain clients (no Origin, no cookie) are what an open app is for.
             plain = _send(client, method, path, {})
             assert plain.status_code not in (401, 403) and plain.status_code < 500, path
-    assert upload(shared_app, CHELSEA.read_bytes(), "cat.png").status_code == 202
+        assert _post_cat(client, {}).status_code == 202
 
 
 # --- 4. the token before the body, and a size limit for every body -----------------------
@@ -324,6 +332,7 @@ def _post_gigabyte(
     return response
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("declared", [True, False], ids=["content-length", "chunked"])
 def test_bodies_are_refused_before_they_are_read(
     locked_service: TideflowProcess, declared: bool
@@ -337,7 +346,8 @@ def test_bodies_are_refused_before_they_are_read(
     assert "32 KB" in too_big.json()["detail"]
     login = _post_gigabyte(locked_service, "/login", {}, declared=declared)  # open: no token
     assert login.status_code == 413
-    with _logged_in(locked_service) as client:
+    with httpx.Client(base_url=locked_service.base_url, timeout=30) as client:
+        assert client.post("/login", data={"token": LOCKED_TOKEN}).status_code == 303
         cookie = {"Cookie": "; ".join(f"{k}={v}" for k, v in client.cookies.items())}
     own = {**cookie, "Origin": locked_service.base_url}
     assert (
@@ -352,12 +362,13 @@ def test_bodies_are_refused_before_they_are_read(
 
 
 @pytest.fixture(scope="module")
-def classified_cat(shared_app: TideflowProcess) -> str:
-    accepted = upload(shared_app, CHELSEA.read_bytes(), "cat-to-correct.png")
+def classified_cat(open_app: InProcessApp) -> str:
+    accepted = _post_cat(open_app.client, {})
     assert accepted.status_code == 202
-    status = wait_for_status(shared_app, accepted.json()["status_url"])
-    assert status["status"] == "classified"
-    return str(status["image_id"])
+    image_id = str(accepted.json()["image_id"])
+    write_row(open_app, image_id, "cat-to-correct.png", ["tabby", "tiger cat"])
+    assert open_app.client.get(f"/api/images/{image_id}").json()["status"] == "classified"
+    return image_id
 
 
 @pytest.mark.parametrize(
@@ -372,36 +383,35 @@ def classified_cat(shared_app: TideflowProcess) -> str:
     ],
 )
 def test_bad_labels_are_400_on_the_api_and_the_form(
-    shared_app: TideflowProcess, classified_cat: str, label: str
+    open_app: InProcessApp, classified_cat: str, label: str
 ) -> None:
-    base = shared_app.base_url
-    api = httpx.post(f"{base}/api/images/{classified_cat}/corrections", json={"labels": [label]})
+    client = open_app.client
+    api = client.post(f"/api/images/{classified_cat}/corrections", json={"labels": [label]})
     assert api.status_code == 400, api.text
-    form = httpx.post(
-        f"{base}{CORRECTIONS_FORM}", data={"image_id": classified_cat, "labels": label}
-    )
+    form = client.post(CORRECTIONS_FORM, data={"image_id": classified_cat, "labels": label})
     assert form.status_code == 400, form.text
     assert "label" in form.json()["detail"]
 
 
 def test_labels_are_bounded_and_stored_as_given(
-    shared_app: TideflowProcess, classified_cat: str
+    open_app: InProcessApp, classified_cat: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    url = f"{shared_app.base_url}/api/images/{classified_cat}/corrections"
-    log_start = len(shared_app.log())
+    client = open_app.client
+    url = f"/api/images/{classified_cat}/corrections"
     # A lone surrogate is not Unicode (it made DuckDB fail: 500 before).
-    lone = httpx.post(
+    lone = client.post(
         url, content=b'{"labels": ["\\ud800x"]}', headers={"Content-Type": "application/json"}
     )
     assert lone.status_code == 400, lone.text
-    assert httpx.post(url, json={"labels": [f"l{i}" for i in range(21)]}).status_code == 400
+    assert client.post(url, json={"labels": [f"l{i}" for i in range(21)]}).status_code == 400
     # Joiners stay: Persian words and emoji sequences need them.
     persian_cats = "\u06af\u0631\u0628\u0647\u200c\u0647\u0627"
     labels = ["tabby", persian_cats, "\U0001f408\u200d\u2b1b"]
-    stored = httpx.post(url, json={"labels": labels})
+    stored = client.post(url, json={"labels": labels})
     assert stored.status_code == 200, stored.text
-    assert httpx.get(url).json()["labels"] == labels
-    assert "Traceback" not in shared_app.log()[log_start:]
+    assert client.get(url).json()["labels"] == labels
+    # No traceback logged (and none raised: the client re-raises server errors).
+    assert not [record for record in caplog.records if record.exc_info], caplog.text
 
 
 # --- 6. images made of tiny pieces cost milliseconds, not seconds -------------------------
@@ -418,6 +428,7 @@ def _png_of_tiny_chunks(size: int) -> bytes:
     return b"\x89PNG\r\n\x1a\n" + empty * (size // len(empty))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("name", "data"),
     [
@@ -460,6 +471,7 @@ def _replica_pids(app: TideflowProcess) -> list[int]:
     return sorted(c.pid for c in children if "spawn_main" in " ".join(c.cmdline()))
 
 
+@pytest.mark.slow
 def test_healthz_notices_a_replica_that_died_idle(shared_app: TideflowProcess) -> None:
     health = httpx.get(f"{shared_app.base_url}/healthz").json()
     assert health["consumers_ready"] is True

@@ -1,5 +1,8 @@
 """The smaller holes: login throttling, slow headers, connection limit, nosniff, HEAD and
-Range on thumbnails, very long file names, error codes in the OpenAPI schema."""
+Range on thumbnails, very long file names, error codes in the OpenAPI schema.
+
+Uvicorn's limits and what is measured on the server process run against ``tideflow run``;
+what the HTTP service alone decides runs in-process."""
 
 from __future__ import annotations
 
@@ -15,13 +18,19 @@ import psutil
 import pytest
 from PIL import Image
 
-from tests.app.support import CHELSEA, make_app, upload
+from tests.app.support import CHELSEA, InProcessApp, in_process_app, make_app, upload
 from tests.conftest import TideflowProcess
-
-pytestmark = pytest.mark.slow
 
 TOKEN = "limits-token-123"
 BEARER = {"Authorization": f"Bearer {TOKEN}"}
+
+
+@pytest.fixture(scope="module")
+def in_process(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InProcessApp]:
+    with in_process_app(
+        tmp_path_factory.mktemp("limits-in-process") / "home", API_TOKEN=TOKEN
+    ) as app:
+        yield app
 
 
 @pytest.fixture(scope="module")
@@ -48,6 +57,7 @@ def _guesses(url: str, count: int, *, first: int = 0) -> list[int]:
     ]
 
 
+@pytest.mark.slow
 def test_login_is_throttled_per_client(app: TideflowProcess) -> None:
     url = f"{app.base_url}/login"
     # Rotating X-Forwarded-For buys no fresh attempts: no proxy is trusted by default.
@@ -63,6 +73,7 @@ def test_login_is_throttled_per_client(app: TideflowProcess) -> None:
     assert httpx.get(f"{app.base_url}/api/results", headers=BEARER).status_code == 200
 
 
+@pytest.mark.slow
 def test_forwarded_headers_are_believed_from_configured_proxies(tmp_path: Path) -> None:
     behind_proxy = make_app(tmp_path / "home", API_TOKEN=TOKEN, FORWARDED_ALLOW_IPS="127.0.0.1")
     behind_proxy.start("--only", "service", wait_consumers=False)
@@ -89,6 +100,7 @@ def test_forwarded_headers_are_believed_from_configured_proxies(tmp_path: Path) 
         behind_proxy.close()
 
 
+@pytest.mark.slow
 def test_slow_headers_are_cut_off(app: TideflowProcess) -> None:
     with socket.create_connection(("127.0.0.1", app.port), timeout=10) as sock:
         sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n")
@@ -131,6 +143,7 @@ def _raw_request(port: int, header_bytes: int) -> bytes:
     return answer
 
 
+@pytest.mark.slow
 def test_header_blocks_over_16_kb_are_refused_however_sent(app: TideflowProcess) -> None:
     assert _raw_request(app.port, 15 * 1024).startswith(b"HTTP/1.1 200")
     for size in (20 * 1024, 100 * 1024):  # 200 OK before: the limit held for slow senders only
@@ -140,6 +153,7 @@ def test_header_blocks_over_16_kb_are_refused_however_sent(app: TideflowProcess)
         assert b"16 KB" in answer  # and then the server closed it (recv returned b"")
 
 
+@pytest.mark.slow
 def test_connections_beyond_the_limit_get_503(app: TideflowProcess) -> None:
     idle = [socket.create_connection(("127.0.0.1", app.port)) for _ in range(16)]
     try:
@@ -155,6 +169,7 @@ def test_connections_beyond_the_limit_get_503(app: TideflowProcess) -> None:
     assert httpx.get(f"{app.base_url}/healthz", timeout=5).status_code == 200
 
 
+@pytest.mark.slow
 def test_json_api_says_nosniff(app: TideflowProcess) -> None:
     for path, headers in (
         ("/api/results", BEARER),
@@ -167,61 +182,67 @@ def test_json_api_says_nosniff(app: TideflowProcess) -> None:
         assert response.headers["x-content-type-options"] == "nosniff", path
 
 
-def test_thumbnails_answer_head_and_ranges(app: TideflowProcess) -> None:
-    accepted = upload(app, CHELSEA.read_bytes(), "cat.png", headers=BEARER)
+def _upload(app: InProcessApp, data: bytes, name: str) -> httpx.Response:
+    files = {"image_file": (name, data, "application/octet-stream")}
+    return app.client.post("/image-upload", files=files, headers=BEARER)
+
+
+def test_thumbnails_answer_head_and_ranges(in_process: InProcessApp) -> None:
+    client = in_process.client
+    accepted = _upload(in_process, CHELSEA.read_bytes(), "cat.png")
     assert accepted.status_code == 202
-    url = f"{app.base_url}/images/{accepted.json()['image_id']}/thumbnail"
-    full = httpx.get(url, headers=BEARER)
+    url = f"/images/{accepted.json()['image_id']}/thumbnail"
+    full = client.get(url, headers=BEARER)
     assert full.status_code == 200
     assert full.headers["accept-ranges"] == "bytes"
     size = len(full.content)
 
-    head = httpx.head(url, headers=BEARER)
+    head = client.head(url, headers=BEARER)
     assert head.status_code == 200
     assert head.content == b""
     assert int(head.headers["content-length"]) == size
     assert head.headers["content-type"] == "image/jpeg"
 
-    part = httpx.get(url, headers={**BEARER, "Range": "bytes=0-9"})
+    part = client.get(url, headers={**BEARER, "Range": "bytes=0-9"})
     assert part.status_code == 206
     assert part.content == full.content[:10]
     assert part.headers["content-range"] == f"bytes 0-9/{size}"
-    tail = httpx.get(url, headers={**BEARER, "Range": "bytes=-5"})
+    tail = client.get(url, headers={**BEARER, "Range": "bytes=-5"})
     assert tail.status_code == 206 and tail.content == full.content[-5:]
-    rest = httpx.get(url, headers={**BEARER, "Range": "bytes=100-"})
+    rest = client.get(url, headers={**BEARER, "Range": "bytes=100-"})
     assert rest.status_code == 206 and rest.content == full.content[100:]
-    outside = httpx.get(url, headers={**BEARER, "Range": f"bytes={size}-"})
+    outside = client.get(url, headers={**BEARER, "Range": f"bytes={size}-"})
     assert outside.status_code == 416
     assert outside.headers["content-range"] == f"bytes */{size}"
-    several = httpx.get(url, headers={**BEARER, "Range": "bytes=0-1,5-6"})
+    several = client.get(url, headers={**BEARER, "Range": "bytes=0-1,5-6"})
     assert several.status_code == 200 and several.content == full.content
     # Positions longer than Python's 4,300-digit int() limit (500 before).
     huge = "9" * 5000
     for method in ("GET", "HEAD"):
-        whole = httpx.request(method, url, headers={**BEARER, "Range": f"bytes=0-{huge}"})
+        whole = client.request(method, url, headers={**BEARER, "Range": f"bytes=0-{huge}"})
         assert whole.status_code == 206
         assert whole.headers["content-range"] == f"bytes 0-{size - 1}/{size}"
-        past = httpx.request(method, url, headers={**BEARER, "Range": f"bytes={huge}-"})
+        past = client.request(method, url, headers={**BEARER, "Range": f"bytes={huge}-"})
         assert past.status_code == 416
-    suffix = httpx.get(url, headers={**BEARER, "Range": f"bytes=-{huge}"})
+    suffix = client.get(url, headers={**BEARER, "Range": f"bytes=-{huge}"})
     assert suffix.status_code == 206 and suffix.content == full.content
-    assert httpx.head(url).status_code == 401
+    assert client.head(url).status_code == 401
 
 
-def test_long_file_names_behave_as_documented(app: TideflowProcess) -> None:
+def test_long_file_names_behave_as_documented(in_process: InProcessApp) -> None:
     data = CHELSEA.read_bytes()
     long_name = "n" * 3000 + ".png"
-    accepted = upload(app, data, long_name, headers=BEARER)
+    accepted = _upload(in_process, data, long_name)
     assert accepted.status_code == 202
     assert accepted.json()["image_name"] == long_name[:255]
     for size in (8 * 1024, 64 * 1024):
-        refused = upload(app, data, "n" * size + ".png", headers=BEARER)
+        refused = _upload(in_process, data, "n" * size + ".png")
         assert refused.status_code == 400
         assert "file name" in refused.json()["detail"]
 
 
-def test_openapi_documents_the_error_codes(app: TideflowProcess) -> None:
-    schema = httpx.get(f"{app.base_url}/openapi.json").json()
+def test_openapi_documents_the_error_codes(in_process: InProcessApp) -> None:
+    schema = in_process.client.get("/openapi.json").json()
     documented = {
         code
         for operations in schema["paths"].values()
@@ -247,6 +268,7 @@ def test_openapi_documents_the_error_codes(app: TideflowProcess) -> None:
         assert not pattern.fullmatch(bad), bad
 
 
+@pytest.mark.slow
 def test_previews_of_huge_images_are_refused_without_decoding(app: TideflowProcess) -> None:
     out = io.BytesIO()
     Image.new("L", (9_400, 9_500)).save(out, format="PNG", compress_level=9)

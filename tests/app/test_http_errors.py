@@ -1,4 +1,6 @@
-"""Every error case of the HTTP contract, against the running app."""
+"""Every error case of the HTTP contract: in-process against the app ``build_flow`` makes,
+and against ``tideflow run`` where the consumers, the runner or the server process's memory
+are part of the answer."""
 
 from __future__ import annotations
 
@@ -10,10 +12,15 @@ import httpx
 import psutil
 import pytest
 
-from tests.app.support import CHELSEA, png_bomb, upload, wait_for_status
+from tests.app.support import (
+    CHELSEA,
+    InProcessApp,
+    in_process_app,
+    png_bomb,
+    upload,
+    wait_for_status,
+)
 from tests.conftest import TideflowProcess
-
-pytestmark = pytest.mark.slow
 
 MB = 1024 * 1024
 # The server may hold buffers of a few MB while it reads; a 50 MB upload held in memory
@@ -39,30 +46,43 @@ def _chunked_multipart(
     yield f"\r\n--{boundary}--\r\n".encode()
 
 
-def test_missing_file_is_400(shared_app: TideflowProcess) -> None:
-    response = httpx.post(f"{shared_app.base_url}/image-upload")
+@pytest.fixture(scope="module")
+def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InProcessApp]:
+    with in_process_app(tmp_path_factory.mktemp("http-errors") / "home") as app:
+        yield app
+
+
+def _upload(
+    app: InProcessApp, data: bytes, name: str, content_type: str = "application/octet-stream"
+) -> httpx.Response:
+    return app.client.post("/image-upload", files={"image_file": (name, data, content_type)})
+
+
+def test_missing_file_is_400(app: InProcessApp) -> None:
+    response = app.client.post("/image-upload")
     assert response.status_code == 400
     assert "image_file" in response.json()["detail"]
 
 
-def test_text_field_instead_of_file_is_400(shared_app: TideflowProcess) -> None:
-    response = httpx.post(f"{shared_app.base_url}/image-upload", data={"image_file": "hello"})
+def test_text_field_instead_of_file_is_400(app: InProcessApp) -> None:
+    response = app.client.post("/image-upload", data={"image_file": "hello"})
     assert response.status_code == 400
     assert isinstance(response.json()["detail"], str)
 
 
-def test_empty_file_is_400(shared_app: TideflowProcess) -> None:
-    response = upload(shared_app, b"", "empty.jpg", content_type="image/jpeg")
+def test_empty_file_is_400(app: InProcessApp) -> None:
+    response = _upload(app, b"", "empty.jpg", content_type="image/jpeg")
     assert response.status_code == 400
     assert response.json() == {"detail": "The file is empty."}
 
 
-def test_text_file_named_jpg_is_415(shared_app: TideflowProcess) -> None:
-    response = upload(shared_app, b"just some text\n" * 100, "photo.jpg", content_type="image/jpeg")
+def test_text_file_named_jpg_is_415(app: InProcessApp) -> None:
+    response = _upload(app, b"just some text\n" * 100, "photo.jpg", content_type="image/jpeg")
     assert response.status_code == 415
     assert "not an image" in response.json()["detail"]
 
 
+@pytest.mark.slow
 def test_50_mb_upload_is_413_without_filling_memory(shared_app: TideflowProcess) -> None:
     before = _rss(shared_app)
     declared = upload(shared_app, b"\xff\xd8\xff" + bytes(50 * MB), "huge.jpg")
@@ -80,11 +100,12 @@ def test_50_mb_upload_is_413_without_filling_memory(shared_app: TideflowProcess)
     assert httpx.get(f"{shared_app.base_url}/healthz").json()["status"] == "ok"
 
 
-def test_upload_one_byte_over_the_limit_is_413(shared_app: TideflowProcess) -> None:
-    response = upload(shared_app, b"\xff\xd8\xff" + bytes(20 * MB - 2), "just-over.jpg")
+def test_upload_one_byte_over_the_limit_is_413(app: InProcessApp) -> None:
+    response = _upload(app, b"\xff\xd8\xff" + bytes(20 * MB - 2), "just-over.jpg")
     assert response.status_code == 413
 
 
+@pytest.mark.slow
 def test_decompression_bomb_fails_with_a_reason_and_the_app_stays_up(
     shared_app: TideflowProcess,
 ) -> None:
@@ -106,6 +127,7 @@ def test_decompression_bomb_fails_with_a_reason_and_the_app_stays_up(
     assert wait_for_status(shared_app, after.json()["status_url"])["status"] == "classified"
 
 
+@pytest.mark.slow
 def test_xss_file_name_is_shown_as_text(shared_app: TideflowProcess) -> None:
     name = "<img src=x onerror=alert(1)>.png"
     response = upload(shared_app, CHELSEA.read_bytes(), name, content_type="image/png")
@@ -127,36 +149,37 @@ def test_xss_file_name_is_shown_as_text(shared_app: TideflowProcess) -> None:
         base64.urlsafe_b64encode(b"/etc/passwd").decode().rstrip("=") + ".1",
     ],
 )
-def test_unknown_or_unsafe_image_ids_are_404(shared_app: TideflowProcess, image_id: str) -> None:
-    status = httpx.get(f"{shared_app.base_url}/api/images/{image_id}")
+def test_unknown_or_unsafe_image_ids_are_404(app: InProcessApp, image_id: str) -> None:
+    status = app.client.get(f"/api/images/{image_id}")
     assert status.status_code == 404
     assert status.json() == {"detail": "No image with this id."}
-    thumbnail = httpx.get(f"{shared_app.base_url}/images/{image_id}/thumbnail")
+    thumbnail = app.client.get(f"/images/{image_id}/thumbnail")
     assert thumbnail.status_code == 404
 
 
-def test_results_filters_are_validated(shared_app: TideflowProcess) -> None:
-    base = f"{shared_app.base_url}/api/results"
-    assert httpx.get(base, params={"label": "", "min_confidence": ""}).status_code == 200
+def test_results_filters_are_validated(app: InProcessApp) -> None:
+    base = "/api/results"
+    assert app.client.get(base, params={"label": "", "min_confidence": ""}).status_code == 200
     for params in ({"min_confidence": "abc"}, {"min_confidence": "1.5"}, {"limit": "0"}):
-        response = httpx.get(base, params=params)
+        response = app.client.get(base, params=params)
         assert response.status_code == 400, params
         assert isinstance(response.json()["detail"], str)
 
 
-def test_classify_answers_without_storing(shared_app: TideflowProcess) -> None:
-    total_before = httpx.get(f"{shared_app.base_url}/api/results").json()["total"]
+def test_classify_answers_without_storing(app: InProcessApp) -> None:
+    total_before = app.client.get("/api/results").json()["total"]
     files = {"image_file": ("chelsea.png", CHELSEA.read_bytes(), "image/png")}
-    response = httpx.post(f"{shared_app.base_url}/classify", files=files, timeout=60)
+    response = app.client.post("/classify", files=files)
     assert response.status_code == 200
     answer = response.json()
     assert set(answer) == {"classifications", "model_id", "latency_ms"}
     assert len(answer["classifications"]) == 5
     text = {"image_file": ("notes.png", b"not an image at all", "image/png")}
-    assert httpx.post(f"{shared_app.base_url}/classify", files=text).status_code == 415
-    assert httpx.get(f"{shared_app.base_url}/api/results").json()["total"] == total_before
+    assert app.client.post("/classify", files=text).status_code == 415
+    assert app.client.get("/api/results").json()["total"] == total_before
 
 
+@pytest.mark.slow
 def test_metrics_docs_and_health(shared_app: TideflowProcess) -> None:
     metrics = httpx.get(f"{shared_app.base_url}/metrics").text
     for name in (

@@ -6,7 +6,7 @@ import datetime
 from typing import Any
 
 from image_classification.image_ids import image_id_for
-from image_classification.processors.results import find_image
+from image_classification.processors.results import StatusCache, find_image
 from tideflow.types import QueryResult
 
 
@@ -35,17 +35,23 @@ def _row(image_id: str, model_id: str) -> dict[str, Any]:
     }
 
 
+def _poll(table: CountingTable, image_id: str, model_id: str, cache: StatusCache) -> Any:
+    return find_image(
+        image_id,
+        table=table,  # type: ignore[arg-type]
+        failures=None,  # type: ignore[arg-type]
+        objects=None,  # type: ignore[arg-type]
+        model_id=model_id,
+        cache=cache,
+    )
+
+
 def test_a_classified_image_is_read_from_the_warehouse_once() -> None:
     image_id = image_id_for("uploads/status-cache.jpg", "1")
     table = CountingTable(_row(image_id, "model-a"))
+    cache = StatusCache()
     for _ in range(3):
-        found = find_image(
-            image_id,
-            table=table,
-            failures=None,
-            objects=None,
-            model_id="model-a",  # type: ignore[arg-type]
-        )
+        found = _poll(table, image_id, "model-a", cache)
         assert (found.status, found.model_id) == ("classified", "model-a")
     assert table.selects == 1
 
@@ -54,6 +60,7 @@ def test_another_models_row_is_not_cached() -> None:
     # Only an older model's row so far: the current model's row may still come.
     image_id = image_id_for("uploads/status-cache-old.jpg", "1")
     table = CountingTable(_row(image_id, "model-old"))
+    cache = StatusCache()
     for _ in range(2):
-        find_image(image_id, table=table, failures=None, objects=None, model_id="model-new")  # type: ignore[arg-type]
+        _poll(table, image_id, "model-new", cache)
     assert table.selects == 2

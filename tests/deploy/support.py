@@ -70,8 +70,10 @@ def stream_names(settings: dict[str, str], tmp: Path) -> dict[str, str]:
     """The queue or subscription the app derives from ``settings``: the app's own
     primitives, imported in a fresh process with exactly this environment."""
     script = (
-        "import json, image_classification.primitives as p\n"
-        "s = p.file_change_stream\n"
+        "import json\n"
+        "from image_classification.primitives import build_primitives\n"
+        "from image_classification.settings import get_settings\n"
+        "s = build_primitives(get_settings()).file_change_stream\n"
         "print(json.dumps({name: str(getattr(s, name)) for name in "
         "('subscription', 'queue_name', 'dead_letter_queue_name', 'region') "
         "if hasattr(s, name)}))\n"

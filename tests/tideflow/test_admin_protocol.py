@@ -144,6 +144,7 @@ def test_remote_reads_equal_local_ones(flow: Flow, remote: RemoteAccess, tmp_pat
     assert found.rows[1][3] == b"\x01"
     sql = "SELECT key FROM {table} WHERE key = $key"
     assert remote.table("rows").query(sql, {"key": "two"}).rows == [("two",)]
+    assert remote.table("rows").dialect.name == local.table("rows").dialect.name == "duckdb"
     capped = remote.table("rows").user_query("SELECT * FROM {table}", max_rows=1)
     assert capped.truncated and len(capped.rows) == 1
     assert remote.status() == local.status() == [("keep", 0, 0, 0, 0)]

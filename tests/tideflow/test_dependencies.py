@@ -1,5 +1,5 @@
 import contextlib
-from typing import Annotated
+from typing import Annotated, Any
 
 import pytest
 
@@ -231,3 +231,57 @@ def test_request_dependencies_must_be_per_call_and_only_in_endpoints() -> None:
     table = DuckDBTable(DuckDBDataset("unused.duckdb"), "unused")
     with pytest.raises(DependencyError, match="only endpoints have one"):
         consumer(source=stream, sink=table)(handler)
+
+
+def test_overrides_replace_a_provider_in_its_scope_and_are_read_live() -> None:
+    @dependency(scope=Scope.PROCESS)
+    def real_settings() -> str:
+        raise AssertionError("overridden: never built")
+
+    @dependency(scope=Scope.REPLICA)
+    class Greeting:
+        def __init__(self, name: Annotated[str, real_settings]) -> None:
+            self.text = f"hello {name}"
+
+    def greet(event: str, greeting: Greeting) -> str:
+        return greeting.text
+
+    def first() -> str:
+        return "first"
+
+    def second() -> str:
+        return "second"
+
+    overrides: dict[Any, Any] = {real_settings: first}
+    one = Resolver(overrides=overrides)
+    other = Resolver(overrides={real_settings: second})
+    with contextlib.ExitStack() as call:
+        assert one.solve(get_dependant(greet), call)["greeting"].text == "hello first"
+        # Cached by the provider that built it: another override, another value.
+        assert other.solve(get_dependant(greet), call)["greeting"].text == "hello second"
+
+        @dependency(scope=Scope.REPLICA)
+        class FakeGreeting:
+            text = "swapped"
+
+        overrides[Greeting] = FakeGreeting  # after the resolver was made: still applies
+        assert one.solve(get_dependant(greet), call)["greeting"].text == "swapped"
+
+
+def test_warm_up_follows_overrides() -> None:
+    @dependency(scope=Scope.REPLICA)
+    def model() -> str:
+        raise AssertionError("overridden: never built")
+
+    built.clear()
+
+    def fake_model() -> str:
+        built.append("fake")
+        return "fake"
+
+    def handler(event: str, m: Annotated[str, model]) -> str:
+        return m
+
+    resolver = Resolver(overrides={model: fake_model})
+    resolver.warm_up(handler, scopes={Scope.REPLICA})
+    assert built == ["fake"]

@@ -10,6 +10,7 @@ def test_public_api_is_pinned() -> None:
         "Flow",
         "FlowOptions",
         "Project",
+        "Router",
         "Scope",
         "Service",
         "consumer",
@@ -22,7 +23,7 @@ def test_public_api_is_pinned() -> None:
 
 
 def test_the_tutorial_imports_work() -> None:
-    from tideflow import Flow, FlowOptions, Scope, Service, consumer, dependency  # noqa: F401
+    from tideflow import Flow, FlowOptions, Router, Scope, Service, consumer, dependency  # noqa: F401
     from tideflow.dependencies.bucket import BucketDependencyBuilder  # noqa: F401
     from tideflow.requests import UploadFile  # noqa: F401
     from tideflow.responses import FileResponse, HTMLResponse, JSONResponse  # noqa: F401

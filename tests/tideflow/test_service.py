@@ -13,7 +13,7 @@ from fastapi.testclient import TestClient
 from starlette.middleware.gzip import GZipMiddleware
 from starlette.staticfiles import StaticFiles
 
-from tideflow import Scope, Service, dependency
+from tideflow import Router, Scope, Service, dependency
 from tideflow.dependencies import BucketDependency, BucketDependencyBuilder, Resolver
 from tideflow.io.local import LocalBucket
 from tideflow.requests import Request, UploadFile
@@ -146,3 +146,42 @@ def test_bucket_builder_works_plain_and_wrapped_for_type_checkers(
     demo_bucket.apply()
     client = TestClient(guarded.build_app(resolver=Resolver()))
     assert client.get("/bucket").json() == {"read": "hi", "portable": "hi"}
+
+
+items = Router(prefix="/items", tags=["items"])
+
+
+@items.endpoint("/")
+def list_items(greeter: Greeter) -> list[str]:
+    return [greeter.greeting]
+
+
+@items.endpoint("/{name}", tags=["one"])
+def one_item(name: str) -> dict[str, str]:
+    return {"name": name}
+
+
+def test_routers_are_included_with_prefixes_and_tags() -> None:
+    api = Router()
+    api.include_router(items, prefix="v1", tags=["api"])
+    composed = Service(service_id="composed", base_route="/base")
+    composed.include_router(api, prefix="/api")
+    client = TestClient(composed.build_app(resolver=Resolver()))
+    assert client.get("/base/api/v1/items").json() == ["hello"]
+    assert client.get("/base/api/v1/items/pen").json() == {"name": "pen"}
+    paths = client.get("/openapi.json").json()["paths"]
+    assert set(paths) == {"/base/api/v1/items", "/base/api/v1/items/{name}"}
+    assert paths["/base/api/v1/items/{name}"]["get"]["tags"] == ["api", "items", "one"]
+    # The router's routes are unchanged: it can be included again elsewhere.
+    assert [route.path for route in items.routes] == ["/items", "/items/{name}"]
+
+
+def test_dependency_overrides_swap_what_endpoints_get() -> None:
+    @dependency(scope=Scope.REPLICA)
+    class Quiet:
+        greeting = "hush"
+
+    resolver = Resolver(overrides={Greeter: Quiet})
+    client = TestClient(service.build_app(resolver=resolver))
+    assert client.get("/hello/ada").json() == {"message": "hush ada"}
+    assert _client().get("/hello/ada").json() == {"message": "hello ada"}

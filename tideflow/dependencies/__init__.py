@@ -8,7 +8,7 @@ request of the endpoint call (``tideflow.requests.Request``).
 from tideflow.dependencies.builders import (
     BucketDependencyBuilder,
     StreamDependencyBuilder,
-    TableDependencyBuilder,
+    TableReaderDependency,
 )
 from tideflow.dependencies.models import DependencySpec, Scope, dependency
 from tideflow.dependencies.protocols import (
@@ -18,7 +18,6 @@ from tideflow.dependencies.protocols import (
     DeadLetters,
     StreamDependency,
     StreamSource,
-    TableDependency,
     TableQuery,
 )
 from tideflow.dependencies.resolve import (
@@ -43,9 +42,8 @@ __all__ = [
     "StreamDependency",
     "StreamDependencyBuilder",
     "StreamSource",
-    "TableDependency",
-    "TableDependencyBuilder",
     "TableQuery",
+    "TableReaderDependency",
     "check_scopes",
     "close_process_scope",
     "dependency",

@@ -12,6 +12,14 @@ A type checker cannot take a call's result as a type, so for one, wrap it: the
 Protocol is what it checks, the builder in the metadata is what tideflow injects::
 
     BucketDep = Annotated[BucketDependency, BucketDependencyBuilder(bucket)]
+
+``TableReaderDependency`` hands out the reader itself, as FastAPI's ``Annotated[T,
+Depends(...)]`` does::
+
+    Results = TableReaderDependency(table)
+
+    def rows(results: Results) -> int:
+        return results.count()
 """
 
 from __future__ import annotations
@@ -20,9 +28,10 @@ from collections.abc import Callable
 from typing import Annotated, Any
 
 from tideflow.dependencies.models import Scope, dependency
-from tideflow.dependencies.protocols import BucketDependency, StreamDependency, TableDependency
+from tideflow.dependencies.protocols import BucketDependency, StreamDependency
 from tideflow.exceptions import ConfigError
 from tideflow.io.primitive import BucketPrimitive, Primitive, SinkPrimitive, SourcePrimitive
+from tideflow.io.strategies import TableReader
 
 
 def primitive_dependency(
@@ -71,12 +80,16 @@ def BucketDependencyBuilder(
     return Annotated[BucketDependency, provider]
 
 
-def TableDependencyBuilder(table: SinkPrimitive, *, scope: Scope = Scope.PROCESS) -> Any:
-    """``Annotated[TableDependency, provider]``: ``.table`` is a ``TableReader``."""
+def TableReaderDependency(table: SinkPrimitive, *, scope: Scope = Scope.PROCESS) -> Any:
+    """``Annotated[TableReader, provider]``: the table's ``TableReader``."""
     if not isinstance(table, SinkPrimitive):
         raise ConfigError(f"{table!r} is not a table primitive")
-    provider = primitive_dependency(table, scope=scope, table=table.reader)
-    return Annotated[TableDependency, provider]
+
+    def reader() -> TableReader:
+        return table.reader()
+
+    reader.__qualname__ = f"TableReader[{table.primitive_id()}]"
+    return Annotated[TableReader, dependency(scope=scope)(reader)]
 
 
 def StreamDependencyBuilder(stream: SourcePrimitive, *, scope: Scope = Scope.PROCESS) -> Any:

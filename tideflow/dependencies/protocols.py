@@ -69,13 +69,6 @@ class BucketDependency(Protocol):
     def objects(self) -> ObjectStore: ...
 
 
-class TableDependency(Protocol):
-    """What ``TableDependencyBuilder`` hands out: ``.table``, a reader for queries."""
-
-    @property
-    def table(self) -> TableQuery: ...
-
-
 class StreamSource(Protocol):
     """A file-change stream's run-time source, as endpoints see it (cheap counts)."""
 

@@ -21,7 +21,7 @@ import inspect
 import logging
 import threading
 import typing
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import Annotated, Any
 
 from starlette.exceptions import HTTPException
@@ -181,9 +181,22 @@ class Resolver:
     One resolver serves one replica (a consumer replica or the HTTP service). PROCESS
     values are shared by every resolver in the process; GLOBAL values are built by the
     run process's resolver and seeded into replica resolvers through ``global_values``.
+
+    ``overrides`` is FastAPI's ``dependency_overrides``: a provider found there as a key
+    is replaced by its value, with the same scope, wherever it is asked for. The mapping
+    is read at each resolution, so changes to it apply to later calls. Scoped values are
+    cached by the provider that built them: two resolvers that override a dependency
+    differently get a value each, but a PROCESS dependency that depends on it is built
+    once per process, with the overrides of the resolver that built it first.
     """
 
-    def __init__(self, *, global_values: dict[Provider, Any] | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        global_values: dict[Provider, Any] | None = None,
+        overrides: Mapping[Provider, Provider] | None = None,
+    ) -> None:
+        self._overrides: Mapping[Provider, Provider] = overrides if overrides is not None else {}
         self._globals: dict[Provider, Any] = dict(global_values or {})
         self._global_exit_stack = contextlib.ExitStack()
         self._replica: dict[Provider, Any] = {}
@@ -201,9 +214,11 @@ class Resolver:
             yield Call(stack, request=request)
 
     def resolve(self, spec: DependencySpec, call: Call | contextlib.ExitStack) -> Any:
-        """The value of ``spec`` for ``call`` (an ExitStack is taken as a new call)."""
+        """The value of ``spec`` (or of its override) for ``call`` (an ExitStack is taken
+        as a new call)."""
         if not isinstance(call, Call):
             call = Call(call)
+        spec = self.effective(spec)
         if spec.scope is Scope.NO_SCOPE:
             if spec.provider not in call.values:
                 call.values[spec.provider] = self._build(spec, call, call.stack)
@@ -231,10 +246,16 @@ class Resolver:
     def warm_up(self, call: Callable[..., Any], *, scopes: set[Scope]) -> None:
         """Build now every dependency of ``call`` (transitively) whose scope is in ``scopes``."""
         for spec in get_dependant(call).dependencies.values():
+            spec = self.effective(spec)
             check_scopes(spec)
             if spec.scope in scopes:
                 self.resolve(spec, Call(self._replica_exit_stack))
             self.warm_up(spec.provider, scopes=scopes)
+
+    def effective(self, spec: DependencySpec) -> DependencySpec:
+        """``spec``, or its override in ``spec``'s scope."""
+        override = self._overrides.get(spec.provider)
+        return spec if override is None else DependencySpec(provider=override, scope=spec.scope)
 
     def close(self) -> None:
         """Clean up REPLICA values (generator dependencies run their ``finally``)."""

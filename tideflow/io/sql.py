@@ -26,6 +26,7 @@ from tideflow.io.schema import ROW_ID_COLUMN
 from tideflow.io.strategies import (
     DEFAULT_QUERY_ROWS,
     MAX_QUERY_ROWS,
+    Dialect,
     ItemFilter,
     TableReader,
     check_paging,
@@ -59,12 +60,11 @@ _LEXERS = {
 }
 
 
-@dataclasses.dataclass(frozen=True)
-class SqlDialect:
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class SqlDialect(Dialect):
     quote: Callable[[str], str]
     all_but: Callable[[str], str]  # quoted column -> "* without it"
     unnest_items: Callable[[str], str]  # quoted list column -> FROM clause naming `_item`
-    name: str = "sql"  # "duckdb", "bigquery"...: for apps that write the warehouse's own SQL
     hash_comments: bool = False  # ``# ...`` is a comment (BigQuery), not an operator
 
 

@@ -165,14 +165,23 @@ class ItemFilter:
     min_score: float | None = None
 
 
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Dialect:
+    """The SQL a warehouse speaks. ``name``: "duckdb", "postgresql", "bigquery"..."""
+
+    name: str
+
+
 class TableReader:
     """Read access to a table, portable across warehouses through ``select``/``count``.
 
     ``query`` runs the warehouse's own SQL; ``{table}`` in it is replaced by the table's
-    full name and ``$name`` placeholders take ``params``.
+    full name and ``$name`` placeholders take ``params``. ``dialect`` says which SQL that
+    is, so an app that writes its own can pick it per warehouse (and refuse one it lacks).
     """
 
     table_ref: str
+    dialect: Dialect
 
     def query(self, sql: str, params: dict[str, Any] | None = None) -> QueryResult:
         raise NotImplementedError(f"{type(self).__name__} must implement query()")

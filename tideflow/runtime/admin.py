@@ -99,8 +99,9 @@ class OwnerOnlyH11Protocol(H11Protocol):
             transport.close()
 
 
-# What a client may call: the methods of ``TableReader`` and ``DeadLetterQueue``.
-TABLE_CALLS = frozenset({"query", "user_query", "select", "count", "export"})
+# What a client may call: the methods of ``TableReader`` and ``DeadLetterQueue`` (and the
+# reader's ``dialect``, an attribute: it travels as its name).
+TABLE_CALLS = frozenset({"query", "user_query", "select", "count", "export", "dialect"})
 DEAD_LETTER_CALLS = frozenset({"list", "retry", "count"})
 
 
@@ -148,14 +149,15 @@ def _calls(
     target: Callable[[str], Any], allowed: frozenset[str], noun: str
 ) -> Callable[[Request], Awaitable[JSONResponse]]:
     """An endpoint that runs method ``{call}`` of ``target({name})`` on the body's
-    keyword arguments, for the methods ``allowed``."""
+    keyword arguments (or reads it, for an attribute), for the members ``allowed``."""
 
     async def endpoint(request: Request) -> JSONResponse:
         name, call = request.path_params["name"], request.path_params["call"]
         if call not in allowed:
             return _refusal(f"no {noun} call {call!r}", 404)
         arguments = wire.decode(await request.json())
-        return await _answer(lambda: getattr(target(name), call)(**arguments))
+        member = getattr(target(name), call)
+        return await _answer(lambda: member(**arguments) if callable(member) else member)
 
     return endpoint
 

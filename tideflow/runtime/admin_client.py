@@ -11,6 +11,7 @@ commands such as ``tideflow status``, and importing httpx alone takes ~100 ms.
 
 from __future__ import annotations
 
+import functools
 import http.client
 import json
 import socket
@@ -21,7 +22,7 @@ from typing import Any
 
 from tideflow import exceptions
 from tideflow.exceptions import ConfigError, TideflowError
-from tideflow.io.strategies import DeadLetterQueue, TableReader
+from tideflow.io.strategies import DeadLetterQueue, Dialect, TableReader
 from tideflow.runtime import wire
 from tideflow.runtime.access import FlowAccess, StatusRow
 from tideflow.types import DeadLetter, QueryResult
@@ -100,6 +101,12 @@ class RemoteTableReader(TableReader):
 
     def _call(self, call: str, *, timeout: float = TIMEOUT_SECONDS, **arguments: Any) -> Any:
         return self.client.call(f"/tables/{_quoted(self.name)}/{call}", arguments, timeout=timeout)
+
+    @functools.cached_property
+    def dialect(self) -> Dialect:  # type: ignore[override]
+        """The run process's reader's dialect, by name (the SQL its ``query`` speaks)."""
+        dialect: Dialect = self._call("dialect")
+        return dialect
 
     def query(self, sql: str, params: dict[str, Any] | None = None) -> QueryResult:
         result: QueryResult = self._call("query", sql=sql, params=params)

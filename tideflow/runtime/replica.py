@@ -76,9 +76,11 @@ def replica_main(spec: ReplicaSpec, conn: multiprocessing.connection.Connection)
     os.environ[REPLICA_INDEX_ENV] = str(spec.index)
     os.environ[REPLICAS_ENV] = str(spec.count)
     logging.basicConfig(level=spec.log_level, format="%(levelname)s %(name)s: %(message)s")
-    resolver = Resolver(global_values=spec.global_values)
+    overrides: dict[Any, Any] = {}  # the flow's, once it is loaded
+    resolver = Resolver(global_values=spec.global_values, overrides=overrides)
     try:
         flow = load_flow(spec.entry_point, Path(spec.project_dir))
+        overrides.update(flow.dependency_overrides)
         consumer = flow.consumer_named(spec.consumer_name)
         resolver.warm_up(consumer.function, scopes=_BUILD_SCOPES)
     except Exception as exc:

@@ -111,7 +111,7 @@ class FlowRunner:
                 self._check_present()
             else:
                 self._apply_missing()
-            resolver = Resolver()
+            resolver = Resolver(overrides=self.flow.dependency_overrides)
             for consumer in self.flow.consumers:
                 resolver.warm_up(consumer.function, scopes={Scope.GLOBAL})
             # A consumers-only run still answers /healthz and /metrics on its port: the

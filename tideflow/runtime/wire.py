@@ -22,7 +22,7 @@ from collections.abc import Callable
 from pathlib import Path, PurePath
 from typing import Any
 
-from tideflow.io.strategies import ItemFilter
+from tideflow.io.strategies import Dialect, ItemFilter
 from tideflow.types import DeadLetter, FileChangeEvent, QueryResult
 
 _TAG, _VALUE = "$type", "$value"
@@ -50,6 +50,7 @@ _FROM_TEXT = {name: parse for name, _, _, parse in _SCALARS} | {"float": float}
 _RECORDS: dict[str, type] = {
     "QueryResult": QueryResult,
     "ItemFilter": ItemFilter,
+    "Dialect": Dialect,
     "DeadLetter": DeadLetter,
     "FileChangeEvent": FileChangeEvent,
 }

@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from typing import Annotated, Any
 
 from tideflow import Flow, FlowOptions, Scope, Service, consumer, dependency
-from tideflow.dependencies import TableDependencyBuilder
+from tideflow.dependencies import TableReaderDependency
 from tideflow.dependencies.bucket import BucketDependencyBuilder
 from tideflow.home import tideflow_home
 from tideflow.io.duckdb import DuckDBDataset, DuckDBTable
@@ -116,14 +116,14 @@ class Lifecycles:
 
 
 BucketDep = BucketDependencyBuilder(bucket)
-TableDep = TableDependencyBuilder(table)
+Rows = TableReaderDependency(table)
 service = Service(service_id="textflow")
 
 
 @service.endpoint("/rows", method="GET")
-def rows(table_dep: TableDep, lifecycles: Lifecycles) -> dict[str, int]:
+def rows(results: Rows, lifecycles: Lifecycles) -> dict[str, int]:
     """Rows per key, read through the run process while the consumer writes."""
-    result = table_dep.table.query("SELECT key, count(*) FROM {table} GROUP BY key")
+    result = results.query("SELECT key, count(*) FROM {table} GROUP BY key")
     return dict(result.rows)
 
 

@@ -590,7 +590,10 @@ class PostgresReader(SqlTableReader):
             return f"jsonb_to_recordset({column}) AS _item({inner})"
 
         self.dialect = SqlDialect(
-            quote=quote, all_but=lambda column: visible, unnest_items=unnest_items
+            name="postgresql",
+            quote=quote,
+            all_but=lambda column: visible,
+            unnest_items=unnest_items,
         )
         self.indexes = table.item_indexes()
         self.contains_like = True
