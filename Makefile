@@ -101,8 +101,12 @@ typecheck: $(VENV)/.dev
 docs: $(VENV)/.dev
 	$(BIN)/mkdocs build --strict
 
+# Each test folder is one xdist group (tests/conftest.py): its session servers start once,
+# on one worker, while the folders run side by side (most of their time is waiting on the
+# app's processes and the emulators). TEST_WORKERS=0 runs them one after another.
+TEST_WORKERS ?= 3
 test: setup-dev lint typecheck docs
-	$(BIN)/pytest
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadgroup
 
 # The attack run, longer than in `make test`: schemathesis (2,000 examples per operation,
 # a fresh seed unless FUZZ_SEED is set), Hypothesis on image decoding (5,000 examples),

@@ -206,3 +206,13 @@ def mobilenet_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("weights") / "mobilenet_v2-b0353104.pth"
     torch.save(model.state_dict(), path)
     return path
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """One xdist group per test folder (``make test`` runs ``pytest -n N --dist loadgroup``):
+    a folder's tests run on one worker, so its session servers (the emulators, moto,
+    PostgreSQL, the shared app) start once, while the folders run side by side."""
+    tests = REPO / "tests"
+    for item in items:
+        folder = item.path.relative_to(tests).parts[0]
+        item.add_marker(pytest.mark.xdist_group(folder))

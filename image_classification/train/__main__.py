@@ -192,7 +192,10 @@ def _load(data: Path | None, *, allow_outside: bool) -> Dataset:
 
 def _print_skipped(skipped: Sequence[tuple[str, str]]) -> None:
     for source, reason in skipped:
-        stderr.print(f"[yellow]skipped[/] {escape(f'{source}: {reason}')}", highlight=False)
+        # One line each, however long the path (a log or a pipe keeps it whole for grep).
+        stderr.print(
+            f"[yellow]skipped[/] {escape(f'{source}: {reason}')}", highlight=False, soft_wrap=True
+        )
 
 
 def _print_result(card: dict[str, Any], out: Path) -> None:
