@@ -25,13 +25,10 @@ from collections.abc import Sequence
 from typing import Any
 
 from tideflow.io.schema import ROW_ID_COLUMN, Field, Kind
+from tideflow.io.sql import quote
 from tideflow.io.strategies import ItemFilter
 
 POSITION, BEST, FIRST, ORDER, KEY = "_pos", "_best", "_first", "_order", "_key"
-
-
-def quote(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
 
 
 @dataclasses.dataclass(frozen=True)

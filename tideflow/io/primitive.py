@@ -5,10 +5,11 @@ from __future__ import annotations
 import dataclasses
 import enum
 import functools
-from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING, Any, Self
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar, Self
 
-from tideflow.exceptions import ConfigError
+from tideflow.exceptions import ConfigError, PrimitiveError
+from tideflow.io.schema import Field, schema_of, schema_problem
 from tideflow.io.strategies import (
     DeadLetterQueue,
     ObjectStore,
@@ -53,12 +54,59 @@ class PlanStep:
         return self.action is not PlanAction.NO_CHANGE or any(c.changes for c in self.children)
 
 
+# What is wrong with an option's value; None when it is fine.
+OptionCheck = Callable[[Any], str | None]
+
+
+def flag(value: Any) -> str | None:
+    return None if isinstance(value, bool) else "must be True or False"
+
+
+def text(value: Any) -> str | None:
+    return None if isinstance(value, str) else "must be a string"
+
+
+def whole_number(low: int, high: int, why: str = "") -> OptionCheck:
+    """Whole numbers from ``low`` to ``high``; ``why`` says where the range comes from."""
+
+    def check(value: Any) -> str | None:
+        if isinstance(value, int) and not isinstance(value, bool) and low <= value <= high:
+            return None
+        return f"must be a whole number from {low} to {high}{why}"
+
+    return check
+
+
+def seconds(low: float, high: float | None, why: str = "", *, above: bool = False) -> OptionCheck:
+    """Seconds from ``low`` (more than ``low`` when ``above``) to ``high`` (None: no limit)."""
+
+    def check(value: Any) -> str | None:
+        number = isinstance(value, int | float) and not isinstance(value, bool)
+        if number and (low < value if above else low <= value) and (high is None or value <= high):
+            return None
+        least = f"more than {low:g}" if above else f"{low:g}"
+        if high is None:
+            return f"must be {least} seconds or more{why}"
+        return f"must be {least} to {high:g} seconds{why}"
+
+    return check
+
+
+def table_schema(value: Any) -> str | None:
+    """A row dataclass, or None until the consumer's return type gives it."""
+    return None if value is None else schema_problem(value)
+
+
 class Primitive:
     """A resource a flow manages: a bucket, a stream, a dataset, a table.
 
     Subclasses implement ``primitive_id``, ``plan``, ``apply`` and ``destroy``;
-    ``apply`` and ``destroy`` are idempotent and return what they did.
+    ``apply`` and ``destroy`` are idempotent and return what they did. The options a
+    primitive takes in ``.options()`` are declared in ``option_checks``, each with the check
+    of its values; constructors set theirs through ``options()`` too.
     """
+
+    option_checks: ClassVar[Mapping[str, OptionCheck]] = {}
 
     def primitive_id(self) -> str:
         raise NotImplementedError(f"{type(self).__name__} must implement primitive_id()")
@@ -87,23 +135,33 @@ class Primitive:
         An unknown option or a bad value raises ``ConfigError`` naming it.
         """
         for name, value in settings.items():
-            if name not in self._option_names():
-                known = ", ".join(sorted(self._option_names())) or "none"
+            check = self.option_checks.get(name)
+            if check is None:
+                known = ", ".join(sorted(self.option_checks)) or "none"
                 raise ConfigError(
                     f"{type(self).__name__}.options() got an unknown option {name!r} "
                     f"(known: {known})"
                 )
-            problem = self._check_option(name, value)
+            problem = check(value)
             if problem:
                 raise ConfigError(f"{type(self).__name__}.options({name}={value!r}): {problem}")
             setattr(self, name, value)
         return self
 
-    def _option_names(self) -> frozenset[str]:
-        return frozenset()
+    def check_options(self) -> None:
+        """Raise ``ConfigError`` when an option is bad now (set as an attribute since) or
+        the options disagree with each other; primitives call it before they plan or run."""
+        for name, check in self.option_checks.items():
+            value = getattr(self, name)
+            problem = check(value)
+            if problem:
+                raise ConfigError(f"{type(self).__name__} {name}={value!r}: {problem}")
+        problem = self.options_problem()
+        if problem:
+            raise ConfigError(f"{type(self).__name__}: {problem}")
 
-    def _check_option(self, name: str, value: Any) -> str | None:
-        """What is wrong with ``value`` for option ``name``; None when it is fine."""
+    def options_problem(self) -> str | None:
+        """What is wrong with the options together (each being fine); None when nothing."""
         return None
 
     def step(self, action: PlanAction, detail: str = "", *children: PlanStep) -> PlanStep:
@@ -182,9 +240,23 @@ class SourcePrimitive(Primitive):
 
 
 class SinkPrimitive(Primitive):
-    """A primitive consumers write rows to, and the service reads back."""
+    """A primitive consumers write rows to, and the service reads back.
 
+    Its row type is the ``schema`` option (a dataclass); without one, a consumer's return
+    type gives it.
+    """
+
+    option_checks: ClassVar[Mapping[str, OptionCheck]] = {"schema": table_schema}
     table_name: str
+    schema: type | None = None
+
+    def fields(self) -> tuple[Field, ...]:
+        if self.schema is None:
+            raise PrimitiveError(
+                f"table {self.table_name} has no schema: declare it with "
+                f"{type(self).__name__}(...).options(schema=YourRowDataclass)"
+            )
+        return schema_of(self.schema)
 
     def sink(self) -> Sink:
         raise NotImplementedError(f"{type(self).__name__} must implement sink()")

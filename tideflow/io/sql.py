@@ -18,10 +18,9 @@ from __future__ import annotations
 import dataclasses
 import re
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tideflow.exceptions import InvalidQueryError
-from tideflow.io.item_index import ItemIndex
 from tideflow.io.schema import ROW_ID_COLUMN
 from tideflow.io.strategies import (
     DEFAULT_QUERY_ROWS,
@@ -31,6 +30,9 @@ from tideflow.io.strategies import (
     check_paging,
 )
 from tideflow.types import QueryResult
+
+if TYPE_CHECKING:
+    from tideflow.io.item_index import ItemIndex
 
 # From this offset on, a page past the middle is read from the other end.
 FLIP_OFFSET = 10_000
@@ -57,6 +59,12 @@ _LEXERS = {
     hash_comments: re.compile(_TOKENS.format(hash=r"|\#[^\n]*" if hash_comments else ""), re.S)
     for hash_comments in (False, True)
 }
+
+
+def quote(name: str) -> str:
+    """A SQL identifier in double quotes (DuckDB, PostgreSQL; BigQuery's dialect has its
+    own backticks)."""
+    return '"' + name.replace('"', '""') + '"'
 
 
 @dataclasses.dataclass(frozen=True)

@@ -36,19 +36,29 @@ import re
 import threading
 import time
 from collections.abc import Iterator, Mapping
-from typing import IO, Any
+from typing import IO, Any, ClassVar
 
 from tideflow.exceptions import ObjectNotFoundError, ObjectSupersededError, PrimitiveError
 from tideflow.io.aws import clients
-from tideflow.io.aws.errors import error_code, one_line, translated
+from tideflow.io.aws.errors import one_line, translated
 from tideflow.io.aws.metadata import decode_metadata, encode_metadata
-from tideflow.io.primitive import BucketPrimitive, PlanAction, PlanStep
+from tideflow.io.primitive import (
+    BucketPrimitive,
+    OptionCheck,
+    PlanAction,
+    PlanStep,
+    flag,
+    seconds,
+)
 from tideflow.io.strategies import ObjectStore, StoredObject
 from tideflow.types.aws import HASHED_PREFIX, decode_version, s3_version
 
 _ETAG = re.compile(r"[0-9a-f]{32}(-[0-9]+)?")
 _BUCKET_NAME = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
-_NOT_FOUND = {"404", "NoSuchKey", "NoSuchVersion", "NotFound", "NoSuchBucket"}
+_NOT_FOUND = frozenset({"404", "NoSuchKey", "NoSuchVersion", "NotFound", "NoSuchBucket"})
+_FORBIDDEN = frozenset({"403", "AccessDenied"})
+_PRECONDITION_FAILED = frozenset({"PreconditionFailed", "412"})
+_BAD_REQUEST = frozenset({"400", "BadRequest"})
 # S3 asks to wait 15 minutes after turning versioning on: until the change has spread,
 # reads of objects written meanwhile can answer 404 (PutBucketVersioning).
 VERSIONING_WAIT_SECONDS = 900
@@ -57,6 +67,12 @@ logger = logging.getLogger("tideflow.aws")
 
 class S3Bucket(BucketPrimitive):
     """An S3 bucket; ``client()`` gives a boto3 ``s3.Bucket`` resource."""
+
+    option_checks: ClassVar[Mapping[str, OptionCheck]] = {
+        "force_destroy": flag,
+        "versioning": flag,
+        "versioning_wait_seconds": seconds(0, None),
+    }
 
     def __init__(self, bucket_name: str, region: str | None = None) -> None:
         if not _BUCKET_NAME.fullmatch(bucket_name or ""):
@@ -69,18 +85,6 @@ class S3Bucket(BucketPrimitive):
         self.force_destroy = False
         self.versioning = False
         self.versioning_wait_seconds: float = VERSIONING_WAIT_SECONDS
-
-    def _option_names(self) -> frozenset[str]:
-        return frozenset({"force_destroy", "versioning", "versioning_wait_seconds"})
-
-    def _check_option(self, name: str, value: Any) -> str | None:
-        if name == "versioning_wait_seconds":
-            if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
-                return "must be a number of seconds (0 or more)"
-            return None
-        if not isinstance(value, bool):
-            return "must be True or False"
-        return None
 
     @property
     def resource(self) -> str:
@@ -130,25 +134,20 @@ class S3Bucket(BucketPrimitive):
         return f"s3-bucket:{self.bucket_name}"
 
     def exists(self) -> bool:
-        try:
+        taken = PrimitiveError(
+            f"{self.resource} exists but this account cannot use it (bucket names are "
+            "global across all AWS accounts; choose another, or grant s3:ListBucket)"
+        )
+        with translated(
+            resource=self.resource,
+            action="look up",
+            error=PrimitiveError,
+            permission="s3:ListBucket",
+            cases={_NOT_FOUND: None, _FORBIDDEN: taken},
+        ):
             self.s3().head_bucket(Bucket=self.bucket_name)
-        except Exception as exc:
-            code = error_code(exc)
-            if code in _NOT_FOUND:
-                return False
-            if code in ("403", "AccessDenied"):
-                raise PrimitiveError(
-                    f"{self.resource} exists but this account cannot use it (bucket names are "
-                    "global across all AWS accounts; choose another, or grant s3:ListBucket)"
-                ) from exc
-            with translated(
-                resource=self.resource,
-                action="look up",
-                error=PrimitiveError,
-                permission="s3:ListBucket",
-            ):
-                raise
-        return True
+            return True
+        return False
 
     def plan(self) -> PlanStep:
         wait = self._versioning_wait_note()
@@ -193,24 +192,18 @@ class S3Bucket(BucketPrimitive):
             kwargs: dict[str, Any] = {"Bucket": self.bucket_name}
             if self.region != "us-east-1":
                 kwargs["CreateBucketConfiguration"] = {"LocationConstraint": self.region}
-            try:
+            taken = PrimitiveError(
+                f"bucket name {self.bucket_name!r} is taken (bucket names are global across "
+                "all AWS accounts); choose another"
+            )
+            with translated(
+                resource=self.resource,
+                action="create",
+                error=PrimitiveError,
+                permission="s3:CreateBucket",
+                cases={"BucketAlreadyOwnedByYou": None, "BucketAlreadyExists": taken},
+            ):
                 self.s3().create_bucket(**kwargs)
-            except Exception as exc:
-                if error_code(exc) == "BucketAlreadyOwnedByYou":
-                    pass
-                elif error_code(exc) == "BucketAlreadyExists":
-                    raise PrimitiveError(
-                        f"bucket name {self.bucket_name!r} is taken (bucket names are global "
-                        "across all AWS accounts); choose another"
-                    ) from exc
-                else:
-                    with translated(
-                        resource=self.resource,
-                        action="create",
-                        error=PrimitiveError,
-                        permission="s3:CreateBucket",
-                    ):
-                        raise
         if self.versioning and step.action is not PlanAction.NO_CHANGE:
             with translated(
                 resource=self.resource,
@@ -230,24 +223,19 @@ class S3Bucket(BucketPrimitive):
             return step
         if self.force_destroy:
             self._empty()
-        try:
+        not_empty = PrimitiveError(
+            f"{self.resource} is not empty: empty it, or declare "
+            "S3Bucket(...).options(force_destroy=True) to delete its objects "
+            "(S3_FORCE_DESTROY=true on the aws stack)"
+        )
+        with translated(
+            resource=self.resource,
+            action="delete",
+            error=PrimitiveError,
+            permission="s3:DeleteBucket",
+            cases={"BucketNotEmpty": not_empty, _NOT_FOUND: None},
+        ):
             self.s3().delete_bucket(Bucket=self.bucket_name)
-        except Exception as exc:
-            code = error_code(exc)
-            if code == "BucketNotEmpty":
-                raise PrimitiveError(
-                    f"{self.resource} is not empty: empty it, or declare "
-                    "S3Bucket(...).options(force_destroy=True) to delete its objects "
-                    "(S3_FORCE_DESTROY=true on the aws stack)"
-                ) from exc
-            if code not in _NOT_FOUND:
-                with translated(
-                    resource=self.resource,
-                    action="delete",
-                    error=PrimitiveError,
-                    permission="s3:DeleteBucket",
-                ):
-                    raise
         return step
 
     def _empty(self) -> None:
@@ -349,33 +337,30 @@ class S3ObjectStore(ObjectStore):
         )
 
     def get(self, key: str, *, version: str | None = None) -> bytes:
-        kwargs: dict[str, Any] = {"Bucket": self.bucket_name, "Key": key}
-        kwargs.update(self._version_args(key, version))
-        try:
-            response = self.bucket.s3().get_object(**kwargs)
-            return bytes(response["Body"].read())
-        except Exception as exc:
-            code = error_code(exc)
-            which = f" version {version}" if version else ""
-            if code in ("PreconditionFailed", "412"):
-                current = self.stat(key)
-                newer = current.version if current else "(deleted)"
-                raise ObjectSupersededError(
-                    f"s3://{self.bucket_name}/{key} version {version} was superseded by "
-                    f"version {newer}"
-                ) from exc
-            if code in _NOT_FOUND:
-                raise ObjectNotFoundError(
+        which = f" version {version}" if version else ""
+        with translated(
+            resource=self._where(key),
+            action="read",
+            error=PrimitiveError,
+            permission="s3:GetObject, s3:GetObjectVersion",
+            cases={
+                _PRECONDITION_FAILED: lambda _: self._superseded(key, version),
+                _NOT_FOUND: ObjectNotFoundError(
                     f"no object {key!r}{which} in bucket {self.bucket_name}"
-                ) from exc
-            with translated(
-                resource=self._where(key),
-                action="read",
-                error=PrimitiveError,
-                permission="s3:GetObject, s3:GetObjectVersion",
-            ):
-                raise
-        raise AssertionError("unreachable")  # pragma: no cover
+                ),
+            },
+        ):
+            response = self.bucket.s3().get_object(
+                Bucket=self.bucket_name, Key=key, **self._version_args(key, version)
+            )
+            return bytes(response["Body"].read())
+
+    def _superseded(self, key: str, version: str | None) -> ObjectSupersededError:
+        current = self.stat(key)
+        newer = current.version if current else "(deleted)"
+        return ObjectSupersededError(
+            f"s3://{self.bucket_name}/{key} version {version} was superseded by version {newer}"
+        )
 
     def _find_hashed(self, key: str, version: str) -> str:
         with translated(
@@ -412,37 +397,32 @@ class S3ObjectStore(ObjectStore):
 
     def stat(self, key: str, *, version: str | None = None) -> StoredObject | None:
         """The object (``version`` of it when given); None when it (or that version) is gone."""
-        try:
+        # A HEAD answer has no body to say why it is a 400: an SSE-C object read without
+        # its key, or a version id S3 does not take. Neither means "gone".
+        refused = PrimitiveError(
+            f"S3 refused to describe {self._where(key)}"
+            f"{f' version {version}' if version else ''} (400 Bad Request: an object "
+            "encrypted with a customer-provided key (SSE-C), or a bad version id)"
+        )
+        with translated(
+            resource=self._where(key),
+            action="look up",
+            error=PrimitiveError,
+            permission="s3:GetObject",
+            cases={_NOT_FOUND | _PRECONDITION_FAILED: None, _BAD_REQUEST: refused},
+        ):
             head = self.bucket.s3().head_object(
                 Bucket=self.bucket_name, Key=key, **self._version_args(key, version)
             )
-        except Exception as exc:
-            code = error_code(exc)
-            if code in _NOT_FOUND | {"PreconditionFailed", "412"}:
-                return None
-            if code in ("400", "BadRequest"):
-                # A HEAD answer has no body to say why: an SSE-C object read without its
-                # key, or a version id S3 does not take. Neither means "gone".
-                raise PrimitiveError(
-                    f"S3 refused to describe {self._where(key)}"
-                    f"{f' version {version}' if version else ''} (400 Bad Request: an object "
-                    "encrypted with a customer-provided key (SSE-C), or a bad version id)"
-                ) from exc
-            with translated(
-                resource=self._where(key),
-                action="look up",
-                error=PrimitiveError,
-                permission="s3:GetObject",
-            ):
-                raise
-        return StoredObject(
-            key=key,
-            version=_version_of(head),
-            size=int(head.get("ContentLength", 0)),
-            updated=head["LastModified"],
-            content_type=head.get("ContentType"),
-            metadata=decode_metadata(head.get("Metadata") or {}),
-        )
+            return StoredObject(
+                key=key,
+                version=_version_of(head),
+                size=int(head.get("ContentLength", 0)),
+                updated=head["LastModified"],
+                content_type=head.get("ContentType"),
+                metadata=decode_metadata(head.get("Metadata") or {}),
+            )
+        return None
 
     def list(self, *, prefix: str = "") -> Iterator[StoredObject]:
         """Current objects under ``prefix``, a page at a time (no content type/metadata)."""

@@ -32,8 +32,8 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, ClassVar
 
 from google.api_core import exceptions as api_exceptions
 from google.cloud import bigquery
@@ -43,8 +43,8 @@ from tideflow.home import make_private_dir, state_path
 from tideflow.io.gcp.bigquery_io import API_RETRY, BigQueryReader, BigQuerySink
 from tideflow.io.gcp.clients import BIGQUERY_EMULATOR_ENV, bigquery_client, resolve_project
 from tideflow.io.gcp.errors import describe, one_line, translated
-from tideflow.io.primitive import PlanAction, PlanStep, Primitive, SinkPrimitive
-from tideflow.io.schema import ROW_ID_COLUMN, Field, Kind, schema_of, schema_problem
+from tideflow.io.primitive import OptionCheck, PlanAction, PlanStep, Primitive, SinkPrimitive, text
+from tideflow.io.schema import ROW_ID_COLUMN, Field, Kind
 
 logger = logging.getLogger("tideflow.gcp")
 
@@ -155,6 +155,8 @@ def _shape(field: bigquery.SchemaField) -> tuple[str, str]:
 class BigQueryDataset(Primitive):
     """A BigQuery dataset; its client is created on first use."""
 
+    option_checks: ClassVar[Mapping[str, OptionCheck]] = {"location": text}
+
     def __init__(self, project_id: str | None = None, dataset_name: str = "") -> None:
         if not dataset_name:
             raise PrimitiveError("BigQueryDataset needs a dataset_name")
@@ -164,9 +166,6 @@ class BigQueryDataset(Primitive):
         self._found_location: str | None = None
         self._client: bigquery.Client | None = None
         self._lock = threading.Lock()
-
-    def _option_names(self) -> frozenset[str]:
-        return frozenset({"location"})
 
     @property
     def dataset_ref(self) -> str:
@@ -283,8 +282,28 @@ class BigQueryDataset(Primitive):
         return step
 
 
+def _column_name(value: object) -> str | None:
+    if value is None or isinstance(value, str):
+        return None
+    return "must be a TIMESTAMP or DATE column's name"
+
+
+def _column_names(value: object) -> str | None:
+    if value is None or (
+        isinstance(value, list | tuple) and all(isinstance(v, str) for v in value)
+    ):
+        return None
+    return "must be a list of up to 4 column names"
+
+
 class BigQueryTable(SinkPrimitive):
     """A table in a ``BigQueryDataset``; set its row type with ``.options(schema=Row)``."""
+
+    option_checks: ClassVar[Mapping[str, OptionCheck]] = {
+        **SinkPrimitive.option_checks,
+        "partition_by": _column_name,
+        "cluster_by": _column_names,
+    }
 
     def __init__(self, dataset: BigQueryDataset, table_name: str) -> None:
         self.dataset = dataset
@@ -292,20 +311,6 @@ class BigQueryTable(SinkPrimitive):
         self.schema: type | None = None
         self.partition_by: str | None = None
         self.cluster_by: Sequence[str] | None = None
-
-    def _option_names(self) -> frozenset[str]:
-        return frozenset({"schema", "partition_by", "cluster_by"})
-
-    def _check_option(self, name: str, value: object) -> str | None:
-        if name == "schema":
-            return schema_problem(value)
-        if name == "partition_by" and value is not None and not isinstance(value, str):
-            return "must be a TIMESTAMP or DATE column's name"
-        if name == "cluster_by" and (
-            isinstance(value, str) or not all(isinstance(v, str) for v in value or ())  # type: ignore[attr-defined]
-        ):
-            return "must be a list of up to 4 column names"
-        return None
 
     def partitioning(self) -> bigquery.TimePartitioning:
         """Daily partitions on ``partition_by``, else the first top-level TIMESTAMP column."""
@@ -343,14 +348,6 @@ class BigQueryTable(SinkPrimitive):
 
     def depends_on(self) -> tuple[BigQueryDataset, ...]:
         return (self.dataset,)
-
-    def fields(self) -> tuple[Field, ...]:
-        if self.schema is None:
-            raise PrimitiveError(
-                f"table {self.table_name} has no schema: declare it with "
-                f"BigQueryTable(...).options(schema=YourRowDataclass)"
-            )
-        return schema_of(self.schema)
 
     def _table(self) -> bigquery.Table | None:
         with translated(

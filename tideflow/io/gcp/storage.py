@@ -28,7 +28,7 @@ import shutil
 import tempfile
 import threading
 from collections.abc import Iterator, Mapping
-from typing import IO, Any
+from typing import IO, Any, ClassVar
 
 from google.api_core import exceptions as api_exceptions
 from google.cloud import storage  # type: ignore[attr-defined]
@@ -36,7 +36,7 @@ from google.cloud import storage  # type: ignore[attr-defined]
 from tideflow.exceptions import ObjectNotFoundError, ObjectSupersededError, PrimitiveError
 from tideflow.io.gcp import clients
 from tideflow.io.gcp.errors import api_disabled, describe, translated
-from tideflow.io.primitive import BucketPrimitive, PlanAction, PlanStep
+from tideflow.io.primitive import BucketPrimitive, OptionCheck, PlanAction, PlanStep, flag, text
 from tideflow.io.strategies import ObjectStore, StoredObject
 
 logger = logging.getLogger("tideflow.gcp")
@@ -44,6 +44,8 @@ logger = logging.getLogger("tideflow.gcp")
 
 class GCSBucket(BucketPrimitive):
     """A Cloud Storage bucket; ``client()`` gives the google-cloud-storage ``Bucket``."""
+
+    option_checks: ClassVar[Mapping[str, OptionCheck]] = {"force_destroy": flag, "location": text}
 
     def __init__(self, project_id: str | None = None, bucket_name: str = "") -> None:
         if not bucket_name:
@@ -54,9 +56,6 @@ class GCSBucket(BucketPrimitive):
         self.location = "US"
         self._client: storage.Client | None = None
         self._lock = threading.Lock()
-
-    def _option_names(self) -> frozenset[str]:
-        return frozenset({"force_destroy", "location"})
 
     def __getstate__(self) -> dict[str, Any]:
         # Events carry the bucket to replica processes; clients and locks do not pickle.
@@ -94,25 +93,23 @@ class GCSBucket(BucketPrimitive):
         return f"gcs-bucket:{self.bucket_name}"
 
     def _exists(self) -> bool:
-        try:
-            with translated(
-                resource=self.resource,
-                action="look up",
-                error=PrimitiveError,
-                permission="storage.buckets.get",
-            ):
-                return bool(self.client().exists())
-        except PrimitiveError as exc:
-            cause = exc.__cause__
-            if isinstance(cause, api_exceptions.Forbidden) and not api_disabled(cause):
-                # Bucket names are global: a 403 on a name this project may read means
-                # another project owns it (or this identity lacks storage.buckets.get).
-                raise PrimitiveError(
-                    f"bucket name {self.bucket_name!r} is taken by another project (bucket names "
-                    "are global), or this identity lacks storage.buckets.get on it: choose "
-                    f"another GCS_BUCKET_NAME ({describe(cause)})"
-                ) from cause
-            raise
+        # Bucket names are global: a 403 on a name this project may read means another
+        # project owns it (or this identity lacks storage.buckets.get).
+        def taken(exc: BaseException) -> PrimitiveError:
+            return PrimitiveError(
+                f"bucket name {self.bucket_name!r} is taken by another project (bucket names "
+                "are global), or this identity lacks storage.buckets.get on it: choose "
+                f"another GCS_BUCKET_NAME ({describe(exc)})"
+            )
+
+        with translated(
+            resource=self.resource,
+            action="look up",
+            error=PrimitiveError,
+            permission="storage.buckets.get",
+            cases={_forbidden_but_enabled: taken},
+        ):
+            return bool(self.client().exists())
 
     def plan(self) -> PlanStep:
         if self._exists():
@@ -128,23 +125,20 @@ class GCSBucket(BucketPrimitive):
     def apply(self) -> PlanStep:
         step = self.plan()
         if step.action is PlanAction.CREATE:
-            try:
-                with translated(
-                    resource=self.resource,
-                    action="create",
-                    error=PrimitiveError,
-                    permission="storage.buckets.create",
-                ):
-                    self.storage_client().create_bucket(
-                        self._new_bucket(), project=self.project_id, location=self.location
-                    )
-            except PrimitiveError as exc:
-                if isinstance(exc.__cause__, api_exceptions.Conflict):
-                    raise PrimitiveError(
-                        f"bucket name {self.bucket_name!r} is taken (bucket names are global "
-                        "across all projects); choose another"
-                    ) from exc.__cause__
-                raise
+            taken = PrimitiveError(
+                f"bucket name {self.bucket_name!r} is taken (bucket names are global across "
+                "all projects); choose another"
+            )
+            with translated(
+                resource=self.resource,
+                action="create",
+                error=PrimitiveError,
+                permission="storage.buckets.create",
+                cases={api_exceptions.Conflict: taken},
+            ):
+                self.storage_client().create_bucket(
+                    self._new_bucket(), project=self.project_id, location=self.location
+                )
         return step
 
     def _new_bucket(self) -> storage.Bucket:
@@ -165,22 +159,18 @@ class GCSBucket(BucketPrimitive):
         bucket = self.client()
         if self.force_destroy:
             self._delete_objects(bucket)
-        try:
-            with translated(
-                resource=self.resource,
-                action="delete",
-                error=PrimitiveError,
-                permission="storage.buckets.delete",
-            ):
-                bucket.delete()
-        except PrimitiveError as exc:
-            if isinstance(exc.__cause__, api_exceptions.Conflict):
-                raise PrimitiveError(
-                    f"{self.resource} is not empty: empty it, or declare "
-                    "GCSBucket(...).options(force_destroy=True) to delete its objects"
-                ) from exc.__cause__
-            if not isinstance(exc.__cause__, api_exceptions.NotFound):
-                raise
+        not_empty = PrimitiveError(
+            f"{self.resource} is not empty: empty it, or declare "
+            "GCSBucket(...).options(force_destroy=True) to delete its objects"
+        )
+        with translated(
+            resource=self.resource,
+            action="delete",
+            error=PrimitiveError,
+            permission="storage.buckets.delete",
+            cases={api_exceptions.Conflict: not_empty, api_exceptions.NotFound: None},
+        ):
+            bucket.delete()
         return step
 
     def _delete_objects(self, bucket: storage.Bucket) -> None:
@@ -238,6 +228,11 @@ class GCSBucket(BucketPrimitive):
                 describe(exc.__cause__),
                 days,
             )
+
+
+def _forbidden_but_enabled(exc: BaseException) -> bool:
+    """A 403 that is not the API being off in the project."""
+    return isinstance(exc, api_exceptions.Forbidden) and not api_disabled(exc)
 
 
 # A bucket setting Cloud Storage will not change: an organisation policy (412), a
@@ -302,27 +297,25 @@ class GCSObjectStore(ObjectStore):
         # replaced version fails as superseded whether or not the bucket keeps versions.
         match = int(version) if version is not None else None
         blob = self.primitive.client().blob(key)
-        where = f"gs://{self.bucket_name}/{key}"
-        try:
-            with translated(
-                resource=where,
-                action="read",
-                error=PrimitiveError,
-                permission="storage.objects.get",
-            ):
-                data = blob.download_as_bytes(if_generation_match=match)
-        except PrimitiveError as exc:
-            cause = exc.__cause__
-            if isinstance(cause, api_exceptions.PreconditionFailed):
-                current = self.stat(key)
-                newer = current.version if current is not None else "(deleted since)"
-                raise self._superseded(key, version, newer) from cause
-            if isinstance(cause, api_exceptions.NotFound):
-                which = f" version {version}" if version is not None else ""
-                raise ObjectNotFoundError(
+        which = f" version {version}" if version is not None else ""
+
+        def superseded(_: BaseException) -> ObjectSupersededError:
+            current = self.stat(key)
+            return self._superseded(key, version, current.version if current else "(deleted since)")
+
+        with translated(
+            resource=f"gs://{self.bucket_name}/{key}",
+            action="read",
+            error=PrimitiveError,
+            permission="storage.objects.get",
+            cases={
+                api_exceptions.PreconditionFailed: superseded,
+                api_exceptions.NotFound: ObjectNotFoundError(
                     f"no object {key!r}{which} in bucket {self.bucket_name}"
-                ) from cause
-            raise
+                ),
+            },
+        ):
+            data = blob.download_as_bytes(if_generation_match=match)
         # Emulators ignore the precondition; the generation served says what was read
         # (x-goog-generation; asked separately when a server leaves it out).
         if version is not None:

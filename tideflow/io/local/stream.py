@@ -25,8 +25,9 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
+from typing import ClassVar
 
 import watchfiles
 
@@ -35,7 +36,14 @@ from tideflow.home import make_private_dir
 from tideflow.io.keys import RESERVED_PREFIX
 from tideflow.io.local.bucket import LocalBucket, iter_keys
 from tideflow.io.local.journal import DEAD, DONE, LEASED, PENDING, EventRecord, Journal
-from tideflow.io.primitive import PlanAction, PlanStep, SourcePrimitive
+from tideflow.io.primitive import (
+    OptionCheck,
+    PlanAction,
+    PlanStep,
+    SourcePrimitive,
+    seconds,
+    whole_number,
+)
 from tideflow.io.strategies import DeadLetterQueue, Source, StoredObject
 from tideflow.types import DeadLetter, Delivery, ObjectReader, SourceStats
 from tideflow.types.local import LocalFileChangeEvent
@@ -62,6 +70,11 @@ logger = logging.getLogger("tideflow.local")
 
 class LocalFileChangeStream(SourcePrimitive):
     """Object-created events of a local bucket, journaled in SQLite."""
+
+    option_checks: ClassVar[Mapping[str, OptionCheck]] = {
+        "max_attempts": whole_number(1, 1000),
+        "lease_seconds": seconds(0, 12 * 3600, above=True),
+    }
 
     def __init__(
         self,
@@ -91,18 +104,6 @@ class LocalFileChangeStream(SourcePrimitive):
         self.max_attempts = 5
         self.lease_seconds = 60.0
         self.options(max_attempts=max_attempts, lease_seconds=lease_seconds)
-
-    def _option_names(self) -> frozenset[str]:
-        return frozenset({"max_attempts", "lease_seconds"})
-
-    def _check_option(self, name: str, value: object) -> str | None:
-        if name == "max_attempts" and not (isinstance(value, int) and 1 <= value <= 1000):
-            return "must be a whole number from 1 to 1000"
-        if name == "lease_seconds" and not (
-            isinstance(value, int | float) and 0 < value <= 12 * 3600
-        ):
-            return "must be more than 0 seconds and at most 12 hours"
-        return None
 
     def primitive_id(self) -> str:
         return f"local-file-change-stream:{self.stream_id}"

@@ -64,11 +64,12 @@ from tideflow.exceptions import (
     SinkError,
     SinkUnavailableError,
 )
-from tideflow.io.item_index import ItemIndex, indexes_for
+from tideflow.io.item_index import ItemIndex
 from tideflow.io.postgres.item_index import backfill, create, insert_items
-from tideflow.io.primitive import PlanAction, PlanStep, Primitive, SinkPrimitive
-from tideflow.io.schema import ROW_ID_COLUMN, Field, Kind, row_values, schema_of
-from tideflow.io.sql import SqlDialect, SqlTableReader, first_rows
+from tideflow.io.primitive import PlanAction, PlanStep, Primitive
+from tideflow.io.schema import ROW_ID_COLUMN, Field, Kind, row_values
+from tideflow.io.sql import SqlDialect, SqlTableReader, first_rows, quote
+from tideflow.io.sql_table import SqlTable
 from tideflow.io.strategies import Sink
 from tideflow.types import QueryResult
 
@@ -103,15 +104,11 @@ _TYPES = {
 _PARAM = re.compile(r"\$([A-Za-z_][A-Za-z0-9_]*)")
 
 
-def quote(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
 def is_json(field: Field) -> bool:
     return field.kind is Kind.RECORD
 
 
-def column_type(field: Field) -> str:
+def postgres_type(field: Field) -> str:
     if field.kind is Kind.RECORD:
         return "jsonb"
     return f"{_TYPES[field.kind]}[]" if field.repeated else _TYPES[field.kind]
@@ -311,7 +308,7 @@ class PostgresDatabase(Primitive):
         return step
 
 
-class PostgresTable(SinkPrimitive):
+class PostgresTable(SqlTable):
     """A table in a ``PostgresDatabase``; set its row type with ``.options(schema=Row)``."""
 
     def __init__(self, database: PostgresDatabase | str | None, table_name: str) -> None:
@@ -320,16 +317,6 @@ class PostgresTable(SinkPrimitive):
         self.database = database
         self.table_name = table_name
         self.schema: type | None = None
-
-    def _option_names(self) -> frozenset[str]:
-        return frozenset({"schema"})
-
-    def _check_option(self, name: str, value: Any) -> str | None:
-        try:
-            schema_of(value)
-        except TypeError as exc:
-            return str(exc)
-        return None
 
     def primitive_id(self) -> str:
         return f"postgres-table:{self.database.where}/{self.table_name}"
@@ -340,17 +327,12 @@ class PostgresTable(SinkPrimitive):
     def sibling(self, table_name: str, *, schema: type) -> PostgresTable:
         return PostgresTable(self.database, table_name).options(schema=schema)
 
-    def fields(self) -> tuple[Field, ...]:
-        if self.schema is None:
-            raise PrimitiveError(
-                f"table {self.table_name} has no schema: declare it with "
-                "PostgresTable(...).options(schema=YourRowDataclass)"
-            )
-        return schema_of(self.schema)
+    def column_type(self, field: Field) -> str:
+        return postgres_type(field)
 
     # The catalogs, not information_schema: it shows only the tables the role has a grant
     # on, and `run --only consumers` must see every table exist.
-    def _existing_columns(self) -> list[str] | None:
+    def existing_columns(self) -> list[str] | None:
         with self.database.connection() as conn:
             rows = conn.execute(
                 "SELECT a.attname FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid "
@@ -362,20 +344,14 @@ class PostgresTable(SinkPrimitive):
             ).fetchall()
         return [r[0] for r in rows] or None
 
-    def item_indexes(self) -> list[ItemIndex]:
-        """Side tables that make item filters fast (``tideflow.io.item_index``)."""
-        return indexes_for(self.table_name, self.fields())
-
-    def _missing_indexes(self) -> list[ItemIndex]:
-        indexes = self.item_indexes()
+    def existing_tables(self, names: Sequence[str]) -> set[str]:
         with self.database.connection() as conn:
             found = conn.execute(
                 "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
                 "WHERE n.nspname = current_schema() AND c.relname = ANY(%s)",
-                [[index.name for index in indexes]],
+                [list(names)],
             ).fetchall()
-        present = {row[0] for row in found}
-        return [index for index in indexes if index.name not in present]
+        return {row[0] for row in found}
 
     def _order_index(self) -> tuple[str, str] | None:
         """(index name, column): newest-first pages and deep pages of the table's first
@@ -393,66 +369,40 @@ class PostgresTable(SinkPrimitive):
             found = conn.execute("SELECT to_regclass(%s)", [quote(wanted[0])]).fetchone()
         return wanted[1] if found is None or found[0] is None else None
 
-    def plan(self) -> PlanStep:
-        existing = self._existing_columns()
-        changes = []
-        if existing is not None:
-            unordered = self._missing_order_index()
-            if unordered:
-                changes.append(f"add index on {unordered}")
-            indexes = self._missing_indexes()
-            if indexes:
-                changes.append(f"add item index: {', '.join(i.name for i in indexes)}")
-        return self.table_step([f.name for f in self.fields()], existing, changes)
+    def changes(self) -> list[str]:
+        unordered = self._missing_order_index()
+        ordered = [f"add index on {unordered}"] if unordered else []
+        return [*ordered, *super().changes()]
 
-    def plan_destroy(self) -> PlanStep:
-        present = self._existing_columns() is not None
-        return self.step(PlanAction.DELETE if present else PlanAction.NO_CHANGE)
+    def execute(self, statements: Sequence[str]) -> None:
+        with self.database.connection() as conn:
+            for statement in statements:
+                conn.execute(statement)
+            conn.commit()
 
-    def apply(self) -> PlanStep:
-        step = self.plan()
-        table = quote(self.table_name)
+    def migrate(self, step: PlanStep, statements: Sequence[str]) -> None:
         with self.database.connection() as conn:
             # Back-fills and index builds may take minutes on a big table; writers that
             # wait for apply's locks time out after their lock_timeout and try again.
             conn.execute("SET statement_timeout = 0")
             conn.execute("SET lock_timeout = 0")
-            if step.action is PlanAction.CREATE:
-                columns = [f"{quote(f.name)} {column_type(f)}" for f in self.fields()]
-                columns.append(f"{quote(ROW_ID_COLUMN)} text PRIMARY KEY")
-                conn.execute(f"CREATE TABLE IF NOT EXISTS {table} ({', '.join(columns)})")
-            elif step.action is PlanAction.UPDATE:
-                existing = self._existing_columns() or []
-                for field in self.fields():
-                    if field.name not in existing:
-                        conn.execute(
-                            f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS "
-                            f"{quote(field.name)} {column_type(field)}"
-                        )
+            for statement in statements:
+                conn.execute(statement)
             order_index = self._order_index()
             if order_index is not None and self._missing_order_index():
                 name, column = order_index
                 conn.execute(
-                    f"CREATE INDEX IF NOT EXISTS {quote(name)} ON {table} ({quote(column)})"
+                    f"CREATE INDEX IF NOT EXISTS {quote(name)} "
+                    f"ON {quote(self.table_name)} ({quote(column)})"
                 )
             conn.commit()
-            missing = {index.name for index in self._missing_indexes()}
+            missing = {index.name for index in self.missing_indexes()}
             for index in self.item_indexes():
                 self._fill_item_index(conn, index, new=index.name in missing)
             if missing:
-                # VACUUM (outside a transaction) sets the visibility map, so counts are
-                # index-only scans from the start rather than after autovacuum's next pass
-                # (measured at 1,000,000 rows: a label's total 103 -> 3 ms), and ANALYZE
-                # gives the planner the side table's statistics.
-                conn.autocommit = True
-                try:
-                    for name in sorted(missing):
-                        conn.execute(f"VACUUM (ANALYZE) {quote(name)}")
-                finally:
-                    conn.autocommit = False
+                _vacuum(conn, sorted(missing))
             conn.execute("RESET statement_timeout")
             conn.execute("RESET lock_timeout")
-        return step
 
     def _fill_item_index(
         self, conn: psycopg.Connection[Any], index: ItemIndex, *, new: bool
@@ -466,7 +416,7 @@ class PostgresTable(SinkPrimitive):
                 # same rows.
                 conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", [index.name])
                 if new:
-                    create(conn, index, column_type)
+                    create(conn, index, postgres_type)
                 added = backfill(conn, index)
         except psycopg.errors.InsufficientPrivilege as exc:
             if new:
@@ -481,16 +431,6 @@ class PostgresTable(SinkPrimitive):
             return
         if added and not new:
             logger.info("%s: indexed %d row(s) written without entries", index.name, added)
-
-    def destroy(self) -> PlanStep:
-        step = self.plan_destroy()
-        if step.action is PlanAction.DELETE:
-            with self.database.connection() as conn:
-                for index in self.item_indexes():
-                    conn.execute(f"DROP TABLE IF EXISTS {quote(index.name)}")
-                conn.execute(f"DROP TABLE IF EXISTS {quote(self.table_name)}")
-                conn.commit()
-        return step
 
     def sink(self) -> PostgresSink:
         return PostgresSink(self)
@@ -586,7 +526,7 @@ class PostgresReader(SqlTableReader):
 
         def unnest_items(column: str) -> str:
             field = fields[column]
-            inner = ", ".join(f"{quote(f.name)} {column_type(f)}" for f in field.fields)
+            inner = ", ".join(f"{quote(f.name)} {postgres_type(f)}" for f in field.fields)
             return f"jsonb_to_recordset({column}) AS _item({inner})"
 
         self.dialect = SqlDialect(
@@ -634,3 +574,16 @@ class PostgresReader(SqlTableReader):
         except ReadError as exc:
             raise ReadError(f"query on {self.table.table_name} failed: {exc}") from exc.__cause__
         return first_rows(columns or ["count"], rows, max_rows)
+
+
+def _vacuum(conn: psycopg.Connection[Any], tables: list[str]) -> None:
+    """VACUUM (outside a transaction) sets the visibility map, so counts are index-only
+    scans from the start rather than after autovacuum's next pass (measured at 1,000,000
+    rows: a label's total 103 -> 3 ms), and ANALYZE gives the planner the side tables'
+    statistics."""
+    conn.autocommit = True
+    try:
+        for name in tables:
+            conn.execute(f"VACUUM (ANALYZE) {quote(name)}")
+    finally:
+        conn.autocommit = False
