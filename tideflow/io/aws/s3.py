@@ -5,8 +5,8 @@
 ``bucket_dep.bucket.put_object(Key=..., Body=...)`` / ``upload_fileobj`` work unchanged;
 ``objects()`` is the ``ObjectStore`` the app uses on every stack.
 
-Settings: ``region`` (else ``AWS_REGION``, default ``us-east-1``), credentials and
-``AWS_ENDPOINT_URL`` as described in ``tideflow.io.aws.clients``. Options:
+Settings: ``region`` (else ``AWS_REGION``, default ``us-east-1``: see
+``tideflow.io.aws.settings``), credentials and ``AWS_ENDPOINT_URL`` as boto3 reads them. Options:
 ``force_destroy`` (default False: destroy removes only an empty bucket; True deletes every
 object version and delete marker first), ``versioning`` (default False; True turns on
 S3 versioning at apply, and events then carry version ids instead of ETags),
@@ -18,9 +18,10 @@ region than ``region`` (S3 notifies queues of its own region only).
 User metadata may hold any text: values that are not ASCII travel as RFC 2047 encoded
 words, as S3 documents (``tideflow.io.aws.metadata``), and are decoded on read.
 
-Object versions: a versioned bucket's version is the object's ``VersionId``; otherwise it
-is the ETag without quotes, which ``put`` returns, so an upload knows the id of the event
-it will cause. ``read_bytes(key, version=...)`` reads exactly that version: by version id,
+Object versions: a versioned bucket's version is the object's ``VersionId``, carried as S3
+gives it (an opaque string: an app that puts it into URLs encodes it); otherwise it is the
+ETag without quotes. ``put`` returns it, so an upload knows the id of the event it will
+cause. ``read_bytes(key, version=...)`` reads exactly that version: by version id,
 or with ``If-Match: <ETag>``; an unversioned object that was overwritten since fails with
 ``ObjectSupersededError`` naming the newer ETag (the newer object has its own event).
 
@@ -39,9 +40,11 @@ from collections.abc import Iterator, Mapping
 from typing import IO, Any, ClassVar
 
 from tideflow.exceptions import ObjectNotFoundError, ObjectSupersededError, PrimitiveError
-from tideflow.io.aws import clients
-from tideflow.io.aws.errors import one_line, translated
+from tideflow.io.aws.clients import client, s3_resource
+from tideflow.io.aws.errors import translated
 from tideflow.io.aws.metadata import decode_metadata, encode_metadata
+from tideflow.io.aws.settings import default_region
+from tideflow.io.errors import one_line
 from tideflow.io.primitive import (
     BucketPrimitive,
     OptionCheck,
@@ -51,7 +54,7 @@ from tideflow.io.primitive import (
     seconds,
 )
 from tideflow.io.strategies import ObjectStore, StoredObject
-from tideflow.types.aws import HASHED_PREFIX, decode_version, s3_version
+from tideflow.types.aws import s3_version
 
 _ETAG = re.compile(r"[0-9a-f]{32}(-[0-9]+)?")
 _BUCKET_NAME = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
@@ -81,7 +84,7 @@ class S3Bucket(BucketPrimitive):
                 "digits, '.' or '-', starting and ending with a letter or digit)"
             )
         self.bucket_name = bucket_name
-        self.region = clients.resolve_region(region)
+        self.region = region or default_region()
         self.force_destroy = False
         self.versioning = False
         self.versioning_wait_seconds: float = VERSIONING_WAIT_SECONDS
@@ -92,7 +95,7 @@ class S3Bucket(BucketPrimitive):
 
     def s3(self) -> Any:
         """The shared boto3 S3 client."""
-        return clients.client("s3", self.region)
+        return client("s3", self.region)
 
     def client(self) -> Any:
         """A boto3 ``s3.Bucket`` resource for each thread that uses it (no API call until
@@ -280,7 +283,7 @@ class _BucketPerThread:
     def __getattr__(self, name: str) -> Any:
         resource = getattr(self._local, "resource", None)
         if resource is None:
-            resource = clients.s3_resource(self._bucket.region).Bucket(self._bucket.bucket_name)
+            resource = s3_resource(self._bucket.region).Bucket(self._bucket.bucket_name)
             self._local.resource = resource
         return getattr(resource, name)
 
@@ -351,7 +354,7 @@ class S3ObjectStore(ObjectStore):
             },
         ):
             response = self.bucket.s3().get_object(
-                Bucket=self.bucket_name, Key=key, **self._version_args(key, version)
+                Bucket=self.bucket_name, Key=key, **self._version_args(version)
             )
             return bytes(response["Body"].read())
 
@@ -362,37 +365,16 @@ class S3ObjectStore(ObjectStore):
             f"s3://{self.bucket_name}/{key} version {version} was superseded by version {newer}"
         )
 
-    def _find_hashed(self, key: str, version: str) -> str:
-        with translated(
-            resource=self._where(key),
-            action="list versions of",
-            error=PrimitiveError,
-            permission="s3:ListBucketVersions",
-        ):
-            pages = (
-                self.bucket.s3()
-                .get_paginator("list_object_versions")
-                .paginate(Bucket=self.bucket_name, Prefix=key)
-            )
-            for page in pages:
-                for item in page.get("Versions", []):
-                    if item["Key"] == key and _version_of(item) == version:
-                        return str(item["VersionId"])
-        raise ObjectNotFoundError(f"no object {key!r} version {version} in {self.bucket_name}")
+    @staticmethod
+    def version_id(version: str) -> str | None:
+        """The S3 version id ``version`` is; None when it is an ETag (an unversioned
+        bucket)."""
+        return None if _ETAG.fullmatch(version) else version
 
-    def version_id(self, key: str, version: str) -> str | None:
-        """S3's own version id behind ``version``; None when ``version`` is an ETag (an
-        unversioned bucket)."""
-        if _ETAG.fullmatch(version):
-            return None
-        if version.startswith(HASHED_PREFIX):
-            return self._find_hashed(key, version)
-        return decode_version(version) or version
-
-    def _version_args(self, key: str, version: str | None) -> dict[str, Any]:
+    def _version_args(self, version: str | None) -> dict[str, Any]:
         if version is None:
             return {}
-        version_id = self.version_id(key, version)
+        version_id = self.version_id(version)
         return {"IfMatch": f'"{version}"'} if version_id is None else {"VersionId": version_id}
 
     def stat(self, key: str, *, version: str | None = None) -> StoredObject | None:
@@ -412,7 +394,7 @@ class S3ObjectStore(ObjectStore):
             cases={_NOT_FOUND | _PRECONDITION_FAILED: None, _BAD_REQUEST: refused},
         ):
             head = self.bucket.s3().head_object(
-                Bucket=self.bucket_name, Key=key, **self._version_args(key, version)
+                Bucket=self.bucket_name, Key=key, **self._version_args(version)
             )
             return StoredObject(
                 key=key,

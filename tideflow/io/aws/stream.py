@@ -25,7 +25,7 @@ dead-lettered; ``lease_seconds`` (default 60, 10 to 43200) visibility timeout, e
 while a replica works; ``retry_delay_seconds`` (default 10) first delay of a retried
 event, doubled per attempt up to 15 minutes (10, 20, 40, 80 s: a transient failure is
 retried over minutes, not seconds); ``prefix`` (default "": all keys) the keys whose
-events are delivered. Settings: region and endpoint as in ``tideflow.io.aws.clients``;
+events are delivered. Settings: the bucket's region; the endpoint as boto3 reads it;
 ARNs use the caller's partition (``aws``, ``aws-cn``, ``aws-us-gov``).
 Delivery guarantees: see ``tideflow.io.aws.source``.
 """
@@ -42,7 +42,7 @@ from tideflow.io.aws.clients import client
 from tideflow.io.aws.errors import translated
 from tideflow.io.aws.notifications import created_record, record_body
 from tideflow.io.aws.queues import SqsQueue
-from tideflow.io.aws.s3 import S3Bucket
+from tideflow.io.aws.s3 import S3Bucket, S3ObjectStore
 from tideflow.io.aws.source import SQSDeadLetterQueue, SQSSource
 from tideflow.io.aws.stream_parts import BucketNotification, Queue
 from tideflow.io.composite import CompositePrimitive, Part
@@ -228,12 +228,11 @@ class S3FileChangeStream(CompositePrimitive, SourcePrimitive):
         """See ``SourcePrimitive.replay``: sends to the queue, for each object, the
         notification S3 sends when it is created (same bucket, key and version), so the
         consumers get the original event again. Ten messages per ``SendMessageBatch``."""
-        store = self.s3_bucket.objects()
         records = [
             created_record(
                 bucket=self.s3_bucket.bucket_name,
                 stored=stored,
-                version_id=store.version_id(stored.key, stored.version),
+                version_id=S3ObjectStore.version_id(stored.version),
                 configuration_id="tideflow-replay",
             )
             for stored in objects

@@ -21,7 +21,8 @@ the table, and the dataset only when it is empty (tables the flow does not manag
 named instead). Writes and reads: see ``tideflow.io.gcp.bigquery_io``.
 
 Settings: ``project_id`` (else ``GCP_PROJECT_ID``), credentials and
-``BIGQUERY_EMULATOR_HOST``, see ``tideflow.io.gcp.clients``.
+``BIGQUERY_EMULATOR_HOST``, from ``settings`` (``tideflow.io.gcp.settings``; the
+environment's when not given).
 """
 
 from __future__ import annotations
@@ -29,7 +30,6 @@ from __future__ import annotations
 import datetime
 import json
 import logging
-import os
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -40,9 +40,11 @@ from google.cloud import bigquery
 
 from tideflow.exceptions import PrimitiveError, ReadError, TideflowError
 from tideflow.home import make_private_dir, state_path
+from tideflow.io.errors import one_line
 from tideflow.io.gcp.bigquery_io import API_RETRY, BigQueryReader, BigQuerySink
-from tideflow.io.gcp.clients import BIGQUERY_EMULATOR_ENV, bigquery_client, resolve_project
-from tideflow.io.gcp.errors import describe, one_line, translated
+from tideflow.io.gcp.clients import bigquery_client
+from tideflow.io.gcp.errors import describe, translated
+from tideflow.io.gcp.settings import BIGQUERY_EMULATOR_ENV, GcpSettings
 from tideflow.io.primitive import OptionCheck, PlanAction, PlanStep, Primitive, SinkPrimitive, text
 from tideflow.io.schema import ROW_ID_COLUMN, Field, Kind
 
@@ -157,10 +159,17 @@ class BigQueryDataset(Primitive):
 
     option_checks: ClassVar[Mapping[str, OptionCheck]] = {"location": text}
 
-    def __init__(self, project_id: str | None = None, dataset_name: str = "") -> None:
+    def __init__(
+        self,
+        project_id: str | None = None,
+        dataset_name: str = "",
+        *,
+        settings: GcpSettings | None = None,
+    ) -> None:
         if not dataset_name:
             raise PrimitiveError("BigQueryDataset needs a dataset_name")
-        self.project_id = resolve_project(project_id)
+        self.settings = settings or GcpSettings.from_environ()
+        self.project_id = self.settings.project(project_id)
         self.dataset_name = dataset_name
         self.location = "US"
         self._found_location: str | None = None
@@ -179,7 +188,7 @@ class BigQueryDataset(Primitive):
                     action="connect to BigQuery for",
                     error=PrimitiveError,
                 ):
-                    self._client = bigquery_client(self.project_id)
+                    self._client = bigquery_client(self.project_id, self.settings)
             return self._client
 
     def primitive_id(self) -> str:
@@ -305,7 +314,10 @@ class BigQueryTable(SinkPrimitive):
         "cluster_by": _column_names,
     }
 
-    def __init__(self, dataset: BigQueryDataset, table_name: str) -> None:
+    def __init__(
+        self, dataset: BigQueryDataset, table_name: str, *, settings: GcpSettings | None = None
+    ) -> None:
+        self.settings = settings or GcpSettings.from_environ()
         self.dataset = dataset
         self.table_name = table_name
         self.schema: type | None = None
@@ -466,41 +478,41 @@ class BigQueryTable(SinkPrimitive):
         means it has, and nothing is ever stored. Under ``BIGQUERY_EMULATOR_HOST`` it is
         skipped (bqemulator would store the probe and has no such delay).
         """
-        if os.environ.get(BIGQUERY_EMULATOR_ENV, "").strip():
+        if self.settings.bigquery_emulator_host:
             logger.info(
                 "%s: %s is set: not waiting for streaming inserts to see the table",
                 self.table_ref,
                 BIGQUERY_EMULATOR_ENV,
             )
             return
-        probe: dict[str, Any] = {name: None for name in columns}
-        probe[ROW_ID_COLUMN] = {"tideflow_probe": True}
-        client = self.dataset.client()
         waited, pause = 0.0, 1.0
-        while True:
-            try:
-                errors = client.insert_rows_json(self.table_ref, [probe], retry=API_RETRY)
-                text = str(errors)
-                ready = bool(errors) and "no such field" not in text.lower()
-                reason = f"refused the new columns ({one_line(text, limit=200)})"
-                if not errors:
-                    # Nothing refused: a backend that ignores the row id's type. Done.
-                    ready = True
-            except api_exceptions.NotFound as exc:
-                ready, reason = False, f"does not see the table yet ({describe(exc)})"
-            if ready:
-                return
+        while (missing := self._unseen_by_streaming(columns)) is not None:
             if waited >= timeout:
                 raise PrimitiveError(
-                    f"BigQuery's streaming inserts still {reason} for {self.table_ref} after "
+                    f"BigQuery's streaming inserts still {missing} for {self.table_ref} after "
                     f"{waited:.0f}s. If a table of this name was deleted in the last minutes, "
                     "streaming keeps sending rows to the deleted one for a while: wait, or "
                     "use another table name; then apply again"
                 )
-            logger.info("%s: streaming inserts %s; waiting %.0fs", self.table_ref, reason, pause)
+            logger.info("%s: streaming inserts %s; waiting %.0fs", self.table_ref, missing, pause)
             (sleep or time.sleep)(pause)
             waited += pause
             pause = min(pause * 2, 30.0)
+
+    def _unseen_by_streaming(self, columns: Sequence[str]) -> str | None:
+        """What streaming inserts do not see yet of the table (one probe), or None."""
+        probe: dict[str, Any] = {name: None for name in columns}
+        probe[ROW_ID_COLUMN] = {"tideflow_probe": True}
+        try:
+            errors = self.dataset.client().insert_rows_json(
+                self.table_ref, [probe], retry=API_RETRY
+            )
+        except api_exceptions.NotFound as exc:
+            return f"does not see the table yet ({describe(exc)})"
+        # Refused for its row id (or stored by a backend that ignores the id's type): seen.
+        if errors and "no such field" in str(errors).lower():
+            return f"refused the new columns ({one_line(str(errors), limit=200)})"
+        return None
 
     def _create_step(self) -> PlanStep:
         names = ", ".join(f.name for f in self.fields())
@@ -536,4 +548,6 @@ class BigQueryTable(SinkPrimitive):
 
     def sibling(self, table_name: str, *, schema: type) -> BigQueryTable:
         # Layout options are the sibling's own (derived from its schema).
-        return BigQueryTable(self.dataset, table_name).options(schema=schema)
+        return BigQueryTable(self.dataset, table_name, settings=self.settings).options(
+            schema=schema
+        )

@@ -64,7 +64,8 @@ from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 
 from tideflow.exceptions import SourceError
-from tideflow.io.gcp.errors import one_line, translated
+from tideflow.io.errors import one_line
+from tideflow.io.gcp.errors import translated
 from tideflow.io.gcp.monitoring import SubscriptionBacklog
 from tideflow.io.gcp.notifications import (
     GCSFileChangeEvent,

@@ -9,9 +9,10 @@ object was replaced (the local stack does the same); events carry the bucket as 
 reader and are pickled to replica processes, so the bucket pickles without its client and
 makes a new one on first use.
 
-Settings: ``project_id`` (else ``GCP_PROJECT_ID``), credentials and ``STORAGE_EMULATOR_HOST``
-as described in ``tideflow.io.gcp.clients``. Options: ``force_destroy`` (default False:
-destroy removes only an empty bucket), ``location`` (default ``US``).
+Settings: ``project_id`` (else ``GCP_PROJECT_ID``), credentials and
+``STORAGE_EMULATOR_HOST`` from ``settings`` (``tideflow.io.gcp.settings``; the
+environment's when not given). Options: ``force_destroy`` (default False: destroy removes
+only an empty bucket), ``location`` (default ``US``).
 
 Guarantees: apply and destroy are idempotent. An upload is durable once
 ``upload_from_file`` returns (Cloud Storage is strongly consistent), and Cloud Storage
@@ -34,8 +35,9 @@ from google.api_core import exceptions as api_exceptions
 from google.cloud import storage  # type: ignore[attr-defined]
 
 from tideflow.exceptions import ObjectNotFoundError, ObjectSupersededError, PrimitiveError
-from tideflow.io.gcp import clients
+from tideflow.io.gcp.clients import storage_client
 from tideflow.io.gcp.errors import api_disabled, describe, translated
+from tideflow.io.gcp.settings import GcpSettings
 from tideflow.io.primitive import BucketPrimitive, OptionCheck, PlanAction, PlanStep, flag, text
 from tideflow.io.strategies import ObjectStore, StoredObject
 
@@ -47,10 +49,17 @@ class GCSBucket(BucketPrimitive):
 
     option_checks: ClassVar[Mapping[str, OptionCheck]] = {"force_destroy": flag, "location": text}
 
-    def __init__(self, project_id: str | None = None, bucket_name: str = "") -> None:
+    def __init__(
+        self,
+        project_id: str | None = None,
+        bucket_name: str = "",
+        *,
+        settings: GcpSettings | None = None,
+    ) -> None:
         if not bucket_name:
             raise PrimitiveError("GCSBucket needs a bucket_name")
-        self.project_id = clients.resolve_project(project_id)
+        self.settings = settings or GcpSettings.from_environ()
+        self.project_id = self.settings.project(project_id)
         self.bucket_name = bucket_name
         self.force_destroy = False
         self.location = "US"
@@ -77,7 +86,7 @@ class GCSBucket(BucketPrimitive):
         with self._lock:
             if self._client is None:
                 with translated(resource=self.resource, action="connect to", error=PrimitiveError):
-                    self._client = clients.storage_client(self.project_id)
+                    self._client = storage_client(self.project_id, self.settings)
             return self._client
 
     def client(self) -> storage.Bucket:

@@ -20,7 +20,7 @@ replica works; ``max_outstanding`` (default 100) events leased by one run proces
 ``retry_min_seconds``/``retry_max_seconds`` (default 10 and 600, 0 to 600): the growing
 delay before a failed event is tried again (the subscription's retry policy, and the
 source's own nack delay). The dead-letter subscription keeps dead letters 31 days.
-Settings: see ``tideflow.io.gcp.clients`` (``PUBSUB_EMULATOR_HOST`` among them).
+Settings: ``GcpSettings`` (``tideflow.io.gcp.settings``; ``PUBSUB_EMULATOR_HOST`` among them).
 
 Under emulators: with ``PUBSUB_EMULATOR_HOST`` set, apply skips the IAM grants (the
 emulator has no IAM) and keeps dead letters 7 days (its limit); with
@@ -34,9 +34,9 @@ Delivery guarantees: see ``tideflow.io.gcp.source``.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import logging
-import os
 import re
 import threading
 from collections.abc import Iterable, Mapping
@@ -44,11 +44,11 @@ from typing import ClassVar
 
 from tideflow.exceptions import ConfigError, PrimitiveError
 from tideflow.io.composite import CompositePrimitive, Part
-from tideflow.io.gcp.clients import PUBSUB_EMULATOR_ENV, STORAGE_EMULATOR_ENV
 from tideflow.io.gcp.errors import translated
 from tideflow.io.gcp.google_transport import GoogleNotificationTransport, GooglePubSubTransport
-from tideflow.io.gcp.monitoring import SubscriptionBacklog
+from tideflow.io.gcp.monitoring import SubscriptionBacklog, metric_client
 from tideflow.io.gcp.notifications import finalize_message
+from tideflow.io.gcp.settings import PUBSUB_EMULATOR_ENV, STORAGE_EMULATOR_ENV, GcpSettings
 from tideflow.io.gcp.source import PubSubDeadLetters, PubSubSource
 from tideflow.io.gcp.storage import GCSBucket
 from tideflow.io.gcp.stream_parts import BucketNotification, IamGrant, Subscription, Topic
@@ -75,10 +75,6 @@ REPLAY_BATCH = 100
 logger = logging.getLogger("tideflow.gcp")
 _RESOURCE_ID = re.compile(r"[A-Za-z][A-Za-z0-9\-_.~+%]{2,254}")
 _STORAGE_AGENT = re.compile(r"service-(\d+)@gs-project-accounts\.iam\.gserviceaccount\.com")
-
-
-def _on_emulator() -> bool:
-    return bool(os.environ.get(PUBSUB_EMULATOR_ENV, "").strip())
 
 
 class GCSFileChangeStream(CompositePrimitive, SourcePrimitive):
@@ -109,8 +105,10 @@ class GCSFileChangeStream(CompositePrimitive, SourcePrimitive):
         retry_max_seconds: float = 600.0,
         pubsub: PubSubTransport | None = None,
         notifications: NotificationTransport | None = None,
+        settings: GcpSettings | None = None,
     ) -> None:
         self.gcs_bucket = gcs_bucket
+        self.settings = settings or GcpSettings.from_environ()
         name = gcs_bucket.bucket_name
         self.stream_id = stream_id or (
             f"{name}-changes" if name[0].isalpha() else f"gcs-{name}-changes"
@@ -148,12 +146,12 @@ class GCSFileChangeStream(CompositePrimitive, SourcePrimitive):
     @property
     def pubsub_emulated(self) -> bool:
         """Google's Pub/Sub emulator (no IAM) serves this stream."""
-        return not self._given[0] and _on_emulator()
+        return not self._given[0] and bool(self.settings.pubsub_emulator_host)
 
     @property
     def storage_emulated(self) -> bool:
         """A Storage emulator that publishes object events itself serves this stream."""
-        return not self._given[1] and bool(os.environ.get(STORAGE_EMULATOR_ENV, "").strip())
+        return not self._given[1] and bool(self.settings.storage_emulator_host)
 
     def _say_once(self, key: str, message: str, *args: object) -> None:
         if key not in self._said:
@@ -187,7 +185,7 @@ class GCSFileChangeStream(CompositePrimitive, SourcePrimitive):
             if self._pubsub is None or self._notifications is None:
                 pubsub: PubSubTransport
                 notifications: NotificationTransport
-                pubsub = GooglePubSubTransport()
+                pubsub = GooglePubSubTransport(self.settings)
                 notifications = GoogleNotificationTransport(self.gcs_bucket.storage_client)
                 self._pubsub = self._pubsub or pubsub
                 self._notifications = self._notifications or notifications
@@ -218,7 +216,9 @@ class GCSFileChangeStream(CompositePrimitive, SourcePrimitive):
             ack_deadline_seconds=60,
             # Also for a transport passed in: under the variable, it talks to the emulator.
             retention_seconds=(
-                EMULATOR_RETENTION_SECONDS if _on_emulator() else DEAD_LETTER_RETENTION_SECONDS
+                EMULATOR_RETENTION_SECONDS
+                if self.settings.pubsub_emulator_host
+                else DEAD_LETTER_RETENTION_SECONDS
             ),
         )
 
@@ -256,37 +256,15 @@ class GCSFileChangeStream(CompositePrimitive, SourcePrimitive):
 
     def parts(self) -> list[Part]:
         pubsub = self.pubsub()
-        grants = not self.pubsub_emulated
-        notify = not self.storage_emulated
-        if not grants:
-            self._say_once(
-                "iam",
-                "%s: %s is set: no IAM grants (the Pub/Sub emulator has no IAM; on Google "
-                "Cloud apply grants the Storage and Pub/Sub service agents), dead letters "
-                "kept 7 days (the emulator's limit)",
-                self.stream_id,
-                PUBSUB_EMULATOR_ENV,
-            )
-        if not notify:
-            self._say_once(
-                "notification",
-                "%s: %s is set: the bucket notification is left to the Storage emulator "
-                "(start fake-gcs-server with -event.pubsub-topic %s -event.list finalize)",
-                self.stream_id,
-                STORAGE_EMULATOR_ENV,
-                self.stream_id,
-            )
+        grants, notify = self._under_emulators()
         parts: list[Part] = [Topic(pubsub, self.topic)]
         if grants:
             parts.append(IamGrant(pubsub, self.topic, PUBLISHER, self.storage_agent))
         if notify:
+            bucket = self.gcs_bucket.bucket_name
+            notifications = self.notifications()
             parts.append(
-                BucketNotification(
-                    self.notifications(),
-                    self.gcs_bucket.bucket_name,
-                    self.topic,
-                    agent=self.storage_agent,
-                )
+                BucketNotification(notifications, bucket, self.topic, agent=self.storage_agent)
             )
         parts += [
             Topic(pubsub, self.dead_letter_topic),
@@ -299,6 +277,29 @@ class GCSFileChangeStream(CompositePrimitive, SourcePrimitive):
                 IamGrant(pubsub, self.subscription, SUBSCRIBER, self.pubsub_agent),
             ]
         return parts
+
+    def _under_emulators(self) -> tuple[bool, bool]:
+        """Whether apply grants IAM roles and manages the bucket notification; what the
+        emulators leave out is said once."""
+        if self.pubsub_emulated:
+            self._say_once(
+                "iam",
+                "%s: %s is set: no IAM grants (the Pub/Sub emulator has no IAM; on Google "
+                "Cloud apply grants the Storage and Pub/Sub service agents), dead letters "
+                "kept 7 days (the emulator's limit)",
+                self.stream_id,
+                PUBSUB_EMULATOR_ENV,
+            )
+        if self.storage_emulated:
+            self._say_once(
+                "notification",
+                "%s: %s is set: the bucket notification is left to the Storage emulator "
+                "(start fake-gcs-server with -event.pubsub-topic %s -event.list finalize)",
+                self.stream_id,
+                STORAGE_EMULATOR_ENV,
+                self.stream_id,
+            )
+        return not self.pubsub_emulated, not self.storage_emulated
 
     def plan_detail(self) -> str:
         return f"dead letter after {self.max_attempts} attempt(s), lease {self.lease_seconds:g}s"
@@ -331,7 +332,9 @@ class GCSFileChangeStream(CompositePrimitive, SourcePrimitive):
                 self.subscription,
             )
         elif not self._given[0]:  # a transport passed in by the caller: no Monitoring
-            backlog = SubscriptionBacklog(self.subscription)
+            backlog = SubscriptionBacklog(
+                self.subscription, client=functools.partial(metric_client, self.settings)
+            )
         return PubSubSource(
             self.pubsub(),
             subscription=self.subscription,

@@ -13,7 +13,8 @@ list is the journal's ``dead`` events (``dead_letter_queue()``); the runtime rec
 in the table's failure log.
 
 The journal stays bounded: while the watcher runs, done events older than
-``TIDEFLOW_JOURNAL_RETENTION_DAYS`` (default 7) are deleted, at start and then hourly.
+``TIDEFLOW_JOURNAL_RETENTION_DAYS`` (default 7; ``LocalSettings``, read when the stream is
+made) are deleted, at start and then hourly.
 Pending, leased and dead events are never deleted, and each file's object record (its
 key and generation, what keeps an unchanged file from being journaled twice) is kept.
 """
@@ -36,6 +37,7 @@ from tideflow.home import make_private_dir
 from tideflow.io.keys import RESERVED_PREFIX
 from tideflow.io.local.bucket import LocalBucket, iter_keys
 from tideflow.io.local.journal import DEAD, DONE, LEASED, PENDING, EventRecord, Journal
+from tideflow.io.local.settings import LocalSettings
 from tideflow.io.primitive import (
     OptionCheck,
     PlanAction,
@@ -52,19 +54,6 @@ COMPACT_EVERY_SECONDS = 3600.0
 # While the journal refuses writes (disk full), files the watcher saw are found again by a
 # scan this much later.
 RESCAN_AFTER_SECONDS = 5.0
-DEFAULT_RETENTION_DAYS = 7.0
-
-
-def journal_retention_seconds() -> float:
-    """How long done events stay in the journal: $TIDEFLOW_JOURNAL_RETENTION_DAYS (days)."""
-    text = os.environ.get("TIDEFLOW_JOURNAL_RETENTION_DAYS", "").strip()
-    try:
-        days = float(text) if text else DEFAULT_RETENTION_DAYS
-    except ValueError:
-        days = DEFAULT_RETENTION_DAYS
-    return max(days, 0.0) * 86400
-
-
 logger = logging.getLogger("tideflow.local")
 
 
@@ -85,6 +74,7 @@ class LocalFileChangeStream(SourcePrimitive):
         max_attempts: int = 5,
         lease_seconds: float = 60.0,
         stream_id: str | None = None,
+        settings: LocalSettings | None = None,
     ) -> None:
         if isinstance(bucket, str | os.PathLike):  # BuildFlow's LocalFileChangeStream(path)
             bucket, file_path = None, bucket
@@ -100,6 +90,7 @@ class LocalFileChangeStream(SourcePrimitive):
             raise ValueError("LocalFileChangeStream needs a LocalBucket (or file_path=...)")
         self.bucket = bucket
         self.stream_id = stream_id or f"{bucket.bucket_name}-changes"
+        self.settings = settings or LocalSettings.from_environ()
 
         self.max_attempts = 5
         self.lease_seconds = 60.0
@@ -244,7 +235,7 @@ class LocalJournalSource(Source):
         if now < self._next_compaction:
             return
         self._next_compaction = now + COMPACT_EVERY_SECONDS
-        retention = journal_retention_seconds()
+        retention = self.stream.settings.journal_retention_seconds
         try:
             removed = self.journal.compact(
                 self.stream.stream_id, older_than=time.time() - retention
