@@ -5,11 +5,13 @@ from __future__ import annotations
 import dataclasses
 import enum
 import functools
-from collections.abc import Callable, Iterable, Mapping, Sequence
+import threading
+from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, Self
 
 from tideflow.exceptions import ConfigError, PrimitiveError
-from tideflow.io.schema import Field, schema_of, schema_problem
+from tideflow.io.options import OptionCheck, table_schema
+from tideflow.io.schema import Field, schema_of
 from tideflow.io.strategies import (
     DeadLetterQueue,
     ObjectStore,
@@ -52,49 +54,6 @@ class PlanStep:
     @property
     def changes(self) -> bool:
         return self.action is not PlanAction.NO_CHANGE or any(c.changes for c in self.children)
-
-
-# What is wrong with an option's value; None when it is fine.
-OptionCheck = Callable[[Any], str | None]
-
-
-def flag(value: Any) -> str | None:
-    return None if isinstance(value, bool) else "must be True or False"
-
-
-def text(value: Any) -> str | None:
-    return None if isinstance(value, str) else "must be a string"
-
-
-def whole_number(low: int, high: int, why: str = "") -> OptionCheck:
-    """Whole numbers from ``low`` to ``high``; ``why`` says where the range comes from."""
-
-    def check(value: Any) -> str | None:
-        if isinstance(value, int) and not isinstance(value, bool) and low <= value <= high:
-            return None
-        return f"must be a whole number from {low} to {high}{why}"
-
-    return check
-
-
-def seconds(low: float, high: float | None, why: str = "", *, above: bool = False) -> OptionCheck:
-    """Seconds from ``low`` (more than ``low`` when ``above``) to ``high`` (None: no limit)."""
-
-    def check(value: Any) -> str | None:
-        number = isinstance(value, int | float) and not isinstance(value, bool)
-        if number and (low < value if above else low <= value) and (high is None or value <= high):
-            return None
-        least = f"more than {low:g}" if above else f"{low:g}"
-        if high is None:
-            return f"must be {least} seconds or more{why}"
-        return f"must be {least} to {high:g} seconds{why}"
-
-    return check
-
-
-def table_schema(value: Any) -> str | None:
-    """A row dataclass, or None until the consumer's return type gives it."""
-    return None if value is None else schema_problem(value)
 
 
 class Primitive:
@@ -184,6 +143,24 @@ class Primitive:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.primitive_id()!r})"
+
+
+class ProcessLocal:
+    """Keeps its clients or pools (the ``process_local`` attributes, made on first use
+    under ``_lock``) in the process that made them: pickled to a replica process, it
+    arrives without them and makes its own there."""
+
+    process_local: ClassVar[tuple[str, ...]] = ()
+    _lock: threading.Lock
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = {name: value for name, value in self.__dict__.items() if name != "_lock"}
+        state.update(dict.fromkeys(self.process_local))
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
 
 
 class BucketPrimitive(Primitive):

@@ -39,24 +39,22 @@ class SqsQueue:
     def sqs(self) -> Any:
         return client("sqs", self.region)
 
-    def translated(self, action: str, permission: str) -> AbstractContextManager[None]:
+    def translated(
+        self, action: str, permission: str, *, gone_is_fine: bool = False
+    ) -> AbstractContextManager[None]:
+        """A call on the queue; with ``gone_is_fine``, a missing queue ends it quietly."""
         return translated(
             resource=f"SQS queue {self.name}",
             action=action,
             error=self.error,
             permission=permission,
+            cases={MISSING_QUEUE: None} if gone_is_fine else None,
         )
 
     def find_url(self) -> str | None:
         """The queue's URL; None when it does not exist."""
         if self._url is None:
-            with translated(
-                resource=f"SQS queue {self.name}",
-                action="look up",
-                error=self.error,
-                permission="sqs:GetQueueUrl",
-                cases={MISSING_QUEUE: None},
-            ):
+            with self.translated("look up", "sqs:GetQueueUrl", gone_is_fine=True):
                 self._url = str(self.sqs().get_queue_url(QueueName=self.name)["QueueUrl"])
         return self._url
 
@@ -108,34 +106,36 @@ class SqsQueue:
 
     def change_visibility(self, receipts: Sequence[str], seconds: int) -> None:
         """Hide received messages for ``seconds`` more (0: hand them back now)."""
-        for start in range(0, len(receipts), _BATCH):
-            entries = [
-                {"Id": str(i), "ReceiptHandle": r, "VisibilityTimeout": seconds}
-                for i, r in enumerate(receipts[start : start + _BATCH])
-            ]
-            with self.translated("change message visibility in", "sqs:ChangeMessageVisibility"):
-                response = self.sqs().change_message_visibility_batch(
-                    QueueUrl=self.url(), Entries=entries
-                )
-            for failed in response.get("Failed", []):
-                # Usually a receipt that expired: SQS redelivers that message anyway.
-                logger.warning("visibility change refused: %s", failed.get("Message", failed))
+        self._batched(
+            "change_message_visibility_batch",
+            [{"ReceiptHandle": r, "VisibilityTimeout": seconds} for r in receipts],
+            action="change message visibility in",
+            permission="sqs:ChangeMessageVisibility",
+        )
 
     def delete(self, receipts: Sequence[str]) -> int:
         """Delete received messages; how many SQS deleted."""
-        deleted = 0
-        for start in range(0, len(receipts), _BATCH):
-            entries = [
-                {"Id": str(i), "ReceiptHandle": r}
-                for i, r in enumerate(receipts[start : start + _BATCH])
-            ]
-            with self.translated("delete messages from", "sqs:DeleteMessage"):
-                response = self.sqs().delete_message_batch(QueueUrl=self.url(), Entries=entries)
+        return self._batched(
+            "delete_message_batch",
+            [{"ReceiptHandle": r} for r in receipts],
+            action="delete messages from",
+            permission="sqs:DeleteMessage",
+        )
+
+    def _batched(
+        self, call: str, entries: Sequence[dict[str, Any]], *, action: str, permission: str
+    ) -> int:
+        """``call`` on ``entries``, ten per request; how many SQS took. What it refuses is
+        mostly receipts that expired: those messages come back by themselves."""
+        done = 0
+        for start in range(0, len(entries), _BATCH):
+            batch = [{"Id": str(i), **e} for i, e in enumerate(entries[start : start + _BATCH])]
+            with self.translated(action, permission):
+                response = getattr(self.sqs(), call)(QueueUrl=self.url(), Entries=batch)
             for failed in response.get("Failed", []):
-                # A receipt that expired: the message comes back.
-                logger.warning("delete refused: %s", failed.get("Message", failed))
-            deleted += len(response.get("Successful", []))
-        return deleted
+                logger.warning("SQS refused to %s: %s", action, failed.get("Message", failed))
+            done += len(response.get("Successful", []))
+        return done
 
     def counts(self) -> tuple[int, int]:
         """SQS's approximate (visible, in flight) message counts."""

@@ -45,14 +45,8 @@ from tideflow.io.aws.errors import translated
 from tideflow.io.aws.metadata import decode_metadata, encode_metadata
 from tideflow.io.aws.settings import default_region
 from tideflow.io.errors import one_line
-from tideflow.io.primitive import (
-    BucketPrimitive,
-    OptionCheck,
-    PlanAction,
-    PlanStep,
-    flag,
-    seconds,
-)
+from tideflow.io.options import OptionCheck, flag, seconds
+from tideflow.io.primitive import BucketPrimitive, PlanAction, PlanStep
 from tideflow.io.strategies import ObjectStore, StoredObject
 from tideflow.types.aws import s3_version
 

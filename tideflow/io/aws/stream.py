@@ -46,7 +46,8 @@ from tideflow.io.aws.s3 import S3Bucket, S3ObjectStore
 from tideflow.io.aws.source import SQSDeadLetterQueue, SQSSource
 from tideflow.io.aws.stream_parts import BucketNotification, Queue
 from tideflow.io.composite import CompositePrimitive, Part
-from tideflow.io.primitive import OptionCheck, SourcePrimitive, seconds, text, whole_number
+from tideflow.io.options import OptionCheck, seconds, text, whole_number
+from tideflow.io.primitive import SourcePrimitive
 from tideflow.io.strategies import StoredObject
 
 _QUEUE_NAME = re.compile(r"[A-Za-z0-9_-]{1,76}")

@@ -82,13 +82,7 @@ class Queue(Part):
         return self.step(PlanAction.DELETE)
 
     def delete(self) -> None:
-        with translated(
-            resource=f"SQS queue {self.queue.name}",
-            action="delete",
-            error=PrimitiveError,
-            permission="sqs:DeleteQueue",
-            cases={MISSING_QUEUE: None},
-        ):
+        with self.queue.translated("delete", "sqs:DeleteQueue", gone_is_fine=True):
             self.queue.sqs().delete_queue(QueueUrl=self.queue.url())
 
 

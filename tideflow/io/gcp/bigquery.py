@@ -45,7 +45,8 @@ from tideflow.io.gcp.bigquery_io import API_RETRY, BigQueryReader, BigQuerySink
 from tideflow.io.gcp.clients import bigquery_client
 from tideflow.io.gcp.errors import describe, translated
 from tideflow.io.gcp.settings import BIGQUERY_EMULATOR_ENV, GcpSettings
-from tideflow.io.primitive import OptionCheck, PlanAction, PlanStep, Primitive, SinkPrimitive, text
+from tideflow.io.options import OptionCheck, text
+from tideflow.io.primitive import PlanAction, PlanStep, Primitive, ProcessLocal, SinkPrimitive
 from tideflow.io.schema import ROW_ID_COLUMN, Field, Kind
 
 logger = logging.getLogger("tideflow.gcp")
@@ -154,9 +155,10 @@ def _shape(field: bigquery.SchemaField) -> tuple[str, str]:
     return _SYNONYMS.get(kind, kind), repeated
 
 
-class BigQueryDataset(Primitive):
+class BigQueryDataset(ProcessLocal, Primitive):
     """A BigQuery dataset; its client is created on first use."""
 
+    process_local = ("_client",)
     option_checks: ClassVar[Mapping[str, OptionCheck]] = {"location": text}
 
     def __init__(

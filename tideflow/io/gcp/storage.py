@@ -29,7 +29,7 @@ import shutil
 import tempfile
 import threading
 from collections.abc import Iterator, Mapping
-from typing import IO, Any, ClassVar
+from typing import IO, ClassVar
 
 from google.api_core import exceptions as api_exceptions
 from google.cloud import storage  # type: ignore[attr-defined]
@@ -38,15 +38,20 @@ from tideflow.exceptions import ObjectNotFoundError, ObjectSupersededError, Prim
 from tideflow.io.gcp.clients import storage_client
 from tideflow.io.gcp.errors import api_disabled, describe, translated
 from tideflow.io.gcp.settings import GcpSettings
-from tideflow.io.primitive import BucketPrimitive, OptionCheck, PlanAction, PlanStep, flag, text
+from tideflow.io.options import OptionCheck, flag, text
+from tideflow.io.primitive import BucketPrimitive, PlanAction, PlanStep, ProcessLocal
 from tideflow.io.strategies import ObjectStore, StoredObject
 
 logger = logging.getLogger("tideflow.gcp")
 
 
-class GCSBucket(BucketPrimitive):
-    """A Cloud Storage bucket; ``client()`` gives the google-cloud-storage ``Bucket``."""
+class GCSBucket(ProcessLocal, BucketPrimitive):
+    """A Cloud Storage bucket; ``client()`` gives the google-cloud-storage ``Bucket``.
 
+    Events carry the bucket to replica processes; it travels without its client.
+    """
+
+    process_local = ("_client",)
     option_checks: ClassVar[Mapping[str, OptionCheck]] = {"force_destroy": flag, "location": text}
 
     def __init__(
@@ -64,17 +69,6 @@ class GCSBucket(BucketPrimitive):
         self.force_destroy = False
         self.location = "US"
         self._client: storage.Client | None = None
-        self._lock = threading.Lock()
-
-    def __getstate__(self) -> dict[str, Any]:
-        # Events carry the bucket to replica processes; clients and locks do not pickle.
-        state = self.__dict__.copy()
-        state["_client"] = None
-        del state["_lock"]
-        return state
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__dict__.update(state)
         self._lock = threading.Lock()
 
     @property

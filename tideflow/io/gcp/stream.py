@@ -53,14 +53,8 @@ from tideflow.io.gcp.source import PubSubDeadLetters, PubSubSource
 from tideflow.io.gcp.storage import GCSBucket
 from tideflow.io.gcp.stream_parts import BucketNotification, IamGrant, Subscription, Topic
 from tideflow.io.gcp.transport import NotificationTransport, PubSubTransport, SubscriptionConfig
-from tideflow.io.primitive import (
-    OptionCheck,
-    PlanAction,
-    PlanStep,
-    SourcePrimitive,
-    seconds,
-    whole_number,
-)
+from tideflow.io.options import OptionCheck, seconds, whole_number
+from tideflow.io.primitive import PlanAction, PlanStep, SourcePrimitive
 from tideflow.io.strategies import StoredObject
 
 PUBLISHER = "roles/pubsub.publisher"

@@ -28,16 +28,25 @@ from tideflow.io.primitive import PlanAction, PlanStep
 
 
 def admin(
-    action: str, resource: str, permission: str, *, gone_is_fine: bool = False
+    action: str,
+    resource: str,
+    permission: str,
+    *,
+    tolerate: tuple[type[api_exceptions.GoogleAPIError], ...] = (),
 ) -> AbstractContextManager[None]:
-    """An admin call on ``resource``; with ``gone_is_fine``, NotFound ends it quietly."""
+    """An admin call on ``resource``; the errors it ``tolerate``s end it quietly (a
+    resource already there when created, or already gone when deleted)."""
     return translated(
         resource=resource,
         action=action,
         error=PrimitiveError,
         permission=permission,
-        cases={api_exceptions.NotFound: None} if gone_is_fine else None,
+        cases=dict.fromkeys(tolerate),
     )
+
+
+_GONE = (api_exceptions.NotFound,)
+_THERE = (api_exceptions.AlreadyExists,)
 
 
 class Topic(Part):
@@ -55,13 +64,7 @@ class Topic(Part):
         return self.step(PlanAction.NO_CHANGE if self._exists() else PlanAction.CREATE)
 
     def apply(self, action: PlanAction) -> None:
-        with translated(
-            resource=f"topic {self.name}",
-            action="create",
-            error=PrimitiveError,
-            permission="pubsub.topics.create",
-            cases={api_exceptions.AlreadyExists: None},
-        ):
+        with admin("create", f"topic {self.name}", "pubsub.topics.create", tolerate=_THERE):
             self.pubsub.create_topic(self.name)
 
     def plan_destroy(self) -> PlanStep:
@@ -70,7 +73,7 @@ class Topic(Part):
         return self.step(PlanAction.NO_CHANGE, "already gone")
 
     def delete(self) -> None:
-        with admin("delete", f"topic {self.name}", "pubsub.topics.delete", gone_is_fine=True):
+        with admin("delete", f"topic {self.name}", "pubsub.topics.delete", tolerate=_GONE):
             self.pubsub.delete_topic(self.name)
 
 
@@ -118,13 +121,8 @@ class Subscription(Part):
 
     def apply(self, action: PlanAction) -> None:
         if action is PlanAction.CREATE:
-            with translated(
-                resource=f"subscription {self.name}",
-                action="create",
-                error=PrimitiveError,
-                permission="pubsub.subscriptions.create",
-                cases={api_exceptions.AlreadyExists: None},
-            ):
+            where, permission = f"subscription {self.name}", "pubsub.subscriptions.create"
+            with admin("create", where, permission, tolerate=_THERE):
                 self.pubsub.create_subscription(self.config)
         else:
             with admin("update", f"subscription {self.name}", "pubsub.subscriptions.update"):
@@ -137,7 +135,7 @@ class Subscription(Part):
 
     def delete(self) -> None:
         where, permission = f"subscription {self.name}", "pubsub.subscriptions.delete"
-        with admin("delete", where, permission, gone_is_fine=True):
+        with admin("delete", where, permission, tolerate=_GONE):
             self.pubsub.delete_subscription(self.name)
 
 
@@ -162,7 +160,7 @@ class IamGrant(Part):
     def _granted(self) -> bool:
         # The resource itself is created earlier in the same apply: NotFound until then.
         permission = f"pubsub.{self._kind}.getIamPolicy"
-        with admin("read the IAM policy of", self.resource, permission, gone_is_fine=True):
+        with admin("read the IAM policy of", self.resource, permission, tolerate=_GONE):
             return self.member() in self.pubsub.iam_members(self.resource, self.role)
         return False
 
@@ -223,7 +221,7 @@ class BucketNotification(Part):
     def _ours(self) -> list[NotificationConfig]:
         """The bucket's notification configurations that publish to our topic."""
         where = f"bucket gs://{self.bucket}"
-        with admin("list the notifications of", where, "storage.buckets.get", gone_is_fine=True):
+        with admin("list the notifications of", where, "storage.buckets.get", tolerate=_GONE):
             configs = self.notifications.list_notifications(self.bucket)
             return [c for c in configs if c.topic == self.topic]
         return []
@@ -309,7 +307,7 @@ class BucketNotification(Part):
 
     def _delete(self, config: NotificationConfig) -> None:
         where, permission = f"bucket gs://{self.bucket}", "storage.buckets.update"
-        with admin("delete the notification of", where, permission, gone_is_fine=True):
+        with admin("delete the notification of", where, permission, tolerate=_GONE):
             self.notifications.delete_notification(self.bucket, config.notification_id)
 
     def plan_destroy(self) -> PlanStep:

@@ -38,14 +38,8 @@ from tideflow.io.keys import RESERVED_PREFIX
 from tideflow.io.local.bucket import LocalBucket, iter_keys
 from tideflow.io.local.journal import DEAD, DONE, LEASED, PENDING, EventRecord, Journal
 from tideflow.io.local.settings import LocalSettings
-from tideflow.io.primitive import (
-    OptionCheck,
-    PlanAction,
-    PlanStep,
-    SourcePrimitive,
-    seconds,
-    whole_number,
-)
+from tideflow.io.options import OptionCheck, seconds, whole_number
+from tideflow.io.primitive import PlanAction, PlanStep, SourcePrimitive
 from tideflow.io.strategies import DeadLetterQueue, Source, StoredObject
 from tideflow.types import DeadLetter, Delivery, ObjectReader, SourceStats
 from tideflow.types.local import LocalFileChangeEvent

@@ -41,7 +41,7 @@ from psycopg.conninfo import conninfo_to_dict
 
 from tideflow.exceptions import ConfigError, PrimitiveError, TideflowError
 from tideflow.io.errors import Call, ErrorMap, one_line
-from tideflow.io.primitive import PlanAction, PlanStep, Primitive
+from tideflow.io.primitive import PlanAction, PlanStep, Primitive, ProcessLocal
 from tideflow.io.settings import env_text
 
 URL_ENV = "POSTGRES_URL"
@@ -217,24 +217,16 @@ class _Pool:
                 return
 
 
-class PostgresDatabase(Primitive):
+class PostgresDatabase(ProcessLocal, Primitive):
     """An existing PostgreSQL database; tideflow creates tables in it, not the database."""
+
+    process_local = ("_pool",)
 
     def __init__(self, url: str | None = None, *, pool_size: int = 8) -> None:
         self.settings = PostgresSettings.from_environ(url)
         self.url = self.settings.url
         self.pool_size = pool_size
         self._pool: _Pool | None = None
-        self._lock = threading.Lock()
-
-    def __getstate__(self) -> dict[str, Any]:
-        state = self.__dict__.copy()
-        state["_pool"] = None
-        del state["_lock"]
-        return state
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__dict__.update(state)
         self._lock = threading.Lock()
 
     @property
