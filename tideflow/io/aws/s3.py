@@ -37,6 +37,7 @@ import re
 import threading
 import time
 from collections.abc import Iterator, Mapping
+from contextlib import AbstractContextManager
 from typing import IO, Any, ClassVar
 
 from tideflow.exceptions import ObjectNotFoundError, ObjectSupersededError, PrimitiveError
@@ -44,7 +45,7 @@ from tideflow.io.aws.clients import client, s3_resource
 from tideflow.io.aws.errors import translated
 from tideflow.io.aws.metadata import decode_metadata, encode_metadata
 from tideflow.io.aws.settings import default_region
-from tideflow.io.errors import one_line
+from tideflow.io.errors import Case, Outcome, one_line
 from tideflow.io.options import OptionCheck, flag, seconds
 from tideflow.io.primitive import BucketPrimitive, PlanAction, PlanStep
 from tideflow.io.strategies import ObjectStore, StoredObject
@@ -87,6 +88,24 @@ class S3Bucket(BucketPrimitive):
     def resource(self) -> str:
         return f"bucket s3://{self.bucket_name}"
 
+    def translated(
+        self,
+        action: str,
+        permission: str,
+        *,
+        where: str | None = None,
+        cases: Mapping[Case, Outcome] | None = None,
+    ) -> AbstractContextManager[None]:
+        """An S3 call on the bucket (or on ``where`` in it); its errors as ``PrimitiveError``
+        (``tideflow.io.errors``)."""
+        return translated(
+            resource=where or self.resource,
+            action=action,
+            error=PrimitiveError,
+            permission=permission,
+            cases=cases,
+        )
+
     def s3(self) -> Any:
         """The shared boto3 S3 client."""
         return client("s3", self.region)
@@ -105,23 +124,13 @@ class S3Bucket(BucketPrimitive):
 
     def location(self) -> str:
         """The region the bucket is in."""
-        with translated(
-            resource=self.resource,
-            action="read the region of",
-            error=PrimitiveError,
-            permission="s3:GetBucketLocation",
-        ):
+        with self.translated("read the region of", "s3:GetBucketLocation"):
             found = self.s3().get_bucket_location(Bucket=self.bucket_name).get("LocationConstraint")
         # us-east-1 answers no constraint; "EU" is the legacy name of eu-west-1.
         return {None: "us-east-1", "": "us-east-1", "EU": "eu-west-1"}.get(found, found)
 
     def is_versioned(self) -> bool:
-        with translated(
-            resource=self.resource,
-            action="read the versioning of",
-            error=PrimitiveError,
-            permission="s3:GetBucketVersioning",
-        ):
+        with self.translated("read the versioning of", "s3:GetBucketVersioning"):
             status = self.s3().get_bucket_versioning(Bucket=self.bucket_name).get("Status")
         return status in ("Enabled", "Suspended")
 
@@ -135,12 +144,8 @@ class S3Bucket(BucketPrimitive):
             f"{self.resource} exists but this account cannot use it (bucket names are "
             "global across all AWS accounts; choose another, or grant s3:ListBucket)"
         )
-        with translated(
-            resource=self.resource,
-            action="look up",
-            error=PrimitiveError,
-            permission="s3:ListBucket",
-            cases={_NOT_FOUND: None, _FORBIDDEN: taken},
+        with self.translated(
+            "look up", "s3:ListBucket", cases={_NOT_FOUND: None, _FORBIDDEN: taken}
         ):
             self.s3().head_bucket(Bucket=self.bucket_name)
             return True
@@ -193,21 +198,14 @@ class S3Bucket(BucketPrimitive):
                 f"bucket name {self.bucket_name!r} is taken (bucket names are global across "
                 "all AWS accounts); choose another"
             )
-            with translated(
-                resource=self.resource,
-                action="create",
-                error=PrimitiveError,
-                permission="s3:CreateBucket",
+            with self.translated(
+                "create",
+                "s3:CreateBucket",
                 cases={"BucketAlreadyOwnedByYou": None, "BucketAlreadyExists": taken},
             ):
                 self.s3().create_bucket(**kwargs)
         if self.versioning and step.action is not PlanAction.NO_CHANGE:
-            with translated(
-                resource=self.resource,
-                action="turn on versioning of",
-                error=PrimitiveError,
-                permission="s3:PutBucketVersioning",
-            ):
+            with self.translated("turn on versioning of", "s3:PutBucketVersioning"):
                 self.s3().put_bucket_versioning(
                     Bucket=self.bucket_name, VersioningConfiguration={"Status": "Enabled"}
                 )
@@ -225,24 +223,15 @@ class S3Bucket(BucketPrimitive):
             "S3Bucket(...).options(force_destroy=True) to delete its objects "
             "(S3_FORCE_DESTROY=true on the aws stack)"
         )
-        with translated(
-            resource=self.resource,
-            action="delete",
-            error=PrimitiveError,
-            permission="s3:DeleteBucket",
-            cases={"BucketNotEmpty": not_empty, _NOT_FOUND: None},
+        with self.translated(
+            "delete", "s3:DeleteBucket", cases={"BucketNotEmpty": not_empty, _NOT_FOUND: None}
         ):
             self.s3().delete_bucket(Bucket=self.bucket_name)
         return step
 
     def _empty(self) -> None:
         """Delete every object version and delete marker, a page (<= 1,000) at a time."""
-        with translated(
-            resource=self.resource,
-            action="empty",
-            error=PrimitiveError,
-            permission="s3:ListBucketVersions, s3:DeleteObjectVersion",
-        ):
+        with self.translated("empty", "s3:ListBucketVersions, s3:DeleteObjectVersion"):
             pages = (
                 self.s3().get_paginator("list_object_versions").paginate(Bucket=self.bucket_name)
             )
@@ -311,12 +300,7 @@ class S3ObjectStore(ObjectStore):
         # put_object (not a multipart upload_fileobj) so that the ETag is the MD5 and is
         # returned: the event's version is known now. Uploads are size-limited upstream.
         body = data.read()
-        with translated(
-            resource=self._where(key),
-            action="write",
-            error=PrimitiveError,
-            permission="s3:PutObject",
-        ):
+        with self.bucket.translated("write", "s3:PutObject", where=self._where(key)):
             response = self.bucket.s3().put_object(
                 Bucket=self.bucket_name,
                 Key=key,
@@ -335,11 +319,10 @@ class S3ObjectStore(ObjectStore):
 
     def get(self, key: str, *, version: str | None = None) -> bytes:
         which = f" version {version}" if version else ""
-        with translated(
-            resource=self._where(key),
-            action="read",
-            error=PrimitiveError,
-            permission="s3:GetObject, s3:GetObjectVersion",
+        with self.bucket.translated(
+            "read",
+            "s3:GetObject, s3:GetObjectVersion",
+            where=self._where(key),
             cases={
                 _PRECONDITION_FAILED: lambda _: self._superseded(key, version),
                 _NOT_FOUND: ObjectNotFoundError(
@@ -380,11 +363,10 @@ class S3ObjectStore(ObjectStore):
             f"{f' version {version}' if version else ''} (400 Bad Request: an object "
             "encrypted with a customer-provided key (SSE-C), or a bad version id)"
         )
-        with translated(
-            resource=self._where(key),
-            action="look up",
-            error=PrimitiveError,
-            permission="s3:GetObject",
+        with self.bucket.translated(
+            "look up",
+            "s3:GetObject",
+            where=self._where(key),
             cases={_NOT_FOUND | _PRECONDITION_FAILED: None, _BAD_REQUEST: refused},
         ):
             head = self.bucket.s3().head_object(
@@ -403,12 +385,7 @@ class S3ObjectStore(ObjectStore):
     def list(self, *, prefix: str = "") -> Iterator[StoredObject]:
         """Current objects under ``prefix``, a page at a time (no content type/metadata)."""
         versioned = self.bucket.is_versioned()
-        with translated(
-            resource=self.bucket.resource,
-            action="list",
-            error=PrimitiveError,
-            permission="s3:ListBucket",
-        ):
+        with self.bucket.translated("list", "s3:ListBucket"):
             if versioned:
                 pages = (
                     self.bucket.s3()

@@ -60,15 +60,19 @@ from tideflow.io.aws.notifications import parse_body, parse_record, record_body
 from tideflow.io.aws.queues import SqsQueue
 from tideflow.io.aws.s3 import S3Bucket
 from tideflow.io.errors import one_line
-from tideflow.io.strategies import DeadLetterQueue, Source
+from tideflow.io.strategies import (
+    ATTEMPTS_ATTRIBUTE,
+    ATTEMPTS_EXHAUSTED,
+    ERROR_ATTRIBUTE,
+    SOURCE_MESSAGE_ATTRIBUTE,
+    DeadLetterQueue,
+    Source,
+)
 from tideflow.types import DeadLetter, Delivery, ObjectReader, SourceStats
 from tideflow.types.aws import S3FileChangeEvent
 
 logger = logging.getLogger("tideflow.aws")
 
-ERROR_ATTRIBUTE = "tideflow_error"
-ATTEMPTS_ATTRIBUTE = "tideflow_attempts"
-SOURCE_MESSAGE_ATTRIBUTE = "tideflow_source_message_id"
 MAX_WAIT_SECONDS = 20
 MAX_DELAY_SECONDS = 900
 # SQS refuses a visibility that ends more than 12 hours after the receive; a minute of
@@ -77,7 +81,6 @@ MAX_VISIBILITY_SECONDS = 43_200 - 60
 HAND_BACK_AFTER_SECONDS = 39_600
 _POLL_ERROR_PAUSE_SECONDS = 1.0
 _MAX_ERROR_CHARS = 1000
-_EXHAUSTED = "delivery attempts exhausted: the consumer never finished it (crash or timeout)"
 
 
 @dataclasses.dataclass
@@ -477,7 +480,7 @@ class SQSDeadLetterQueue(DeadLetterQueue):
 
     def _letters(self, message: dict[str, Any]) -> builtins.list[DeadLetter]:
         attributes = message.get("MessageAttributes", {})
-        error = attributes.get(ERROR_ATTRIBUTE, {}).get("StringValue") or _EXHAUSTED
+        error = attributes.get(ERROR_ATTRIBUTE, {}).get("StringValue") or ATTEMPTS_EXHAUSTED
         attempts = int(
             attributes.get(ATTEMPTS_ATTRIBUTE, {}).get("StringValue")
             or message.get("Attributes", {}).get("ApproximateReceiveCount", "0")

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 from tideflow.exceptions import PrimitiveError
-from tideflow.io.aws.errors import error_code, translated
+from tideflow.io.aws.errors import error_code
 from tideflow.io.aws.queues import MISSING_QUEUE, SqsQueue
 from tideflow.io.aws.s3 import S3Bucket
 from tideflow.io.composite import Part
@@ -116,11 +116,8 @@ class BucketNotification(Part):
         """The bucket's notification configuration; None while the bucket does not exist."""
         if not self.bucket.exists():
             return None
-        with translated(
-            resource=self.bucket.resource,
-            action="read the notification configuration of",
-            error=PrimitiveError,
-            permission="s3:GetBucketNotification",
+        with self.bucket.translated(
+            "read the notification configuration of", "s3:GetBucketNotification"
         ):
             config = self.bucket.s3().get_bucket_notification_configuration(
                 Bucket=self.bucket.bucket_name
@@ -165,11 +162,9 @@ class BucketNotification(Part):
         """
         config = {k: v for k, v in config.items() if v is not None}
         config["QueueConfigurations"] = queues
-        with translated(
-            resource=self.bucket.resource,
-            action="set the notification configuration of",
-            error=PrimitiveError,
-            permission="s3:PutBucketNotification",
+        with self.bucket.translated(
+            "set the notification configuration of",
+            "s3:PutBucketNotification",
             cases={_destinations_unvalidated: self._unvalidated},
         ):
             _retried(

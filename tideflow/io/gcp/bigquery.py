@@ -40,10 +40,10 @@ from google.cloud import bigquery
 
 from tideflow.exceptions import PrimitiveError, ReadError, TideflowError
 from tideflow.home import make_private_dir, state_path
-from tideflow.io.errors import one_line
+from tideflow.io.errors import Case, Outcome, one_line
 from tideflow.io.gcp.bigquery_io import API_RETRY, BigQueryReader, BigQuerySink
 from tideflow.io.gcp.clients import bigquery_client
-from tideflow.io.gcp.errors import describe, translated
+from tideflow.io.gcp.errors import admin, describe, translated
 from tideflow.io.gcp.settings import BIGQUERY_EMULATOR_ENV, GcpSettings
 from tideflow.io.options import OptionCheck, text
 from tideflow.io.primitive import PlanAction, PlanStep, Primitive, ProcessLocal, SinkPrimitive
@@ -185,11 +185,7 @@ class BigQueryDataset(ProcessLocal, Primitive):
     def client(self) -> bigquery.Client:
         with self._lock:
             if self._client is None:
-                with translated(
-                    resource=f"dataset {self.dataset_ref}",
-                    action="connect to BigQuery for",
-                    error=PrimitiveError,
-                ):
+                with admin("connect to BigQuery for", f"dataset {self.dataset_ref}"):
                     self._client = bigquery_client(self.project_id, self.settings)
             return self._client
 
@@ -203,24 +199,18 @@ class BigQueryDataset(ProcessLocal, Primitive):
             action="look up",
             error=error,
             permission="bigquery.datasets.get",
+            cases={api_exceptions.NotFound: None},
         ):
-            try:
-                found = self.client().get_dataset(self.dataset_ref, retry=API_RETRY)
-            except api_exceptions.NotFound:
-                return False
-        self._found_location = found.location
-        return True
+            found = self.client().get_dataset(self.dataset_ref, retry=API_RETRY)
+            self._found_location = found.location
+            return True
+        return False
 
     def _tables(self) -> list[str] | None:
         """Names of the dataset's tables; None when the dataset does not exist."""
         if not self._exists():
             return None
-        with translated(
-            resource=f"dataset {self.dataset_ref}",
-            action="list the tables of",
-            error=PrimitiveError,
-            permission="bigquery.tables.list",
-        ):
+        with admin("list the tables of", f"dataset {self.dataset_ref}", "bigquery.tables.list"):
             return [
                 t.table_id for t in self.client().list_tables(self.dataset_ref, retry=API_RETRY)
             ]
@@ -261,12 +251,7 @@ class BigQueryDataset(ProcessLocal, Primitive):
         if step.action is PlanAction.CREATE:
             dataset = bigquery.Dataset(self.dataset_ref)
             dataset.location = self.location
-            with translated(
-                resource=f"dataset {self.dataset_ref}",
-                action="create",
-                error=PrimitiveError,
-                permission="bigquery.datasets.create",
-            ):
+            with admin("create", f"dataset {self.dataset_ref}", "bigquery.datasets.create"):
                 self.client().create_dataset(dataset, exists_ok=True, retry=API_RETRY)
         return step
 
@@ -283,12 +268,7 @@ class BigQueryDataset(ProcessLocal, Primitive):
                 f"({', '.join(sorted(left))}); delete them first, or the dataset with "
                 f"`bq rm -r {self.dataset_ref}`"
             )
-        with translated(
-            resource=f"dataset {self.dataset_ref}",
-            action="delete",
-            error=PrimitiveError,
-            permission="bigquery.datasets.delete",
-        ):
+        with admin("delete", f"dataset {self.dataset_ref}", "bigquery.datasets.delete"):
             self.client().delete_dataset(self.dataset_ref, not_found_ok=True, retry=API_RETRY)
         return step
 
@@ -364,16 +344,10 @@ class BigQueryTable(SinkPrimitive):
         return (self.dataset,)
 
     def _table(self) -> bigquery.Table | None:
-        with translated(
-            resource=f"table {self.table_ref}",
-            action="look up",
-            error=PrimitiveError,
-            permission="bigquery.tables.get",
-        ):
-            try:
-                return self.dataset.client().get_table(self.table_ref, retry=API_RETRY)
-            except api_exceptions.NotFound:
-                return None
+        gone: Mapping[Case, Outcome] = {api_exceptions.NotFound: None}
+        with admin("look up", f"table {self.table_ref}", "bigquery.tables.get", cases=gone):
+            return self.dataset.client().get_table(self.table_ref, retry=API_RETRY)
+        return None
 
     def _changes(self, table: bigquery.Table) -> tuple[list[bigquery.SchemaField], PlanStep]:
         merged, added, conflicts = merge_schema(table.schema, table_schema(self.fields()))
@@ -431,12 +405,7 @@ class BigQueryTable(SinkPrimitive):
         client = self.dataset.client()
         if table is None:
             self._refuse_recent_name()
-            with translated(
-                resource=f"table {self.table_ref}",
-                action="create",
-                error=PrimitiveError,
-                permission="bigquery.tables.create",
-            ):
+            with admin("create", f"table {self.table_ref}", "bigquery.tables.create"):
                 new = bigquery.Table(self.table_ref, schema=table_schema(self.fields()))
                 new.time_partitioning = self.partitioning()
                 new.clustering_fields = self.clustering()
@@ -447,12 +416,7 @@ class BigQueryTable(SinkPrimitive):
         if step.action is PlanAction.UPDATE:
             known = {f.name for f in table.schema}
             table.schema = merged
-            with translated(
-                resource=f"table {self.table_ref}",
-                action="add columns to",
-                error=PrimitiveError,
-                permission="bigquery.tables.update",
-            ):
+            with admin("add columns to", f"table {self.table_ref}", "bigquery.tables.update"):
                 # The table's etag travels along: a concurrent schema change fails this one.
                 client.update_table(table, ["schema"], retry=API_RETRY)
             # Top-level columns only: a field added inside a RECORD is probed by its record.
@@ -528,12 +492,7 @@ class BigQueryTable(SinkPrimitive):
     def destroy(self) -> PlanStep:
         step = self.plan_destroy()
         if step.action is PlanAction.DELETE:
-            with translated(
-                resource=f"table {self.table_ref}",
-                action="delete",
-                error=PrimitiveError,
-                permission="bigquery.tables.delete",
-            ):
+            with admin("delete", f"table {self.table_ref}", "bigquery.tables.delete"):
                 self.dataset.client().delete_table(
                     self.table_ref, not_found_ok=True, retry=API_RETRY
                 )

@@ -17,9 +17,11 @@ Delivery guarantees:
 - ``ack`` after the sink committed. A message whose lease ran out (a crashed replica or
   run process) is redelivered by Pub/Sub; rows are idempotent on the object identity.
 - ``close`` hands the buffered messages back at once (lease 0), waits for the pull in
-  flight (at most ``CLOSE_WAIT_SECONDS``, 10 s) and hands back what it brought too, and
-  only then closes the channel: a call cancelled by the close would strand what Pub/Sub
-  had leased to it for an ack deadline. A pull still open after the wait is cut.
+  flight and hands back what it brings too, and only then closes the channel: a call
+  cancelled by the close would strand what Pub/Sub had leased to it for an ack deadline.
+  A pull that brings messages answers at once; one still open after
+  ``CLOSE_WAIT_SECONDS`` (2 s) is idle (Pub/Sub holds an empty pull until its deadline)
+  and is cut, which strands nothing unless a message reaches it in that very instant.
 - ``nack`` of a retryable failure hands the message back after a growing delay
   (``retry_min_seconds`` doubled per attempt, at most ``retry_max_seconds``: its lease
   is set to that), so a short outage of the sink does not burn every attempt in
@@ -73,14 +75,18 @@ from tideflow.io.gcp.notifications import (
     parse_notification,
 )
 from tideflow.io.gcp.transport import PubSubTransport, ReceivedMessage
-from tideflow.io.strategies import DeadLetterQueue, Source
+from tideflow.io.strategies import (
+    ATTEMPTS_ATTRIBUTE,
+    ATTEMPTS_EXHAUSTED,
+    ERROR_ATTRIBUTE,
+    SOURCE_MESSAGE_ATTRIBUTE,
+    DeadLetterQueue,
+    Source,
+)
 from tideflow.types import DeadLetter, Delivery, ObjectReader, SourceStats
 
 logger = logging.getLogger("tideflow.gcp")
 
-ERROR_ATTRIBUTE = "tideflow_error"
-ATTEMPTS_ATTRIBUTE = "tideflow_attempts"
-SOURCE_MESSAGE_ATTRIBUTE = "tideflow_source_message_id"
 _PUBSUB_DELIVERY_COUNT = "CloudPubSubDeadLetterSourceDeliveryCount"
 _ADDED_PREFIXES = ("tideflow_", "CloudPubSubDeadLetterSource")
 # Pub/Sub attribute values are limited to 1,024 bytes.
@@ -89,9 +95,9 @@ _MAX_LEASE_SECONDS = 600
 # A dead-letter scan's pull deadline: a pull cut short can lease messages that never
 # arrive, hiding them for the ack deadline (the scan stops at the first empty answer).
 SCAN_TIMEOUT_SECONDS = 10.0
-# How long ``close`` waits for the pull in flight before it closes the channel anyway.
-CLOSE_WAIT_SECONDS = 10.0
-_EXHAUSTED = "delivery attempts exhausted: the consumer never finished it (crash or timeout)"
+# How long ``close`` waits for the pull in flight before it closes the channel anyway: a
+# pull that brings messages answers at once, an idle one is held until its deadline.
+CLOSE_WAIT_SECONDS = 2.0
 
 
 class PubSubSource(Source):
@@ -535,7 +541,7 @@ class PubSubDeadLetters(DeadLetterQueue):
             id=message.message_id,
             event=event,
             attempts=int(attempts or 0),
-            error=attributes.get(ERROR_ATTRIBUTE) or _EXHAUSTED,
+            error=attributes.get(ERROR_ATTRIBUTE) or ATTEMPTS_EXHAUSTED,
             dead_at=message.publish_time.astimezone(datetime.UTC),
         )
 

@@ -36,7 +36,7 @@ from google.cloud import storage  # type: ignore[attr-defined]
 
 from tideflow.exceptions import ObjectNotFoundError, ObjectSupersededError, PrimitiveError
 from tideflow.io.gcp.clients import storage_client
-from tideflow.io.gcp.errors import api_disabled, describe, translated
+from tideflow.io.gcp.errors import admin, api_disabled, describe
 from tideflow.io.gcp.settings import GcpSettings
 from tideflow.io.options import OptionCheck, flag, text
 from tideflow.io.primitive import BucketPrimitive, PlanAction, PlanStep, ProcessLocal
@@ -79,7 +79,7 @@ class GCSBucket(ProcessLocal, BucketPrimitive):
         """The storage client, created on first use."""
         with self._lock:
             if self._client is None:
-                with translated(resource=self.resource, action="connect to", error=PrimitiveError):
+                with admin("connect to", self.resource):
                     self._client = storage_client(self.project_id, self.settings)
             return self._client
 
@@ -105,12 +105,8 @@ class GCSBucket(ProcessLocal, BucketPrimitive):
                 f"another GCS_BUCKET_NAME ({describe(exc)})"
             )
 
-        with translated(
-            resource=self.resource,
-            action="look up",
-            error=PrimitiveError,
-            permission="storage.buckets.get",
-            cases={_forbidden_but_enabled: taken},
+        with admin(
+            "look up", self.resource, "storage.buckets.get", cases={_forbidden_but_enabled: taken}
         ):
             return bool(self.client().exists())
 
@@ -132,11 +128,10 @@ class GCSBucket(ProcessLocal, BucketPrimitive):
                 f"bucket name {self.bucket_name!r} is taken (bucket names are global across "
                 "all projects); choose another"
             )
-            with translated(
-                resource=self.resource,
-                action="create",
-                error=PrimitiveError,
-                permission="storage.buckets.create",
+            with admin(
+                "create",
+                self.resource,
+                "storage.buckets.create",
                 cases={api_exceptions.Conflict: taken},
             ):
                 self.storage_client().create_bucket(
@@ -166,11 +161,10 @@ class GCSBucket(ProcessLocal, BucketPrimitive):
             f"{self.resource} is not empty: empty it, or declare "
             "GCSBucket(...).options(force_destroy=True) to delete its objects"
         )
-        with translated(
-            resource=self.resource,
-            action="delete",
-            error=PrimitiveError,
-            permission="storage.buckets.delete",
+        with admin(
+            "delete",
+            self.resource,
+            "storage.buckets.delete",
             cases={api_exceptions.Conflict: not_empty, api_exceptions.NotFound: None},
         ):
             bucket.delete()
@@ -189,12 +183,7 @@ class GCSBucket(ProcessLocal, BucketPrimitive):
         this with its own error, not a later "not empty".
         """
         self._turn_off_soft_delete(bucket)
-        with translated(
-            resource=self.resource,
-            action="empty",
-            error=PrimitiveError,
-            permission="storage.objects.delete",
-        ):
+        with admin("empty", self.resource, "storage.objects.delete"):
             # Page by page, so a large bucket is never listed into memory at once;
             # on_error is called only for NotFound (an object someone else deleted
             # meanwhile, which is fine); any other error is raised.
@@ -202,23 +191,13 @@ class GCSBucket(ProcessLocal, BucketPrimitive):
                 bucket.delete_blobs(list(page), on_error=lambda _: None, preserve_generation=True)
 
     def _turn_off_soft_delete(self, bucket: storage.Bucket) -> None:
-        with translated(
-            resource=self.resource,
-            action="read the soft delete policy of",
-            error=PrimitiveError,
-            permission="storage.buckets.get",
-        ):
+        with admin("read the soft delete policy of", self.resource, "storage.buckets.get"):
             bucket.reload()
         days = (bucket.soft_delete_policy.retention_duration_seconds or 0) / 86400
         if not days:
             return
         try:
-            with translated(
-                resource=self.resource,
-                action="turn off soft delete of",
-                error=PrimitiveError,
-                permission="storage.buckets.update",
-            ):
+            with admin("turn off soft delete of", self.resource, "storage.buckets.update"):
                 bucket.soft_delete_policy.retention_duration_seconds = 0
                 bucket.patch()
         except PrimitiveError as exc:
@@ -282,12 +261,7 @@ class GCSObjectStore(ObjectStore):
                     size = spool.tell()
                     spool.seek(0)
                     data = spool
-            with translated(
-                resource=f"gs://{self.bucket_name}/{key}",
-                action="write",
-                error=PrimitiveError,
-                permission="storage.objects.create",
-            ):
+            with admin("write", f"gs://{self.bucket_name}/{key}", "storage.objects.create"):
                 # No if_generation_match=0: google-cloud-storage 3 retries uploads anyway
                 # (DEFAULT_RETRY), and with that precondition a retry after a lost answer
                 # fails 412 on the object this very call stored. Upload keys are new UUIDs,
@@ -306,11 +280,10 @@ class GCSObjectStore(ObjectStore):
             current = self.stat(key)
             return self._superseded(key, version, current.version if current else "(deleted since)")
 
-        with translated(
-            resource=f"gs://{self.bucket_name}/{key}",
-            action="read",
-            error=PrimitiveError,
-            permission="storage.objects.get",
+        with admin(
+            "read",
+            f"gs://{self.bucket_name}/{key}",
+            "storage.objects.get",
             cases={
                 api_exceptions.PreconditionFailed: superseded,
                 api_exceptions.NotFound: ObjectNotFoundError(
@@ -333,22 +306,12 @@ class GCSObjectStore(ObjectStore):
         )
 
     def stat(self, key: str) -> StoredObject | None:
-        with translated(
-            resource=f"gs://{self.bucket_name}/{key}",
-            action="read",
-            error=PrimitiveError,
-            permission="storage.objects.get",
-        ):
+        with admin("read", f"gs://{self.bucket_name}/{key}", "storage.objects.get"):
             blob = self.primitive.client().get_blob(key)
         return None if blob is None else _stored(blob)
 
     def list(self, *, prefix: str = "") -> Iterator[StoredObject]:
-        with translated(
-            resource=self.primitive.resource,
-            action="list",
-            error=PrimitiveError,
-            permission="storage.objects.list",
-        ):
+        with admin("list", self.primitive.resource, "storage.objects.list"):
             for blob in self.primitive.client().list_blobs(prefix=prefix):
                 yield _stored(blob)
 

@@ -44,7 +44,7 @@ from typing import ClassVar
 
 from tideflow.exceptions import ConfigError, PrimitiveError
 from tideflow.io.composite import CompositePrimitive, Part
-from tideflow.io.gcp.errors import translated
+from tideflow.io.gcp.errors import admin
 from tideflow.io.gcp.google_transport import GoogleNotificationTransport, GooglePubSubTransport
 from tideflow.io.gcp.monitoring import SubscriptionBacklog, metric_client
 from tideflow.io.gcp.notifications import finalize_message
@@ -219,11 +219,10 @@ class GCSFileChangeStream(CompositePrimitive, SourcePrimitive):
     def storage_agent(self) -> str:
         """``serviceAccount:`` member of the project's Cloud Storage service agent."""
         if "storage" not in self._agents:
-            with translated(
-                resource=f"project {self.project}",
-                action="look up the Cloud Storage service agent of",
-                error=PrimitiveError,
-                permission="resourcemanager.projects.get",
+            with admin(
+                "look up the Cloud Storage service agent of",
+                f"project {self.project}",
+                "resourcemanager.projects.get",
             ):
                 email = self.notifications().service_agent(self.project)
             self._agents["storage"] = f"serviceAccount:{email}"
@@ -362,12 +361,7 @@ class GCSFileChangeStream(CompositePrimitive, SourcePrimitive):
         remaining = iter(objects)
         while batch := list(itertools.islice(remaining, REPLAY_BATCH)):
             messages = [self._finalize_message(stored) for stored in batch]
-            with translated(
-                resource=self.topic,
-                action="publish replayed events to",
-                error=PrimitiveError,
-                permission="pubsub.topics.publish",
-            ):
+            with admin("publish replayed events to", self.topic, "pubsub.topics.publish"):
                 pubsub.publish_all(self.topic, messages)
             count += len(messages)
         return count

@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Callable
-from contextlib import AbstractContextManager
+from collections.abc import Callable, Mapping
 
 from google.api_core import exceptions as api_exceptions
 
 from tideflow.exceptions import PrimitiveError
 from tideflow.io.composite import Part
-from tideflow.io.gcp.errors import translated
+from tideflow.io.errors import Case, Outcome
+from tideflow.io.gcp.errors import admin
 from tideflow.io.gcp.notifications import JSON_API_V1, OBJECT_FINALIZE
 from tideflow.io.gcp.transport import (
     NotificationConfig,
@@ -26,27 +26,9 @@ from tideflow.io.gcp.transport import (
 )
 from tideflow.io.primitive import PlanAction, PlanStep
 
-
-def admin(
-    action: str,
-    resource: str,
-    permission: str,
-    *,
-    tolerate: tuple[type[api_exceptions.GoogleAPIError], ...] = (),
-) -> AbstractContextManager[None]:
-    """An admin call on ``resource``; the errors it ``tolerate``s end it quietly (a
-    resource already there when created, or already gone when deleted)."""
-    return translated(
-        resource=resource,
-        action=action,
-        error=PrimitiveError,
-        permission=permission,
-        cases=dict.fromkeys(tolerate),
-    )
-
-
-_GONE = (api_exceptions.NotFound,)
-_THERE = (api_exceptions.AlreadyExists,)
+# An admin call's cases: a resource already gone when deleted, already there when created.
+_GONE: Mapping[Case, Outcome] = {api_exceptions.NotFound: None}
+_THERE: Mapping[Case, Outcome] = {api_exceptions.AlreadyExists: None}
 
 
 class Topic(Part):
@@ -64,7 +46,7 @@ class Topic(Part):
         return self.step(PlanAction.NO_CHANGE if self._exists() else PlanAction.CREATE)
 
     def apply(self, action: PlanAction) -> None:
-        with admin("create", f"topic {self.name}", "pubsub.topics.create", tolerate=_THERE):
+        with admin("create", f"topic {self.name}", "pubsub.topics.create", cases=_THERE):
             self.pubsub.create_topic(self.name)
 
     def plan_destroy(self) -> PlanStep:
@@ -73,7 +55,7 @@ class Topic(Part):
         return self.step(PlanAction.NO_CHANGE, "already gone")
 
     def delete(self) -> None:
-        with admin("delete", f"topic {self.name}", "pubsub.topics.delete", tolerate=_GONE):
+        with admin("delete", f"topic {self.name}", "pubsub.topics.delete", cases=_GONE):
             self.pubsub.delete_topic(self.name)
 
 
@@ -122,7 +104,7 @@ class Subscription(Part):
     def apply(self, action: PlanAction) -> None:
         if action is PlanAction.CREATE:
             where, permission = f"subscription {self.name}", "pubsub.subscriptions.create"
-            with admin("create", where, permission, tolerate=_THERE):
+            with admin("create", where, permission, cases=_THERE):
                 self.pubsub.create_subscription(self.config)
         else:
             with admin("update", f"subscription {self.name}", "pubsub.subscriptions.update"):
@@ -135,7 +117,7 @@ class Subscription(Part):
 
     def delete(self) -> None:
         where, permission = f"subscription {self.name}", "pubsub.subscriptions.delete"
-        with admin("delete", where, permission, tolerate=_GONE):
+        with admin("delete", where, permission, cases=_GONE):
             self.pubsub.delete_subscription(self.name)
 
 
@@ -160,7 +142,7 @@ class IamGrant(Part):
     def _granted(self) -> bool:
         # The resource itself is created earlier in the same apply: NotFound until then.
         permission = f"pubsub.{self._kind}.getIamPolicy"
-        with admin("read the IAM policy of", self.resource, permission, tolerate=_GONE):
+        with admin("read the IAM policy of", self.resource, permission, cases=_GONE):
             return self.member() in self.pubsub.iam_members(self.resource, self.role)
         return False
 
@@ -221,7 +203,7 @@ class BucketNotification(Part):
     def _ours(self) -> list[NotificationConfig]:
         """The bucket's notification configurations that publish to our topic."""
         where = f"bucket gs://{self.bucket}"
-        with admin("list the notifications of", where, "storage.buckets.get", tolerate=_GONE):
+        with admin("list the notifications of", where, "storage.buckets.get", cases=_GONE):
             configs = self.notifications.list_notifications(self.bucket)
             return [c for c in configs if c.topic == self.topic]
         return []
@@ -275,11 +257,10 @@ class BucketNotification(Part):
         waited, pause = 0.0, 2.0
         while True:
             try:
-                with translated(
-                    resource=f"bucket gs://{self.bucket}",
-                    action="create the notification of",
-                    error=PrimitiveError,
-                    permission="storage.buckets.update",
+                with admin(
+                    "create the notification of",
+                    f"bucket gs://{self.bucket}",
+                    "storage.buckets.update",
                 ):
                     self.notifications.create_notification(
                         self.bucket,
@@ -307,7 +288,7 @@ class BucketNotification(Part):
 
     def _delete(self, config: NotificationConfig) -> None:
         where, permission = f"bucket gs://{self.bucket}", "storage.buckets.update"
-        with admin("delete the notification of", where, permission, tolerate=_GONE):
+        with admin("delete the notification of", where, permission, cases=_GONE):
             self.notifications.delete_notification(self.bucket, config.notification_id)
 
     def plan_destroy(self) -> PlanStep:
