@@ -96,17 +96,6 @@ class Source:
         return SourceStats(pending=None, in_flight=None, done=None)
 
 
-# What a source adds to a message it dead-letters, on queues that keep attributes (SQS,
-# Pub/Sub), and what a dead letter reads that the queue itself moved (its redrive or
-# dead-letter policy: no consumer ever finished it).
-ERROR_ATTRIBUTE = "tideflow_error"
-ATTEMPTS_ATTRIBUTE = "tideflow_attempts"
-SOURCE_MESSAGE_ATTRIBUTE = "tideflow_source_message_id"
-ATTEMPTS_EXHAUSTED = (
-    "delivery attempts exhausted: the consumer never finished it (crash or timeout)"
-)
-
-
 class DeadLetterQueue:
     """Where a stream's dead letters wait: listed and sent back by ``tideflow dead-letters``."""
 

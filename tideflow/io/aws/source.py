@@ -59,15 +59,13 @@ from tideflow.exceptions import MalformedEventError, SourceError, TideflowError
 from tideflow.io.aws.notifications import parse_body, parse_record, record_body
 from tideflow.io.aws.queues import SqsQueue
 from tideflow.io.aws.s3 import S3Bucket
-from tideflow.io.errors import one_line
-from tideflow.io.strategies import (
+from tideflow.io.dead_letters import (
     ATTEMPTS_ATTRIBUTE,
     ATTEMPTS_EXHAUSTED,
     ERROR_ATTRIBUTE,
-    SOURCE_MESSAGE_ATTRIBUTE,
-    DeadLetterQueue,
-    Source,
+    dead_letter_attributes,
 )
+from tideflow.io.strategies import DeadLetterQueue, Source
 from tideflow.types import DeadLetter, Delivery, ObjectReader, SourceStats
 from tideflow.types.aws import S3FileChangeEvent
 
@@ -80,7 +78,6 @@ MAX_DELAY_SECONDS = 900
 MAX_VISIBILITY_SECONDS = 43_200 - 60
 HAND_BACK_AFTER_SECONDS = 39_600
 _POLL_ERROR_PAUSE_SECONDS = 1.0
-_MAX_ERROR_CHARS = 1000
 
 
 @dataclasses.dataclass
@@ -389,15 +386,13 @@ class SQSSource(Source):
             self._done += deleted
 
     def _send_dead_letter(self, message_id: str, body: str, error: str, attempts: int) -> None:
+        written = dead_letter_attributes(error=error, attempts=attempts, message_id=message_id)
+        kinds = {ATTEMPTS_ATTRIBUTE: "Number"}
         self.dead_letters.send(
             body or "(empty message)",
             {
-                ERROR_ATTRIBUTE: {
-                    "DataType": "String",
-                    "StringValue": one_line(error, limit=_MAX_ERROR_CHARS) or "failed",
-                },
-                ATTEMPTS_ATTRIBUTE: {"DataType": "Number", "StringValue": str(attempts)},
-                SOURCE_MESSAGE_ATTRIBUTE: {"DataType": "String", "StringValue": message_id},
+                name: {"DataType": kinds.get(name, "String"), "StringValue": value}
+                for name, value in written.items()
             },
         )
 

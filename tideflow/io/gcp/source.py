@@ -66,7 +66,12 @@ from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 
 from tideflow.exceptions import SourceError
-from tideflow.io.errors import one_line
+from tideflow.io.dead_letters import (
+    ATTEMPTS_ATTRIBUTE,
+    ATTEMPTS_EXHAUSTED,
+    ERROR_ATTRIBUTE,
+    dead_letter_attributes,
+)
 from tideflow.io.gcp.errors import translated
 from tideflow.io.gcp.monitoring import SubscriptionBacklog
 from tideflow.io.gcp.notifications import (
@@ -75,22 +80,13 @@ from tideflow.io.gcp.notifications import (
     parse_notification,
 )
 from tideflow.io.gcp.transport import PubSubTransport, ReceivedMessage
-from tideflow.io.strategies import (
-    ATTEMPTS_ATTRIBUTE,
-    ATTEMPTS_EXHAUSTED,
-    ERROR_ATTRIBUTE,
-    SOURCE_MESSAGE_ATTRIBUTE,
-    DeadLetterQueue,
-    Source,
-)
+from tideflow.io.strategies import DeadLetterQueue, Source
 from tideflow.types import DeadLetter, Delivery, ObjectReader, SourceStats
 
 logger = logging.getLogger("tideflow.gcp")
 
 _PUBSUB_DELIVERY_COUNT = "CloudPubSubDeadLetterSourceDeliveryCount"
 _ADDED_PREFIXES = ("tideflow_", "CloudPubSubDeadLetterSource")
-# Pub/Sub attribute values are limited to 1,024 bytes.
-_MAX_ERROR_BYTES = 1000
 _MAX_LEASE_SECONDS = 600
 # A dead-letter scan's pull deadline: a pull cut short can lease messages that never
 # arrive, hiding them for the ack deadline (the scan stops at the first empty answer).
@@ -408,9 +404,7 @@ class PubSubSource(Source):
     def _dead_letter(self, message: ReceivedMessage, *, error: str, attempts: int) -> None:
         attributes = {
             **message.attributes,
-            ERROR_ATTRIBUTE: _truncate(one_line(error, limit=_MAX_ERROR_BYTES)),
-            ATTEMPTS_ATTRIBUTE: str(attempts),
-            SOURCE_MESSAGE_ATTRIBUTE: message.message_id,
+            **dead_letter_attributes(error=error, attempts=attempts, message_id=message.message_id),
         }
         with _translated("publish a dead letter to", self.dead_letter_topic):
             self.pubsub.publish(self.dead_letter_topic, message.data, attributes)
@@ -554,7 +548,3 @@ def _lease(seconds: float) -> int:
 def _attempt(message: ReceivedMessage) -> int:
     # Pub/Sub reports attempts only with a dead-letter policy (which apply sets).
     return max(1, message.delivery_attempt)
-
-
-def _truncate(text: str) -> str:
-    return text.encode()[:_MAX_ERROR_BYTES].decode(errors="ignore")
