@@ -21,7 +21,8 @@ failure, when given)::
 ``cases`` is the call's own table, read before the provider's rules, in order: an
 exception class, an SDK error code, a set of codes or a predicate, mapped to the error to
 raise (or a function of the SDK error that makes it), or to None: the block then ends
-quietly, as for a resource that is already gone.
+quietly, as for a resource that is already gone. ``admin(action, resource, permission)``
+is the same with ``PrimitiveError``, for plan, apply and destroy.
 """
 
 from __future__ import annotations
@@ -29,8 +30,9 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 from collections.abc import Callable, Iterator, Mapping
+from contextlib import AbstractContextManager
 
-from tideflow.exceptions import TideflowError
+from tideflow.exceptions import PrimitiveError, TideflowError
 
 Case = type[BaseException] | str | frozenset[str] | Callable[[BaseException], bool]
 Outcome = TideflowError | Callable[[BaseException], TideflowError] | None
@@ -106,3 +108,21 @@ class ErrorMap:
             if unavailable is not None and self.transient(exc):
                 error = unavailable
             raise self.translate(exc, Call(resource, action, error, permission)) from exc
+
+    def admin(
+        self,
+        action: str,
+        resource: str,
+        permission: str | None = None,
+        *,
+        cases: Mapping[Case, Outcome] | None = None,
+    ) -> AbstractContextManager[None]:
+        """A plan, apply or destroy call on ``resource``: its errors become
+        ``PrimitiveError``s."""
+        return self.translated(
+            resource=resource,
+            action=action,
+            error=PrimitiveError,
+            permission=permission,
+            cases=cases,
+        )

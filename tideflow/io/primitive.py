@@ -168,6 +168,15 @@ class BucketPrimitive(Primitive):
     uses), ``objects()`` the same portable ``ObjectStore`` on every stack."""
 
     bucket_name: str
+    force_destroy: bool = False
+
+    def removal_step(self, exists: bool, *, contents: str) -> PlanStep:
+        """What ``destroy`` does to the bucket: deletes it with ``contents`` when
+        ``force_destroy``, else only if it is empty."""
+        if not exists:
+            return self.step(PlanAction.NO_CHANGE, "already gone")
+        detail = f"with {contents}" if self.force_destroy else "only if empty"
+        return self.step(PlanAction.DELETE, detail)
 
     def client(self) -> Any:
         raise NotImplementedError(f"{type(self).__name__} must implement client()")

@@ -42,7 +42,7 @@ from typing import IO, Any, ClassVar
 
 from tideflow.exceptions import ObjectNotFoundError, ObjectSupersededError, PrimitiveError
 from tideflow.io.aws.clients import client, s3_resource
-from tideflow.io.aws.errors import translated
+from tideflow.io.aws.errors import AWS_ERRORS
 from tideflow.io.aws.metadata import decode_metadata, encode_metadata
 from tideflow.io.aws.settings import default_region
 from tideflow.io.errors import Case, Outcome, one_line
@@ -98,13 +98,7 @@ class S3Bucket(BucketPrimitive):
     ) -> AbstractContextManager[None]:
         """An S3 call on the bucket (or on ``where`` in it); its errors as ``PrimitiveError``
         (``tideflow.io.errors``)."""
-        return translated(
-            resource=where or self.resource,
-            action=action,
-            error=PrimitiveError,
-            permission=permission,
-            cases=cases,
-        )
+        return AWS_ERRORS.admin(action, where or self.resource, permission, cases=cases)
 
     def s3(self) -> Any:
         """The shared boto3 S3 client."""
@@ -183,10 +177,7 @@ class S3Bucket(BucketPrimitive):
         time.sleep(self.versioning_wait_seconds)
 
     def plan_destroy(self) -> PlanStep:
-        if not self.exists():
-            return self.step(PlanAction.NO_CHANGE, "already gone")
-        detail = "with all its objects and versions" if self.force_destroy else "only if empty"
-        return self.step(PlanAction.DELETE, detail)
+        return self.removal_step(self.exists(), contents="all its objects and versions")
 
     def apply(self) -> PlanStep:
         step = self.plan()

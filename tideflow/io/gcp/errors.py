@@ -13,15 +13,12 @@ with 403 Forbidden, told apart by its reason); missing credentials become a
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from contextlib import AbstractContextManager
-
 import requests
 from google.api_core import exceptions as api_exceptions
 from google.auth import exceptions as auth_exceptions
 
-from tideflow.exceptions import ConfigError, PrimitiveError, TideflowError
-from tideflow.io.errors import Call, Case, ErrorMap, Outcome, one_line
+from tideflow.exceptions import ConfigError, TideflowError
+from tideflow.io.errors import Call, ErrorMap, one_line
 
 _CREDENTIALS_HELP = (
     "set GCP_SERVICE_ACCOUNT_INFO to a service-account key (JSON) or run "
@@ -156,16 +153,4 @@ class GcpErrors(ErrorMap):
 
 GCP_ERRORS = GcpErrors()
 translated = GCP_ERRORS.translated
-
-
-def admin(
-    action: str,
-    resource: str,
-    permission: str | None = None,
-    *,
-    cases: Mapping[Case, Outcome] | None = None,
-) -> AbstractContextManager[None]:
-    """A plan, apply or destroy call on ``resource``: its errors become ``PrimitiveError``s."""
-    return translated(
-        resource=resource, action=action, error=PrimitiveError, permission=permission, cases=cases
-    )
+admin = GCP_ERRORS.admin

@@ -116,10 +116,7 @@ class GCSBucket(ProcessLocal, BucketPrimitive):
         return self.step(PlanAction.CREATE, f"project {self.project_id}, {self.location}")
 
     def plan_destroy(self) -> PlanStep:
-        if not self._exists():
-            return self.step(PlanAction.NO_CHANGE, "already gone")
-        detail = "with all its objects" if self.force_destroy else "only if empty"
-        return self.step(PlanAction.DELETE, detail)
+        return self.removal_step(self._exists(), contents="all its objects")
 
     def apply(self) -> PlanStep:
         step = self.plan()
