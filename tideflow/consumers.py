@@ -111,7 +111,7 @@ class Consumer:
     def _infer_sink_schema(self) -> None:
         """BuildFlow's rule: a table without ``.options(schema=...)`` takes the row type the
         function returns (``-> Row`` or ``-> list[Row]``, Row a dataclass)."""
-        if "schema" not in self.sink._option_names() or self.sink.schema is not None:
+        if "schema" not in self.sink.option_checks or self.sink.schema is not None:
             return
         try:
             returned = typing.get_type_hints(self.function).get("return")

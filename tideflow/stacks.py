@@ -8,9 +8,10 @@ is chosen, so the local stack needs no cloud SDK installed::
     stream = stack.file_change_stream(bucket)
     table = stack.table(stack.dataset("images"), "results").options(schema=Row)
 
-Each provider's ``Stack`` reads its own settings from the environment (the CLI has
-loaded the project's ``.env``); the names an app passes are logical names, the defaults
-for the real resources' names.
+Each provider's ``Stack`` reads its own settings from the environment once, when it is
+made (the CLI has loaded the project's ``.env``), into a typed object it passes to the
+primitives it builds (``GcpSettings``, ``AwsSettings``, ``LocalSettings``); the names an
+app passes are logical names, the defaults for the real resources' names.
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ from __future__ import annotations
 import contextlib
 import difflib
 import importlib
-import os
 
 from tideflow.exceptions import ConfigError
 from tideflow.extras import requires_extra
@@ -49,17 +49,6 @@ class Stack:
 
     def table(self, dataset: Primitive, name: str) -> SinkPrimitive:
         raise NotImplementedError(f"{type(self).__name__} must implement table()")
-
-
-def seconds_setting(name: str, default: float) -> float:
-    """A duration setting from the environment (empty: ``default``); names it when bad."""
-    value = os.environ.get(name, "").strip()
-    if not value:
-        return default
-    try:
-        return float(value)
-    except ValueError as exc:
-        raise ConfigError(f"{name} must be seconds, got {value!r}") from exc
 
 
 def get_stack(name: str) -> Stack:

@@ -25,6 +25,37 @@ def test_each_version_has_its_own_id() -> None:
     assert image_id_for("a.png", "1") != image_id_for("a.png", "2")
 
 
+@pytest.mark.parametrize(
+    "version",
+    [
+        # S3 version ids as S3 hands them (tideflow carries them as they are).
+        "096fKKXTRTtl3on89fVO.nfljtsv6qko",
+        "3HL4kqtJlcpXroDTDmJ+rmSpXd3dIbrHY+MTRCxf3vjVBH40Nr8X8gdRQBpUMLUo",
+        "a/b=c",
+        "x-looks-encoded",
+        "h-looks-hashed",
+        "v" * 300,
+        "é" * 10,
+        # ETags: hex MD5, and multipart ones ending in -N.
+        "d41d8cd98f00b204e9800998ecf8427e",
+        "d41d8cd98f00b204e9800998ecf8427e-12",
+    ],
+)
+def test_any_version_fits_an_id_and_reads_back(version: str) -> None:
+    image_id = image_id_for("uploads/a b.jpg", version)
+    assert re.fullmatch(r"[A-Za-z0-9_.-]+", image_id)
+    assert parse_image_id(image_id) == ("uploads/a b.jpg", version)
+
+
+def test_ids_stored_before_versions_were_opaque_read_back_the_same() -> None:
+    # tideflow used to write such an S3 version id as "x-<base64>" itself; the app's ids
+    # were made from that, and they give the version id S3 knows.
+    version_id = "096fKKXTRTtl3on89fVO.nfljtsv6qko"
+    stored_then = "dXBsb2Fkcy9hLmpwZw.x-MDk2ZktLWFRSVHRsM29uODlmVk8ubmZsanRzdjZxa28"
+    assert parse_image_id(stored_then) == ("uploads/a.jpg", version_id)
+    assert image_id_for("uploads/a.jpg", version_id) == stored_then
+
+
 def _encoded(raw: bytes, suffix: str = ".1") -> str:
     return base64.urlsafe_b64encode(raw).decode().rstrip("=") + suffix
 
@@ -44,6 +75,10 @@ def _encoded(raw: bytes, suffix: str = ".1") -> str:
         _encoded(b".tideflow-tmp/x"),
         _encoded(b"\xff\xfe"),
         _encoded(b"ok.png") + "=",
+        _encoded(b"ok.png", ".x-"),
+        _encoded(b"ok.png", ".x-AB"),
+        _encoded(b"ok.png", ".x-" + _encoded(b"plain", "")),
+        _encoded(b"ok.png", ".x-" + _encoded(b"\xff", "")),
     ],
 )
 def test_malformed_or_unsafe_ids_are_refused(image_id: str) -> None:

@@ -1,4 +1,4 @@
-"""S3's documented notification JSON -> events; versions that fit image ids."""
+"""S3's documented notification JSON -> events; versions carried as S3 gives them."""
 
 from __future__ import annotations
 
@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from image_classification.image_ids import image_id_for, parse_image_id
 from tideflow.exceptions import MalformedEventError
 from tideflow.io.aws.notifications import parse_body, parse_record, record_body
-from tideflow.types.aws import VERSION_PATTERN, S3FileChangeEvent, decode_version, s3_version
+from tideflow.types.aws import S3FileChangeEvent, s3_version
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -27,9 +28,8 @@ def test_documented_records_become_events() -> None:
     assert put.version_id == "096fKKXTRTtl3on89fVO.nfljtsv6qko"
     assert put.etag == "d41d8cd98f00b204e9800998ecf8427e"
     assert put.sequencer == "0055AED6DCD90281E5"
-    # A version id with '.' is encoded reversibly to fit [A-Za-z0-9_-]{1,128}.
-    assert VERSION_PATTERN.fullmatch(put.version)
-    assert decode_version(put.version) == put.version_id
+    # A version id is opaque: carried as it is, '.' and all (the app encodes its ids).
+    assert put.version == put.version_id
     assert put.event_id == f"amzn-s3-demo-bucket/uploads/Happy Face+1.jpg#{put.version}"
     assert put.metadata == {"event_name": "ObjectCreated:Put"}
     # Unversioned: the ETag without quotes (multipart ETags end in -N).
@@ -71,8 +71,12 @@ def test_record_body_round_trips() -> None:
         (None, "weird/etag"),
     ],
 )
-def test_versions_always_fit_image_ids(version_id: str | None, etag: str) -> None:
+def test_versions_are_the_version_id_else_the_etag(version_id: str | None, etag: str) -> None:
     version = s3_version(version_id=version_id, etag=etag)
-    assert VERSION_PATTERN.fullmatch(version)
-    if version_id and version_id != "null" and version.startswith("x-"):
-        assert decode_version(version) == version_id
+    if version_id and version_id != "null":
+        assert version == version_id
+    else:
+        assert version == etag.strip('"')
+    # Whatever S3 hands over, the app's image ids hold it and give it back.
+    image_id = image_id_for("uploads/a b.jpg", version)
+    assert parse_image_id(image_id) == ("uploads/a b.jpg", version)

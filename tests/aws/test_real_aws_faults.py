@@ -21,8 +21,8 @@ from tests.app.support import make_app
 from tests.aws.support import aws_settings
 from tests.http_proxy import Forward, HttpProxy, Reply, Request
 from tideflow.exceptions import PrimitiveError
-from tideflow.io.aws import S3Bucket, S3FileChangeStream, clients
-from tideflow.io.aws import stream as stream_module
+from tideflow.io.aws import S3Bucket, S3FileChangeStream, clients, stream_parts
+from tideflow.io.aws.settings import default_region
 
 ACCOUNT = "123456789012"  # moto's
 THEIR_TOPIC = f"arn:aws:sns:us-east-1:{ACCOUNT}:their-topic"
@@ -155,7 +155,7 @@ def test_apply_and_destroy_keep_the_bucket_s_other_notifications(
 def test_a_destination_s3_never_validates_is_named(
     through_proxy: HttpProxy, names: dict[str, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(stream_module, "NOTIFICATION_RETRY_SECONDS", 3)
+    monkeypatch.setattr(stream_parts, "NOTIFICATION_RETRY_SECONDS", 3)
     bucket = S3Bucket(names["bucket"]).options(force_destroy=True)
     stream = S3FileChangeStream(bucket, queue_name=names["queue"])
     bucket.apply()
@@ -235,7 +235,7 @@ def test_the_bucket_s_region_is_checked_and_the_profile_s_is_used(
     monkeypatch.setenv("AWS_CONFIG_FILE", str(config))
     monkeypatch.delenv("AWS_REGION")
     monkeypatch.delenv("AWS_DEFAULT_REGION")
-    assert clients.resolve_region() == "eu-central-1"
+    assert default_region() == "eu-central-1"
 
 
 def test_force_destroy_says_which_object_s3_would_not_delete(

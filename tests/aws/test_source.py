@@ -58,11 +58,11 @@ def _count(stream: S3FileChangeStream, dlq: bool = False) -> int:
 
 
 class Spy:
-    """Records the calls a source makes to its SQS client."""
+    """Records the calls a source makes to its queue's SQS client."""
 
     def __init__(self, source: SQSSource) -> None:
         self.calls: list[tuple[str, dict[str, Any]]] = []
-        real = source.sqs()
+        real = source.queue.sqs()
         spy = self
 
         class Client:
@@ -75,7 +75,7 @@ class Spy:
 
                 return call
 
-        source.sqs = lambda: Client()  # type: ignore[method-assign]
+        source.queue.sqs = lambda: Client()  # type: ignore[method-assign]
 
     def named(self, name: str) -> list[dict[str, Any]]:
         return [kwargs for called, kwargs in self.calls if called == name]

@@ -1,4 +1,4 @@
-"""Project, credentials and endpoint settings from the environment."""
+"""Project, credentials and endpoint settings from the environment (``GcpSettings``)."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from google.auth.credentials import AnonymousCredentials
 
 from tideflow.exceptions import ConfigError
 from tideflow.io.gcp import clients
+from tideflow.io.gcp.settings import GcpSettings
 
 
 @pytest.fixture(autouse=True)
@@ -30,12 +31,12 @@ def test_the_project_comes_from_the_argument_or_the_environment(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     with pytest.raises(ConfigError, match="GCP_PROJECT_ID"):
-        clients.resolve_project(None)
+        GcpSettings.from_environ().project()
     monkeypatch.setenv("GOOGLE_CLOUD_PROJECT", "fallback")
-    assert clients.resolve_project(None) == "fallback"
+    assert GcpSettings.from_environ().project() == "fallback"
     monkeypatch.setenv("GCP_PROJECT_ID", "mine")
-    assert clients.resolve_project(None) == "mine"
-    assert clients.resolve_project("explicit") == "explicit"
+    assert GcpSettings.from_environ().project() == "mine"
+    assert GcpSettings.from_environ().project("explicit") == "explicit"
 
 
 def test_emulators_get_anonymous_credentials() -> None:

@@ -18,8 +18,8 @@ from tideflow.exceptions import (
     SourceError,
 )
 from tideflow.io.gcp import GCSBucket
-from tideflow.io.gcp.clients import resolve_project
 from tideflow.io.gcp.errors import translated
+from tideflow.io.gcp.settings import GcpSettings
 
 
 def raised(exc: BaseException, **where: object) -> BaseException:
@@ -139,16 +139,16 @@ def test_the_project_comes_from_the_key_or_application_default_credentials(
     monkeypatch.delenv("CLOUDSDK_CORE_PROJECT", raising=False)
     monkeypatch.setenv("CLOUDSDK_CONFIG", str(tmp_path))
     monkeypatch.setenv("GCP_SERVICE_ACCOUNT_INFO", json.dumps({"project_id": "from-key"}))
-    assert resolve_project(None) == "from-key"
+    assert GcpSettings.from_environ().project() == "from-key"
 
     monkeypatch.delenv("GCP_SERVICE_ACCOUNT_INFO")
     adc = tmp_path / "application_default_credentials.json"
     adc.write_text(json.dumps({"type": "authorized_user", "quota_project_id": "from-adc"}))
-    assert resolve_project(None) == "from-adc"
+    assert GcpSettings.from_environ().project() == "from-adc"
 
     adc.unlink()
     with pytest.raises(ConfigError, match="GCP_PROJECT_ID is required"):
-        resolve_project(None)
+        GcpSettings.from_environ().project()
 
 
 def test_a_bucket_name_owned_by_another_project_says_so(

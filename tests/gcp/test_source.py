@@ -523,3 +523,51 @@ def test_an_update_changes_only_the_settings_tideflow_manages(
     assert found.retention_seconds == 3 * 24 * 3600
     assert found.max_delivery_attempts == 5
     assert (found.retry_min_seconds, found.retry_max_seconds) == (0, 0)
+
+
+class PullOnTheWire(GooglePubSubTransport):
+    """Pull answers that carry messages take ``delay`` seconds to arrive; closing the
+    transport meanwhile loses them, as closing a gRPC channel cancels its calls in flight
+    (Pub/Sub has leased those messages to the call: they come back after the ack deadline)."""
+
+    def __init__(self, delay: float) -> None:
+        super().__init__()
+        self.delay = delay
+        self.carrying = threading.Event()
+        self.closed = threading.Event()
+
+    def pull(
+        self, subscription: str, *, max_messages: int, timeout: float
+    ) -> list[ReceivedMessage]:
+        received = super().pull(subscription, max_messages=max_messages, timeout=timeout)
+        if received:
+            self.carrying.set()
+            if self.closed.wait(self.delay):
+                raise api_exceptions.Cancelled("the channel was closed under the call")
+        return received
+
+    def close(self) -> None:
+        self.closed.set()
+        super().close()
+
+
+def test_closing_hands_back_what_the_pull_in_flight_brings(stream: GCSFileChangeStream) -> None:
+    # SIGTERM on the gcp stack: the source closed its channel under its background pull,
+    # and what Pub/Sub had leased to that pull came back only after the ack deadline. Now
+    # close waits for the pull and hands its messages back at once.
+    closing, other = stream.source(), stream.source()
+    wire = PullOnTheWire(delay=1.0)
+    closing.pubsub = wire
+    try:
+        assert closing.pull(max_messages=1, timeout=0) == []  # starts the background pull
+        put(stream, "late.png")
+        assert wire.carrying.wait(10), "the message never reached the pull"
+        closed_at = time.monotonic()
+        closing.close()
+        (delivery,) = pull_n(other, 1, timeout=5)
+        assert delivery.event.file_path == "late.png"
+        assert time.monotonic() - closed_at < stream.lease_seconds / 4
+        other.ack([delivery.ack_id])
+    finally:
+        closing.close()
+        other.close()

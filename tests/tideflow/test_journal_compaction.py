@@ -64,13 +64,15 @@ def test_the_watcher_compacts_after_the_retention(
     source: LocalJournalSource, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     _prepare(source)
+    # The stream reads the setting when it is made, as the stack does when it makes it.
     monkeypatch.setenv("TIDEFLOW_JOURNAL_RETENTION_DAYS", "0")
-    source.start()
+    watcher = LocalFileChangeStream(source.bucket, max_attempts=2, lease_seconds=30).source()
+    watcher.start()
     try:
         deadline = time.monotonic() + 10
         while "done" in _states(source) and time.monotonic() < deadline:
             time.sleep(0.1)
     finally:
-        source.close()
+        watcher.close()
     assert _states(source) == ["dead", "leased", "pending"]
-    assert source.stats().done == 2
+    assert watcher.stats().done == 2

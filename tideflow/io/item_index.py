@@ -25,13 +25,10 @@ from collections.abc import Sequence
 from typing import Any
 
 from tideflow.io.schema import ROW_ID_COLUMN, Field, Kind
+from tideflow.io.sql import quote
 from tideflow.io.strategies import ItemFilter
 
 POSITION, BEST, FIRST, ORDER, KEY = "_pos", "_best", "_first", "_order", "_key"
-
-
-def quote(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
 
 
 @dataclasses.dataclass(frozen=True)
@@ -54,14 +51,31 @@ class ItemIndex:
     def rows(self, row_id: str, row: dict[str, Any]) -> list[tuple[Any, ...]]:
         """The side-table rows of one table row (as ``row_values`` gives it)."""
         items = row.get(self.column) or []
-        best = -1
-        if self.score and items:
-            scores = [item.get(self.score) for item in items]
-            known = [s for s in scores if s is not None]
-            best = scores.index(max(known)) if known else -1
-        elif items:
-            best = 0
-        # Per text (any case): the position of its best-scoring, then first, item.
+        best = self._best(items)
+        firsts = set(self._first_of_each_text(items).values())
+        return [
+            (
+                row_id,
+                position + 1,
+                position == best,
+                position in firsts,
+                row.get(self.order_by),
+                *(_lowered(f, item.get(f.name)) for f in self.fields),
+                row_id,  # hashed by the INSERT into _key
+            )
+            for position, item in enumerate(items)
+        ]
+
+    def _best(self, items: list[dict[str, Any]]) -> int:
+        """The position of the highest-scoring item (the first without a score); -1: none."""
+        if not self.score:
+            return 0 if items else -1
+        scores = [item.get(self.score) for item in items]
+        known = [s for s in scores if s is not None]
+        return scores.index(max(known)) if known else -1
+
+    def _first_of_each_text(self, items: list[dict[str, Any]]) -> dict[Any, int]:
+        """Per text (any case): the position of its best-scoring, then first, item."""
         chosen: dict[Any, int] = {}
         for position, item in enumerate(items):
             text = item.get(self.text) if self.text else None
@@ -73,29 +87,7 @@ class ItemIndex:
                 held = items[chosen[key]].get(self.score) if self.score else None
                 if held is None or score > held:
                     chosen[key] = position
-        out = []
-        for position, item in enumerate(items):
-            text = item.get(self.text) if self.text else None
-            key = text.lower() if isinstance(text, str) else text
-            first = chosen[key] == position
-            values = [
-                item.get(f.name).lower()
-                if f.kind is Kind.STRING and item.get(f.name) is not None
-                else item.get(f.name)
-                for f in self.fields
-            ]
-            out.append(
-                (
-                    row_id,
-                    position + 1,
-                    position == best,
-                    first,
-                    row.get(self.order_by),
-                    *values,
-                    row_id,  # hashed by the INSERT into _key
-                )
-            )
-        return out
+        return chosen
 
     def usable_for(self, item: ItemFilter, order_by: str | None) -> bool:
         names = {f.name for f in self.fields}
@@ -147,6 +139,11 @@ class ItemIndex:
             f"WHERE {' AND '.join(tests)}"
         )
         return sql, params, several
+
+
+def _lowered(field: Field, value: Any) -> Any:
+    """Text in lower case (item filters ignore case); other values as they are."""
+    return value.lower() if field.kind is Kind.STRING and value is not None else value
 
 
 def indexes_for(table: str, fields: Sequence[Field]) -> list[ItemIndex]:

@@ -5,10 +5,13 @@ from __future__ import annotations
 import dataclasses
 import enum
 import functools
-from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING, Any, Self
+import threading
+from collections.abc import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar, Self
 
-from tideflow.exceptions import ConfigError
+from tideflow.exceptions import ConfigError, PrimitiveError
+from tideflow.io.options import OptionCheck, table_schema
+from tideflow.io.schema import Field, schema_of
 from tideflow.io.strategies import (
     DeadLetterQueue,
     ObjectStore,
@@ -58,8 +61,12 @@ class Primitive:
     """A resource a flow manages: a bucket, a stream, a dataset, a table.
 
     Subclasses implement ``primitive_id``, ``plan``, ``apply`` and ``destroy``;
-    ``apply`` and ``destroy`` are idempotent and return what they did.
+    ``apply`` and ``destroy`` are idempotent and return what they did. The options a
+    primitive takes in ``.options()`` are declared in ``option_checks``, each with the check
+    of its values; constructors set theirs through ``options()`` too.
     """
+
+    option_checks: ClassVar[Mapping[str, OptionCheck]] = {}
 
     def primitive_id(self) -> str:
         raise NotImplementedError(f"{type(self).__name__} must implement primitive_id()")
@@ -93,23 +100,33 @@ class Primitive:
         An unknown option or a bad value raises ``ConfigError`` naming it.
         """
         for name, value in settings.items():
-            if name not in self._option_names():
-                known = ", ".join(sorted(self._option_names())) or "none"
+            check = self.option_checks.get(name)
+            if check is None:
+                known = ", ".join(sorted(self.option_checks)) or "none"
                 raise ConfigError(
                     f"{type(self).__name__}.options() got an unknown option {name!r} "
                     f"(known: {known})"
                 )
-            problem = self._check_option(name, value)
+            problem = check(value)
             if problem:
                 raise ConfigError(f"{type(self).__name__}.options({name}={value!r}): {problem}")
             setattr(self, name, value)
         return self
 
-    def _option_names(self) -> frozenset[str]:
-        return frozenset()
+    def check_options(self) -> None:
+        """Raise ``ConfigError`` when an option is bad now (set as an attribute since) or
+        the options disagree with each other; primitives call it before they plan or run."""
+        for name, check in self.option_checks.items():
+            value = getattr(self, name)
+            problem = check(value)
+            if problem:
+                raise ConfigError(f"{type(self).__name__} {name}={value!r}: {problem}")
+        problem = self.options_problem()
+        if problem:
+            raise ConfigError(f"{type(self).__name__}: {problem}")
 
-    def _check_option(self, name: str, value: Any) -> str | None:
-        """What is wrong with ``value`` for option ``name``; None when it is fine."""
+    def options_problem(self) -> str | None:
+        """What is wrong with the options together (each being fine); None when nothing."""
         return None
 
     def step(self, action: PlanAction, detail: str = "", *children: PlanStep) -> PlanStep:
@@ -134,11 +151,38 @@ class Primitive:
         return f"{type(self).__name__}({self.primitive_id()!r})"
 
 
+class ProcessLocal:
+    """Keeps its clients or pools (the ``process_local`` attributes, made on first use
+    under ``_lock``) in the process that made them: pickled to a replica process, it
+    arrives without them and makes its own there."""
+
+    process_local: ClassVar[tuple[str, ...]] = ()
+    _lock: threading.Lock
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = {name: value for name, value in self.__dict__.items() if name != "_lock"}
+        state.update(dict.fromkeys(self.process_local))
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+
+
 class BucketPrimitive(Primitive):
     """A bucket: ``client()`` is the provider's own client (what BuildFlow's tutorial
     uses), ``objects()`` the same portable ``ObjectStore`` on every stack."""
 
     bucket_name: str
+    force_destroy: bool = False
+
+    def removal_step(self, exists: bool, *, contents: str) -> PlanStep:
+        """What ``destroy`` does to the bucket: deletes it with ``contents`` when
+        ``force_destroy``, else only if it is empty."""
+        if not exists:
+            return self.step(PlanAction.NO_CHANGE, "already gone")
+        detail = f"with {contents}" if self.force_destroy else "only if empty"
+        return self.step(PlanAction.DELETE, detail)
 
     def client(self) -> Any:
         raise NotImplementedError(f"{type(self).__name__} must implement client()")
@@ -191,15 +235,23 @@ class SourcePrimitive(Primitive):
 
 
 class SinkPrimitive(Primitive):
-    """A primitive consumers write rows to, and the service reads back; ``schema`` is its
-    row dataclass (None until declared or inferred from its consumer)."""
+    """A primitive consumers write rows to, and the service reads back.
 
+    Its row type is the ``schema`` option (a dataclass); without one, a consumer's return
+    type gives it.
+    """
+
+    option_checks: ClassVar[Mapping[str, OptionCheck]] = {"schema": table_schema}
     table_name: str
     schema: type | None = None
 
     def fields(self) -> tuple[Field, ...]:
-        """The columns of ``schema``."""
-        raise NotImplementedError(f"{type(self).__name__} must implement fields()")
+        if self.schema is None:
+            raise PrimitiveError(
+                f"table {self.table_name} has no schema: declare it with "
+                f"{type(self).__name__}(...).options(schema=YourRowDataclass)"
+            )
+        return schema_of(self.schema)
 
     def sink(self) -> Sink:
         raise NotImplementedError(f"{type(self).__name__} must implement sink()")

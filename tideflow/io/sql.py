@@ -18,10 +18,9 @@ from __future__ import annotations
 import dataclasses
 import re
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tideflow.exceptions import InvalidQueryError
-from tideflow.io.item_index import ItemIndex
 from tideflow.io.schema import ROW_ID_COLUMN
 from tideflow.io.strategies import (
     DEFAULT_QUERY_ROWS,
@@ -32,6 +31,9 @@ from tideflow.io.strategies import (
     check_paging,
 )
 from tideflow.types import QueryResult
+
+if TYPE_CHECKING:
+    from tideflow.io.item_index import ItemIndex
 
 # From this offset on, a page past the middle is read from the other end.
 FLIP_OFFSET = 10_000
@@ -58,6 +60,12 @@ _LEXERS = {
     hash_comments: re.compile(_TOKENS.format(hash=r"|\#[^\n]*" if hash_comments else ""), re.S)
     for hash_comments in (False, True)
 }
+
+
+def quote(name: str) -> str:
+    """A SQL identifier in double quotes (DuckDB, PostgreSQL; BigQuery's dialect has its
+    own backticks)."""
+    return '"' + name.replace('"', '""') + '"'
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -146,41 +154,48 @@ class SqlTableReader(TableReader):
         index = None if where else self._index_for(item, order_by)
         ascending = False
         if order_by and offset >= FLIP_OFFSET:
-            # Deep pages: the page counted from the other end needs a small sort, not one
-            # of offset + limit rows.
-            total = self.count(where=where, item=item)
-            if offset >= total:
-                limit, offset = 0, 0
-            elif offset > total // 2:
-                ascending = True
-                end = min(total, offset + limit)
-                limit, offset = end - offset, total - end
+            limit, offset, ascending = self._from_the_end(where, item, limit, offset)
         if index is None or item is None:
             sql, params = self.select_sql(
                 where=where, item=item, order_by=order_by, ascending=ascending
             )
             found = self.query(f"{sql} LIMIT {int(limit)} OFFSET {int(offset)}", params)
         else:
-            # The page's row ids come from the item index; then only those rows are read
-            # (an IN list of ids is a point lookup; a join would scan the whole table).
-            matching, params, several = index.matching_ids_sql(item, like=self.contains_like)
-            direction = "ASC" if ascending else "DESC"
-            ids = self._page_ids(matching, params, several, direction, limit, offset)
-            row_id = self.dialect.quote(ROW_ID_COLUMN)
-            columns = self.dialect.all_but(row_id)
-            rows = self.query(
-                f"SELECT {row_id} AS _id, {columns} FROM {{table}} "
-                # Typed, so that an empty page is a valid array on every warehouse.
-                f"WHERE {row_id} IN (SELECT unnest(CAST($ids AS TEXT[])))",
-                {"ids": ids},
-            )
-            by_id = {row[0]: row[1:] for row in rows.rows}
-            found = QueryResult(
-                columns=rows.columns[1:], rows=[by_id[i] for i in ids if i in by_id]
-            )
+            found = self._indexed_page(index, item, ascending, limit, offset)
         if ascending:
             return QueryResult(columns=found.columns, rows=found.rows[::-1])
         return found
+
+    def _from_the_end(
+        self, where: dict[str, Any] | None, item: ItemFilter | None, limit: int, offset: int
+    ) -> tuple[int, int, bool]:
+        """A deep page as (limit, offset, ascending): past the middle, the page counted
+        from the other end needs a small sort, not one of offset + limit rows."""
+        total = self.count(where=where, item=item)
+        if offset >= total:
+            return 0, 0, False
+        if offset <= total // 2:
+            return limit, offset, False
+        end = min(total, offset + limit)
+        return end - offset, total - end, True
+
+    def _indexed_page(
+        self, index: ItemIndex, item: ItemFilter, ascending: bool, limit: int, offset: int
+    ) -> QueryResult:
+        """The page's row ids from the item index, then only those rows (an IN list of ids
+        is a point lookup; a join would scan the whole table)."""
+        matching, params, several = index.matching_ids_sql(item, like=self.contains_like)
+        direction = "ASC" if ascending else "DESC"
+        ids = self._page_ids(matching, params, several, direction, limit, offset)
+        row_id = self.dialect.quote(ROW_ID_COLUMN)
+        rows = self.query(
+            f"SELECT {row_id} AS _id, {self.dialect.all_but(row_id)} FROM {{table}} "
+            # Typed, so that an empty page is a valid array on every warehouse.
+            f"WHERE {row_id} IN (SELECT unnest(CAST($ids AS TEXT[])))",
+            {"ids": ids},
+        )
+        by_id = {row[0]: row[1:] for row in rows.rows}
+        return QueryResult(columns=rows.columns[1:], rows=[by_id[i] for i in ids if i in by_id])
 
     def _page_ids(
         self,

@@ -1,7 +1,8 @@
 """The aws stack: S3, S3 event notifications through SQS (with a dead-letter queue).
 
 Importing this package loads boto3; ``tideflow`` itself never does, so the other stacks
-need none installed. Settings come from the environment, see ``tideflow.io.aws.clients``.
+need none installed. Settings come from the environment, read once into an
+``AwsSettings`` (``tideflow.io.aws.settings``).
 The warehouse is DuckDB (``tideflow.io.duckdb``, one consumer machine) or PostgreSQL
 (``tideflow.io.postgres``, consumers on many machines); ``AwsStack`` chooses by
 ``WAREHOUSE``.

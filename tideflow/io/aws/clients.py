@@ -1,10 +1,9 @@
 """boto3 clients for the aws stack, one per (service, region) and process.
 
-Settings (read from the environment, as boto3 reads them): credentials the usual way
-(``aws configure``, ``AWS_ACCESS_KEY_ID``/``AWS_SECRET_ACCESS_KEY``, ``AWS_PROFILE``, an
-instance role); ``AWS_REGION`` (else the profile's region that ``aws configure`` wrote,
-else ``us-east-1``); ``AWS_ENDPOINT_URL`` (or
-``AWS_ENDPOINT_URL_S3``/``AWS_ENDPOINT_URL_SQS``) to talk to an emulator such as moto.
+boto3 reads its own settings from the environment: credentials the usual way (``aws
+configure``, ``AWS_ACCESS_KEY_ID``/``AWS_SECRET_ACCESS_KEY``, ``AWS_PROFILE``, an instance
+role) and ``AWS_ENDPOINT_URL`` (or ``AWS_ENDPOINT_URL_S3``/``AWS_ENDPOINT_URL_SQS``) to
+talk to an emulator such as moto. The region is the caller's (``AwsSettings.region``).
 boto3 clients are thread-safe and shared; resources (``s3.Bucket``) are not, so each
 caller gets its own. Clients are never pickled: primitives drop them when they travel to
 replica processes and make new ones on first use.
@@ -19,8 +18,6 @@ from typing import Any
 import boto3
 from botocore.config import Config
 
-DEFAULT_REGION = "us-east-1"
-
 _lock = threading.Lock()
 _clients: dict[tuple[str, str, int], Any] = {}
 # Long polls hold a connection for up to 20 s; leave room for concurrent workers.
@@ -32,19 +29,9 @@ _CONFIG = Config(
 )
 
 
-def resolve_region(region: str | None = None) -> str:
-    return (
-        region
-        or os.environ.get("AWS_REGION")
-        or os.environ.get("AWS_DEFAULT_REGION")
-        or boto3.session.Session().region_name  # AWS_PROFILE's or the default profile's
-        or DEFAULT_REGION
-    )
-
-
-def client(service: str, region: str | None = None) -> Any:
+def client(service: str, region: str) -> Any:
     """The process's shared boto3 client for ``service`` in ``region``."""
-    key = (service, resolve_region(region), os.getpid())
+    key = (service, region, os.getpid())
     with _lock:
         if key not in _clients:
             session = boto3.session.Session()
@@ -52,7 +39,7 @@ def client(service: str, region: str | None = None) -> Any:
         return _clients[key]
 
 
-def s3_resource(region: str | None = None) -> Any:
+def s3_resource(region: str) -> Any:
     """A new boto3 S3 resource (resources are not thread-safe: one per caller)."""
     session = boto3.session.Session()
-    return session.resource("s3", region_name=resolve_region(region), config=_CONFIG)
+    return session.resource("s3", region_name=region, config=_CONFIG)

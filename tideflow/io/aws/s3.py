@@ -5,8 +5,8 @@
 ``bucket_dep.bucket.put_object(Key=..., Body=...)`` / ``upload_fileobj`` work unchanged;
 ``objects()`` is the ``ObjectStore`` the app uses on every stack.
 
-Settings: ``region`` (else ``AWS_REGION``, default ``us-east-1``), credentials and
-``AWS_ENDPOINT_URL`` as described in ``tideflow.io.aws.clients``. Options:
+Settings: ``region`` (else ``AWS_REGION``, default ``us-east-1``: see
+``tideflow.io.aws.settings``), credentials and ``AWS_ENDPOINT_URL`` as boto3 reads them. Options:
 ``force_destroy`` (default False: destroy removes only an empty bucket; True deletes every
 object version and delete marker first), ``versioning`` (default False; True turns on
 S3 versioning at apply, and events then carry version ids instead of ETags),
@@ -18,9 +18,10 @@ region than ``region`` (S3 notifies queues of its own region only).
 User metadata may hold any text: values that are not ASCII travel as RFC 2047 encoded
 words, as S3 documents (``tideflow.io.aws.metadata``), and are decoded on read.
 
-Object versions: a versioned bucket's version is the object's ``VersionId``; otherwise it
-is the ETag without quotes, which ``put`` returns, so an upload knows the id of the event
-it will cause. ``read_bytes(key, version=...)`` reads exactly that version: by version id,
+Object versions: a versioned bucket's version is the object's ``VersionId``, carried as S3
+gives it (an opaque string: an app that puts it into URLs encodes it); otherwise it is the
+ETag without quotes. ``put`` returns it, so an upload knows the id of the event it will
+cause. ``read_bytes(key, version=...)`` reads exactly that version: by version id,
 or with ``If-Match: <ETag>``; an unversioned object that was overwritten since fails with
 ``ObjectSupersededError`` naming the newer ETag (the newer object has its own event).
 
@@ -36,19 +37,26 @@ import re
 import threading
 import time
 from collections.abc import Iterator, Mapping
-from typing import IO, Any
+from contextlib import AbstractContextManager
+from typing import IO, Any, ClassVar
 
 from tideflow.exceptions import ObjectNotFoundError, ObjectSupersededError, PrimitiveError
-from tideflow.io.aws import clients
-from tideflow.io.aws.errors import error_code, one_line, translated
+from tideflow.io.aws.clients import client, s3_resource
+from tideflow.io.aws.errors import AWS_ERRORS
 from tideflow.io.aws.metadata import decode_metadata, encode_metadata
+from tideflow.io.aws.settings import default_region
+from tideflow.io.errors import Case, Outcome, one_line
+from tideflow.io.options import OptionCheck, flag, seconds
 from tideflow.io.primitive import BucketPrimitive, PlanAction, PlanStep
 from tideflow.io.strategies import ObjectStore, StoredObject
-from tideflow.types.aws import HASHED_PREFIX, decode_version, s3_version
+from tideflow.types.aws import s3_version
 
 _ETAG = re.compile(r"[0-9a-f]{32}(-[0-9]+)?")
 _BUCKET_NAME = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
-_NOT_FOUND = {"404", "NoSuchKey", "NoSuchVersion", "NotFound", "NoSuchBucket"}
+_NOT_FOUND = frozenset({"404", "NoSuchKey", "NoSuchVersion", "NotFound", "NoSuchBucket"})
+_FORBIDDEN = frozenset({"403", "AccessDenied"})
+_PRECONDITION_FAILED = frozenset({"PreconditionFailed", "412"})
+_BAD_REQUEST = frozenset({"400", "BadRequest"})
 # S3 asks to wait 15 minutes after turning versioning on: until the change has spread,
 # reads of objects written meanwhile can answer 404 (PutBucketVersioning).
 VERSIONING_WAIT_SECONDS = 900
@@ -58,6 +66,12 @@ logger = logging.getLogger("tideflow.aws")
 class S3Bucket(BucketPrimitive):
     """An S3 bucket; ``client()`` gives a boto3 ``s3.Bucket`` resource."""
 
+    option_checks: ClassVar[Mapping[str, OptionCheck]] = {
+        "force_destroy": flag,
+        "versioning": flag,
+        "versioning_wait_seconds": seconds(0, None),
+    }
+
     def __init__(self, bucket_name: str, region: str | None = None) -> None:
         if not _BUCKET_NAME.fullmatch(bucket_name or ""):
             raise PrimitiveError(
@@ -65,30 +79,30 @@ class S3Bucket(BucketPrimitive):
                 "digits, '.' or '-', starting and ending with a letter or digit)"
             )
         self.bucket_name = bucket_name
-        self.region = clients.resolve_region(region)
+        self.region = region or default_region()
         self.force_destroy = False
         self.versioning = False
         self.versioning_wait_seconds: float = VERSIONING_WAIT_SECONDS
-
-    def _option_names(self) -> frozenset[str]:
-        return frozenset({"force_destroy", "versioning", "versioning_wait_seconds"})
-
-    def _check_option(self, name: str, value: Any) -> str | None:
-        if name == "versioning_wait_seconds":
-            if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
-                return "must be a number of seconds (0 or more)"
-            return None
-        if not isinstance(value, bool):
-            return "must be True or False"
-        return None
 
     @property
     def resource(self) -> str:
         return f"bucket s3://{self.bucket_name}"
 
+    def translated(
+        self,
+        action: str,
+        permission: str,
+        *,
+        where: str | None = None,
+        cases: Mapping[Case, Outcome] | None = None,
+    ) -> AbstractContextManager[None]:
+        """An S3 call on the bucket (or on ``where`` in it); its errors as ``PrimitiveError``
+        (``tideflow.io.errors``)."""
+        return AWS_ERRORS.admin(action, where or self.resource, permission, cases=cases)
+
     def s3(self) -> Any:
         """The shared boto3 S3 client."""
-        return clients.client("s3", self.region)
+        return client("s3", self.region)
 
     def client(self) -> Any:
         """A boto3 ``s3.Bucket`` resource for each thread that uses it (no API call until
@@ -104,23 +118,13 @@ class S3Bucket(BucketPrimitive):
 
     def location(self) -> str:
         """The region the bucket is in."""
-        with translated(
-            resource=self.resource,
-            action="read the region of",
-            error=PrimitiveError,
-            permission="s3:GetBucketLocation",
-        ):
+        with self.translated("read the region of", "s3:GetBucketLocation"):
             found = self.s3().get_bucket_location(Bucket=self.bucket_name).get("LocationConstraint")
         # us-east-1 answers no constraint; "EU" is the legacy name of eu-west-1.
         return {None: "us-east-1", "": "us-east-1", "EU": "eu-west-1"}.get(found, found)
 
     def is_versioned(self) -> bool:
-        with translated(
-            resource=self.resource,
-            action="read the versioning of",
-            error=PrimitiveError,
-            permission="s3:GetBucketVersioning",
-        ):
+        with self.translated("read the versioning of", "s3:GetBucketVersioning"):
             status = self.s3().get_bucket_versioning(Bucket=self.bucket_name).get("Status")
         return status in ("Enabled", "Suspended")
 
@@ -130,25 +134,16 @@ class S3Bucket(BucketPrimitive):
         return f"s3-bucket:{self.bucket_name}"
 
     def exists(self) -> bool:
-        try:
+        taken = PrimitiveError(
+            f"{self.resource} exists but this account cannot use it (bucket names are "
+            "global across all AWS accounts; choose another, or grant s3:ListBucket)"
+        )
+        with self.translated(
+            "look up", "s3:ListBucket", cases={_NOT_FOUND: None, _FORBIDDEN: taken}
+        ):
             self.s3().head_bucket(Bucket=self.bucket_name)
-        except Exception as exc:
-            code = error_code(exc)
-            if code in _NOT_FOUND:
-                return False
-            if code in ("403", "AccessDenied"):
-                raise PrimitiveError(
-                    f"{self.resource} exists but this account cannot use it (bucket names are "
-                    "global across all AWS accounts; choose another, or grant s3:ListBucket)"
-                ) from exc
-            with translated(
-                resource=self.resource,
-                action="look up",
-                error=PrimitiveError,
-                permission="s3:ListBucket",
-            ):
-                raise
-        return True
+            return True
+        return False
 
     def plan(self) -> PlanStep:
         wait = self._versioning_wait_note()
@@ -182,10 +177,7 @@ class S3Bucket(BucketPrimitive):
         time.sleep(self.versioning_wait_seconds)
 
     def plan_destroy(self) -> PlanStep:
-        if not self.exists():
-            return self.step(PlanAction.NO_CHANGE, "already gone")
-        detail = "with all its objects and versions" if self.force_destroy else "only if empty"
-        return self.step(PlanAction.DELETE, detail)
+        return self.removal_step(self.exists(), contents="all its objects and versions")
 
     def apply(self) -> PlanStep:
         step = self.plan()
@@ -193,31 +185,18 @@ class S3Bucket(BucketPrimitive):
             kwargs: dict[str, Any] = {"Bucket": self.bucket_name}
             if self.region != "us-east-1":
                 kwargs["CreateBucketConfiguration"] = {"LocationConstraint": self.region}
-            try:
-                self.s3().create_bucket(**kwargs)
-            except Exception as exc:
-                if error_code(exc) == "BucketAlreadyOwnedByYou":
-                    pass
-                elif error_code(exc) == "BucketAlreadyExists":
-                    raise PrimitiveError(
-                        f"bucket name {self.bucket_name!r} is taken (bucket names are global "
-                        "across all AWS accounts); choose another"
-                    ) from exc
-                else:
-                    with translated(
-                        resource=self.resource,
-                        action="create",
-                        error=PrimitiveError,
-                        permission="s3:CreateBucket",
-                    ):
-                        raise
-        if self.versioning and step.action is not PlanAction.NO_CHANGE:
-            with translated(
-                resource=self.resource,
-                action="turn on versioning of",
-                error=PrimitiveError,
-                permission="s3:PutBucketVersioning",
+            taken = PrimitiveError(
+                f"bucket name {self.bucket_name!r} is taken (bucket names are global across "
+                "all AWS accounts); choose another"
+            )
+            with self.translated(
+                "create",
+                "s3:CreateBucket",
+                cases={"BucketAlreadyOwnedByYou": None, "BucketAlreadyExists": taken},
             ):
+                self.s3().create_bucket(**kwargs)
+        if self.versioning and step.action is not PlanAction.NO_CHANGE:
+            with self.translated("turn on versioning of", "s3:PutBucketVersioning"):
                 self.s3().put_bucket_versioning(
                     Bucket=self.bucket_name, VersioningConfiguration={"Status": "Enabled"}
                 )
@@ -230,34 +209,20 @@ class S3Bucket(BucketPrimitive):
             return step
         if self.force_destroy:
             self._empty()
-        try:
+        not_empty = PrimitiveError(
+            f"{self.resource} is not empty: empty it, or declare "
+            "S3Bucket(...).options(force_destroy=True) to delete its objects "
+            "(S3_FORCE_DESTROY=true on the aws stack)"
+        )
+        with self.translated(
+            "delete", "s3:DeleteBucket", cases={"BucketNotEmpty": not_empty, _NOT_FOUND: None}
+        ):
             self.s3().delete_bucket(Bucket=self.bucket_name)
-        except Exception as exc:
-            code = error_code(exc)
-            if code == "BucketNotEmpty":
-                raise PrimitiveError(
-                    f"{self.resource} is not empty: empty it, or declare "
-                    "S3Bucket(...).options(force_destroy=True) to delete its objects "
-                    "(S3_FORCE_DESTROY=true on the aws stack)"
-                ) from exc
-            if code not in _NOT_FOUND:
-                with translated(
-                    resource=self.resource,
-                    action="delete",
-                    error=PrimitiveError,
-                    permission="s3:DeleteBucket",
-                ):
-                    raise
         return step
 
     def _empty(self) -> None:
         """Delete every object version and delete marker, a page (<= 1,000) at a time."""
-        with translated(
-            resource=self.resource,
-            action="empty",
-            error=PrimitiveError,
-            permission="s3:ListBucketVersions, s3:DeleteObjectVersion",
-        ):
+        with self.translated("empty", "s3:ListBucketVersions, s3:DeleteObjectVersion"):
             pages = (
                 self.s3().get_paginator("list_object_versions").paginate(Bucket=self.bucket_name)
             )
@@ -292,7 +257,7 @@ class _BucketPerThread:
     def __getattr__(self, name: str) -> Any:
         resource = getattr(self._local, "resource", None)
         if resource is None:
-            resource = clients.s3_resource(self._bucket.region).Bucket(self._bucket.bucket_name)
+            resource = s3_resource(self._bucket.region).Bucket(self._bucket.bucket_name)
             self._local.resource = resource
         return getattr(resource, name)
 
@@ -326,12 +291,7 @@ class S3ObjectStore(ObjectStore):
         # put_object (not a multipart upload_fileobj) so that the ETag is the MD5 and is
         # returned: the event's version is known now. Uploads are size-limited upstream.
         body = data.read()
-        with translated(
-            resource=self._where(key),
-            action="write",
-            error=PrimitiveError,
-            permission="s3:PutObject",
-        ):
+        with self.bucket.translated("write", "s3:PutObject", where=self._where(key)):
             response = self.bucket.s3().put_object(
                 Bucket=self.bucket_name,
                 Key=key,
@@ -349,110 +309,74 @@ class S3ObjectStore(ObjectStore):
         )
 
     def get(self, key: str, *, version: str | None = None) -> bytes:
-        kwargs: dict[str, Any] = {"Bucket": self.bucket_name, "Key": key}
-        kwargs.update(self._version_args(key, version))
-        try:
-            response = self.bucket.s3().get_object(**kwargs)
-            return bytes(response["Body"].read())
-        except Exception as exc:
-            code = error_code(exc)
-            which = f" version {version}" if version else ""
-            if code in ("PreconditionFailed", "412"):
-                current = self.stat(key)
-                newer = current.version if current else "(deleted)"
-                raise ObjectSupersededError(
-                    f"s3://{self.bucket_name}/{key} version {version} was superseded by "
-                    f"version {newer}"
-                ) from exc
-            if code in _NOT_FOUND:
-                raise ObjectNotFoundError(
+        which = f" version {version}" if version else ""
+        with self.bucket.translated(
+            "read",
+            "s3:GetObject, s3:GetObjectVersion",
+            where=self._where(key),
+            cases={
+                _PRECONDITION_FAILED: lambda _: self._superseded(key, version),
+                _NOT_FOUND: ObjectNotFoundError(
                     f"no object {key!r}{which} in bucket {self.bucket_name}"
-                ) from exc
-            with translated(
-                resource=self._where(key),
-                action="read",
-                error=PrimitiveError,
-                permission="s3:GetObject, s3:GetObjectVersion",
-            ):
-                raise
-        raise AssertionError("unreachable")  # pragma: no cover
-
-    def _find_hashed(self, key: str, version: str) -> str:
-        with translated(
-            resource=self._where(key),
-            action="list versions of",
-            error=PrimitiveError,
-            permission="s3:ListBucketVersions",
+                ),
+            },
         ):
-            pages = (
-                self.bucket.s3()
-                .get_paginator("list_object_versions")
-                .paginate(Bucket=self.bucket_name, Prefix=key)
+            response = self.bucket.s3().get_object(
+                Bucket=self.bucket_name, Key=key, **self._version_args(version)
             )
-            for page in pages:
-                for item in page.get("Versions", []):
-                    if item["Key"] == key and _version_of(item) == version:
-                        return str(item["VersionId"])
-        raise ObjectNotFoundError(f"no object {key!r} version {version} in {self.bucket_name}")
+            return bytes(response["Body"].read())
 
-    def version_id(self, key: str, version: str) -> str | None:
-        """S3's own version id behind ``version``; None when ``version`` is an ETag (an
-        unversioned bucket)."""
-        if _ETAG.fullmatch(version):
-            return None
-        if version.startswith(HASHED_PREFIX):
-            return self._find_hashed(key, version)
-        return decode_version(version) or version
+    def _superseded(self, key: str, version: str | None) -> ObjectSupersededError:
+        current = self.stat(key)
+        newer = current.version if current else "(deleted)"
+        return ObjectSupersededError(
+            f"s3://{self.bucket_name}/{key} version {version} was superseded by version {newer}"
+        )
 
-    def _version_args(self, key: str, version: str | None) -> dict[str, Any]:
+    @staticmethod
+    def version_id(version: str) -> str | None:
+        """The S3 version id ``version`` is; None when it is an ETag (an unversioned
+        bucket)."""
+        return None if _ETAG.fullmatch(version) else version
+
+    def _version_args(self, version: str | None) -> dict[str, Any]:
         if version is None:
             return {}
-        version_id = self.version_id(key, version)
+        version_id = self.version_id(version)
         return {"IfMatch": f'"{version}"'} if version_id is None else {"VersionId": version_id}
 
     def stat(self, key: str, *, version: str | None = None) -> StoredObject | None:
         """The object (``version`` of it when given); None when it (or that version) is gone."""
-        try:
-            head = self.bucket.s3().head_object(
-                Bucket=self.bucket_name, Key=key, **self._version_args(key, version)
-            )
-        except Exception as exc:
-            code = error_code(exc)
-            if code in _NOT_FOUND | {"PreconditionFailed", "412"}:
-                return None
-            if code in ("400", "BadRequest"):
-                # A HEAD answer has no body to say why: an SSE-C object read without its
-                # key, or a version id S3 does not take. Neither means "gone".
-                raise PrimitiveError(
-                    f"S3 refused to describe {self._where(key)}"
-                    f"{f' version {version}' if version else ''} (400 Bad Request: an object "
-                    "encrypted with a customer-provided key (SSE-C), or a bad version id)"
-                ) from exc
-            with translated(
-                resource=self._where(key),
-                action="look up",
-                error=PrimitiveError,
-                permission="s3:GetObject",
-            ):
-                raise
-        return StoredObject(
-            key=key,
-            version=_version_of(head),
-            size=int(head.get("ContentLength", 0)),
-            updated=head["LastModified"],
-            content_type=head.get("ContentType"),
-            metadata=decode_metadata(head.get("Metadata") or {}),
+        # A HEAD answer has no body to say why it is a 400: an SSE-C object read without
+        # its key, or a version id S3 does not take. Neither means "gone".
+        refused = PrimitiveError(
+            f"S3 refused to describe {self._where(key)}"
+            f"{f' version {version}' if version else ''} (400 Bad Request: an object "
+            "encrypted with a customer-provided key (SSE-C), or a bad version id)"
         )
+        with self.bucket.translated(
+            "look up",
+            "s3:GetObject",
+            where=self._where(key),
+            cases={_NOT_FOUND | _PRECONDITION_FAILED: None, _BAD_REQUEST: refused},
+        ):
+            head = self.bucket.s3().head_object(
+                Bucket=self.bucket_name, Key=key, **self._version_args(version)
+            )
+            return StoredObject(
+                key=key,
+                version=_version_of(head),
+                size=int(head.get("ContentLength", 0)),
+                updated=head["LastModified"],
+                content_type=head.get("ContentType"),
+                metadata=decode_metadata(head.get("Metadata") or {}),
+            )
+        return None
 
     def list(self, *, prefix: str = "") -> Iterator[StoredObject]:
         """Current objects under ``prefix``, a page at a time (no content type/metadata)."""
         versioned = self.bucket.is_versioned()
-        with translated(
-            resource=self.bucket.resource,
-            action="list",
-            error=PrimitiveError,
-            permission="s3:ListBucket",
-        ):
+        with self.bucket.translated("list", "s3:ListBucket"):
             if versioned:
                 pages = (
                     self.bucket.s3()

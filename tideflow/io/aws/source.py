@@ -53,23 +53,24 @@ import math
 import threading
 import time
 from collections.abc import Callable, Sequence
-from contextlib import AbstractContextManager
 from typing import Any
 
 from tideflow.exceptions import MalformedEventError, SourceError, TideflowError
-from tideflow.io.aws import clients
-from tideflow.io.aws.errors import one_line, translated
 from tideflow.io.aws.notifications import parse_body, parse_record, record_body
+from tideflow.io.aws.queues import SqsQueue
 from tideflow.io.aws.s3 import S3Bucket
+from tideflow.io.dead_letters import (
+    ATTEMPTS_ATTRIBUTE,
+    ATTEMPTS_EXHAUSTED,
+    ERROR_ATTRIBUTE,
+    dead_letter_attributes,
+)
 from tideflow.io.strategies import DeadLetterQueue, Source
 from tideflow.types import DeadLetter, Delivery, ObjectReader, SourceStats
 from tideflow.types.aws import S3FileChangeEvent
 
 logger = logging.getLogger("tideflow.aws")
 
-ERROR_ATTRIBUTE = "tideflow_error"
-ATTEMPTS_ATTRIBUTE = "tideflow_attempts"
-SOURCE_MESSAGE_ATTRIBUTE = "tideflow_source_message_id"
 MAX_WAIT_SECONDS = 20
 MAX_DELAY_SECONDS = 900
 # SQS refuses a visibility that ends more than 12 hours after the receive; a minute of
@@ -77,8 +78,6 @@ MAX_DELAY_SECONDS = 900
 MAX_VISIBILITY_SECONDS = 43_200 - 60
 HAND_BACK_AFTER_SECONDS = 39_600
 _POLL_ERROR_PAUSE_SECONDS = 1.0
-_MAX_ERROR_CHARS = 1000
-_EXHAUSTED = "delivery attempts exhausted: the consumer never finished it (crash or timeout)"
 
 
 @dataclasses.dataclass
@@ -108,7 +107,7 @@ class SQSSource(Source):
         *,
         queue_name: str,
         dead_letter_queue_name: str,
-        region: str | None,
+        region: str,
         reader: ObjectReader | None,
         max_attempts: int = 5,
         lease_seconds: float = 60.0,
@@ -116,9 +115,8 @@ class SQSSource(Source):
         prefix: str = "",
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.queue_name = queue_name
-        self.dead_letter_queue_name = dead_letter_queue_name
-        self.region = region
+        self.queue = SqsQueue(queue_name, region=region)
+        self.dead_letters = SqsQueue(dead_letter_queue_name, region=region)
         self.reader = reader
         self.max_attempts = max_attempts
         self.lease_seconds = lease_seconds
@@ -128,7 +126,6 @@ class SQSSource(Source):
         self._lock = threading.Lock()
         self._leased: dict[str, _Leased] = {}
         self._records: dict[str, dict[str, Any]] = {}
-        self._urls: dict[str, str] = {}
         self._done = 0
         # The background receives: callers waiting in pull, receives in flight, poller
         # threads, and what arrived that no caller has taken yet.
@@ -140,24 +137,6 @@ class SQSSource(Source):
         self._wanted = 1
         self._poll_error: SourceError | None = None
         self._closed = False
-
-    def sqs(self) -> Any:
-        return clients.client("sqs", self.region)
-
-    def _translated(self, action: str, permission: str) -> AbstractContextManager[None]:
-        return translated(
-            resource=f"SQS queue {self.queue_name}",
-            action=action,
-            error=SourceError,
-            permission=permission,
-        )
-
-    def queue_url(self, name: str | None = None) -> str:
-        name = name or self.queue_name
-        if name not in self._urls:
-            with self._translated(f"find queue {name} for", "sqs:GetQueueUrl"):
-                self._urls[name] = self.sqs().get_queue_url(QueueName=name)["QueueUrl"]
-        return self._urls[name]
 
     # -- receiving -------------------------------------------------------------------------
 
@@ -208,12 +187,14 @@ class SQSSource(Source):
             error: SourceError | None = None
             messages: list[dict[str, Any]] = []
             try:
-                messages = self._receive(wanted)
+                messages = self.queue.receive(
+                    wanted=wanted, wait=MAX_WAIT_SECONDS, visibility=int(self.lease_seconds)
+                )
             except SourceError as exc:
                 error = exc
             except Exception as exc:  # a bug must not silently end the receiving
-                logger.exception("receiving from SQS queue %s failed", self.queue_name)
-                error = SourceError(f"cannot receive from SQS queue {self.queue_name}: {exc}")
+                logger.exception("receiving from SQS queue %s failed", self.queue.name)
+                error = SourceError(f"cannot receive from SQS queue {self.queue.name}: {exc}")
             now = self.clock()
             with self._arrived:
                 self._polling -= 1
@@ -228,21 +209,9 @@ class SQSSource(Source):
             if closed and messages:
                 self._hand_back_now([str(m["ReceiptHandle"]) for m in messages])
 
-    def _receive(self, wanted: int) -> list[dict[str, Any]]:
-        with self._translated("receive from", "sqs:ReceiveMessage"):
-            response = self.sqs().receive_message(
-                QueueUrl=self.queue_url(),
-                MaxNumberOfMessages=wanted,
-                WaitTimeSeconds=MAX_WAIT_SECONDS,
-                VisibilityTimeout=int(self.lease_seconds),
-                MessageSystemAttributeNames=["ApproximateReceiveCount", "SentTimestamp"],
-                MessageAttributeNames=["All"],
-            )
-        return list(response.get("Messages", []))
-
     def _hand_back_now(self, receipts: list[str]) -> None:
         try:
-            self._set_visibility(receipts, 0)
+            self.queue.change_visibility(receipts, 0)
         except SourceError as exc:  # their visibility timeout runs out by itself
             logger.warning("could not hand back %d message(s): %s", len(receipts), exc)
 
@@ -330,7 +299,7 @@ class SQSSource(Source):
         delay = self.retry_delay_seconds * 2 ** max(0, leased.receive_count - 1)
         room = MAX_VISIBILITY_SECONDS - (self.clock() - leased.received_at)
         seconds = max(0, min(MAX_DELAY_SECONDS, math.ceil(delay), math.floor(room)))
-        self._set_visibility([leased.receipt], seconds)
+        self.queue.change_visibility([leased.receipt], seconds)
 
     def ack(self, ack_ids: Sequence[str]) -> None:
         finished = [
@@ -383,7 +352,7 @@ class SQSSource(Source):
             for leased in too_old:
                 self._forget(leased)
         for visible, receipts in due.items():
-            self._set_visibility(receipts, visible)
+            self.queue.change_visibility(receipts, visible)
         if too_old:
             logger.warning(
                 "%d message(s) held for %d hours, near SQS's 12-hour limit, are handed back: "
@@ -391,7 +360,7 @@ class SQSSource(Source):
                 len(too_old),
                 HAND_BACK_AFTER_SECONDS // 3600,
             )
-            self._set_visibility([leased.receipt for leased in too_old], 0)
+            self.queue.change_visibility([leased.receipt for leased in too_old], 0)
 
     def _forget(self, leased: _Leased) -> None:
         """Drop a message's lease and records (the caller holds ``_lock``)."""
@@ -408,69 +377,30 @@ class SQSSource(Source):
             receipts += [str(r.message["ReceiptHandle"]) for r in self._ready]
             self._ready.clear()
         if receipts:
-            self._set_visibility(receipts, 0)
+            self.queue.change_visibility(receipts, 0)
         return len(receipts)
 
-    def _set_visibility(self, receipts: list[str], seconds: int) -> None:
-        for start in range(0, len(receipts), 10):
-            chunk = receipts[start : start + 10]
-            with self._translated("change message visibility in", "sqs:ChangeMessageVisibility"):
-                response = self.sqs().change_message_visibility_batch(
-                    QueueUrl=self.queue_url(),
-                    Entries=[
-                        {"Id": str(i), "ReceiptHandle": r, "VisibilityTimeout": seconds}
-                        for i, r in enumerate(chunk)
-                    ],
-                )
-            for failed in response.get("Failed", []):
-                # Usually a receipt that expired: SQS redelivers that message anyway.
-                logger.warning("visibility change refused: %s", failed.get("Message", failed))
-
     def _delete(self, receipts: list[str]) -> None:
-        for start in range(0, len(receipts), 10):
-            chunk = receipts[start : start + 10]
-            with self._translated("delete messages from", "sqs:DeleteMessage"):
-                response = self.sqs().delete_message_batch(
-                    QueueUrl=self.queue_url(),
-                    Entries=[{"Id": str(i), "ReceiptHandle": r} for i, r in enumerate(chunk)],
-                )
-            for failed in response.get("Failed", []):
-                # A receipt that expired: the message comes back; its rows are written.
-                logger.warning("delete refused: %s", failed.get("Message", failed))
-            with self._lock:
-                self._done += len(response.get("Successful", []))
+        deleted = self.queue.delete(receipts)
+        with self._lock:
+            self._done += deleted
 
     def _send_dead_letter(self, message_id: str, body: str, error: str, attempts: int) -> None:
-        with self._translated("send a dead letter to the DLQ of", "sqs:SendMessage"):
-            self.sqs().send_message(
-                QueueUrl=self.queue_url(self.dead_letter_queue_name),
-                MessageBody=body or "(empty message)",
-                MessageAttributes={
-                    ERROR_ATTRIBUTE: {
-                        "DataType": "String",
-                        "StringValue": one_line(error, limit=_MAX_ERROR_CHARS) or "failed",
-                    },
-                    ATTEMPTS_ATTRIBUTE: {"DataType": "Number", "StringValue": str(attempts)},
-                    SOURCE_MESSAGE_ATTRIBUTE: {"DataType": "String", "StringValue": message_id},
-                },
-            )
+        written = dead_letter_attributes(error=error, attempts=attempts, message_id=message_id)
+        kinds = {ATTEMPTS_ATTRIBUTE: "Number"}
+        self.dead_letters.send(
+            body or "(empty message)",
+            {
+                name: {"DataType": kinds.get(name, "String"), "StringValue": value}
+                for name, value in written.items()
+            },
+        )
 
     def stats(self) -> SourceStats:
-        with self._translated("read the counts of", "sqs:GetQueueAttributes"):
-            attributes = self.sqs().get_queue_attributes(
-                QueueUrl=self.queue_url(),
-                AttributeNames=[
-                    "ApproximateNumberOfMessages",
-                    "ApproximateNumberOfMessagesNotVisible",
-                ],
-            )["Attributes"]
+        pending, in_flight = self.queue.counts()
         with self._lock:
             done = self._done
-        return SourceStats(
-            pending=int(attributes.get("ApproximateNumberOfMessages", 0)),
-            in_flight=int(attributes.get("ApproximateNumberOfMessagesNotVisible", 0)),
-            done=done,
-        )
+        return SourceStats(pending=pending, in_flight=in_flight, done=done)
 
 
 class SQSDeadLetterQueue(DeadLetterQueue):
@@ -488,52 +418,25 @@ class SQSDeadLetterQueue(DeadLetterQueue):
         *,
         queue_name: str,
         dead_letter_queue_name: str,
-        region: str | None,
+        region: str,
         reader: ObjectReader | None,
         scan_limit: int = 1000,
         scan_visibility: int = 30,
     ) -> None:
-        self._source = SQSSource(
-            queue_name=queue_name,
-            dead_letter_queue_name=dead_letter_queue_name,
-            region=region,
-            reader=reader,
-        )
-        self.dead_letter_queue_name = dead_letter_queue_name
+        self.queue = SqsQueue(queue_name, region=region)
+        self.dead_letters = SqsQueue(dead_letter_queue_name, region=region)
         self.reader = reader
         self.scan_limit = scan_limit
         self.scan_visibility = scan_visibility
 
-    def _url(self) -> str:
-        return self._source.queue_url(self.dead_letter_queue_name)
-
     def count(self) -> int:
-        with self._source._translated("count the dead letters of", "sqs:GetQueueAttributes"):
-            attributes = self._source.sqs().get_queue_attributes(
-                QueueUrl=self._url(),
-                AttributeNames=[
-                    "ApproximateNumberOfMessages",
-                    "ApproximateNumberOfMessagesNotVisible",
-                ],
-            )["Attributes"]
-        return int(attributes.get("ApproximateNumberOfMessages", 0)) + int(
-            attributes.get("ApproximateNumberOfMessagesNotVisible", 0)
-        )
+        return sum(self.dead_letters.counts())
 
     def _scan(self) -> list[dict[str, Any]]:
         messages: list[dict[str, Any]] = []
         seen: set[str] = set()
-        sqs = self._source.sqs()
         while len(messages) < self.scan_limit:
-            with self._source._translated("read the dead letters of", "sqs:ReceiveMessage"):
-                batch = sqs.receive_message(
-                    QueueUrl=self._url(),
-                    MaxNumberOfMessages=10,
-                    WaitTimeSeconds=1,
-                    VisibilityTimeout=self.scan_visibility,
-                    MessageSystemAttributeNames=["ApproximateReceiveCount", "SentTimestamp"],
-                    MessageAttributeNames=["All"],
-                ).get("Messages", [])
+            batch = self.dead_letters.receive(wanted=10, wait=1, visibility=self.scan_visibility)
             fresh = [m for m in batch if m["MessageId"] not in seen]
             if not fresh:
                 break
@@ -542,18 +445,7 @@ class SQSDeadLetterQueue(DeadLetterQueue):
         return messages
 
     def _hand_back(self, messages: list[dict[str, Any]]) -> None:
-        receipts = [str(m["ReceiptHandle"]) for m in messages]
-        for start in range(0, len(receipts), 10):
-            with self._source._translated(
-                "hand back dead letters of", "sqs:ChangeMessageVisibility"
-            ):
-                self._source.sqs().change_message_visibility_batch(
-                    QueueUrl=self._url(),
-                    Entries=[
-                        {"Id": str(i), "ReceiptHandle": r, "VisibilityTimeout": 0}
-                        for i, r in enumerate(receipts[start : start + 10])
-                    ],
-                )
+        self.dead_letters.change_visibility([str(m["ReceiptHandle"]) for m in messages], 0)
 
     def list(self, *, limit: int = 100) -> builtins.list[DeadLetter]:
         messages = self._scan()
@@ -571,13 +463,11 @@ class SQSDeadLetterQueue(DeadLetterQueue):
         messages = self._scan()
         chosen = [m for m in messages if wanted is None or m["MessageId"] in wanted]
         others = [m for m in messages if m not in chosen]
-        sqs = self._source.sqs()
         done = 0
         try:
             for message in chosen:
-                with self._source._translated("send back a dead letter to", "sqs:SendMessage"):
-                    sqs.send_message(QueueUrl=self._source.queue_url(), MessageBody=message["Body"])
-                    sqs.delete_message(QueueUrl=self._url(), ReceiptHandle=message["ReceiptHandle"])
+                self.queue.send(message["Body"])
+                self.dead_letters.delete([str(message["ReceiptHandle"])])
                 done += 1
         finally:
             self._hand_back(others + chosen[done:])
@@ -585,7 +475,7 @@ class SQSDeadLetterQueue(DeadLetterQueue):
 
     def _letters(self, message: dict[str, Any]) -> builtins.list[DeadLetter]:
         attributes = message.get("MessageAttributes", {})
-        error = attributes.get(ERROR_ATTRIBUTE, {}).get("StringValue") or _EXHAUSTED
+        error = attributes.get(ERROR_ATTRIBUTE, {}).get("StringValue") or ATTEMPTS_EXHAUSTED
         attempts = int(
             attributes.get(ATTEMPTS_ATTRIBUTE, {}).get("StringValue")
             or message.get("Attributes", {}).get("ApproximateReceiveCount", "0")

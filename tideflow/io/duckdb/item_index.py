@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from tideflow.io.item_index import BEST, FIRST, KEY, ORDER, POSITION, ItemIndex, quote
+from tideflow.io.item_index import BEST, FIRST, KEY, ORDER, POSITION, ItemIndex
 from tideflow.io.schema import ROW_ID_COLUMN, Field, Kind
+from tideflow.io.sql import quote
 
 
 def create_sql(index: ItemIndex, column_type: Callable[[Field], str]) -> str:

@@ -37,10 +37,11 @@ from tideflow.io.duckdb.connection import (
 )
 from tideflow.io.duckdb.item_index import backfill_sql, create_sql, insert_sql
 from tideflow.io.export import check_format, export_file, place_export, sql_string
-from tideflow.io.item_index import ItemIndex, indexes_for
-from tideflow.io.primitive import PlanAction, PlanStep, Primitive, SinkPrimitive
-from tideflow.io.schema import ROW_ID_COLUMN, Field, Kind, row_values, schema_of, schema_problem
-from tideflow.io.sql import SqlDialect, SqlTableReader, first_rows
+from tideflow.io.item_index import ItemIndex
+from tideflow.io.primitive import PlanAction, PlanStep, Primitive
+from tideflow.io.schema import ROW_ID_COLUMN, Field, Kind, row_values
+from tideflow.io.sql import SqlDialect, SqlTableReader, first_rows, quote
+from tideflow.io.sql_table import SqlTable
 from tideflow.io.strategies import ItemFilter, Sink
 from tideflow.types import QueryResult
 
@@ -55,13 +56,9 @@ _TYPES = {
 }
 
 
-def quote(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
-def column_type(field: Field) -> str:
+def duckdb_type(field: Field) -> str:
     if field.kind is Kind.RECORD:
-        inner = ", ".join(f"{quote(f.name)} {column_type(f)}" for f in field.fields)
+        inner = ", ".join(f"{quote(f.name)} {duckdb_type(f)}" for f in field.fields)
         base = f"STRUCT({inner})"
     else:
         base = _TYPES[field.kind]
@@ -140,7 +137,7 @@ class DuckDBDataset(Primitive):
         return DuckDBReader(self, table_ref="")
 
 
-class DuckDBTable(SinkPrimitive):
+class DuckDBTable(SqlTable):
     """A table in a ``DuckDBDataset``; set its row type with ``.options(schema=Row)``.
 
     BuildFlow's signature works too: ``DuckDBTable(database="app.duckdb", table="rows")``
@@ -191,27 +188,16 @@ class DuckDBTable(SinkPrimitive):
         """The table's name (BuildFlow's ``DuckDBTable.table``)."""
         return self.table_name
 
-    def _option_names(self) -> frozenset[str]:
-        return frozenset({"schema"})
-
-    def _check_option(self, name: str, value: object) -> str | None:
-        return schema_problem(value) if name == "schema" else None
-
     def primitive_id(self) -> str:
         return f"duckdb-table:{self.dataset._path}/{self.table_name}"
 
     def depends_on(self) -> tuple[DuckDBDataset, ...]:
         return (self.dataset,)
 
-    def fields(self) -> tuple[Field, ...]:
-        if self.schema is None:
-            raise PrimitiveError(
-                f"table {self.table_name} has no schema: declare it with "
-                f"DuckDBTable(...).options(schema=YourRowDataclass)"
-            )
-        return schema_of(self.schema)
+    def column_type(self, field: Field) -> str:
+        return duckdb_type(field)
 
-    def _existing_columns(self) -> list[str] | None:
+    def existing_columns(self) -> list[str] | None:
         if not self.dataset.path.exists():
             return None
         with self.dataset.cursor() as cursor:
@@ -222,69 +208,43 @@ class DuckDBTable(SinkPrimitive):
             ).fetchall()
         return [r[0] for r in rows] or None
 
-    def _missing_fields(self, existing: list[str]) -> list[Field]:
-        return [f for f in self.fields() if f.name not in existing]
-
-    def item_indexes(self) -> list[ItemIndex]:
-        """Side tables that make item filters fast (see ``item_index``); a BuildFlow-style
-        table keeps only its own columns, so it has none."""
-        if self.row_ids_apart:
-            return []
-        return indexes_for(self.table_name, self.fields())
-
-    def _missing_indexes(self) -> list[ItemIndex]:
+    def existing_tables(self, names: Sequence[str]) -> set[str]:
         if not self.dataset.path.exists():
-            return self.item_indexes()
+            return set()
         with self.dataset.cursor() as cursor:
             found = cursor.execute("SELECT table_name FROM information_schema.tables").fetchall()
-        present = {row[0] for row in found}
-        return [index for index in self.item_indexes() if index.name not in present]
+        return {row[0] for row in found} & set(names)
 
-    def plan(self) -> PlanStep:
-        existing = self._existing_columns()
-        indexes = self._missing_indexes() if existing is not None else []
-        changes = [f"add item index: {', '.join(i.name for i in indexes)}"] if indexes else []
-        return self.table_step([f.name for f in self.fields()], existing, changes)
+    def item_indexes(self) -> list[ItemIndex]:
+        """A BuildFlow-style table keeps only its own columns, so it has no item index."""
+        return [] if self.row_ids_apart else super().item_indexes()
 
-    def plan_destroy(self) -> PlanStep:
-        present = self._existing_columns() is not None
-        return self.step(PlanAction.DELETE if present else PlanAction.NO_CHANGE)
+    def create_statements(self) -> list[str]:
+        if not self.row_ids_apart:
+            return super().create_statements()
+        columns = ", ".join(f"{quote(f.name)} {duckdb_type(f)}" for f in self.fields())
+        return [
+            f"CREATE TABLE IF NOT EXISTS {quote(self.row_ids_table)} "
+            f"({self.row_id_column()} PRIMARY KEY)",
+            f"CREATE TABLE IF NOT EXISTS {quote(self.table_name)} ({columns})",
+        ]
 
-    def apply(self) -> PlanStep:
-        step = self.plan()
-        table = quote(self.table_name)
-        missing = self._missing_fields(self._existing_columns() or [])
+    def drop_statements(self) -> list[str]:
+        return [*super().drop_statements(), f"DROP TABLE IF EXISTS {quote(self.row_ids_table)}"]
+
+    def execute(self, statements: Sequence[str]) -> None:
         with self.dataset.cursor() as cursor:
-            if step.action is PlanAction.CREATE:
-                columns = [f"{quote(f.name)} {column_type(f)}" for f in self.fields()]
-                row_id = f"{quote(ROW_ID_COLUMN)} VARCHAR PRIMARY KEY"
-                if self.row_ids_apart:
-                    cursor.execute(
-                        f"CREATE TABLE IF NOT EXISTS {quote(self.row_ids_table)} ({row_id})"
-                    )
-                else:
-                    columns.append(row_id)
-                cursor.execute(f"CREATE TABLE IF NOT EXISTS {table} ({', '.join(columns)})")
-            elif step.action is PlanAction.UPDATE:
-                for field in missing:
-                    cursor.execute(
-                        f"ALTER TABLE {table} ADD COLUMN {quote(field.name)} {column_type(field)}"
-                    )
-            for index in self._missing_indexes():
-                with transaction(cursor):
-                    cursor.execute(create_sql(index, column_type))
-                    cursor.execute(backfill_sql(index))
-        return step
+            for statement in statements:
+                cursor.execute(statement)
 
-    def destroy(self) -> PlanStep:
-        step = self.plan_destroy()
-        if step.action is PlanAction.DELETE:
-            with self.dataset.cursor() as cursor:
-                for index in self.item_indexes():
-                    cursor.execute(f"DROP TABLE IF EXISTS {quote(index.name)}")
-                cursor.execute(f"DROP TABLE IF EXISTS {quote(self.table_name)}")
-                cursor.execute(f"DROP TABLE IF EXISTS {quote(self.row_ids_table)}")
-        return step
+    def migrate(self, step: PlanStep, statements: Sequence[str]) -> None:
+        with self.dataset.cursor() as cursor:
+            for statement in statements:
+                cursor.execute(statement)
+            for index in self.missing_indexes():
+                with transaction(cursor):
+                    cursor.execute(create_sql(index, duckdb_type))
+                    cursor.execute(backfill_sql(index))
 
     def sink(self) -> DuckDBSink:
         return DuckDBSink(self)

@@ -21,7 +21,8 @@ the table, and the dataset only when it is empty (tables the flow does not manag
 named instead). Writes and reads: see ``tideflow.io.gcp.bigquery_io``.
 
 Settings: ``project_id`` (else ``GCP_PROJECT_ID``), credentials and
-``BIGQUERY_EMULATOR_HOST``, see ``tideflow.io.gcp.clients``.
+``BIGQUERY_EMULATOR_HOST``, from ``settings`` (``tideflow.io.gcp.settings``; the
+environment's when not given).
 """
 
 from __future__ import annotations
@@ -29,22 +30,24 @@ from __future__ import annotations
 import datetime
 import json
 import logging
-import os
 import threading
 import time
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, ClassVar
 
 from google.api_core import exceptions as api_exceptions
 from google.cloud import bigquery
 
 from tideflow.exceptions import PrimitiveError, ReadError, TideflowError
 from tideflow.home import make_private_dir, state_path
+from tideflow.io.errors import Case, Outcome, one_line
 from tideflow.io.gcp.bigquery_io import API_RETRY, BigQueryReader, BigQuerySink
-from tideflow.io.gcp.clients import BIGQUERY_EMULATOR_ENV, bigquery_client, resolve_project
-from tideflow.io.gcp.errors import describe, one_line, translated
-from tideflow.io.primitive import PlanAction, PlanStep, Primitive, SinkPrimitive
-from tideflow.io.schema import ROW_ID_COLUMN, Field, Kind, schema_of, schema_problem
+from tideflow.io.gcp.clients import bigquery_client
+from tideflow.io.gcp.errors import admin, describe, translated
+from tideflow.io.gcp.settings import BIGQUERY_EMULATOR_ENV, GcpSettings
+from tideflow.io.options import OptionCheck, text
+from tideflow.io.primitive import PlanAction, PlanStep, Primitive, ProcessLocal, SinkPrimitive
+from tideflow.io.schema import ROW_ID_COLUMN, Field, Kind
 
 logger = logging.getLogger("tideflow.gcp")
 
@@ -152,21 +155,28 @@ def _shape(field: bigquery.SchemaField) -> tuple[str, str]:
     return _SYNONYMS.get(kind, kind), repeated
 
 
-class BigQueryDataset(Primitive):
+class BigQueryDataset(ProcessLocal, Primitive):
     """A BigQuery dataset; its client is created on first use."""
 
-    def __init__(self, project_id: str | None = None, dataset_name: str = "") -> None:
+    process_local = ("_client",)
+    option_checks: ClassVar[Mapping[str, OptionCheck]] = {"location": text}
+
+    def __init__(
+        self,
+        project_id: str | None = None,
+        dataset_name: str = "",
+        *,
+        settings: GcpSettings | None = None,
+    ) -> None:
         if not dataset_name:
             raise PrimitiveError("BigQueryDataset needs a dataset_name")
-        self.project_id = resolve_project(project_id)
+        self.settings = settings or GcpSettings.from_environ()
+        self.project_id = self.settings.project(project_id)
         self.dataset_name = dataset_name
         self.location = "US"
         self._found_location: str | None = None
         self._client: bigquery.Client | None = None
         self._lock = threading.Lock()
-
-    def _option_names(self) -> frozenset[str]:
-        return frozenset({"location"})
 
     @property
     def dataset_ref(self) -> str:
@@ -175,12 +185,8 @@ class BigQueryDataset(Primitive):
     def client(self) -> bigquery.Client:
         with self._lock:
             if self._client is None:
-                with translated(
-                    resource=f"dataset {self.dataset_ref}",
-                    action="connect to BigQuery for",
-                    error=PrimitiveError,
-                ):
-                    self._client = bigquery_client(self.project_id)
+                with admin("connect to BigQuery for", f"dataset {self.dataset_ref}"):
+                    self._client = bigquery_client(self.project_id, self.settings)
             return self._client
 
     def primitive_id(self) -> str:
@@ -193,24 +199,18 @@ class BigQueryDataset(Primitive):
             action="look up",
             error=error,
             permission="bigquery.datasets.get",
+            cases={api_exceptions.NotFound: None},
         ):
-            try:
-                found = self.client().get_dataset(self.dataset_ref, retry=API_RETRY)
-            except api_exceptions.NotFound:
-                return False
-        self._found_location = found.location
-        return True
+            found = self.client().get_dataset(self.dataset_ref, retry=API_RETRY)
+            self._found_location = found.location
+            return True
+        return False
 
     def _tables(self) -> list[str] | None:
         """Names of the dataset's tables; None when the dataset does not exist."""
         if not self._exists():
             return None
-        with translated(
-            resource=f"dataset {self.dataset_ref}",
-            action="list the tables of",
-            error=PrimitiveError,
-            permission="bigquery.tables.list",
-        ):
+        with admin("list the tables of", f"dataset {self.dataset_ref}", "bigquery.tables.list"):
             return [
                 t.table_id for t in self.client().list_tables(self.dataset_ref, retry=API_RETRY)
             ]
@@ -251,12 +251,7 @@ class BigQueryDataset(Primitive):
         if step.action is PlanAction.CREATE:
             dataset = bigquery.Dataset(self.dataset_ref)
             dataset.location = self.location
-            with translated(
-                resource=f"dataset {self.dataset_ref}",
-                action="create",
-                error=PrimitiveError,
-                permission="bigquery.datasets.create",
-            ):
+            with admin("create", f"dataset {self.dataset_ref}", "bigquery.datasets.create"):
                 self.client().create_dataset(dataset, exists_ok=True, retry=API_RETRY)
         return step
 
@@ -273,39 +268,43 @@ class BigQueryDataset(Primitive):
                 f"({', '.join(sorted(left))}); delete them first, or the dataset with "
                 f"`bq rm -r {self.dataset_ref}`"
             )
-        with translated(
-            resource=f"dataset {self.dataset_ref}",
-            action="delete",
-            error=PrimitiveError,
-            permission="bigquery.datasets.delete",
-        ):
+        with admin("delete", f"dataset {self.dataset_ref}", "bigquery.datasets.delete"):
             self.client().delete_dataset(self.dataset_ref, not_found_ok=True, retry=API_RETRY)
         return step
+
+
+def _column_name(value: object) -> str | None:
+    if value is None or isinstance(value, str):
+        return None
+    return "must be a TIMESTAMP or DATE column's name"
+
+
+def _column_names(value: object) -> str | None:
+    if value is None or (
+        isinstance(value, list | tuple) and all(isinstance(v, str) for v in value)
+    ):
+        return None
+    return "must be a list of up to 4 column names"
 
 
 class BigQueryTable(SinkPrimitive):
     """A table in a ``BigQueryDataset``; set its row type with ``.options(schema=Row)``."""
 
-    def __init__(self, dataset: BigQueryDataset, table_name: str) -> None:
+    option_checks: ClassVar[Mapping[str, OptionCheck]] = {
+        **SinkPrimitive.option_checks,
+        "partition_by": _column_name,
+        "cluster_by": _column_names,
+    }
+
+    def __init__(
+        self, dataset: BigQueryDataset, table_name: str, *, settings: GcpSettings | None = None
+    ) -> None:
+        self.settings = settings or GcpSettings.from_environ()
         self.dataset = dataset
         self.table_name = table_name
         self.schema: type | None = None
         self.partition_by: str | None = None
         self.cluster_by: Sequence[str] | None = None
-
-    def _option_names(self) -> frozenset[str]:
-        return frozenset({"schema", "partition_by", "cluster_by"})
-
-    def _check_option(self, name: str, value: object) -> str | None:
-        if name == "schema":
-            return schema_problem(value)
-        if name == "partition_by" and value is not None and not isinstance(value, str):
-            return "must be a TIMESTAMP or DATE column's name"
-        if name == "cluster_by" and (
-            isinstance(value, str) or not all(isinstance(v, str) for v in value or ())  # type: ignore[attr-defined]
-        ):
-            return "must be a list of up to 4 column names"
-        return None
 
     def partitioning(self) -> bigquery.TimePartitioning:
         """Daily partitions on ``partition_by``, else the first top-level TIMESTAMP column."""
@@ -344,25 +343,11 @@ class BigQueryTable(SinkPrimitive):
     def depends_on(self) -> tuple[BigQueryDataset, ...]:
         return (self.dataset,)
 
-    def fields(self) -> tuple[Field, ...]:
-        if self.schema is None:
-            raise PrimitiveError(
-                f"table {self.table_name} has no schema: declare it with "
-                f"BigQueryTable(...).options(schema=YourRowDataclass)"
-            )
-        return schema_of(self.schema)
-
     def _table(self) -> bigquery.Table | None:
-        with translated(
-            resource=f"table {self.table_ref}",
-            action="look up",
-            error=PrimitiveError,
-            permission="bigquery.tables.get",
-        ):
-            try:
-                return self.dataset.client().get_table(self.table_ref, retry=API_RETRY)
-            except api_exceptions.NotFound:
-                return None
+        gone: Mapping[Case, Outcome] = {api_exceptions.NotFound: None}
+        with admin("look up", f"table {self.table_ref}", "bigquery.tables.get", cases=gone):
+            return self.dataset.client().get_table(self.table_ref, retry=API_RETRY)
+        return None
 
     def _changes(self, table: bigquery.Table) -> tuple[list[bigquery.SchemaField], PlanStep]:
         merged, added, conflicts = merge_schema(table.schema, table_schema(self.fields()))
@@ -420,12 +405,7 @@ class BigQueryTable(SinkPrimitive):
         client = self.dataset.client()
         if table is None:
             self._refuse_recent_name()
-            with translated(
-                resource=f"table {self.table_ref}",
-                action="create",
-                error=PrimitiveError,
-                permission="bigquery.tables.create",
-            ):
+            with admin("create", f"table {self.table_ref}", "bigquery.tables.create"):
                 new = bigquery.Table(self.table_ref, schema=table_schema(self.fields()))
                 new.time_partitioning = self.partitioning()
                 new.clustering_fields = self.clustering()
@@ -436,12 +416,7 @@ class BigQueryTable(SinkPrimitive):
         if step.action is PlanAction.UPDATE:
             known = {f.name for f in table.schema}
             table.schema = merged
-            with translated(
-                resource=f"table {self.table_ref}",
-                action="add columns to",
-                error=PrimitiveError,
-                permission="bigquery.tables.update",
-            ):
+            with admin("add columns to", f"table {self.table_ref}", "bigquery.tables.update"):
                 # The table's etag travels along: a concurrent schema change fails this one.
                 client.update_table(table, ["schema"], retry=API_RETRY)
             # Top-level columns only: a field added inside a RECORD is probed by its record.
@@ -469,41 +444,41 @@ class BigQueryTable(SinkPrimitive):
         means it has, and nothing is ever stored. Under ``BIGQUERY_EMULATOR_HOST`` it is
         skipped (bqemulator would store the probe and has no such delay).
         """
-        if os.environ.get(BIGQUERY_EMULATOR_ENV, "").strip():
+        if self.settings.bigquery_emulator_host:
             logger.info(
                 "%s: %s is set: not waiting for streaming inserts to see the table",
                 self.table_ref,
                 BIGQUERY_EMULATOR_ENV,
             )
             return
-        probe: dict[str, Any] = {name: None for name in columns}
-        probe[ROW_ID_COLUMN] = {"tideflow_probe": True}
-        client = self.dataset.client()
         waited, pause = 0.0, 1.0
-        while True:
-            try:
-                errors = client.insert_rows_json(self.table_ref, [probe], retry=API_RETRY)
-                text = str(errors)
-                ready = bool(errors) and "no such field" not in text.lower()
-                reason = f"refused the new columns ({one_line(text, limit=200)})"
-                if not errors:
-                    # Nothing refused: a backend that ignores the row id's type. Done.
-                    ready = True
-            except api_exceptions.NotFound as exc:
-                ready, reason = False, f"does not see the table yet ({describe(exc)})"
-            if ready:
-                return
+        while (missing := self._unseen_by_streaming(columns)) is not None:
             if waited >= timeout:
                 raise PrimitiveError(
-                    f"BigQuery's streaming inserts still {reason} for {self.table_ref} after "
+                    f"BigQuery's streaming inserts still {missing} for {self.table_ref} after "
                     f"{waited:.0f}s. If a table of this name was deleted in the last minutes, "
                     "streaming keeps sending rows to the deleted one for a while: wait, or "
                     "use another table name; then apply again"
                 )
-            logger.info("%s: streaming inserts %s; waiting %.0fs", self.table_ref, reason, pause)
+            logger.info("%s: streaming inserts %s; waiting %.0fs", self.table_ref, missing, pause)
             (sleep or time.sleep)(pause)
             waited += pause
             pause = min(pause * 2, 30.0)
+
+    def _unseen_by_streaming(self, columns: Sequence[str]) -> str | None:
+        """What streaming inserts do not see yet of the table (one probe), or None."""
+        probe: dict[str, Any] = {name: None for name in columns}
+        probe[ROW_ID_COLUMN] = {"tideflow_probe": True}
+        try:
+            errors = self.dataset.client().insert_rows_json(
+                self.table_ref, [probe], retry=API_RETRY
+            )
+        except api_exceptions.NotFound as exc:
+            return f"does not see the table yet ({describe(exc)})"
+        # Refused for its row id (or stored by a backend that ignores the id's type): seen.
+        if errors and "no such field" in str(errors).lower():
+            return f"refused the new columns ({one_line(str(errors), limit=200)})"
+        return None
 
     def _create_step(self) -> PlanStep:
         names = ", ".join(f.name for f in self.fields())
@@ -517,12 +492,7 @@ class BigQueryTable(SinkPrimitive):
     def destroy(self) -> PlanStep:
         step = self.plan_destroy()
         if step.action is PlanAction.DELETE:
-            with translated(
-                resource=f"table {self.table_ref}",
-                action="delete",
-                error=PrimitiveError,
-                permission="bigquery.tables.delete",
-            ):
+            with admin("delete", f"table {self.table_ref}", "bigquery.tables.delete"):
                 self.dataset.client().delete_table(
                     self.table_ref, not_found_ok=True, retry=API_RETRY
                 )
@@ -539,4 +509,6 @@ class BigQueryTable(SinkPrimitive):
 
     def sibling(self, table_name: str, *, schema: type) -> BigQueryTable:
         # Layout options are the sibling's own (derived from its schema).
-        return BigQueryTable(self.dataset, table_name).options(schema=schema)
+        return BigQueryTable(self.dataset, table_name, settings=self.settings).options(
+            schema=schema
+        )

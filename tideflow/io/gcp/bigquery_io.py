@@ -51,7 +51,8 @@ from google.api_core import exceptions as api_exceptions
 from google.cloud import bigquery
 
 from tideflow.exceptions import ReadError, RowError, SinkError, SinkUnavailableError
-from tideflow.io.gcp.errors import one_line, translated
+from tideflow.io.errors import one_line
+from tideflow.io.gcp.errors import translated
 from tideflow.io.schema import ROW_ID_COLUMN, Field, row_values
 from tideflow.io.sql import SqlDialect, SqlTableReader, first_rows
 from tideflow.io.strategies import ItemFilter, Sink

@@ -1,36 +1,29 @@
 """Google Cloud errors translated into tideflow errors, in one line, at the adapter boundary.
 
-Every call into a Google client library runs inside ``translated(...)``, which names the
-resource and what was being done, keeps the SDK error as ``__cause__`` and raises the
-tideflow error the caller chose (``PrimitiveError`` for plan/apply/destroy, ``SourceError``
-and ``SinkError`` at run time; a sink's transient failures, unreachable or 5xx or over a
-quota or rate limit, become ``SinkUnavailableError``, which the worker waits out). A
-permission error names the IAM permission the call needs; a quota error says so (BigQuery
-answers quotas and rate limits with 403 Forbidden, told apart by its reason); missing
-credentials become a ``ConfigError`` that says how to provide them.
+Every call into a Google client library runs inside ``translated(...)``
+(``tideflow.io.errors``), which names the resource and what was being done, keeps the SDK
+error as ``__cause__`` and raises the tideflow error the caller chose (``PrimitiveError``
+for plan/apply/destroy, ``SourceError`` and ``SinkError`` at run time; a sink's transient
+failures, unreachable or 5xx or over a quota or rate limit, become
+``SinkUnavailableError``, which the worker waits out). A permission error names the IAM
+permission the call needs; a quota error says so (BigQuery answers quotas and rate limits
+with 403 Forbidden, told apart by its reason); missing credentials become a
+``ConfigError`` that says how to provide them.
 """
 
 from __future__ import annotations
-
-import contextlib
-from collections.abc import Iterator
 
 import requests
 from google.api_core import exceptions as api_exceptions
 from google.auth import exceptions as auth_exceptions
 
 from tideflow.exceptions import ConfigError, TideflowError
+from tideflow.io.errors import Call, ErrorMap, one_line
 
 _CREDENTIALS_HELP = (
     "set GCP_SERVICE_ACCOUNT_INFO to a service-account key (JSON) or run "
     "`gcloud auth application-default login`"
 )
-
-
-def one_line(text: str, *, limit: int = 400) -> str:
-    """``text`` without line breaks, cut to ``limit`` characters."""
-    flat = " ".join(str(text).split())
-    return flat if len(flat) <= limit else flat[: limit - 3] + "..."
 
 
 def describe(exc: BaseException) -> str:
@@ -104,81 +97,60 @@ def transient(exc: BaseException) -> bool:
     return isinstance(exc, _TRANSIENT) and not credentials_failed(exc)
 
 
-def translate(
-    exc: BaseException,
-    *,
-    resource: str,
-    action: str,
-    error: type[TideflowError],
-    permission: str | None = None,
-    unavailable: type[TideflowError] | None = None,
-) -> TideflowError:
-    """The tideflow error for ``exc``, raised while ``action`` on ``resource``; a transient
-    failure is ``unavailable`` when given."""
-    if unavailable is not None and transient(exc):
-        error = unavailable
-    if isinstance(exc, auth_exceptions.GoogleAuthError):
-        return ConfigError(
-            f"no usable Google credentials to {action} {resource}: {describe(exc)}; "
-            f"{_CREDENTIALS_HELP}"
-        )
-    if api_disabled(exc):
-        return ConfigError(
-            f"cannot {action} {resource}: the API is disabled in the project ({describe(exc)}); "
-            "enable it (`gcloud services enable storage.googleapis.com pubsub.googleapis.com "
-            "bigquery.googleapis.com`) and try again in a few minutes"
-        )
-    if credentials_failed(exc):
-        return ConfigError(
-            f"the Google credentials used to {action} {resource} expired or were revoked "
-            f"({describe(exc)}); {_CREDENTIALS_HELP}"
-        )
-    if quota_exceeded(exc):
-        return error(
-            f"quota or rate limit exceeded to {action} {resource} ({describe(exc)}); "
-            "it passes with time, or raise the quota in the Google Cloud console"
-        )
-    if isinstance(exc, api_exceptions.Forbidden | api_exceptions.PermissionDenied):
-        needed = f"; the caller needs the IAM permission {permission}" if permission else ""
-        return error(f"permission denied to {action} {resource}{needed} ({describe(exc)})")
-    if isinstance(exc, api_exceptions.Unauthorized | api_exceptions.Unauthenticated):
-        return ConfigError(
-            f"Google rejected the credentials used to {action} {resource}; {_CREDENTIALS_HELP}"
-        )
-    if isinstance(exc, requests.RequestException):
-        return error(f"cannot reach Google Cloud to {action} {resource}: {describe(exc)}")
-    if isinstance(exc, api_exceptions.RetryError):
-        if exc.cause is not None and credentials_failed(exc.cause):
-            return translate(
-                exc.cause, resource=resource, action=action, error=error, permission=permission
-            )
-        return error(f"gave up retrying to {action} {resource}: {describe(exc.cause or exc)}")
-    return error(f"cannot {action} {resource}: {type(exc).__name__}: {describe(exc)}")
+class GcpErrors(ErrorMap):
+    """The Google client libraries' errors (``google.api_core``, ``google.auth``, requests)."""
 
-
-@contextlib.contextmanager
-def translated(
-    *,
-    resource: str,
-    action: str,
-    error: type[TideflowError],
-    permission: str | None = None,
-    unavailable: type[TideflowError] | None = None,
-) -> Iterator[None]:
-    """Run the block, turning Google SDK errors into ``error`` (kept as ``__cause__``), or
-    transient ones into ``unavailable`` when given."""
-    try:
-        yield
-    except (
+    catches = (
         api_exceptions.GoogleAPIError,
         auth_exceptions.GoogleAuthError,
         requests.RequestException,
-    ) as exc:
-        raise translate(
-            exc,
-            resource=resource,
-            action=action,
-            error=error,
-            permission=permission,
-            unavailable=unavailable,
-        ) from exc
+    )
+
+    def transient(self, exc: BaseException) -> bool:
+        return transient(exc)
+
+    def translate(self, exc: BaseException, call: Call) -> TideflowError:
+        action, resource = call.action, call.resource
+        if isinstance(exc, auth_exceptions.GoogleAuthError):
+            return ConfigError(
+                f"no usable Google credentials to {action} {resource}: {describe(exc)}; "
+                f"{_CREDENTIALS_HELP}"
+            )
+        if api_disabled(exc):
+            return ConfigError(
+                f"cannot {action} {resource}: the API is disabled in the project "
+                f"({describe(exc)}); enable it (`gcloud services enable storage.googleapis.com "
+                "pubsub.googleapis.com bigquery.googleapis.com`) and try again in a few minutes"
+            )
+        if credentials_failed(exc):
+            return ConfigError(
+                f"the Google credentials used to {action} {resource} expired or were revoked "
+                f"({describe(exc)}); {_CREDENTIALS_HELP}"
+            )
+        if quota_exceeded(exc):
+            return call.error(
+                f"quota or rate limit exceeded to {action} {resource} ({describe(exc)}); "
+                "it passes with time, or raise the quota in the Google Cloud console"
+            )
+        if isinstance(exc, api_exceptions.Forbidden | api_exceptions.PermissionDenied):
+            permission = call.permission
+            needed = f"; the caller needs the IAM permission {permission}" if permission else ""
+            return call.error(f"permission denied to {action} {resource}{needed} ({describe(exc)})")
+        if isinstance(exc, api_exceptions.Unauthorized | api_exceptions.Unauthenticated):
+            return ConfigError(
+                f"Google rejected the credentials used to {action} {resource}; {_CREDENTIALS_HELP}"
+            )
+        if isinstance(exc, requests.RequestException):
+            return call.error(f"cannot reach Google Cloud to {action} {resource}: {describe(exc)}")
+        if isinstance(exc, api_exceptions.RetryError):
+            if exc.cause is not None and credentials_failed(exc.cause):
+                return self.translate(exc.cause, call)
+            return call.error(
+                f"gave up retrying to {action} {resource}: {describe(exc.cause or exc)}"
+            )
+        return call.failed(f"{type(exc).__name__}: {describe(exc)}")
+
+
+GCP_ERRORS = GcpErrors()
+translated = GCP_ERRORS.translated
+admin = GCP_ERRORS.admin

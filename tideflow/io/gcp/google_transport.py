@@ -20,6 +20,7 @@ from google.cloud import pubsub_v1, storage  # type: ignore[attr-defined]
 
 from tideflow.io.gcp.clients import publisher_client, subscriber_client
 from tideflow.io.gcp.errors import credentials_failed
+from tideflow.io.gcp.settings import GcpSettings
 from tideflow.io.gcp.transport import (
     NotificationConfig,
     NotificationTransport,
@@ -59,7 +60,8 @@ _UPDATABLE = (
 class GooglePubSubTransport(PubSubTransport):
     """Pub/Sub through google-cloud-pubsub; clients are created on first use."""
 
-    def __init__(self) -> None:
+    def __init__(self, settings: GcpSettings | None = None) -> None:
+        self.settings = settings
         self._lock = threading.Lock()
         self._publisher: pubsub_v1.PublisherClient | None = None
         self._subscriber: pubsub_v1.SubscriberClient | None = None
@@ -68,14 +70,14 @@ class GooglePubSubTransport(PubSubTransport):
     def publisher(self) -> pubsub_v1.PublisherClient:
         with self._lock:
             if self._publisher is None:
-                self._publisher = publisher_client()
+                self._publisher = publisher_client(self.settings)
             return self._publisher
 
     @property
     def subscriber(self) -> pubsub_v1.SubscriberClient:
         with self._lock:
             if self._subscriber is None:
-                self._subscriber = subscriber_client()
+                self._subscriber = subscriber_client(self.settings)
             return self._subscriber
 
     def topic_exists(self, topic: str) -> bool:

@@ -20,7 +20,9 @@ from collections.abc import Callable
 from typing import Any
 
 from tideflow.exceptions import ConfigError, SourceError, TideflowError
+from tideflow.io.gcp.clients import credentials
 from tideflow.io.gcp.errors import translated
+from tideflow.io.gcp.settings import GcpSettings
 
 logger = logging.getLogger("tideflow.gcp")
 
@@ -30,7 +32,7 @@ OLDEST_AGE = "pubsub.googleapis.com/subscription/oldest_unacked_message_age"
 LOOKBACK_SECONDS = 600
 
 
-def metric_client() -> Any:
+def metric_client(settings: GcpSettings | None = None) -> Any:
     """Cloud Monitoring's client, with the same credentials as the other Google clients."""
     try:
         from google.cloud import monitoring_v3
@@ -39,9 +41,9 @@ def metric_client() -> Any:
             "reading a Pub/Sub backlog needs google-cloud-monitoring (pip install "
             "google-cloud-monitoring)"
         ) from exc
-    from tideflow.io.gcp.clients import credentials
-
-    return monitoring_v3.MetricServiceClient(credentials=credentials(emulated=False))
+    return monitoring_v3.MetricServiceClient(
+        credentials=credentials(emulated=False, settings=settings)
+    )
 
 
 class SubscriptionBacklog:

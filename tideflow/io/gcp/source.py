@@ -16,6 +16,12 @@ Delivery guarantees:
   after its lease, and rows are idempotent.
 - ``ack`` after the sink committed. A message whose lease ran out (a crashed replica or
   run process) is redelivered by Pub/Sub; rows are idempotent on the object identity.
+- ``close`` hands the buffered messages back at once (lease 0), waits for the pull in
+  flight and hands back what it brings too, and only then closes the channel: a call
+  cancelled by the close would strand what Pub/Sub had leased to it for an ack deadline.
+  A pull that brings messages answers at once; one still open after
+  ``CLOSE_WAIT_SECONDS`` (2 s) is idle (Pub/Sub holds an empty pull until its deadline)
+  and is cut, which strands nothing unless a message reaches it in that very instant.
 - ``nack`` of a retryable failure hands the message back after a growing delay
   (``retry_min_seconds`` doubled per attempt, at most ``retry_max_seconds``: its lease
   is set to that), so a short outage of the sink does not burn every attempt in
@@ -60,7 +66,13 @@ from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 
 from tideflow.exceptions import SourceError
-from tideflow.io.gcp.errors import one_line, translated
+from tideflow.io.dead_letters import (
+    ATTEMPTS_ATTRIBUTE,
+    ATTEMPTS_EXHAUSTED,
+    ERROR_ATTRIBUTE,
+    dead_letter_attributes,
+)
+from tideflow.io.gcp.errors import translated
 from tideflow.io.gcp.monitoring import SubscriptionBacklog
 from tideflow.io.gcp.notifications import (
     GCSFileChangeEvent,
@@ -73,18 +85,15 @@ from tideflow.types import DeadLetter, Delivery, ObjectReader, SourceStats
 
 logger = logging.getLogger("tideflow.gcp")
 
-ERROR_ATTRIBUTE = "tideflow_error"
-ATTEMPTS_ATTRIBUTE = "tideflow_attempts"
-SOURCE_MESSAGE_ATTRIBUTE = "tideflow_source_message_id"
 _PUBSUB_DELIVERY_COUNT = "CloudPubSubDeadLetterSourceDeliveryCount"
 _ADDED_PREFIXES = ("tideflow_", "CloudPubSubDeadLetterSource")
-# Pub/Sub attribute values are limited to 1,024 bytes.
-_MAX_ERROR_BYTES = 1000
 _MAX_LEASE_SECONDS = 600
 # A dead-letter scan's pull deadline: a pull cut short can lease messages that never
 # arrive, hiding them for the ack deadline (the scan stops at the first empty answer).
 SCAN_TIMEOUT_SECONDS = 10.0
-_EXHAUSTED = "delivery attempts exhausted: the consumer never finished it (crash or timeout)"
+# How long ``close`` waits for the pull in flight before it closes the channel anyway: a
+# pull that brings messages answers at once, an idle one is held until its deadline.
+CLOSE_WAIT_SECONDS = 2.0
 
 
 class PubSubSource(Source):
@@ -151,49 +160,72 @@ class PubSubSource(Source):
                 thread.start()
 
     def _pull_forever(self) -> None:
-        """Keep the buffer filled up to ``max_outstanding`` leased messages."""
+        """Keep the buffer filled up to ``max_outstanding`` leased messages; once closed,
+        hand back at once what the last pull brought."""
         backoff = 0.5
-        while True:
-            with self._room:
-                while not self._closed and self._outstanding() >= self.max_outstanding:
-                    self._room.wait()
-                if self._closed:
-                    return
-                wanted = self.max_outstanding - self._outstanding()
+        while (wanted := self._room_to_pull()) is not None:
             try:
-                with self._translated("pull from", self.subscription):
-                    received = self.pubsub.pull(
-                        self.subscription, max_messages=wanted, timeout=self.pull_deadline
-                    )
+                received = self._pull(wanted)
             except SourceError as exc:
-                with self._room:
-                    if self._closed:
-                        return
-                    self._pull_error = exc
-                    self._room.notify_all()
-                    self._room.wait(backoff)
-                backoff = min(backoff * 2, 10.0)
-                continue
-            except Exception as exc:  # A closed channel at shutdown, or a bug: keep going.
-                with self._room:
-                    if self._closed:
-                        return
-                    self._pull_error = SourceError(
-                        f"cannot pull from {self.subscription}: {type(exc).__name__}: {exc}"
-                    )
-                    self._room.notify_all()
-                    self._room.wait(backoff)
+                if not self._pull_failed(exc, pause=backoff):
+                    return
                 backoff = min(backoff * 2, 10.0)
                 continue
             backoff = 0.5
-            leased_until = self.clock() + self.lease_seconds
-            with self._room:
-                self._pull_error = None
-                self._buffer.extend(received)
-                self._lease_until.update((m.ack_id, leased_until) for m in received)
-                self._room.notify_all()
-            if self._closed and received:
-                self._release([m.ack_id for m in received])
+            if not self._buffered(received):
+                self._hand_back([m.ack_id for m in received], "pulled while closing")
+                return
+
+    def _room_to_pull(self) -> int | None:
+        """How many messages the next pull may lease, once there is room; None once closed."""
+        with self._room:
+            while not self._closed and self._outstanding() >= self.max_outstanding:
+                self._room.wait()
+            return None if self._closed else self.max_outstanding - self._outstanding()
+
+    def _pull(self, wanted: int) -> list[ReceivedMessage]:
+        try:
+            with self._translated("pull from", self.subscription):
+                return self.pubsub.pull(
+                    self.subscription, max_messages=wanted, timeout=self.pull_deadline
+                )
+        except SourceError:
+            raise
+        except Exception as exc:  # a bug must not silently end the pulling
+            raise SourceError(
+                f"cannot pull from {self.subscription}: {type(exc).__name__}: {exc}"
+            ) from exc
+
+    def _pull_failed(self, error: SourceError, *, pause: float) -> bool:
+        """Keep ``error`` for the next ``pull`` and wait ``pause`` seconds; False once closed."""
+        with self._room:
+            if self._closed:
+                return False
+            self._pull_error = error
+            self._room.notify_all()
+            self._room.wait(pause)
+        return True
+
+    def _buffered(self, received: list[ReceivedMessage]) -> bool:
+        """Put what a pull brought in the buffer; False (nothing taken) once closed."""
+        leased_until = self.clock() + self.lease_seconds
+        with self._room:
+            if self._closed:
+                return False
+            self._pull_error = None
+            self._buffer.extend(received)
+            self._lease_until.update((m.ack_id, leased_until) for m in received)
+            self._room.notify_all()
+        return True
+
+    def _hand_back(self, ack_ids: Sequence[str], what: str) -> None:
+        """Release messages now (their lease runs out by itself if that fails)."""
+        if not ack_ids:
+            return
+        try:
+            self._release(ack_ids)
+        except SourceError as exc:
+            logger.warning("cannot hand back %d message(s) %s: %s", len(ack_ids), what, exc)
 
     def _renew_forever(self) -> None:
         """Renew the leases of buffered messages once half of a lease has passed."""
@@ -361,22 +393,18 @@ class PubSubSource(Source):
                 self._lease_until.pop(ack_id, None)
             self._room.notify_all()
         self._closing.set()
-        if buffered:
-            try:
-                self._release(buffered)
-            except SourceError as exc:
-                logger.warning("cannot hand back %d buffered message(s): %s", len(buffered), exc)
-        # Closing the channel cancels the puller's pull in flight.
-        self.pubsub.close()
+        self._hand_back(buffered, "buffered")
+        # The pull in flight ends first, and the puller hands back what it brought: closing
+        # the channel under it would cancel the call, and what Pub/Sub had leased to it
+        # would come back only after its ack deadline.
         for thread in self._threads:
-            thread.join(5)
+            thread.join(CLOSE_WAIT_SECONDS)
+        self.pubsub.close()
 
     def _dead_letter(self, message: ReceivedMessage, *, error: str, attempts: int) -> None:
         attributes = {
             **message.attributes,
-            ERROR_ATTRIBUTE: _truncate(one_line(error, limit=_MAX_ERROR_BYTES)),
-            ATTEMPTS_ATTRIBUTE: str(attempts),
-            SOURCE_MESSAGE_ATTRIBUTE: message.message_id,
+            **dead_letter_attributes(error=error, attempts=attempts, message_id=message.message_id),
         }
         with _translated("publish a dead letter to", self.dead_letter_topic):
             self.pubsub.publish(self.dead_letter_topic, message.data, attributes)
@@ -507,7 +535,7 @@ class PubSubDeadLetters(DeadLetterQueue):
             id=message.message_id,
             event=event,
             attempts=int(attempts or 0),
-            error=attributes.get(ERROR_ATTRIBUTE) or _EXHAUSTED,
+            error=attributes.get(ERROR_ATTRIBUTE) or ATTEMPTS_EXHAUSTED,
             dead_at=message.publish_time.astimezone(datetime.UTC),
         )
 
@@ -520,7 +548,3 @@ def _lease(seconds: float) -> int:
 def _attempt(message: ReceivedMessage) -> int:
     # Pub/Sub reports attempts only with a dead-letter policy (which apply sets).
     return max(1, message.delivery_attempt)
-
-
-def _truncate(text: str) -> str:
-    return text.encode()[:_MAX_ERROR_BYTES].decode(errors="ignore")

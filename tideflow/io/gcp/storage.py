@@ -9,9 +9,10 @@ object was replaced (the local stack does the same); events carry the bucket as 
 reader and are pickled to replica processes, so the bucket pickles without its client and
 makes a new one on first use.
 
-Settings: ``project_id`` (else ``GCP_PROJECT_ID``), credentials and ``STORAGE_EMULATOR_HOST``
-as described in ``tideflow.io.gcp.clients``. Options: ``force_destroy`` (default False:
-destroy removes only an empty bucket), ``location`` (default ``US``).
+Settings: ``project_id`` (else ``GCP_PROJECT_ID``), credentials and
+``STORAGE_EMULATOR_HOST`` from ``settings`` (``tideflow.io.gcp.settings``; the
+environment's when not given). Options: ``force_destroy`` (default False: destroy removes
+only an empty bucket), ``location`` (default ``US``).
 
 Guarantees: apply and destroy are idempotent. An upload is durable once
 ``upload_from_file`` returns (Cloud Storage is strongly consistent), and Cloud Storage
@@ -28,45 +29,46 @@ import shutil
 import tempfile
 import threading
 from collections.abc import Iterator, Mapping
-from typing import IO, Any
+from typing import IO, ClassVar
 
 from google.api_core import exceptions as api_exceptions
 from google.cloud import storage  # type: ignore[attr-defined]
 
 from tideflow.exceptions import ObjectNotFoundError, ObjectSupersededError, PrimitiveError
-from tideflow.io.gcp import clients
-from tideflow.io.gcp.errors import api_disabled, describe, translated
-from tideflow.io.primitive import BucketPrimitive, PlanAction, PlanStep
+from tideflow.io.gcp.clients import storage_client
+from tideflow.io.gcp.errors import admin, api_disabled, describe
+from tideflow.io.gcp.settings import GcpSettings
+from tideflow.io.options import OptionCheck, flag, text
+from tideflow.io.primitive import BucketPrimitive, PlanAction, PlanStep, ProcessLocal
 from tideflow.io.strategies import ObjectStore, StoredObject
 
 logger = logging.getLogger("tideflow.gcp")
 
 
-class GCSBucket(BucketPrimitive):
-    """A Cloud Storage bucket; ``client()`` gives the google-cloud-storage ``Bucket``."""
+class GCSBucket(ProcessLocal, BucketPrimitive):
+    """A Cloud Storage bucket; ``client()`` gives the google-cloud-storage ``Bucket``.
 
-    def __init__(self, project_id: str | None = None, bucket_name: str = "") -> None:
+    Events carry the bucket to replica processes; it travels without its client.
+    """
+
+    process_local = ("_client",)
+    option_checks: ClassVar[Mapping[str, OptionCheck]] = {"force_destroy": flag, "location": text}
+
+    def __init__(
+        self,
+        project_id: str | None = None,
+        bucket_name: str = "",
+        *,
+        settings: GcpSettings | None = None,
+    ) -> None:
         if not bucket_name:
             raise PrimitiveError("GCSBucket needs a bucket_name")
-        self.project_id = clients.resolve_project(project_id)
+        self.settings = settings or GcpSettings.from_environ()
+        self.project_id = self.settings.project(project_id)
         self.bucket_name = bucket_name
         self.force_destroy = False
         self.location = "US"
         self._client: storage.Client | None = None
-        self._lock = threading.Lock()
-
-    def _option_names(self) -> frozenset[str]:
-        return frozenset({"force_destroy", "location"})
-
-    def __getstate__(self) -> dict[str, Any]:
-        # Events carry the bucket to replica processes; clients and locks do not pickle.
-        state = self.__dict__.copy()
-        state["_client"] = None
-        del state["_lock"]
-        return state
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__dict__.update(state)
         self._lock = threading.Lock()
 
     @property
@@ -77,8 +79,8 @@ class GCSBucket(BucketPrimitive):
         """The storage client, created on first use."""
         with self._lock:
             if self._client is None:
-                with translated(resource=self.resource, action="connect to", error=PrimitiveError):
-                    self._client = clients.storage_client(self.project_id)
+                with admin("connect to", self.resource):
+                    self._client = storage_client(self.project_id, self.settings)
             return self._client
 
     def client(self) -> storage.Bucket:
@@ -94,25 +96,19 @@ class GCSBucket(BucketPrimitive):
         return f"gcs-bucket:{self.bucket_name}"
 
     def _exists(self) -> bool:
-        try:
-            with translated(
-                resource=self.resource,
-                action="look up",
-                error=PrimitiveError,
-                permission="storage.buckets.get",
-            ):
-                return bool(self.client().exists())
-        except PrimitiveError as exc:
-            cause = exc.__cause__
-            if isinstance(cause, api_exceptions.Forbidden) and not api_disabled(cause):
-                # Bucket names are global: a 403 on a name this project may read means
-                # another project owns it (or this identity lacks storage.buckets.get).
-                raise PrimitiveError(
-                    f"bucket name {self.bucket_name!r} is taken by another project (bucket names "
-                    "are global), or this identity lacks storage.buckets.get on it: choose "
-                    f"another GCS_BUCKET_NAME ({describe(cause)})"
-                ) from cause
-            raise
+        # Bucket names are global: a 403 on a name this project may read means another
+        # project owns it (or this identity lacks storage.buckets.get).
+        def taken(exc: BaseException) -> PrimitiveError:
+            return PrimitiveError(
+                f"bucket name {self.bucket_name!r} is taken by another project (bucket names "
+                "are global), or this identity lacks storage.buckets.get on it: choose "
+                f"another GCS_BUCKET_NAME ({describe(exc)})"
+            )
+
+        with admin(
+            "look up", self.resource, "storage.buckets.get", cases={_forbidden_but_enabled: taken}
+        ):
+            return bool(self.client().exists())
 
     def plan(self) -> PlanStep:
         if self._exists():
@@ -120,31 +116,24 @@ class GCSBucket(BucketPrimitive):
         return self.step(PlanAction.CREATE, f"project {self.project_id}, {self.location}")
 
     def plan_destroy(self) -> PlanStep:
-        if not self._exists():
-            return self.step(PlanAction.NO_CHANGE, "already gone")
-        detail = "with all its objects" if self.force_destroy else "only if empty"
-        return self.step(PlanAction.DELETE, detail)
+        return self.removal_step(self._exists(), contents="all its objects")
 
     def apply(self) -> PlanStep:
         step = self.plan()
         if step.action is PlanAction.CREATE:
-            try:
-                with translated(
-                    resource=self.resource,
-                    action="create",
-                    error=PrimitiveError,
-                    permission="storage.buckets.create",
-                ):
-                    self.storage_client().create_bucket(
-                        self._new_bucket(), project=self.project_id, location=self.location
-                    )
-            except PrimitiveError as exc:
-                if isinstance(exc.__cause__, api_exceptions.Conflict):
-                    raise PrimitiveError(
-                        f"bucket name {self.bucket_name!r} is taken (bucket names are global "
-                        "across all projects); choose another"
-                    ) from exc.__cause__
-                raise
+            taken = PrimitiveError(
+                f"bucket name {self.bucket_name!r} is taken (bucket names are global across "
+                "all projects); choose another"
+            )
+            with admin(
+                "create",
+                self.resource,
+                "storage.buckets.create",
+                cases={api_exceptions.Conflict: taken},
+            ):
+                self.storage_client().create_bucket(
+                    self._new_bucket(), project=self.project_id, location=self.location
+                )
         return step
 
     def _new_bucket(self) -> storage.Bucket:
@@ -165,22 +154,17 @@ class GCSBucket(BucketPrimitive):
         bucket = self.client()
         if self.force_destroy:
             self._delete_objects(bucket)
-        try:
-            with translated(
-                resource=self.resource,
-                action="delete",
-                error=PrimitiveError,
-                permission="storage.buckets.delete",
-            ):
-                bucket.delete()
-        except PrimitiveError as exc:
-            if isinstance(exc.__cause__, api_exceptions.Conflict):
-                raise PrimitiveError(
-                    f"{self.resource} is not empty: empty it, or declare "
-                    "GCSBucket(...).options(force_destroy=True) to delete its objects"
-                ) from exc.__cause__
-            if not isinstance(exc.__cause__, api_exceptions.NotFound):
-                raise
+        not_empty = PrimitiveError(
+            f"{self.resource} is not empty: empty it, or declare "
+            "GCSBucket(...).options(force_destroy=True) to delete its objects"
+        )
+        with admin(
+            "delete",
+            self.resource,
+            "storage.buckets.delete",
+            cases={api_exceptions.Conflict: not_empty, api_exceptions.NotFound: None},
+        ):
+            bucket.delete()
         return step
 
     def _delete_objects(self, bucket: storage.Bucket) -> None:
@@ -196,12 +180,7 @@ class GCSBucket(BucketPrimitive):
         this with its own error, not a later "not empty".
         """
         self._turn_off_soft_delete(bucket)
-        with translated(
-            resource=self.resource,
-            action="empty",
-            error=PrimitiveError,
-            permission="storage.objects.delete",
-        ):
+        with admin("empty", self.resource, "storage.objects.delete"):
             # Page by page, so a large bucket is never listed into memory at once;
             # on_error is called only for NotFound (an object someone else deleted
             # meanwhile, which is fine); any other error is raised.
@@ -209,23 +188,13 @@ class GCSBucket(BucketPrimitive):
                 bucket.delete_blobs(list(page), on_error=lambda _: None, preserve_generation=True)
 
     def _turn_off_soft_delete(self, bucket: storage.Bucket) -> None:
-        with translated(
-            resource=self.resource,
-            action="read the soft delete policy of",
-            error=PrimitiveError,
-            permission="storage.buckets.get",
-        ):
+        with admin("read the soft delete policy of", self.resource, "storage.buckets.get"):
             bucket.reload()
         days = (bucket.soft_delete_policy.retention_duration_seconds or 0) / 86400
         if not days:
             return
         try:
-            with translated(
-                resource=self.resource,
-                action="turn off soft delete of",
-                error=PrimitiveError,
-                permission="storage.buckets.update",
-            ):
+            with admin("turn off soft delete of", self.resource, "storage.buckets.update"):
                 bucket.soft_delete_policy.retention_duration_seconds = 0
                 bucket.patch()
         except PrimitiveError as exc:
@@ -238,6 +207,11 @@ class GCSBucket(BucketPrimitive):
                 describe(exc.__cause__),
                 days,
             )
+
+
+def _forbidden_but_enabled(exc: BaseException) -> bool:
+    """A 403 that is not the API being off in the project."""
+    return isinstance(exc, api_exceptions.Forbidden) and not api_disabled(exc)
 
 
 # A bucket setting Cloud Storage will not change: an organisation policy (412), a
@@ -284,12 +258,7 @@ class GCSObjectStore(ObjectStore):
                     size = spool.tell()
                     spool.seek(0)
                     data = spool
-            with translated(
-                resource=f"gs://{self.bucket_name}/{key}",
-                action="write",
-                error=PrimitiveError,
-                permission="storage.objects.create",
-            ):
+            with admin("write", f"gs://{self.bucket_name}/{key}", "storage.objects.create"):
                 # No if_generation_match=0: google-cloud-storage 3 retries uploads anyway
                 # (DEFAULT_RETRY), and with that precondition a retry after a lost answer
                 # fails 412 on the object this very call stored. Upload keys are new UUIDs,
@@ -302,27 +271,24 @@ class GCSObjectStore(ObjectStore):
         # replaced version fails as superseded whether or not the bucket keeps versions.
         match = int(version) if version is not None else None
         blob = self.primitive.client().blob(key)
-        where = f"gs://{self.bucket_name}/{key}"
-        try:
-            with translated(
-                resource=where,
-                action="read",
-                error=PrimitiveError,
-                permission="storage.objects.get",
-            ):
-                data = blob.download_as_bytes(if_generation_match=match)
-        except PrimitiveError as exc:
-            cause = exc.__cause__
-            if isinstance(cause, api_exceptions.PreconditionFailed):
-                current = self.stat(key)
-                newer = current.version if current is not None else "(deleted since)"
-                raise self._superseded(key, version, newer) from cause
-            if isinstance(cause, api_exceptions.NotFound):
-                which = f" version {version}" if version is not None else ""
-                raise ObjectNotFoundError(
+        which = f" version {version}" if version is not None else ""
+
+        def superseded(_: BaseException) -> ObjectSupersededError:
+            current = self.stat(key)
+            return self._superseded(key, version, current.version if current else "(deleted since)")
+
+        with admin(
+            "read",
+            f"gs://{self.bucket_name}/{key}",
+            "storage.objects.get",
+            cases={
+                api_exceptions.PreconditionFailed: superseded,
+                api_exceptions.NotFound: ObjectNotFoundError(
                     f"no object {key!r}{which} in bucket {self.bucket_name}"
-                ) from cause
-            raise
+                ),
+            },
+        ):
+            data = blob.download_as_bytes(if_generation_match=match)
         # Emulators ignore the precondition; the generation served says what was read
         # (x-goog-generation; asked separately when a server leaves it out).
         if version is not None:
@@ -337,22 +303,12 @@ class GCSObjectStore(ObjectStore):
         )
 
     def stat(self, key: str) -> StoredObject | None:
-        with translated(
-            resource=f"gs://{self.bucket_name}/{key}",
-            action="read",
-            error=PrimitiveError,
-            permission="storage.objects.get",
-        ):
+        with admin("read", f"gs://{self.bucket_name}/{key}", "storage.objects.get"):
             blob = self.primitive.client().get_blob(key)
         return None if blob is None else _stored(blob)
 
     def list(self, *, prefix: str = "") -> Iterator[StoredObject]:
-        with translated(
-            resource=self.primitive.resource,
-            action="list",
-            error=PrimitiveError,
-            permission="storage.objects.list",
-        ):
+        with admin("list", self.primitive.resource, "storage.objects.list"):
             for blob in self.primitive.client().list_blobs(prefix=prefix):
                 yield _stored(blob)
 

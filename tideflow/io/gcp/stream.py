@@ -20,7 +20,7 @@ replica works; ``max_outstanding`` (default 100) events leased by one run proces
 ``retry_min_seconds``/``retry_max_seconds`` (default 10 and 600, 0 to 600): the growing
 delay before a failed event is tried again (the subscription's retry policy, and the
 source's own nack delay). The dead-letter subscription keeps dead letters 31 days.
-Settings: see ``tideflow.io.gcp.clients`` (``PUBSUB_EMULATOR_HOST`` among them).
+Settings: ``GcpSettings`` (``tideflow.io.gcp.settings``; ``PUBSUB_EMULATOR_HOST`` among them).
 
 Under emulators: with ``PUBSUB_EMULATOR_HOST`` set, apply skips the IAM grants (the
 emulator has no IAM) and keeps dead letters 7 days (its limit); with
@@ -34,29 +34,26 @@ Delivery guarantees: see ``tideflow.io.gcp.source``.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import logging
-import os
 import re
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from typing import ClassVar
 
 from tideflow.exceptions import ConfigError, PrimitiveError
-from tideflow.io.gcp.clients import PUBSUB_EMULATOR_ENV, STORAGE_EMULATOR_ENV
+from tideflow.io.composite import CompositePrimitive, Part
+from tideflow.io.gcp.errors import admin
 from tideflow.io.gcp.google_transport import GoogleNotificationTransport, GooglePubSubTransport
-from tideflow.io.gcp.monitoring import SubscriptionBacklog
+from tideflow.io.gcp.monitoring import SubscriptionBacklog, metric_client
 from tideflow.io.gcp.notifications import finalize_message
+from tideflow.io.gcp.settings import PUBSUB_EMULATOR_ENV, STORAGE_EMULATOR_ENV, GcpSettings
 from tideflow.io.gcp.source import PubSubDeadLetters, PubSubSource
 from tideflow.io.gcp.storage import GCSBucket
-from tideflow.io.gcp.stream_parts import (
-    BucketNotification,
-    IamGrant,
-    Part,
-    Subscription,
-    Topic,
-    call,
-)
+from tideflow.io.gcp.stream_parts import BucketNotification, IamGrant, Subscription, Topic
 from tideflow.io.gcp.transport import NotificationTransport, PubSubTransport, SubscriptionConfig
+from tideflow.io.options import OptionCheck, seconds, whole_number
 from tideflow.io.primitive import PlanAction, PlanStep, SourcePrimitive
 from tideflow.io.strategies import StoredObject
 
@@ -74,12 +71,21 @@ _RESOURCE_ID = re.compile(r"[A-Za-z][A-Za-z0-9\-_.~+%]{2,254}")
 _STORAGE_AGENT = re.compile(r"service-(\d+)@gs-project-accounts\.iam\.gserviceaccount\.com")
 
 
-def _on_emulator() -> bool:
-    return bool(os.environ.get(PUBSUB_EMULATOR_ENV, "").strip())
-
-
-class GCSFileChangeStream(SourcePrimitive):
+class GCSFileChangeStream(CompositePrimitive, SourcePrimitive):
     """Object-created events of a ``GCSBucket``, delivered through Pub/Sub."""
+
+    option_checks: ClassVar[Mapping[str, OptionCheck]] = {
+        "max_attempts": whole_number(1, MAX_ATTEMPTS),
+        "lease_seconds": seconds(10, 600),
+        "max_outstanding": whole_number(1, 1_000_000),
+        "retry_min_seconds": seconds(0, 600),
+        "retry_max_seconds": seconds(0, 600),
+    }
+    max_attempts: int
+    lease_seconds: float
+    max_outstanding: int
+    retry_min_seconds: float
+    retry_max_seconds: float
 
     def __init__(
         self,
@@ -93,8 +99,10 @@ class GCSFileChangeStream(SourcePrimitive):
         retry_max_seconds: float = 600.0,
         pubsub: PubSubTransport | None = None,
         notifications: NotificationTransport | None = None,
+        settings: GcpSettings | None = None,
     ) -> None:
         self.gcs_bucket = gcs_bucket
+        self.settings = settings or GcpSettings.from_environ()
         name = gcs_bucket.bucket_name
         self.stream_id = stream_id or (
             f"{name}-changes" if name[0].isalpha() else f"gcs-{name}-changes"
@@ -104,11 +112,13 @@ class GCSFileChangeStream(SourcePrimitive):
                 f"stream_id {self.stream_id!r} is not a valid Pub/Sub name (a letter, then 2 to "
                 "254 letters, digits or -_.~+%, not starting with 'goog'); pass stream_id="
             )
-        self.max_attempts = max_attempts
-        self.lease_seconds = lease_seconds
-        self.max_outstanding = max_outstanding
-        self.retry_min_seconds = retry_min_seconds
-        self.retry_max_seconds = retry_max_seconds
+        self.options(
+            max_attempts=max_attempts,
+            lease_seconds=lease_seconds,
+            max_outstanding=max_outstanding,
+            retry_min_seconds=retry_min_seconds,
+            retry_max_seconds=retry_max_seconds,
+        )
         self._pubsub = pubsub
         self._notifications = notifications
         # Only Google transports built here follow the emulator variables.
@@ -117,56 +127,25 @@ class GCSFileChangeStream(SourcePrimitive):
         self._said: set[str] = set()
         self._lock = threading.Lock()
 
-    def _option_names(self) -> frozenset[str]:
-        return frozenset(
-            {
-                "max_attempts",
-                "lease_seconds",
-                "max_outstanding",
-                "retry_min_seconds",
-                "retry_max_seconds",
-            }
-        )
-
-    def _check_option(self, name: str, value: object) -> str | None:
-        if not isinstance(value, int | float) or isinstance(value, bool):
-            return "must be a number"
-        limits = {
-            "max_attempts": (1, MAX_ATTEMPTS),
-            "lease_seconds": (10, 600),
-            "max_outstanding": (1, 1_000_000),
-            "retry_min_seconds": (0, 600),
-            "retry_max_seconds": (0, 600),
-        }
-        low, high = limits[name]
-        if not low <= value <= high:
-            return f"must be {low} to {high}"
-        return None
-
-    def _check_options(self) -> None:
-        if not 1 <= self.max_attempts <= MAX_ATTEMPTS:
-            raise ConfigError(f"max_attempts must be 1 to {MAX_ATTEMPTS}, got {self.max_attempts}")
-        if not 10 <= self.lease_seconds <= 600:
-            raise ConfigError(f"lease_seconds must be 10 to 600, got {self.lease_seconds}")
-        if self.max_outstanding < 1:
-            raise ConfigError(f"max_outstanding must be at least 1, got {self.max_outstanding}")
-        if not 0 <= self.retry_min_seconds <= self.retry_max_seconds <= 600:
-            raise ConfigError(
-                "retry_min_seconds and retry_max_seconds must be 0 to 600, the first not above "
-                f"the second; got {self.retry_min_seconds:g} and {self.retry_max_seconds:g}"
+    def options_problem(self) -> str | None:
+        if self.retry_min_seconds > self.retry_max_seconds:
+            return (
+                "retry_min_seconds must not be above retry_max_seconds; got "
+                f"{self.retry_min_seconds:g} and {self.retry_max_seconds:g}"
             )
+        return None
 
     # -- emulators -----------------------------------------------------------------------
 
     @property
     def pubsub_emulated(self) -> bool:
         """Google's Pub/Sub emulator (no IAM) serves this stream."""
-        return not self._given[0] and _on_emulator()
+        return not self._given[0] and bool(self.settings.pubsub_emulator_host)
 
     @property
     def storage_emulated(self) -> bool:
         """A Storage emulator that publishes object events itself serves this stream."""
-        return not self._given[1] and bool(os.environ.get(STORAGE_EMULATOR_ENV, "").strip())
+        return not self._given[1] and bool(self.settings.storage_emulator_host)
 
     def _say_once(self, key: str, message: str, *args: object) -> None:
         if key not in self._said:
@@ -200,7 +179,7 @@ class GCSFileChangeStream(SourcePrimitive):
             if self._pubsub is None or self._notifications is None:
                 pubsub: PubSubTransport
                 notifications: NotificationTransport
-                pubsub = GooglePubSubTransport()
+                pubsub = GooglePubSubTransport(self.settings)
                 notifications = GoogleNotificationTransport(self.gcs_bucket.storage_client)
                 self._pubsub = self._pubsub or pubsub
                 self._notifications = self._notifications or notifications
@@ -231,19 +210,21 @@ class GCSFileChangeStream(SourcePrimitive):
             ack_deadline_seconds=60,
             # Also for a transport passed in: under the variable, it talks to the emulator.
             retention_seconds=(
-                EMULATOR_RETENTION_SECONDS if _on_emulator() else DEAD_LETTER_RETENTION_SECONDS
+                EMULATOR_RETENTION_SECONDS
+                if self.settings.pubsub_emulator_host
+                else DEAD_LETTER_RETENTION_SECONDS
             ),
         )
 
     def storage_agent(self) -> str:
         """``serviceAccount:`` member of the project's Cloud Storage service agent."""
         if "storage" not in self._agents:
-            email = call(
-                lambda: self.notifications().service_agent(self.project),
-                action="look up the Cloud Storage service agent of",
-                resource=f"project {self.project}",
-                permission="resourcemanager.projects.get",
-            )
+            with admin(
+                "look up the Cloud Storage service agent of",
+                f"project {self.project}",
+                "resourcemanager.projects.get",
+            ):
+                email = self.notifications().service_agent(self.project)
             self._agents["storage"] = f"serviceAccount:{email}"
         return self._agents["storage"]
 
@@ -266,39 +247,17 @@ class GCSFileChangeStream(SourcePrimitive):
     def depends_on(self) -> tuple[GCSBucket, ...]:
         return (self.gcs_bucket,)
 
-    def _parts(self) -> list[Part]:
+    def parts(self) -> list[Part]:
         pubsub = self.pubsub()
-        grants = not self.pubsub_emulated
-        notify = not self.storage_emulated
-        if not grants:
-            self._say_once(
-                "iam",
-                "%s: %s is set: no IAM grants (the Pub/Sub emulator has no IAM; on Google "
-                "Cloud apply grants the Storage and Pub/Sub service agents), dead letters "
-                "kept 7 days (the emulator's limit)",
-                self.stream_id,
-                PUBSUB_EMULATOR_ENV,
-            )
-        if not notify:
-            self._say_once(
-                "notification",
-                "%s: %s is set: the bucket notification is left to the Storage emulator "
-                "(start fake-gcs-server with -event.pubsub-topic %s -event.list finalize)",
-                self.stream_id,
-                STORAGE_EMULATOR_ENV,
-                self.stream_id,
-            )
+        grants, notify = self._under_emulators()
         parts: list[Part] = [Topic(pubsub, self.topic)]
         if grants:
             parts.append(IamGrant(pubsub, self.topic, PUBLISHER, self.storage_agent))
         if notify:
+            bucket = self.gcs_bucket.bucket_name
+            notifications = self.notifications()
             parts.append(
-                BucketNotification(
-                    self.notifications(),
-                    self.gcs_bucket.bucket_name,
-                    self.topic,
-                    agent=self.storage_agent,
-                )
+                BucketNotification(notifications, bucket, self.topic, agent=self.storage_agent)
             )
         parts += [
             Topic(pubsub, self.dead_letter_topic),
@@ -312,38 +271,31 @@ class GCSFileChangeStream(SourcePrimitive):
             ]
         return parts
 
-    def _summary(self, children: list[PlanStep]) -> PlanStep:
-        detail = f"dead letter after {self.max_attempts} attempt(s), lease {self.lease_seconds:g}s"
-        return self.step(PlanAction.of_parts(children), detail, *children)
-
-    def plan(self) -> PlanStep:
-        self._check_options()
-        return self._summary([part.plan() for part in self._parts()])
-
-    def apply(self) -> PlanStep:
-        self._check_options()
-        # Each part is planned just before it is applied: later parts need earlier ones.
-        children = []
-        for part in self._parts():
-            step = part.plan()
-            part.apply(step.action)
-            children.append(step)
-        return self._summary(children)
-
-    def _removable(self) -> list[Part]:
-        pubsub = self.pubsub()
-        parts: list[Part] = []
-        if not self.storage_emulated:
-            parts.append(
-                BucketNotification(self.notifications(), self.gcs_bucket.bucket_name, self.topic)
+    def _under_emulators(self) -> tuple[bool, bool]:
+        """Whether apply grants IAM roles and manages the bucket notification; what the
+        emulators leave out is said once."""
+        if self.pubsub_emulated:
+            self._say_once(
+                "iam",
+                "%s: %s is set: no IAM grants (the Pub/Sub emulator has no IAM; on Google "
+                "Cloud apply grants the Storage and Pub/Sub service agents), dead letters "
+                "kept 7 days (the emulator's limit)",
+                self.stream_id,
+                PUBSUB_EMULATOR_ENV,
             )
-        return [
-            *parts,
-            Subscription(pubsub, self.subscription_config()),
-            Subscription(pubsub, self.dead_letter_config()),
-            Topic(pubsub, self.dead_letter_topic),
-            Topic(pubsub, self.topic),
-        ]
+        if self.storage_emulated:
+            self._say_once(
+                "notification",
+                "%s: %s is set: the bucket notification is left to the Storage emulator "
+                "(start fake-gcs-server with -event.pubsub-topic %s -event.list finalize)",
+                self.stream_id,
+                STORAGE_EMULATOR_ENV,
+                self.stream_id,
+            )
+        return not self.pubsub_emulated, not self.storage_emulated
+
+    def plan_detail(self) -> str:
+        return f"dead letter after {self.max_attempts} attempt(s), lease {self.lease_seconds:g}s"
 
     def check(self) -> PlanStep:
         """Whether the topic and the subscriptions exist, read with a consumer's rights.
@@ -351,7 +303,7 @@ class GCSFileChangeStream(SourcePrimitive):
         ``tideflow run --only consumers`` calls this instead of ``plan``: it reads no IAM
         policy and no notification configuration (both need admin rights).
         """
-        self._check_options()
+        self.check_options()
         pubsub = self.pubsub()
         children = [
             Topic(pubsub, self.topic).plan(),
@@ -363,25 +315,8 @@ class GCSFileChangeStream(SourcePrimitive):
         detail = ", ".join(c.primitive_id for c in missing) + " missing" if missing else ""
         return self.step(action, detail, *children)
 
-    def plan_destroy(self) -> PlanStep:
-        children = [part.plan_destroy() for part in self._removable()]
-        gone = all(c.action is PlanAction.NO_CHANGE for c in children)
-        action = PlanAction.NO_CHANGE if gone else PlanAction.DELETE
-        return self.step(action, "already gone" if gone else "", *children)
-
-    def destroy(self) -> PlanStep:
-        children = []
-        for part in self._removable():
-            step = part.plan_destroy()
-            if step.action is PlanAction.DELETE:
-                part.delete()
-            children.append(step)
-        gone = all(c.action is PlanAction.NO_CHANGE for c in children)
-        action = PlanAction.NO_CHANGE if gone else PlanAction.DELETE
-        return self.step(action, "already gone" if gone else "", *children)
-
     def source(self) -> PubSubSource:
-        self._check_options()
+        self.check_options()
         backlog = None
         if self.pubsub_emulated:
             self._say_once(
@@ -390,7 +325,9 @@ class GCSFileChangeStream(SourcePrimitive):
                 self.subscription,
             )
         elif not self._given[0]:  # a transport passed in by the caller: no Monitoring
-            backlog = SubscriptionBacklog(self.subscription)
+            backlog = SubscriptionBacklog(
+                self.subscription, client=functools.partial(metric_client, self.settings)
+            )
         return PubSubSource(
             self.pubsub(),
             subscription=self.subscription,
@@ -424,12 +361,8 @@ class GCSFileChangeStream(SourcePrimitive):
         remaining = iter(objects)
         while batch := list(itertools.islice(remaining, REPLAY_BATCH)):
             messages = [self._finalize_message(stored) for stored in batch]
-            call(
-                lambda messages=messages: pubsub.publish_all(self.topic, messages),  # type: ignore[misc]
-                action="publish replayed events to",
-                resource=self.topic,
-                permission="pubsub.topics.publish",
-            )
+            with admin("publish replayed events to", self.topic, "pubsub.topics.publish"):
+                pubsub.publish_all(self.topic, messages)
             count += len(messages)
         return count
 

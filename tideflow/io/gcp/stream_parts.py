@@ -1,23 +1,22 @@
 """The Google resources inside a ``GCSFileChangeStream``, each planned and applied alone.
 
-A ``Part`` is one topic, subscription, IAM grant or bucket notification configuration:
-``plan`` reads what exists, ``apply`` creates or updates it, ``plan_destroy`` and
-``delete`` remove it. Creating something that appeared meanwhile, or deleting something
-already gone, is not an error, so concurrent applies and destroys settle.
+Each is a ``tideflow.io.composite.Part``: one topic, subscription, IAM grant or bucket
+notification configuration. Creating something that appeared meanwhile, or deleting
+something already gone, is not an error, so concurrent applies and destroys settle.
 """
 
 from __future__ import annotations
 
-import functools
 import re
 import time
-from collections.abc import Callable
-from typing import TypeVar
+from collections.abc import Callable, Mapping
 
 from google.api_core import exceptions as api_exceptions
 
 from tideflow.exceptions import PrimitiveError
-from tideflow.io.gcp.errors import translated
+from tideflow.io.composite import Part
+from tideflow.io.errors import Case, Outcome
+from tideflow.io.gcp.errors import admin
 from tideflow.io.gcp.notifications import JSON_API_V1, OBJECT_FINALIZE
 from tideflow.io.gcp.transport import (
     NotificationConfig,
@@ -27,45 +26,9 @@ from tideflow.io.gcp.transport import (
 )
 from tideflow.io.primitive import PlanAction, PlanStep
 
-T = TypeVar("T")
-
-
-def call(
-    function: Callable[[], T],
-    *,
-    action: str,
-    resource: str,
-    permission: str,
-    tolerate: tuple[type[Exception], ...] = (),
-) -> T | None:
-    """``function()`` with errors translated to ``PrimitiveError``; None on ``tolerate``."""
-    with translated(resource=resource, action=action, error=PrimitiveError, permission=permission):
-        try:
-            return function()
-        except tolerate:
-            return None
-
-
-class Part:
-    """One Google resource inside the stream: planned, applied and removed on its own."""
-
-    kind = ""
-    name = ""
-
-    def step(self, action: PlanAction, detail: str = "") -> PlanStep:
-        return PlanStep(self.name, self.kind, action, detail)
-
-    def plan(self) -> PlanStep:
-        raise NotImplementedError(f"{type(self).__name__} must implement plan()")
-
-    def apply(self, action: PlanAction) -> None:
-        raise NotImplementedError(f"{type(self).__name__} must implement apply()")
-
-    def plan_destroy(self) -> PlanStep:
-        raise NotImplementedError(f"{type(self).__name__} must implement plan_destroy()")
-
-    def delete(self) -> None:
-        raise NotImplementedError(f"{type(self).__name__} must implement delete()")
+# An admin call's cases: a resource already gone when deleted, already there when created.
+_GONE: Mapping[Case, Outcome] = {api_exceptions.NotFound: None}
+_THERE: Mapping[Case, Outcome] = {api_exceptions.AlreadyExists: None}
 
 
 class Topic(Part):
@@ -76,27 +39,15 @@ class Topic(Part):
         self.name = name
 
     def _exists(self) -> bool:
-        return bool(
-            call(
-                lambda: self.pubsub.topic_exists(self.name),
-                action="look up",
-                resource=f"topic {self.name}",
-                permission="pubsub.topics.get",
-            )
-        )
+        with admin("look up", f"topic {self.name}", "pubsub.topics.get"):
+            return self.pubsub.topic_exists(self.name)
 
     def plan(self) -> PlanStep:
         return self.step(PlanAction.NO_CHANGE if self._exists() else PlanAction.CREATE)
 
     def apply(self, action: PlanAction) -> None:
-        if action is PlanAction.CREATE:
-            call(
-                lambda: self.pubsub.create_topic(self.name),
-                action="create",
-                resource=f"topic {self.name}",
-                permission="pubsub.topics.create",
-                tolerate=(api_exceptions.AlreadyExists,),
-            )
+        with admin("create", f"topic {self.name}", "pubsub.topics.create", cases=_THERE):
+            self.pubsub.create_topic(self.name)
 
     def plan_destroy(self) -> PlanStep:
         if self._exists():
@@ -104,13 +55,8 @@ class Topic(Part):
         return self.step(PlanAction.NO_CHANGE, "already gone")
 
     def delete(self) -> None:
-        call(
-            lambda: self.pubsub.delete_topic(self.name),
-            action="delete",
-            resource=f"topic {self.name}",
-            permission="pubsub.topics.delete",
-            tolerate=(api_exceptions.NotFound,),
-        )
+        with admin("delete", f"topic {self.name}", "pubsub.topics.delete", cases=_GONE):
+            self.pubsub.delete_topic(self.name)
 
 
 class Subscription(Part):
@@ -122,12 +68,8 @@ class Subscription(Part):
         self.name = config.name
 
     def _current(self) -> SubscriptionConfig | None:
-        return call(
-            lambda: self.pubsub.get_subscription(self.name),
-            action="look up",
-            resource=f"subscription {self.name}",
-            permission="pubsub.subscriptions.get",
-        )
+        with admin("look up", f"subscription {self.name}", "pubsub.subscriptions.get"):
+            return self.pubsub.get_subscription(self.name)
 
     def plan(self) -> PlanStep:
         current = self._current()
@@ -161,20 +103,12 @@ class Subscription(Part):
 
     def apply(self, action: PlanAction) -> None:
         if action is PlanAction.CREATE:
-            call(
-                lambda: self.pubsub.create_subscription(self.config),
-                action="create",
-                resource=f"subscription {self.name}",
-                permission="pubsub.subscriptions.create",
-                tolerate=(api_exceptions.AlreadyExists,),
-            )
-        elif action is PlanAction.UPDATE:
-            call(
-                lambda: self.pubsub.update_subscription(self.config),
-                action="update",
-                resource=f"subscription {self.name}",
-                permission="pubsub.subscriptions.update",
-            )
+            where, permission = f"subscription {self.name}", "pubsub.subscriptions.create"
+            with admin("create", where, permission, cases=_THERE):
+                self.pubsub.create_subscription(self.config)
+        else:
+            with admin("update", f"subscription {self.name}", "pubsub.subscriptions.update"):
+                self.pubsub.update_subscription(self.config)
 
     def plan_destroy(self) -> PlanStep:
         if self._current() is not None:
@@ -182,17 +116,14 @@ class Subscription(Part):
         return self.step(PlanAction.NO_CHANGE, "already gone")
 
     def delete(self) -> None:
-        call(
-            lambda: self.pubsub.delete_subscription(self.name),
-            action="delete",
-            resource=f"subscription {self.name}",
-            permission="pubsub.subscriptions.delete",
-            tolerate=(api_exceptions.NotFound,),
-        )
+        where, permission = f"subscription {self.name}", "pubsub.subscriptions.delete"
+        with admin("delete", where, permission, cases=_GONE):
+            self.pubsub.delete_subscription(self.name)
 
 
 class IamGrant(Part):
     kind = "GCPIAMBinding"
+    removable = False  # the binding goes with its topic or subscription
 
     def __init__(
         self,
@@ -209,30 +140,19 @@ class IamGrant(Part):
         self._kind = "topics" if "/topics/" in resource else "subscriptions"
 
     def _granted(self) -> bool:
-        members = call(
-            lambda: self.pubsub.iam_members(self.resource, self.role),
-            action="read the IAM policy of",
-            resource=self.resource,
-            permission=f"pubsub.{self._kind}.getIamPolicy",
-            # The resource itself is created earlier in the same apply.
-            tolerate=(api_exceptions.NotFound,),
-        )
-        return members is not None and self.member() in members
+        # The resource itself is created earlier in the same apply: NotFound until then.
+        permission = f"pubsub.{self._kind}.getIamPolicy"
+        with admin("read the IAM policy of", self.resource, permission, cases=_GONE):
+            return self.member() in self.pubsub.iam_members(self.resource, self.role)
+        return False
 
     def plan(self) -> PlanStep:
         action = PlanAction.NO_CHANGE if self._granted() else PlanAction.CREATE
         return self.step(action, self.member())
 
     def apply(self, action: PlanAction) -> None:
-        if action is PlanAction.CREATE:
-            call(
-                lambda: self.pubsub.add_iam_member(
-                    self.resource, role=self.role, member=self.member()
-                ),
-                action=f"grant {self.role} on",
-                resource=self.resource,
-                permission=f"pubsub.{self._kind}.setIamPolicy",
-            )
+        with admin(f"grant {self.role} on", self.resource, f"pubsub.{self._kind}.setIamPolicy"):
+            self.pubsub.add_iam_member(self.resource, role=self.role, member=self.member())
 
 
 # Cloud Storage's answer while its service agent may not publish to the topic: "The
@@ -282,14 +202,11 @@ class BucketNotification(Part):
 
     def _ours(self) -> list[NotificationConfig]:
         """The bucket's notification configurations that publish to our topic."""
-        configs = call(
-            lambda: self.notifications.list_notifications(self.bucket),
-            action="list the notifications of",
-            resource=f"bucket gs://{self.bucket}",
-            permission="storage.buckets.get",
-            tolerate=(api_exceptions.NotFound,),
-        )
-        return [c for c in configs or [] if c.topic == self.topic]
+        where = f"bucket gs://{self.bucket}"
+        with admin("list the notifications of", where, "storage.buckets.get", cases=_GONE):
+            configs = self.notifications.list_notifications(self.bucket)
+            return [c for c in configs if c.topic == self.topic]
+        return []
 
     @staticmethod
     def _fits(config: NotificationConfig) -> bool:
@@ -340,11 +257,10 @@ class BucketNotification(Part):
         waited, pause = 0.0, 2.0
         while True:
             try:
-                with translated(
-                    resource=f"bucket gs://{self.bucket}",
-                    action="create the notification of",
-                    error=PrimitiveError,
-                    permission="storage.buckets.update",
+                with admin(
+                    "create the notification of",
+                    f"bucket gs://{self.bucket}",
+                    "storage.buckets.update",
                 ):
                     self.notifications.create_notification(
                         self.bucket,
@@ -371,15 +287,9 @@ class BucketNotification(Part):
                 pause = min(pause * 2, 30.0)
 
     def _delete(self, config: NotificationConfig) -> None:
-        call(
-            functools.partial(
-                self.notifications.delete_notification, self.bucket, config.notification_id
-            ),
-            action="delete the notification of",
-            resource=f"bucket gs://{self.bucket}",
-            permission="storage.buckets.update",
-            tolerate=(api_exceptions.NotFound,),
-        )
+        where, permission = f"bucket gs://{self.bucket}", "storage.buckets.update"
+        with admin("delete the notification of", where, permission, cases=_GONE):
+            self.notifications.delete_notification(self.bucket, config.notification_id)
 
     def plan_destroy(self) -> PlanStep:
         if self._ours():

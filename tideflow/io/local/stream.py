@@ -13,7 +13,8 @@ list is the journal's ``dead`` events (``dead_letter_queue()``); the runtime rec
 in the table's failure log.
 
 The journal stays bounded: while the watcher runs, done events older than
-``TIDEFLOW_JOURNAL_RETENTION_DAYS`` (default 7) are deleted, at start and then hourly.
+``TIDEFLOW_JOURNAL_RETENTION_DAYS`` (default 7; ``LocalSettings``, read when the stream is
+made) are deleted, at start and then hourly.
 Pending, leased and dead events are never deleted, and each file's object record (its
 key and generation, what keeps an unchanged file from being journaled twice) is kept.
 """
@@ -25,8 +26,9 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
+from typing import ClassVar
 
 import watchfiles
 
@@ -35,6 +37,8 @@ from tideflow.home import make_private_dir
 from tideflow.io.keys import RESERVED_PREFIX
 from tideflow.io.local.bucket import LocalBucket, iter_keys
 from tideflow.io.local.journal import DEAD, DONE, LEASED, PENDING, EventRecord, Journal
+from tideflow.io.local.settings import LocalSettings
+from tideflow.io.options import OptionCheck, seconds, whole_number
 from tideflow.io.primitive import PlanAction, PlanStep, SourcePrimitive
 from tideflow.io.strategies import DeadLetterQueue, Source, StoredObject
 from tideflow.types import DeadLetter, Delivery, ObjectReader, SourceStats
@@ -44,24 +48,16 @@ COMPACT_EVERY_SECONDS = 3600.0
 # While the journal refuses writes (disk full), files the watcher saw are found again by a
 # scan this much later.
 RESCAN_AFTER_SECONDS = 5.0
-DEFAULT_RETENTION_DAYS = 7.0
-
-
-def journal_retention_seconds() -> float:
-    """How long done events stay in the journal: $TIDEFLOW_JOURNAL_RETENTION_DAYS (days)."""
-    text = os.environ.get("TIDEFLOW_JOURNAL_RETENTION_DAYS", "").strip()
-    try:
-        days = float(text) if text else DEFAULT_RETENTION_DAYS
-    except ValueError:
-        days = DEFAULT_RETENTION_DAYS
-    return max(days, 0.0) * 86400
-
-
 logger = logging.getLogger("tideflow.local")
 
 
 class LocalFileChangeStream(SourcePrimitive):
     """Object-created events of a local bucket, journaled in SQLite."""
+
+    option_checks: ClassVar[Mapping[str, OptionCheck]] = {
+        "max_attempts": whole_number(1, 1000),
+        "lease_seconds": seconds(0, 12 * 3600, above=True),
+    }
 
     def __init__(
         self,
@@ -72,6 +68,7 @@ class LocalFileChangeStream(SourcePrimitive):
         max_attempts: int = 5,
         lease_seconds: float = 60.0,
         stream_id: str | None = None,
+        settings: LocalSettings | None = None,
     ) -> None:
         if isinstance(bucket, str | os.PathLike):  # BuildFlow's LocalFileChangeStream(path)
             bucket, file_path = None, bucket
@@ -87,22 +84,11 @@ class LocalFileChangeStream(SourcePrimitive):
             raise ValueError("LocalFileChangeStream needs a LocalBucket (or file_path=...)")
         self.bucket = bucket
         self.stream_id = stream_id or f"{bucket.bucket_name}-changes"
+        self.settings = settings or LocalSettings.from_environ()
 
         self.max_attempts = 5
         self.lease_seconds = 60.0
         self.options(max_attempts=max_attempts, lease_seconds=lease_seconds)
-
-    def _option_names(self) -> frozenset[str]:
-        return frozenset({"max_attempts", "lease_seconds"})
-
-    def _check_option(self, name: str, value: object) -> str | None:
-        if name == "max_attempts" and not (isinstance(value, int) and 1 <= value <= 1000):
-            return "must be a whole number from 1 to 1000"
-        if name == "lease_seconds" and not (
-            isinstance(value, int | float) and 0 < value <= 12 * 3600
-        ):
-            return "must be more than 0 seconds and at most 12 hours"
-        return None
 
     def primitive_id(self) -> str:
         return f"local-file-change-stream:{self.stream_id}"
@@ -243,7 +229,7 @@ class LocalJournalSource(Source):
         if now < self._next_compaction:
             return
         self._next_compaction = now + COMPACT_EVERY_SECONDS
-        retention = journal_retention_seconds()
+        retention = self.stream.settings.journal_retention_seconds
         try:
             removed = self.journal.compact(
                 self.stream.stream_id, older_than=time.time() - retention

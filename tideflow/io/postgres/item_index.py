@@ -15,8 +15,9 @@ from typing import Any
 
 import psycopg
 
-from tideflow.io.item_index import BEST, FIRST, KEY, ORDER, POSITION, ItemIndex, quote
+from tideflow.io.item_index import BEST, FIRST, KEY, ORDER, POSITION, ItemIndex
 from tideflow.io.schema import ROW_ID_COLUMN, Field
+from tideflow.io.sql import quote
 
 _BACKFILL_BATCH = 1000
 logger = logging.getLogger("tideflow.postgres")

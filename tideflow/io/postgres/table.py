@@ -1,13 +1,12 @@
 """PostgreSQL as the warehouse, on any stack: for consumers on many machines.
 
-``PostgresDatabase(url)`` is an existing database (``POSTGRES_URL`` when ``url`` is None,
-e.g. ``postgresql://user:password@host:5432/db``; on AWS that is RDS or Aurora): tideflow
-creates tables in it, never the server or the database. ``PostgresTable(database,
-"name").options(schema=Row)`` is a table whose columns come from the row dataclass
+``PostgresTable(database, "name").options(schema=Row)`` is a table of an existing
+database (``tideflow.io.postgres.database``) whose columns come from the row dataclass
 (``tideflow.io.schema``): text, bigint, double precision, boolean, bytea, timestamptz,
 date; a record or a list of records is ``jsonb``; a list of scalars is an array. apply
 creates the table and adds columns the dataclass gained (additive changes only; added
-columns are nullable); a second apply changes nothing; destroy drops the table.
+columns are nullable), with a B-tree on its first timestamp column and its item indexes;
+a second apply changes nothing; destroy drops the table (``tideflow.io.sql_table``).
 
 Delivery: each table has a hidden ``_tideflow_row_id`` primary key and a batch is one
 ``INSERT ... ON CONFLICT DO NOTHING`` in one transaction, so any number of consumers on any
@@ -15,27 +14,12 @@ number of machines can write the same event twice and the table keeps one row. W
 server refuses a batch for its data, rows are retried one by one and ``RowError`` names
 the refused ones; the others are committed. When it cannot take any row now, the write
 raises ``SinkUnavailableError``, which the worker waits out with backoff, burning no
-delivery attempt: connection problems (refused, lost, SQLSTATE classes 08 and 57: a server
-shutting down or restarting), a read-only server (25006: a writer demoted during an RDS or
-Aurora failover, reached through a stale DNS entry), conflicts and deadlocks (class 40),
-timeouts, and class 42 errors that are not about a row's data (42501 permission denied,
-42P01/42703 a missing table or column): grants and tables are fixed by people, and the
-events wait for them. Reads raise ``ReadError``.
-
-Connections: TCP keepalives (idle 30 s, then 3 probes 10 s apart) and
-``tcp_user_timeout`` 60 s find a server that vanished without closing the connection (a
-failover, a changed security group) in about a minute, not the OS's 2 hours; every
-statement has ``statement_timeout`` 60 s and ``lock_timeout`` 10 s (apply lifts them for
-its own back-fills and DDL), so a write stuck behind a lock is retried, not left hanging.
-The URL's own parameters win (``?options=-c%20statement_timeout%3D120s``). TLS is
-verified by default: ``sslmode=verify-full`` unless the URL (or ``PGSSLMODE``) sets
-another; give the server's CA with ``sslrootcert=/path/to/ca.pem`` (RDS and Aurora: AWS's
-``global-bundle.pem``) or ``sslrootcert=system``. A missing certificate, or a server
-without TLS, stops with a ``ConfigError`` that says which to set.
+delivery attempt (what counts as that: ``unavailable()`` in
+``tideflow.io.postgres.database``): grants and tables are fixed by people, and the events
+wait for them. Reads raise ``ReadError``.
 
 Reads: the same ``select``/``count``/``query`` interface as DuckDB and BigQuery
-(``tideflow.io.sql``); ``query`` takes ``{table}`` and ``$name`` placeholders. Each process
-keeps a small pool of connections (``pool_size``, default 8) shared by its threads.
+(``tideflow.io.sql``); ``query`` takes ``{table}`` and ``$name`` placeholders.
 ``failure_log()`` is the ``<table>_failures`` table in the same database.
 """
 
@@ -43,53 +27,30 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import queue
 import re
-import threading
-import urllib.parse
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
 import psycopg
-from psycopg.conninfo import conninfo_to_dict
 from psycopg.types.json import Jsonb
 
 from tideflow.exceptions import (
-    ConfigError,
-    PrimitiveError,
     ReadError,
     RowError,
     SinkError,
     SinkUnavailableError,
 )
-from tideflow.io.item_index import ItemIndex, indexes_for
+from tideflow.io.item_index import ItemIndex
+from tideflow.io.postgres.database import PostgresDatabase, refuses_rows
 from tideflow.io.postgres.item_index import backfill, create, insert_items
-from tideflow.io.primitive import PlanAction, PlanStep, Primitive, SinkPrimitive
-from tideflow.io.schema import ROW_ID_COLUMN, Field, Kind, row_values, schema_of
-from tideflow.io.sql import SqlDialect, SqlTableReader, first_rows
+from tideflow.io.primitive import PlanStep
+from tideflow.io.schema import ROW_ID_COLUMN, Field, Kind, row_values
+from tideflow.io.sql import SqlDialect, SqlTableReader, first_rows, quote
+from tideflow.io.sql_table import SqlTable
 from tideflow.io.strategies import Sink
 from tideflow.types import QueryResult
 
-URL_ENV = "POSTGRES_URL"
-# Connection settings unless the URL sets them (see the module docstring).
-CONNECTION_DEFAULTS = {
-    "connect_timeout": "10",
-    "keepalives": "1",
-    "keepalives_idle": "30",
-    "keepalives_interval": "10",
-    "keepalives_count": "3",
-    "tcp_user_timeout": "60000",
-}
-STATEMENT_OPTIONS = "-c statement_timeout=60s -c lock_timeout=10s"
-DEFAULT_SSLMODE = "verify-full"
-# How long a thread waits for one of the pool's connections before giving up.
-POOL_WAIT_SECONDS = 30.0
-# SQLSTATEs of class 42 that are about a row's values (a number too big for its column,
-# a value of the wrong type), not about the table or the grants.
-_ROW_DATA_STATES = {"42804", "42846", "42P08", "42P18"}
-_SECRET_PARAMETERS = re.compile(r"(^|&)((?:ssl)?password)=[^&]*")
 logger = logging.getLogger("tideflow.postgres")
 _TYPES = {
     Kind.STRING: "text",
@@ -103,15 +64,11 @@ _TYPES = {
 _PARAM = re.compile(r"\$([A-Za-z_][A-Za-z0-9_]*)")
 
 
-def quote(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
 def is_json(field: Field) -> bool:
     return field.kind is Kind.RECORD
 
 
-def column_type(field: Field) -> str:
+def postgres_type(field: Field) -> str:
     if field.kind is Kind.RECORD:
         return "jsonb"
     return f"{_TYPES[field.kind]}[]" if field.repeated else _TYPES[field.kind]
@@ -121,197 +78,7 @@ def _dumps(value: Any) -> str:
     return json.dumps(value, default=str)
 
 
-def redacted(url: str) -> str:
-    """``url`` without its passwords (user info, ``?password=``, ``?sslpassword=``), for
-    messages and primitive ids."""
-    parts = urllib.parse.urlsplit(url)
-    netloc = parts.netloc
-    if parts.password is not None:
-        netloc = netloc.replace(f":{parts.password}@", ":***@")
-    query = _SECRET_PARAMETERS.sub(r"\1\2=***", parts.query)
-    return urllib.parse.urlunsplit(parts._replace(netloc=netloc, query=query))
-
-
-def connection_settings(url: str) -> dict[str, str]:
-    """What ``psycopg.connect(url, **settings)`` adds to the URL: the defaults it lacks,
-    the statement timeouts (before the URL's own ``options``, which win), and TLS
-    verification unless the URL or ``PGSSLMODE`` chose a mode."""
-    given = conninfo_to_dict(url)
-    settings = {k: v for k, v in CONNECTION_DEFAULTS.items() if k not in given}
-    own = given.get("options")
-    settings["options"] = f"{STATEMENT_OPTIONS} {own}" if own else STATEMENT_OPTIONS
-    if "sslmode" not in given and not os.environ.get("PGSSLMODE"):
-        settings["sslmode"] = DEFAULT_SSLMODE
-    return settings
-
-
-def unavailable(exc: psycopg.Error) -> bool:
-    """True when the server cannot take any write now, whatever the rows (see the module
-    docstring); False when it refused these rows."""
-    state = exc.sqlstate or ""
-    if isinstance(exc, psycopg.OperationalError) or state == "25006":
-        return True
-    return state[:2] in ("08", "40", "53", "57") or (
-        state[:2] == "42" and state not in _ROW_DATA_STATES
-    )
-
-
-def _refuses_rows(exc: psycopg.Error) -> bool:
-    return isinstance(
-        exc, psycopg.DataError | psycopg.IntegrityError | psycopg.ProgrammingError
-    ) and not unavailable(exc)
-
-
-def _tls_problem(exc: psycopg.Error) -> str | None:
-    """What to set when ``exc`` is libpq refusing to connect without verified TLS."""
-    text = str(exc)
-    if "root certificate file" in text:
-        return (
-            "no CA certificate to verify the server with (tideflow uses sslmode=verify-full "
-            "unless POSTGRES_URL sets sslmode): add sslrootcert=/path/to/ca.pem to "
-            "POSTGRES_URL (RDS and Aurora: AWS's global-bundle.pem), or sslrootcert=system "
-            "for a certificate from a public CA"
-        )
-    if "server does not support SSL" in text:
-        return (
-            "the server offers no TLS, and tideflow verifies TLS by default "
-            "(sslmode=verify-full): turn TLS on in the server, or on a network you trust "
-            "set sslmode=disable in POSTGRES_URL"
-        )
-    return None
-
-
-class _Pool:
-    """Up to ``size`` autocommit-off connections, shared by a process's threads."""
-
-    def __init__(self, url: str, size: int) -> None:
-        self.url = url
-        self.size = size
-        self._settings: dict[str, Any] = connection_settings(url)
-        self._idle: queue.LifoQueue[psycopg.Connection[Any]] = queue.LifoQueue()
-        self._slots = threading.BoundedSemaphore(size)
-
-    @contextmanager
-    def connection(self) -> Iterator[psycopg.Connection[Any]]:
-        # Bounded, so that readers holding every connection delay a writer, not stall it.
-        if not self._slots.acquire(timeout=POOL_WAIT_SECONDS):
-            raise psycopg.OperationalError(
-                f"all {self.size} connections of this process were busy for {POOL_WAIT_SECONDS:g} s"
-            )
-        conn: psycopg.Connection[Any] | None = None
-        try:
-            try:
-                conn = self._idle.get_nowait()
-                if conn.closed or conn.broken:
-                    conn = None
-            except queue.Empty:
-                conn = None
-            if conn is None:
-                conn = psycopg.connect(self.url, **self._settings)
-            yield conn
-            if not conn.closed and not conn.broken:
-                conn.rollback()  # leave no transaction open between uses
-                self._idle.put(conn)
-                conn = None
-        finally:
-            if conn is not None:
-                if conn.broken:
-                    # The server went away (a restart, a failover): the idle connections
-                    # are most likely cut too, and would each fail once more.
-                    self.close()
-                conn.close()
-            self._slots.release()
-
-    def close(self) -> None:
-        while True:
-            try:
-                self._idle.get_nowait().close()
-            except queue.Empty:
-                return
-
-
-class PostgresDatabase(Primitive):
-    """An existing PostgreSQL database; tideflow creates tables in it, not the database."""
-
-    def __init__(self, url: str | None = None, *, pool_size: int = 8) -> None:
-        self.url = url or os.environ.get(URL_ENV, "")
-        if not self.url:
-            raise ConfigError(
-                f"no PostgreSQL database: set {URL_ENV}=postgresql://user:password@host:5432/db"
-            )
-        if not self.url.startswith(("postgresql://", "postgres://")):
-            raise ConfigError(f"{URL_ENV} must start with postgresql://, got {redacted(self.url)}")
-        self.pool_size = pool_size
-        self._pool: _Pool | None = None
-        self._lock = threading.Lock()
-
-    def __getstate__(self) -> dict[str, Any]:
-        state = self.__dict__.copy()
-        state["_pool"] = None
-        del state["_lock"]
-        return state
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__dict__.update(state)
-        self._lock = threading.Lock()
-
-    @property
-    def where(self) -> str:
-        return redacted(self.url)
-
-    def pool(self) -> _Pool:
-        with self._lock:
-            if self._pool is None:
-                self._pool = _Pool(self.url, self.pool_size)
-            return self._pool
-
-    @contextmanager
-    def connection(
-        self,
-        error: type[Exception] = PrimitiveError,
-        unavailable_error: type[Exception] | None = None,
-    ) -> Iterator[psycopg.Connection[Any]]:
-        """A pooled connection; psycopg errors become ``error`` (kept as ``__cause__``), or
-        ``unavailable`` when given for what may pass (see ``unavailable()``: connection
-        problems, failover, conflicts, missing grants or tables). A connection refused
-        for want of verified TLS is a ``ConfigError`` that says what to set."""
-        try:
-            with self.pool().connection() as conn:
-                yield conn
-        except psycopg.Error as exc:
-            tls = _tls_problem(exc)
-            if tls is not None:
-                raise ConfigError(f"PostgreSQL {self.where}: {tls}") from exc
-            kind = error if unavailable_error is None or not unavailable(exc) else unavailable_error
-            raise kind(f"PostgreSQL {self.where}: {' '.join(str(exc).split())}") from exc
-
-    def close(self) -> None:
-        with self._lock:
-            if self._pool is not None:
-                self._pool.close()
-                self._pool = None
-
-    def primitive_id(self) -> str:
-        return f"postgres-database:{self.where}"
-
-    def plan(self) -> PlanStep:
-        with self.connection() as conn:
-            conn.execute("SELECT 1")
-        return self.step(PlanAction.NO_CHANGE, "exists (tideflow never creates the database)")
-
-    def plan_destroy(self) -> PlanStep:
-        return self.step(PlanAction.NO_CHANGE, "kept (tideflow never drops the database)")
-
-    def apply(self) -> PlanStep:
-        return self.plan()
-
-    def destroy(self) -> PlanStep:
-        step = self.plan_destroy()
-        self.close()
-        return step
-
-
-class PostgresTable(SinkPrimitive):
+class PostgresTable(SqlTable):
     """A table in a ``PostgresDatabase``; set its row type with ``.options(schema=Row)``."""
 
     def __init__(self, database: PostgresDatabase | str | None, table_name: str) -> None:
@@ -320,16 +87,6 @@ class PostgresTable(SinkPrimitive):
         self.database = database
         self.table_name = table_name
         self.schema: type | None = None
-
-    def _option_names(self) -> frozenset[str]:
-        return frozenset({"schema"})
-
-    def _check_option(self, name: str, value: Any) -> str | None:
-        try:
-            schema_of(value)
-        except TypeError as exc:
-            return str(exc)
-        return None
 
     def primitive_id(self) -> str:
         return f"postgres-table:{self.database.where}/{self.table_name}"
@@ -340,17 +97,12 @@ class PostgresTable(SinkPrimitive):
     def sibling(self, table_name: str, *, schema: type) -> PostgresTable:
         return PostgresTable(self.database, table_name).options(schema=schema)
 
-    def fields(self) -> tuple[Field, ...]:
-        if self.schema is None:
-            raise PrimitiveError(
-                f"table {self.table_name} has no schema: declare it with "
-                "PostgresTable(...).options(schema=YourRowDataclass)"
-            )
-        return schema_of(self.schema)
+    def column_type(self, field: Field) -> str:
+        return postgres_type(field)
 
     # The catalogs, not information_schema: it shows only the tables the role has a grant
     # on, and `run --only consumers` must see every table exist.
-    def _existing_columns(self) -> list[str] | None:
+    def existing_columns(self) -> list[str] | None:
         with self.database.connection() as conn:
             rows = conn.execute(
                 "SELECT a.attname FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid "
@@ -362,20 +114,14 @@ class PostgresTable(SinkPrimitive):
             ).fetchall()
         return [r[0] for r in rows] or None
 
-    def item_indexes(self) -> list[ItemIndex]:
-        """Side tables that make item filters fast (``tideflow.io.item_index``)."""
-        return indexes_for(self.table_name, self.fields())
-
-    def _missing_indexes(self) -> list[ItemIndex]:
-        indexes = self.item_indexes()
+    def existing_tables(self, names: Sequence[str]) -> set[str]:
         with self.database.connection() as conn:
             found = conn.execute(
                 "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
                 "WHERE n.nspname = current_schema() AND c.relname = ANY(%s)",
-                [[index.name for index in indexes]],
+                [list(names)],
             ).fetchall()
-        present = {row[0] for row in found}
-        return [index for index in indexes if index.name not in present]
+        return {row[0] for row in found}
 
     def _order_index(self) -> tuple[str, str] | None:
         """(index name, column): newest-first pages and deep pages of the table's first
@@ -393,66 +139,40 @@ class PostgresTable(SinkPrimitive):
             found = conn.execute("SELECT to_regclass(%s)", [quote(wanted[0])]).fetchone()
         return wanted[1] if found is None or found[0] is None else None
 
-    def plan(self) -> PlanStep:
-        existing = self._existing_columns()
-        changes = []
-        if existing is not None:
-            unordered = self._missing_order_index()
-            if unordered:
-                changes.append(f"add index on {unordered}")
-            indexes = self._missing_indexes()
-            if indexes:
-                changes.append(f"add item index: {', '.join(i.name for i in indexes)}")
-        return self.table_step([f.name for f in self.fields()], existing, changes)
+    def changes(self) -> list[str]:
+        unordered = self._missing_order_index()
+        ordered = [f"add index on {unordered}"] if unordered else []
+        return [*ordered, *super().changes()]
 
-    def plan_destroy(self) -> PlanStep:
-        present = self._existing_columns() is not None
-        return self.step(PlanAction.DELETE if present else PlanAction.NO_CHANGE)
+    def execute(self, statements: Sequence[str]) -> None:
+        with self.database.connection() as conn:
+            for statement in statements:
+                conn.execute(statement)
+            conn.commit()
 
-    def apply(self) -> PlanStep:
-        step = self.plan()
-        table = quote(self.table_name)
+    def migrate(self, step: PlanStep, statements: Sequence[str]) -> None:
         with self.database.connection() as conn:
             # Back-fills and index builds may take minutes on a big table; writers that
             # wait for apply's locks time out after their lock_timeout and try again.
             conn.execute("SET statement_timeout = 0")
             conn.execute("SET lock_timeout = 0")
-            if step.action is PlanAction.CREATE:
-                columns = [f"{quote(f.name)} {column_type(f)}" for f in self.fields()]
-                columns.append(f"{quote(ROW_ID_COLUMN)} text PRIMARY KEY")
-                conn.execute(f"CREATE TABLE IF NOT EXISTS {table} ({', '.join(columns)})")
-            elif step.action is PlanAction.UPDATE:
-                existing = self._existing_columns() or []
-                for field in self.fields():
-                    if field.name not in existing:
-                        conn.execute(
-                            f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS "
-                            f"{quote(field.name)} {column_type(field)}"
-                        )
+            for statement in statements:
+                conn.execute(statement)
             order_index = self._order_index()
             if order_index is not None and self._missing_order_index():
                 name, column = order_index
                 conn.execute(
-                    f"CREATE INDEX IF NOT EXISTS {quote(name)} ON {table} ({quote(column)})"
+                    f"CREATE INDEX IF NOT EXISTS {quote(name)} "
+                    f"ON {quote(self.table_name)} ({quote(column)})"
                 )
             conn.commit()
-            missing = {index.name for index in self._missing_indexes()}
+            missing = {index.name for index in self.missing_indexes()}
             for index in self.item_indexes():
                 self._fill_item_index(conn, index, new=index.name in missing)
             if missing:
-                # VACUUM (outside a transaction) sets the visibility map, so counts are
-                # index-only scans from the start rather than after autovacuum's next pass
-                # (measured at 1,000,000 rows: a label's total 103 -> 3 ms), and ANALYZE
-                # gives the planner the side table's statistics.
-                conn.autocommit = True
-                try:
-                    for name in sorted(missing):
-                        conn.execute(f"VACUUM (ANALYZE) {quote(name)}")
-                finally:
-                    conn.autocommit = False
+                _vacuum(conn, sorted(missing))
             conn.execute("RESET statement_timeout")
             conn.execute("RESET lock_timeout")
-        return step
 
     def _fill_item_index(
         self, conn: psycopg.Connection[Any], index: ItemIndex, *, new: bool
@@ -466,7 +186,7 @@ class PostgresTable(SinkPrimitive):
                 # same rows.
                 conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", [index.name])
                 if new:
-                    create(conn, index, column_type)
+                    create(conn, index, postgres_type)
                 added = backfill(conn, index)
         except psycopg.errors.InsufficientPrivilege as exc:
             if new:
@@ -481,16 +201,6 @@ class PostgresTable(SinkPrimitive):
             return
         if added and not new:
             logger.info("%s: indexed %d row(s) written without entries", index.name, added)
-
-    def destroy(self) -> PlanStep:
-        step = self.plan_destroy()
-        if step.action is PlanAction.DELETE:
-            with self.database.connection() as conn:
-                for index in self.item_indexes():
-                    conn.execute(f"DROP TABLE IF EXISTS {quote(index.name)}")
-                conn.execute(f"DROP TABLE IF EXISTS {quote(self.table_name)}")
-                conn.commit()
-        return step
 
     def sink(self) -> PostgresSink:
         return PostgresSink(self)
@@ -553,7 +263,7 @@ class PostgresSink(Sink):
                         self._index(conn, cursor, rows)
                     return
                 except psycopg.Error as exc:
-                    if not _refuses_rows(exc):
+                    if not refuses_rows(exc):
                         raise  # the server cannot take rows now: the worker waits
                 rejected: dict[str, str] = {}
                 with conn.transaction():
@@ -565,7 +275,7 @@ class PostgresSink(Sink):
                                 )
                                 self._index(conn, cursor, [row])
                         except psycopg.Error as exc:
-                            if not _refuses_rows(exc):
+                            if not refuses_rows(exc):
                                 raise
                             rejected[row_id] = " ".join(str(exc).split())
         except SinkError as exc:  # SinkUnavailableError stays one: the worker waits it out
@@ -586,7 +296,7 @@ class PostgresReader(SqlTableReader):
 
         def unnest_items(column: str) -> str:
             field = fields[column]
-            inner = ", ".join(f"{quote(f.name)} {column_type(f)}" for f in field.fields)
+            inner = ", ".join(f"{quote(f.name)} {postgres_type(f)}" for f in field.fields)
             return f"jsonb_to_recordset({column}) AS _item({inner})"
 
         self.dialect = SqlDialect(
@@ -598,42 +308,59 @@ class PostgresReader(SqlTableReader):
         self.indexes = table.item_indexes()
         self.contains_like = True
 
+    @contextmanager
+    def _connection(self) -> Iterator[psycopg.Connection[Any]]:
+        try:
+            with self.table.database.connection(ReadError) as conn:
+                yield conn
+        except ReadError as exc:
+            raise ReadError(f"query on {self.table.table_name} failed: {exc}") from exc.__cause__
+
     def query(self, sql: str, params: dict[str, Any] | None = None) -> QueryResult:
         sql = sql.replace("{table}", self.table_ref).replace("%", "%%")
         sql = _PARAM.sub(r"%(\1)s", sql)
-        for attempt in (1, 2):
-            try:
-                with self.table.database.connection(ReadError) as conn:
-                    cursor = conn.execute(sql, params or {})
-                    rows = cursor.fetchall()
-                    columns = [d.name for d in cursor.description or []]
-                return QueryResult(columns=columns, rows=[tuple(r) for r in rows])
-            except ReadError as exc:
-                # A pooled connection cut while idle (a restart, a failover) fails on its
-                # first use; a read is safe to send again, once, on a new connection.
-                if attempt == 1 and isinstance(exc.__cause__, psycopg.OperationalError):
-                    continue
-                raise ReadError(
-                    f"query on {self.table.table_name} failed: {exc}"
-                ) from exc.__cause__
-        raise AssertionError("unreachable")  # pragma: no cover
+        try:
+            return self._read(sql, params)
+        except ReadError as exc:
+            if not isinstance(exc.__cause__, psycopg.OperationalError):
+                raise
+        # A pooled connection cut while idle (a restart, a failover) fails on its first
+        # use; a read is safe to send again, once, on a new connection.
+        return self._read(sql, params)
+
+    def _read(self, sql: str, params: dict[str, Any] | None) -> QueryResult:
+        with self._connection() as conn:
+            cursor = conn.execute(sql, params or {})
+            rows = cursor.fetchall()
+            columns = [d.name for d in cursor.description or []]
+        return QueryResult(columns=columns, rows=[tuple(r) for r in rows])
 
     def _user_query(self, sql: str, *, read_only: bool, max_rows: int) -> QueryResult:
         # No parameters: psycopg sends the text as it is (no % escapes).
         sql = sql.replace("{table}", self.table_ref)
-        try:
-            with self.table.database.connection(ReadError) as conn:
-                if read_only:
-                    conn.execute("SET TRANSACTION READ ONLY")
-                # A read goes through a server-side cursor, so rows leave the server only
-                # as they are fetched (a write cannot be declared as one).
-                cursor = conn.cursor(name="tideflow_user_query") if read_only else conn.cursor()
-                with cursor:
-                    cursor.execute(sql)
-                    columns = [d.name for d in cursor.description or []]
-                    # A change without RETURNING answers with its count, as DuckDB does.
-                    rows = cursor.fetchmany(max_rows + 1) if columns else [(cursor.rowcount,)]
-                conn.commit()
-        except ReadError as exc:
-            raise ReadError(f"query on {self.table.table_name} failed: {exc}") from exc.__cause__
+        with self._connection() as conn:
+            if read_only:
+                conn.execute("SET TRANSACTION READ ONLY")
+            # A read goes through a server-side cursor, so rows leave the server only
+            # as they are fetched (a write cannot be declared as one).
+            cursor = conn.cursor(name="tideflow_user_query") if read_only else conn.cursor()
+            with cursor:
+                cursor.execute(sql)
+                columns = [d.name for d in cursor.description or []]
+                # A change without RETURNING answers with its count, as DuckDB does.
+                rows = cursor.fetchmany(max_rows + 1) if columns else [(cursor.rowcount,)]
+            conn.commit()
         return first_rows(columns or ["count"], rows, max_rows)
+
+
+def _vacuum(conn: psycopg.Connection[Any], tables: list[str]) -> None:
+    """VACUUM (outside a transaction) sets the visibility map, so counts are index-only
+    scans from the start rather than after autovacuum's next pass (measured at 1,000,000
+    rows: a label's total 103 -> 3 ms), and ANALYZE gives the planner the side tables'
+    statistics."""
+    conn.autocommit = True
+    try:
+        for name in tables:
+            conn.execute(f"VACUUM (ANALYZE) {quote(name)}")
+    finally:
+        conn.autocommit = False
