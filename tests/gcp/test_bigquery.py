@@ -15,6 +15,7 @@ from google.api_core.exceptions import NotFound
 from google.cloud import bigquery
 
 from tests.gcp.conftest import PROJECT, unique
+from tests.rows import Label
 from tideflow.exceptions import InvalidQueryError, PrimitiveError
 from tideflow.home import state_path
 from tideflow.io.duckdb import DuckDBDataset, DuckDBTable
@@ -24,12 +25,6 @@ from tideflow.io.primitive import PlanAction
 from tideflow.io.strategies import ItemFilter, TableReader
 
 T0 = datetime.datetime(2026, 5, 1, 12, 0, tzinfo=datetime.UTC)
-
-
-@dataclasses.dataclass
-class Label:
-    label: str
-    confidence: float
 
 
 @dataclasses.dataclass

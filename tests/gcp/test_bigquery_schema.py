@@ -9,6 +9,7 @@ import decimal
 import pytest
 from google.cloud import bigquery
 
+from tests.rows import Label
 from tideflow.exceptions import ReadError
 from tideflow.io.gcp.bigquery import merge_schema, table_schema
 from tideflow.io.gcp.bigquery_io import (
@@ -19,12 +20,6 @@ from tideflow.io.gcp.bigquery_io import (
     parameter,
 )
 from tideflow.io.schema import schema_of
-
-
-@dataclasses.dataclass
-class Label:
-    label: str
-    confidence: float
 
 
 @dataclasses.dataclass

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import duckdb
@@ -9,6 +9,8 @@ import httpx
 import pytest
 
 from tests.conftest import TideflowProcess
+from tests.rows import Row
+from tideflow.io.duckdb import DuckDBDataset, DuckDBTable
 
 TEXTFLOW = Path(__file__).parent / "textflow"
 
@@ -46,3 +48,15 @@ def wait_for_rows(app: TideflowProcess, expected: int, *, timeout: float = 60) -
             return found
         time.sleep(0.2)
     raise AssertionError(f"{found} after {timeout}s, expected {expected} rows:\n{app.log()}")
+
+
+@pytest.fixture
+def table(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[DuckDBTable]:
+    """A DuckDB table of ``tests.rows.Row`` in a fresh home."""
+    monkeypatch.setenv("TIDEFLOW_HOME", str(tmp_path))
+    dataset = DuckDBDataset("warehouse.duckdb")
+    table = DuckDBTable(dataset, "rows").options(schema=Row)
+    dataset.apply()
+    table.apply()
+    yield table
+    dataset.destroy()

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import small_tmpfs
+from tests.rows import Label, Row
 from tideflow.exceptions import ConfigError, ReadError, RowError, SinkUnavailableError
 from tideflow.io import export
 from tideflow.io.duckdb import DuckDBDataset, DuckDBTable
@@ -18,33 +19,8 @@ from tideflow.io.strategies import ItemFilter
 
 
 @dataclasses.dataclass
-class Label:
-    label: str
-    confidence: float
-
-
-@dataclasses.dataclass
-class Row:
-    name: str
-    labels: list[Label]
-    at: datetime.datetime
-    note: str | None = None
-
-
-@dataclasses.dataclass
 class RowV2(Row):
     score: float | None = None
-
-
-@pytest.fixture
-def table(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> DuckDBTable:
-    monkeypatch.setenv("TIDEFLOW_HOME", str(tmp_path))
-    dataset = DuckDBDataset("warehouse.duckdb")
-    table = DuckDBTable(dataset, "rows").options(schema=Row)
-    dataset.apply()
-    table.apply()
-    yield table
-    dataset.destroy()
 
 
 def _row(name: str, *labels: tuple[str, float], minute: int = 0) -> Row:

@@ -2,44 +2,20 @@
 
 from __future__ import annotations
 
-import dataclasses
 import datetime
 import random
-from pathlib import Path
 
 import pytest
 
+from tests.rows import Label, Row
 from tideflow.io import sql
-from tideflow.io.duckdb import DuckDBDataset, DuckDBTable
+from tideflow.io.duckdb import DuckDBTable
 from tideflow.io.duckdb.warehouse import DuckDBReader
 from tideflow.io.sql import SqlTableReader
 from tideflow.io.strategies import ItemFilter, Sink
 
 # "Tabby" and "tabby" in one row: the same label twice, as far as filters are concerned.
 WORDS = ["tabby cat", "tiger cat", "Egyptian cat", "catamaran", "dog", "Tabby", "tabby", "hat"]
-
-
-@dataclasses.dataclass
-class Label:
-    label: str
-    confidence: float
-
-
-@dataclasses.dataclass
-class Row:
-    name: str
-    labels: list[Label]
-    at: datetime.datetime
-
-
-@pytest.fixture
-def table(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> DuckDBTable:
-    monkeypatch.setenv("TIDEFLOW_HOME", str(tmp_path))
-    dataset = DuckDBDataset("warehouse.duckdb")
-    table = DuckDBTable(dataset, "rows").options(schema=Row)
-    dataset.apply()
-    table.apply()
-    return table
 
 
 def _rows(count: int, seed: int) -> list[tuple[str, Row]]:

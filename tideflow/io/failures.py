@@ -12,7 +12,6 @@ from __future__ import annotations
 import builtins
 import dataclasses
 import datetime
-import json
 from collections.abc import Iterable, Sequence
 
 from tideflow.io.primitive import SinkPrimitive
@@ -28,18 +27,7 @@ class FailureLog:
         self.table = table
 
     def record(self, event: FileChangeEvent, *, error: str, attempts: int) -> Failure:
-        failure = Failure(
-            event_id=event.event_id,
-            bucket=event.bucket,
-            file_path=event.file_path,
-            version=event.version,
-            size=event.size,
-            event_time=event.event_time,
-            metadata=json.dumps(event.metadata, default=str),
-            error=error,
-            attempts=attempts,
-            failed_at=datetime.datetime.now(datetime.UTC),
-        )
+        failure = Failure.of_event(event, error=error, attempts=attempts)
         self._append([failure])
         return failure
 

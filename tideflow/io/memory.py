@@ -9,7 +9,6 @@ the process.
 
 from __future__ import annotations
 
-import datetime
 import itertools
 import threading
 import time
@@ -118,17 +117,6 @@ class MemoryFailures:
         self.recorded: list[Failure] = []
 
     def record(self, event: FileChangeEvent, *, error: str, attempts: int) -> Failure:
-        failure = Failure(
-            event_id=event.event_id,
-            bucket=event.bucket,
-            file_path=event.file_path,
-            version=event.version,
-            size=event.size,
-            event_time=event.event_time,
-            metadata="{}",
-            error=error,
-            attempts=attempts,
-            failed_at=datetime.datetime.now(datetime.UTC),
-        )
+        failure = Failure.of_event(event, error=error, attempts=attempts)
         self.recorded.append(failure)
         return failure

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import json
 from typing import Any, Protocol
 
 JSONDict = dict[str, Any]
@@ -106,6 +107,22 @@ class Failure:
     attempts: int
     failed_at: datetime.datetime
     state: str = "dead"
+
+    @classmethod
+    def of_event(cls, event: FileChangeEvent, *, error: str, attempts: int) -> Failure:
+        """The failure record of ``event``, failed now."""
+        return cls(
+            event_id=event.event_id,
+            bucket=event.bucket,
+            file_path=event.file_path,
+            version=event.version,
+            size=event.size,
+            event_time=event.event_time,
+            metadata=json.dumps(event.metadata, default=str),
+            error=error,
+            attempts=attempts,
+            failed_at=datetime.datetime.now(datetime.UTC),
+        )
 
 
 @dataclasses.dataclass(frozen=True)
