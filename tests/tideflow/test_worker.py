@@ -263,28 +263,7 @@ def test_a_warehouse_outage_is_waited_out_with_backoff(
 
     source, failures = WatchedSource(), MemoryFailures()
     stop = threading.Event()
-    spec = ReplicaSpec(
-        entry_point="textflow:app",
-        project_dir=str(TEXTFLOW),
-        consumer_name="count_words",
-        index=0,
-        count=1,
-        num_concurrency=1,
-        global_values={},
-        log_level="WARNING",
-    )
-    worker = ConsumerWorker(
-        replica=ReplicaProcess(spec),
-        source=source,
-        sink=CountSink(),  # type: ignore[arg-type]
-        failures=failures,
-        batch_size=4,
-        lease_seconds=30,
-        event_timeout=60,
-        stop=stop,
-        on_fatal=lambda message: pytest.fail(message),
-    )
-    worker.start()
+    worker = _start_worker(source, CountSink(), failures, stop)  # type: ignore[arg-type]
     try:
         for key in ("a.txt", "b.txt"):
             source.publish(_event(key))
