@@ -15,7 +15,10 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Request
-from starlette.types import ASGIApp
+from starlette import routing
+from starlette.datastructures import MutableHeaders
+from starlette.types import ASGIApp, Message, Receive, Send
+from starlette.types import Scope as AsgiScope
 
 from tideflow import openapi_docs
 from tideflow.dependencies import Resolver, check_scopes, get_dependant
@@ -183,7 +186,41 @@ class Service:
             app.add_middleware(middleware_class, **options)
         for key, handler in self._exception_handlers:
             app.add_exception_handler(key, handler)
+        app.add_middleware(AllowEveryMethod, routes=app.router.routes)
         return app
+
+
+class AllowEveryMethod:
+    """A 405's ``Allow`` names every method the path takes (RFC 9110, 15.5.6).
+
+    Starlette's router names the methods of the first route that matched the path only,
+    and a service has one route per method, so a path with GET and POST said one of them.
+    """
+
+    def __init__(self, app: ASGIApp, *, routes: Sequence[routing.BaseRoute]) -> None:
+        self.app = app
+        self.routes = routes
+
+    async def __call__(self, scope: AsgiScope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_allow(message: Message) -> None:
+            if message["type"] == "http.response.start" and message["status"] == 405:
+                MutableHeaders(scope=message)["Allow"] = ", ".join(self._methods(scope))
+            await send(message)
+
+        await self.app(scope, receive, send_with_allow)
+
+    def _methods(self, scope: AsgiScope) -> list[str]:
+        methods: set[str] = set()
+        for route in self.routes:
+            if not isinstance(route, routing.Route) or not route.methods:
+                continue  # a mount, a websocket route
+            if route.matches(scope)[0] is not routing.Match.NONE:
+                methods.update(route.methods)
+        return sorted(methods)
 
 
 _BUNDLE = "tideflow_dependencies_"

@@ -268,6 +268,17 @@ def test_openapi_documents_the_error_codes(in_process: InProcessApp) -> None:
         assert not pattern.fullmatch(bad), bad
 
 
+def test_a_405_names_every_method_the_schema_documents(in_process: InProcessApp) -> None:
+    """Schemathesis's ST205: ``Allow`` lists the path's documented methods."""
+    schema = in_process.client.get("/openapi.json").json()
+    for path, operations in schema["paths"].items():
+        concrete = path.replace("{image_id}", "0" * 32)
+        answer = in_process.client.request("OPTIONS", concrete)
+        assert answer.status_code == 405, path
+        allowed = set(answer.headers["allow"].split(", ")) - {"HEAD"}
+        assert allowed == {method.upper() for method in operations}, path
+
+
 @pytest.mark.slow
 def test_previews_of_huge_images_are_refused_without_decoding(app: TideflowProcess) -> None:
     out = io.BytesIO()

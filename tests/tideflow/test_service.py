@@ -185,3 +185,24 @@ def test_dependency_overrides_swap_what_endpoints_get() -> None:
     client = TestClient(service.build_app(resolver=resolver))
     assert client.get("/hello/ada").json() == {"message": "hush ada"}
     assert _client().get("/hello/ada").json() == {"message": "hello ada"}
+
+
+def test_a_405_allows_every_method_of_the_path() -> None:
+    """One route per method underneath; the ``Allow`` header still names them all."""
+    both = Service(service_id="both")
+
+    @both.endpoint("/things/{name}")
+    def read(name: str) -> dict[str, str]:
+        return {"name": name}
+
+    @both.endpoint("/things/{name}", method="POST")
+    def write(name: str) -> dict[str, str]:
+        return {"written": name}
+
+    client = TestClient(both.build_app(resolver=Resolver()))
+    for method in ("OPTIONS", "DELETE", "PUT"):
+        answer = client.request(method, "/things/a")
+        assert answer.status_code == 405
+        assert answer.headers["allow"] == "GET, POST"
+    assert client.post("/things/a").json() == {"written": "a"}
+    assert client.options("/nowhere").status_code == 404
