@@ -48,6 +48,8 @@ def machines(
         "GCS_BUCKET_NAME": bucket,
         "BIGQUERY_DATASET": f"machines_{suffix}",
         "MODEL_THREADS": "1",
+        # The killed consumer's leases run out after 10 s, not the default minute.
+        "PUBSUB_ACK_DEADLINE": "10",
     }
     made: list[TideflowProcess] = []
 
