@@ -177,10 +177,6 @@ class Corrections:
         params = {f"id{i}": image_id for i, image_id in enumerate(image_ids)}
         return {row.image_id: row for row in self._newest(f"image_id IN ({names})", params)}
 
-    def all_latest(self) -> list[CorrectionRow]:
-        """The newest correction of every corrected image."""
-        return self._newest("TRUE", {})
-
     def _newest(self, condition: str, params: dict[str, str]) -> list[CorrectionRow]:
         result = self.table.reader().query(newest_sql(condition), params)
         return [CorrectionRow(*row) for row in result.rows]

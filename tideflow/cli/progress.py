@@ -19,10 +19,6 @@ def set_quiet(quiet: bool) -> None:
     _state["quiet"] = quiet
 
 
-def is_quiet() -> bool:
-    return _state["quiet"]
-
-
 def progress(console: Console, *, bar: bool = True) -> Progress:
     """A transient progress display: spinner, description, (bar,) count and time."""
     # Imported here: quick commands (status) never show one.
